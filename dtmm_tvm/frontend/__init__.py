@@ -1,0 +1,1 @@
+"""Model loading: validation with clear errors, then TVM's importers."""

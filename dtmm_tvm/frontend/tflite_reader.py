@@ -1,0 +1,183 @@
+"""A plain reading of a .tflite flatbuffer: operators, tensors, quantization, constant data.
+
+TVM's importer does the real import; this reader exists to validate a model *before* TVM sees it
+(so a bad model gets an error naming the file, op and tensor instead of a TVM traceback) and to let
+tests and reports look at weights and quantization parameters directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+
+_TFLITE_DTYPES = {
+    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
+    7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128", 12: "uint64",
+    13: "resource", 14: "variant", 15: "uint32", 16: "uint16", 17: "int4",
+}
+
+
+@dataclass
+class TFLiteTensor:
+    """One tensor of the model's main subgraph."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]
+    dtype: str
+    scale: np.ndarray | None = None  # float32 [1] or [channels]
+    zero_point: np.ndarray | None = None  # int64, same length as scale
+    quantized_dimension: int = 0
+    data: np.ndarray | None = None  # constant contents, or None for activations
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(d < 0 for d in self.shape_signature)
+
+
+@dataclass
+class TFLiteOperator:
+    """One operator: its builtin name, tensor indices and parsed options."""
+
+    index: int
+    opcode: str
+    inputs: list[int]
+    outputs: list[int]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TFLiteGraph:
+    """The main subgraph of a .tflite model."""
+
+    path: str
+    tensors: list[TFLiteTensor]
+    operators: list[TFLiteOperator]
+    inputs: list[int]
+    outputs: list[int]
+    subgraph_count: int
+    raw: bytes
+
+    def tensor(self, index: int) -> TFLiteTensor:
+        return self.tensors[index]
+
+    def layer_name(self, op: TFLiteOperator) -> str:
+        """A readable name for an operator: its first output tensor's name."""
+        return self.tensors[op.outputs[0]].name if op.outputs else f"op{op.index}"
+
+
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+_PADDING = {0: "SAME", 1: "VALID"}
+
+
+def _options(tflite, op, opcode: str) -> dict:
+    """Parse the builtin options of the ops whose options matter to lowering."""
+    table = op.BuiltinOptions()
+    if table is None:
+        return {}
+    spec = {
+        "CONV_2D": ("Conv2DOptions", ["Padding", "StrideH", "StrideW", "DilationHFactor",
+                                       "DilationWFactor", "FusedActivationFunction"]),
+        "DEPTHWISE_CONV_2D": ("DepthwiseConv2DOptions", ["Padding", "StrideH", "StrideW",
+                                                         "DepthMultiplier", "DilationHFactor",
+                                                         "DilationWFactor", "FusedActivationFunction"]),
+        "AVERAGE_POOL_2D": ("Pool2DOptions", ["Padding", "StrideH", "StrideW", "FilterHeight",
+                                              "FilterWidth", "FusedActivationFunction"]),
+        "MAX_POOL_2D": ("Pool2DOptions", ["Padding", "StrideH", "StrideW", "FilterHeight",
+                                          "FilterWidth", "FusedActivationFunction"]),
+        "FULLY_CONNECTED": ("FullyConnectedOptions", ["FusedActivationFunction", "KeepNumDims"]),
+        "ADD": ("AddOptions", ["FusedActivationFunction"]),
+        "SOFTMAX": ("SoftmaxOptions", ["Beta"]),
+        "MEAN": ("ReducerOptions", ["KeepDims"]),
+    }.get(opcode)
+    if spec is None:
+        return {}
+    cls = getattr(tflite, spec[0])()
+    cls.Init(table.Bytes, table.Pos)
+    parsed = {}
+    for attr in spec[1]:
+        value = getattr(cls, attr)()
+        if attr == "Padding":
+            value = _PADDING.get(value, value)
+        elif attr == "FusedActivationFunction":
+            value = _ACTIVATIONS.get(value, value)
+        parsed[attr] = value
+    return parsed
+
+
+def read_tflite(source: str | Path | bytes) -> TFLiteGraph:
+    """Read a .tflite file (path or bytes) into a :class:`TFLiteGraph`.
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, not a TFLite flatbuffer, or truncated.
+    """
+    import tflite  # the flatbuffer bindings TVM's importer also uses
+
+    if isinstance(source, (bytes, bytearray)):
+        path, raw = "<bytes>", bytes(source)
+    else:
+        path = str(source)
+        try:
+            raw = Path(source).read_bytes()
+        except OSError as err:
+            raise ModelError(f"{path}: cannot read the model file ({err.strerror})") from None
+    if len(raw) < 8 or raw[4:8] != b"TFL3":
+        raise ModelError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
+    try:
+        model = tflite.Model.GetRootAsModel(raw, 0)
+        if model.SubgraphsLength() < 1:
+            raise ModelError(f"{path}: the model has no subgraph")
+        graph = model.Subgraphs(0)
+        tensors = []
+        for i in range(graph.TensorsLength()):
+            t = graph.Tensors(i)
+            shape = tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else []))
+            signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else shape
+            dtype = _TFLITE_DTYPES.get(t.Type(), f"type{t.Type()}")
+            tensor = TFLiteTensor(i, t.Name().decode("utf-8", "replace"), shape, signature, dtype)
+            quant = t.Quantization()
+            if quant is not None and quant.ScaleLength():
+                tensor.scale = quant.ScaleAsNumpy().astype(np.float32)
+                tensor.zero_point = quant.ZeroPointAsNumpy().astype(np.int64)
+                tensor.quantized_dimension = int(quant.QuantizedDimension())
+            buffer = model.Buffers(t.Buffer())
+            if buffer is not None and buffer.DataLength():
+                data = buffer.DataAsNumpy()
+                if dtype in ("float32", "float16", "int32", "uint8", "int64", "int16", "int8", "float64"):
+                    tensor.data = np.frombuffer(data.tobytes(), dtype=dtype).reshape(shape)
+            tensors.append(tensor)
+        operators = []
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            name = tflite.utils.opcode2name(builtin)
+            if name == "CUSTOM":
+                name = "CUSTOM:" + (code.CustomCode() or b"?").decode("utf-8", "replace")
+            operators.append(
+                TFLiteOperator(
+                    i,
+                    name,
+                    [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else [],
+                    [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else [],
+                    _options(tflite, op, name),
+                )
+            )
+        inputs = [int(x) for x in graph.InputsAsNumpy()]
+        outputs = [int(x) for x in graph.OutputsAsNumpy()]
+    except ModelError:
+        raise
+    except Exception as err:  # the flatbuffer bindings raise anything on corrupt data
+        raise ModelError(f"{path}: corrupt or truncated TFLite flatbuffer ({type(err).__name__}: {err})") from None
+    return TFLiteGraph(path, tensors, operators, inputs, outputs, model.SubgraphsLength(), raw)

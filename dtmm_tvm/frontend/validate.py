@@ -1,0 +1,87 @@
+"""What we can compile, checked before TVM's importer runs.
+
+Each rule names the file, the operator (by index, opcode and its output tensor) and the limit, so
+a user learns what to change in their model instead of reading a TVM traceback.
+"""
+
+from __future__ import annotations
+
+from ..errors import ModelError, UnsupportedOpError
+from .tflite_reader import TFLiteGraph
+
+# Operators with an integer lowering (int8) and a float path (float32).
+SUPPORTED_TFLITE_OPS = {
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+    "MEAN", "RESHAPE", "SOFTMAX",
+}
+SUPPORTED_ACTIVATIONS = {"NONE", "RELU", "RELU6"}
+ACTIVATION_DTYPES = {"int8", "float32"}
+
+
+def _where(graph: TFLiteGraph, op) -> str:
+    return f"{graph.path}: operator {op.index} {op.opcode} (output '{graph.layer_name(op)}')"
+
+
+def validate_tflite(graph: TFLiteGraph) -> str:
+    """Check a TFLite model is one we compile; return its arithmetic, ``"int8"`` or ``"float32"``.
+
+    Raises
+    ------
+    ModelError, UnsupportedOpError
+        Naming the file, operator and the rule it breaks.
+    """
+    if graph.subgraph_count != 1:
+        raise ModelError(f"{graph.path}: {graph.subgraph_count} subgraphs; only single-subgraph models are supported")
+    if not graph.operators:
+        raise ModelError(f"{graph.path}: the model has no operators")
+    for index in list(graph.inputs) + list(graph.outputs):
+        tensor = graph.tensor(index)
+        if tensor.is_dynamic:
+            raise ModelError(
+                f"{graph.path}: tensor '{tensor.name}' has a dynamic shape {list(tensor.shape_signature)}; "
+                "re-export the model with a fixed batch size of 1 and fixed dimensions"
+            )
+        if tensor.dtype not in ACTIVATION_DTYPES:
+            raise ModelError(
+                f"{graph.path}: model {'input' if index in graph.inputs else 'output'} '{tensor.name}' is "
+                f"{tensor.dtype}; supported are int8 (full-integer quantization) and float32"
+            )
+    kinds = set()
+    for op in graph.operators:
+        if op.opcode not in SUPPORTED_TFLITE_OPS:
+            raise UnsupportedOpError(
+                f"{_where(graph, op)} is not supported; supported operators: {', '.join(sorted(SUPPORTED_TFLITE_OPS))}"
+            )
+        activation = op.options.get("FusedActivationFunction", "NONE")
+        if activation not in SUPPORTED_ACTIVATIONS:
+            raise UnsupportedOpError(f"{_where(graph, op)} has fused activation {activation}; supported: NONE, RELU, RELU6")
+        if op.options.get("DilationHFactor", 1) != 1 or op.options.get("DilationWFactor", 1) != 1:
+            raise UnsupportedOpError(f"{_where(graph, op)} is dilated; only dilation 1 is supported")
+        for index in op.inputs + op.outputs:
+            if index < 0:
+                continue
+            tensor = graph.tensor(index)
+            if tensor.is_dynamic and not tensor.is_constant:
+                raise ModelError(f"{_where(graph, op)}: tensor '{tensor.name}' has a dynamic shape {list(tensor.shape_signature)}")
+            if tensor.dtype in ("float16", "int16", "uint8", "int4", "float64"):
+                raise ModelError(
+                    f"{_where(graph, op)}: tensor '{tensor.name}' is {tensor.dtype}; supported models are "
+                    "full-integer int8 (int32 biases) or float32"
+                )
+        data_dtype = graph.tensor(op.inputs[0]).dtype
+        if data_dtype in ACTIVATION_DTYPES:
+            kinds.add(data_dtype)
+        if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and data_dtype == "int8":
+            weight = graph.tensor(op.inputs[1])
+            if not weight.is_constant:
+                raise UnsupportedOpError(f"{_where(graph, op)}: weights '{weight.name}' are not a constant")
+            if weight.scale is None:
+                raise ModelError(f"{_where(graph, op)}: int8 weights '{weight.name}' carry no quantization scale")
+            if weight.zero_point is not None and (weight.zero_point != 0).any():
+                raise UnsupportedOpError(
+                    f"{_where(graph, op)}: weights '{weight.name}' have non-zero zero points; TFLite int8 "
+                    "weights must be symmetric"
+                )
+    if len(kinds) > 1:
+        raise ModelError(f"{graph.path}: mixes int8 and float32 operators; quantize the whole model (full-integer) or none")
+    return kinds.pop()

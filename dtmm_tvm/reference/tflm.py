@@ -1,0 +1,50 @@
+"""Run a .tflite model with TensorFlow Lite Micro's reference kernels on the host.
+
+TFLM, not ``tf.lite.Interpreter``, is the reference for bit-exactness: the two differ by up to a few
+LSB on some int8 outputs, and TFLM is what runs on microcontrollers. The PyPI package
+``tflite-micro`` is an optional extra (``pip install dtmm-tvm[reference]``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DTMMError
+
+
+class TFLMUnavailableError(DTMMError):
+    """The optional ``tflite-micro`` package is not installed."""
+
+
+def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int = 4 << 20) -> np.ndarray:
+    """Run every input (stacked on a new first axis) through TFLM, one inference each.
+
+    Parameters
+    ----------
+    model
+        The .tflite flatbuffer.
+    inputs
+        ``(N, *input_shape)`` in the model's input dtype; each ``inputs[i]`` is one inference.
+    arena_size
+        TFLM tensor arena bytes for the host run.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, *output_shape)`` outputs of the model's first output.
+    """
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        raise TFLMUnavailableError(
+            "TensorFlow Lite Micro is not installed: pip install 'tflite-micro' (the [reference] extra)"
+        ) from None
+    interpreter = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+    details = interpreter.get_input_details(0)
+    shape = tuple(int(d) for d in details["shape"])
+    outputs = []
+    for sample in np.asarray(inputs):
+        interpreter.set_input(np.asarray(sample, dtype=details["dtype"]).reshape(shape), 0)
+        interpreter.invoke()
+        outputs.append(np.array(interpreter.get_output(0)))
+    return np.stack(outputs)
