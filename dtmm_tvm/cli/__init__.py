@@ -1,0 +1,1 @@
+"""The ``dtmm`` command line: one module per subcommand."""

@@ -1,0 +1,67 @@
+"""``dtmm run OUT.tar --board mps2-an386 --inputs IN.npy --outputs OUT.npy --json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DTMMError, OutputExistsError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("run", help="run a compiled archive on an emulated board and measure it")
+    parser.add_argument("artifact", help="the archive written by 'dtmm compile'")
+    parser.add_argument("--board", default=None, help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55); "
+                                                      "default: the artifact target's board")
+    parser.add_argument("--inputs", required=True, help=".npy with N inputs stacked on a new first axis")
+    parser.add_argument("--outputs", default=None, help=".npy to write the N outputs to")
+    parser.add_argument("--json", action="store_true", help="print the measurement record as one JSON object")
+    parser.add_argument("--force", action="store_true", help="replace OUTPUTS if it exists")
+    parser.set_defaults(handler=run)
+
+
+def load_inputs(path: str, spec: dict) -> np.ndarray:
+    """Read IN.npy and normalize it to (N, *input_shape); errors name the file and the shapes."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DTMMError(f"{path}: cannot read inputs as .npy ({err})") from None
+    shape = tuple(spec["shape"])
+    if array.dtype != np.dtype(spec["dtype"]):
+        raise DTMMError(f"{path}: dtype {array.dtype}, but model input '{spec['name']}' is {spec['dtype']}")
+    if array.shape[1:] == shape:
+        return array
+    if shape and shape[0] == 1 and array.shape[1:] == shape[1:]:
+        return array.reshape((array.shape[0],) + shape)
+    expected = f"(N, {', '.join(map(str, shape))})"
+    if shape and shape[0] == 1:
+        expected += f" or (N, {', '.join(map(str, shape[1:]))})"
+    raise DTMMError(f"{path}: shape {list(array.shape)} does not stack model inputs of shape {list(shape)}; expected {expected}")
+
+
+def run(args) -> int:
+    from ..codegen import read_metadata
+    from ..micro import run_artifact
+    from ..target import DEFAULT_BOARD
+
+    metadata = read_metadata(args.artifact)
+    if args.outputs and Path(args.outputs).exists() and not args.force:
+        raise OutputExistsError(f"{args.outputs}: exists; pass --force to replace it")
+    spec = metadata["inputs"][0]
+    inputs = load_inputs(args.inputs, spec)
+    board = args.board or DEFAULT_BOARD.get(metadata["target"], "mps2-an386")
+    result = run_artifact(args.artifact, board, inputs)
+    if args.outputs:
+        out_path = Path(args.outputs)
+        tmp = out_path.with_name(out_path.name + ".partial.npy")
+        np.save(tmp, result.outputs)
+        tmp.replace(out_path)
+    record = result.to_json()
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"{board}: {record['inferences']} inference(s), {record['instructions']} instructions per inference, "
+              f"flash {record['flash_bytes']} B, RAM {record['ram_bytes']} B")
+    return 0

@@ -1,0 +1,124 @@
+"""The README's main command: the bundled filterlet-pruned Fashion-MNIST model, compiled dense
+and with DTMM, run on an emulated Cortex-M4, checked against TFLM, figures side by side.
+
+``python -m dtmm_tvm.demo [--count N] [--board mps2-an386] [--target dtmm/cortex-m4]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DTMMError
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "models" / "fashion_mnist" / "fashion_cnn_filterlet_int8.tflite"
+SUBSET = ROOT / "models" / "fashion_mnist" / "test_subset.npz"
+DEBIAN_TEST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def load_test_images(count: int, scale: float, zero_point: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Real Fashion-MNIST test images quantized like the model's input, with their labels.
+
+    Uses Debian's dataset-fashion-mnist (10000 test images) when installed, else the 200 images
+    bundled with the model.
+    """
+    images_file = next(iter(sorted(DEBIAN_TEST.glob("t10k-images*"))), None) if DEBIAN_TEST.exists() else None
+    labels_file = next(iter(sorted(DEBIAN_TEST.glob("t10k-labels*"))), None) if DEBIAN_TEST.exists() else None
+    if images_file and labels_file:
+        opener = gzip.open if images_file.suffix == ".gz" else open
+        with opener(images_file, "rb") as f:
+            pixels = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
+        with (gzip.open if labels_file.suffix == ".gz" else open)(labels_file, "rb") as f:
+            labels = np.frombuffer(f.read(), np.uint8, offset=8)
+        source = f"Debian dataset-fashion-mnist, first {min(count, len(labels))} test images"
+    else:
+        subset = np.load(SUBSET)
+        pixels, labels = subset["x_uint8"].reshape(-1, 28, 28, 1), subset["y"]
+        source = f"bundled test subset ({min(count, len(labels))} images)"
+    pixels, labels = pixels[:count], labels[:count]
+    real = pixels.astype(np.float32) / 255.0
+    quantized = np.clip(np.round(real / scale) + zero_point, -128, 127).astype(np.int8)
+    return quantized, labels.astype(np.int64), source
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000, help="test images to run (default 1000)")
+    parser.add_argument("--target", default="dtmm/cortex-m4")
+    parser.add_argument("--board", default="mps2-an386")
+    parser.add_argument("--model", default=str(MODEL))
+    args = parser.parse_args(argv)
+    try:
+        return _demo(args)
+    except DTMMError as err:
+        print(f"demo: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _demo(args) -> int:
+    from .codegen import read_metadata
+    from .compiler import compile_model
+    from .micro import run_artifact
+    from .reference import run_tflm
+
+    model_path = Path(args.model)
+    with tempfile.TemporaryDirectory(prefix="dtmm-demo-") as tmp:
+        results = {}
+        for mode in ("dense", "dtmm"):
+            artifact = Path(tmp) / f"{mode}.tar"
+            print(f"compiling {model_path.name} ({mode}) for {args.target} ...", flush=True)
+            compile_model(model_path, artifact, target=args.target, mode=mode)
+            metadata = read_metadata(artifact)
+            spec = metadata["inputs"][0]
+            quant = spec["quantization"]
+            inputs, labels, source = load_test_images(args.count, quant["scale"], quant["zero_point"])
+            inputs = inputs.reshape((len(inputs),) + tuple(spec["shape"]))
+            print(f"running {len(inputs)} images on {args.board} (QEMU, -icount) ...", flush=True)
+            results[mode] = (metadata, run_artifact(artifact, args.board, inputs))
+        print("running TFLM (host reference) ...", flush=True)
+        reference = run_tflm(model_path.read_bytes(), inputs)
+
+    def accuracy(outputs) -> float:
+        return float((outputs.reshape(len(labels), -1).argmax(axis=1) == labels).mean())
+
+    rows = []
+    for mode, (metadata, run) in results.items():
+        record = run.to_json()
+        rows.append({
+            "build": "TVM dense (--dense)" if mode == "dense" else "TVM + DTMM",
+            "flash": record["flash_bytes"],
+            "model flash": record["flash"].get("model_code", 0) + record["flash"].get("model_constants", 0),
+            "weights+index": metadata["constants_bytes"],
+            "RAM": record["ram_bytes"],
+            "arena": metadata["arena"]["bytes"],
+            "instructions": record["instructions"],
+            "accuracy": f"{accuracy(run.outputs):.2%}",
+            "bit-exact vs TFLM": "yes" if np.array_equal(run.outputs, reference) else
+            f"NO ({int((run.outputs != reference).sum())} values differ)",
+        })
+    rows.append({"build": "TFLM reference (host)", "accuracy": f"{accuracy(reference):.2%}"})
+    columns = ["build", "flash", "model flash", "weights+index", "RAM", "arena", "instructions", "accuracy",
+               "bit-exact vs TFLM"]
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print()
+    print(f"{model_path.name} on {args.board} ({args.target}); {source}")
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+    dense, dtmm = rows[0], rows[1]
+    print()
+    print(f"DTMM vs dense: flash {dtmm['flash'] / dense['flash']:.2f}x, instructions "
+          f"{dtmm['instructions'] / dense['instructions']:.2f}x (instructions per inference from QEMU -icount; "
+          "flash and RAM from the ELF)")
+    exact = all(r["bit-exact vs TFLM"] == "yes" for r in rows[:2])
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

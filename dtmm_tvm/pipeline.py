@@ -1,0 +1,54 @@
+"""The named Relax pipeline ``"dtmm"``: our graph passes, then TVM's lowering to straight-line
+``call_tir`` code that :mod:`dtmm_tvm.codegen` turns into plain C.
+
+Use it by name (``tvm.compile(mod, target, relax_pipeline=relax.get_pipeline("dtmm"))``) or take
+:func:`dtmm_passes` into a pipeline of your own.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from relay_passes import DEFAULT_THRESHOLD, CheckIntegerOnly, FilterletSparseConv, LowerQDQToInteger
+
+
+def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD) -> list[tvm.transform.Pass]:
+    """DTMM's graph passes in order. ``sparse=False`` is the dense baseline (``--dense``)."""
+    passes = [LowerQDQToInteger()]
+    if sparse:
+        passes.append(FilterletSparseConv(threshold))
+    passes.append(CheckIntegerOnly())
+    return passes
+
+
+def dtmm_pipeline(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, layout_nhwc: bool = False) -> tvm.transform.Pass:
+    """The whole Relax pipeline, ending in straight-line Relax over PrimFuncs.
+
+    Parameters
+    ----------
+    sparse
+        Rewrite filterlet-pruned convs to the sparse operator (False: the dense baseline).
+    threshold
+        Filterlet sparsity above which a conv is rewritten.
+    layout_nhwc
+        Convert NCHW convs (ONNX models) to NHWC/OHWI first, so filterlets are contiguous.
+    """
+    passes = []
+    if layout_nhwc:
+        passes.append(relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}))
+        passes.append(relax.transform.Normalize())
+    passes += dtmm_passes(sparse, threshold)
+    passes += [
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        relax.transform.DeadCodeElimination(),
+    ]
+    return tvm.transform.Sequential(passes, name="dtmm")
+
+
+if "dtmm" not in relax.pipeline.PIPELINE_MAP:
+    relax.register_pipeline("dtmm")(dtmm_pipeline)

@@ -1,0 +1,183 @@
+"""FilterletSparseConv: rewrite filterlet-pruned convolutions to DTMM's filterlet-sparse operator.
+
+A filterlet is the ``Cin`` weights at one kernel position of one output filter, contiguous in
+OHWI memory; a pruned filterlet is skipped whole. For every conv2d with constant weights whose
+filterlet sparsity exceeds ``threshold``, the weights are packed in the paper's CSR format
+(:func:`dtmm_tvm.sparsity.pack_filterlets`) and the conv becomes a ``call_tir`` to the
+filterlet-sparse PrimFunc carrying values, offsets and row pointers as constants.
+
+Convs recognised:
+- integer convs produced by :class:`LowerQDQToInteger` (int8 models; outputs stay TFLM-exact);
+- float ``relax.nn.conv2d`` in NHWC with a constant (or ``dequantize``-of-constant) HWIO or OHWI
+  kernel (float models, or a user pipeline that keeps QDQ as float). Sums run in the dense
+  kernel's (kh, kw, ci) order, so skipping zeros does not change float results.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from dtmm_tvm.sparsity import analyze_filterlets, pack_filterlets
+
+from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dtype_of, func_attr_json, is_const, is_op, prim_func_of, static_shape
+
+DEFAULT_THRESHOLD = 0.1  # the paper applies its format above 10% filterlet sparsity
+
+
+@mutator
+class _Rewriter(PyExprMutator):
+    def __init__(self, mod: tvm.IRModule, threshold: float):
+        super().__init__(mod)
+        self.mod_ = mod
+        self.threshold = threshold
+        self.resolve = None
+        self.float_count = 0
+
+    def rewrite(self, func):
+        self.resolve = ValueResolver(func)
+        return self.visit_expr(func)
+
+    def visit_call_(self, call):
+        rewritten = None
+        if is_op(call, "relax.call_tir"):
+            rewritten = self._rewrite_integer(call)
+        elif is_op(call, "relax.nn.conv2d") and "float" in dtype_of(call):
+            rewritten = self._rewrite_float(call)
+        return rewritten if rewritten is not None else super().visit_call_(call)
+
+    def _rewrite_integer(self, call):
+        from dtmm_tvm.ops.conv2d_filterlet import conv2d_filterlet_int8
+        from dtmm_tvm.quant.conv import Conv2DParams
+
+        _, func = prim_func_of(self.mod_, call)
+        layer = func_attr_json(func, "dtmm.layer")
+        params_json = func_attr_json(func, "dtmm.params")
+        if layer is None or params_json is None or layer.get("op") != "conv2d":
+            return None
+        x, weight, bias, mult, shift = call.args[1].fields
+        if not is_const(weight):
+            return None
+        weight_ohwi = const_value(weight)
+        stats = analyze_filterlets(weight_ohwi)
+        if stats.filterlet_sparsity <= self.threshold:
+            return None
+        packed = pack_filterlets(weight_ohwi, layer=layer["name"])
+        params = Conv2DParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params_json.items()})
+        sparse = conv2d_filterlet_int8(params, packed.kept_filterlets)
+        layer = _sparse_layer(layer, stats, packed)
+        sparse = sparse.with_attr("dtmm.layer", json.dumps(layer, sort_keys=True))
+        sparse = sparse.with_attr("dtmm.params", json.dumps(params_json))
+        gvar = self.builder_.add_func(sparse, layer["name"].replace("conv2d", "conv2d_filterlet"))
+        args = [self.visit_expr(x), relax.const(packed.values), relax.const(packed.col_idx),
+                relax.const(packed.row_ptr), bias, mult, shift]
+        return relax.call_tir(gvar, args, call.ty)
+
+    def _rewrite_float(self, conv):
+        from dtmm_tvm.ops.conv2d_filterlet import conv2d_filterlet_float32
+        from dtmm_tvm.quant.conv import Conv2DParams
+
+        attrs = conv.attrs
+        if attrs.data_layout != "NHWC" or attrs.out_layout != "NHWC" or int(attrs.groups) != 1:
+            return None
+        if any(int(d) != 1 for d in attrs.dilation) or attrs.kernel_layout not in ("HWIO", "OHWI"):
+            return None
+        weight = self._float_constant(conv.args[1])
+        if weight is None:
+            return None
+        weight_ohwi = np.ascontiguousarray(weight.transpose(3, 0, 1, 2) if attrs.kernel_layout == "HWIO" else weight)
+        stats = analyze_filterlets(weight_ohwi)
+        if stats.filterlet_sparsity <= self.threshold:
+            return None
+        name = f"conv2d_filterlet_f32_{self.float_count}"
+        self.float_count += 1
+        packed = pack_filterlets(weight_ohwi, layer=name)
+        params = Conv2DParams(
+            input_shape=static_shape(conv.args[0]),
+            weight_shape=tuple(weight_ohwi.shape),
+            strides=tuple(int(s) for s in attrs.strides),
+            padding=tuple(int(p) for p in attrs.padding),
+            dilation=(1, 1),
+            input_zero_point=0,
+            output_zero_point=0,
+            act_min=-128,
+            act_max=127,
+        )
+        out_shape = static_shape(conv)
+        n, oh, ow, oc = out_shape
+        macs = n * oh * ow * oc * weight_ohwi.shape[1] * weight_ohwi.shape[2] * weight_ohwi.shape[3]
+        layer = {
+            "name": name, "op": "conv2d", "input_shape": list(params.input_shape),
+            "output_shape": list(out_shape), "kernel": list(weight_ohwi.shape[1:3]),
+            "strides": list(params.strides), "padding": list(params.padding), "macs": int(macs),
+            "dense_weight_bytes": int(weight_ohwi.nbytes),
+        }
+        layer = _sparse_layer(layer, stats, packed)
+        func = conv2d_filterlet_float32(params, packed.kept_filterlets)
+        func = func.with_attr("dtmm.layer", json.dumps(layer, sort_keys=True))
+        gvar = self.builder_.add_func(func, name)
+        args = [self.visit_expr(conv.args[0]), relax.const(packed.values.astype(np.float32)),
+                relax.const(packed.col_idx), relax.const(packed.row_ptr)]
+        return relax.call_tir(gvar, args, relax.TensorType(list(out_shape), dtype_of(conv)))
+
+    def _float_constant(self, expr):
+        expr = self.resolve(expr)
+        if is_const(expr) and "float" in dtype_of(expr):
+            return const_value(expr)
+        if is_op(expr, "relax.dequantize"):
+            data = self.resolve(expr.args[0])
+            if is_const(data) and is_const(expr.args[1]) and is_const(expr.args[2]):
+                values = const_value(data).astype(np.float32)
+                scale = const_value(expr.args[1]).astype(np.float32)
+                zero_point = const_value(expr.args[2]).astype(np.float32)
+                axis = int(expr.attrs.axis)
+                shape = [1] * values.ndim
+                if scale.size > 1:
+                    shape[axis] = scale.size
+                return ((values - zero_point.reshape(shape if zero_point.size > 1 else [1] * values.ndim))
+                        * scale.reshape(shape)).astype(np.float32)
+        return None
+
+
+def _sparse_layer(layer: dict, stats, packed) -> dict:
+    cin = packed.weight_shape[3]
+    n, oh, ow, _ = layer["output_shape"]
+    return dict(
+        layer,
+        format="filterlet_csr",
+        filterlet_sparsity=round(stats.filterlet_sparsity, 6),
+        filter_sparsity=round(stats.filter_sparsity, 6),
+        kept_filterlets=stats.kept_filterlets,
+        total_filterlets=stats.total_filterlets,
+        kept_macs=int(n * oh * ow * stats.kept_filterlets * cin),
+        stored_weight_bytes=int(packed.values.size * packed.values.itemsize + packed.index_bytes),
+        index_bytes=packed.index_bytes,
+    )
+
+
+@tvm.transform.module_pass(opt_level=0, name="FilterletSparseConv")
+class FilterletSparseConv:
+    """Rewrite convs whose filterlet sparsity exceeds ``threshold`` to the filterlet-sparse kernel.
+
+    Parameters
+    ----------
+    threshold : float
+        Minimum filterlet sparsity (0..1, exclusive) for the rewrite; below it the dense kernel
+        is smaller and faster because the index costs 2 bytes per kept filterlet.
+    """
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD):
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        self.threshold = threshold
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        rewriter = _Rewriter(mod, self.threshold)
+        for gvar, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gvar, rewriter.rewrite(func))
+        return drop_unreferenced_prim_funcs(relax.transform.DeadCodeElimination()(rewriter.builder_.get()))

@@ -1,0 +1,401 @@
+"""LowerQDQToInteger: int8 quantize/dequantize chains -> integer-only kernels, bit-exact with TFLM.
+
+TVM imports a full-int8 TFLite model as float arithmetic wrapped in quantize/dequantize, e.g. a
+conv becomes ``quantize(add(conv2d(dequantize(x), dequantize(W)), dequantize(b)))`` (+ ``clip``
+for a fused ReLU). Run as float, that needs an FPU and is up to 1 LSB off TFLite, which uses
+fixed-point multipliers. This pass recognises each such chain and replaces it with one
+``call_tir`` to an integer kernel from :mod:`dtmm_tvm.ops` that implements TFLM's arithmetic,
+with the requantization parameters computed here, once, at compile time.
+
+Chains recognised (root last):
+- conv2d / depthwise conv2d: ``[clip] quantize [add dequantize(bias)] conv2d dequantize(x), dequantize(W)``
+- fully connected: the same with ``matmul`` and ``permute_dims(W)``
+- add: ``[clip] quantize add dequantize(a), dequantize(b)``
+- mean over H, W: ``quantize mean dequantize(x)``
+- softmax: ``quantize softmax dequantize(x)``
+- average pool: ``astype(int8) avg_pool2d astype(int32)`` (TVM's integer pool truncates; TFLM rounds)
+Max pool, reshape and clip already run on int8 in the imported graph and stay as they are.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from dtmm_tvm.errors import UnsupportedOpError
+
+from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dtype_of, is_const, is_op, scalar, static_shape
+
+INT8_MIN, INT8_MAX = -128, 127
+
+
+def _activation_range(root, resolve) -> tuple[object, int, int]:
+    """Split an optional int8 ``clip`` off a chain root: (inner expr, act_min, act_max)."""
+    if is_op(root, "relax.clip") and dtype_of(root) == "int8":
+        low, high = (int(round(float(bound.value))) for bound in root.args[1:3])
+        return resolve(root.args[0]), max(low, INT8_MIN), min(high, INT8_MAX)
+    return root, INT8_MIN, INT8_MAX
+
+
+def _quantize_params(expr):
+    """(data, scale, zero_point) of a per-tensor int8 ``quantize``, else None."""
+    if not is_op(expr, "relax.quantize") or dtype_of(expr) != "int8":
+        return None
+    scale, zero_point = scalar(expr.args[1]), scalar(expr.args[2])
+    if scale is None or zero_point is None:
+        return None
+    return expr.args[0], float(np.float32(scale)), int(zero_point)
+
+
+def _dequantize_params(expr, resolve):
+    """(int8 data, scale, zero_point) of a per-tensor ``dequantize`` of an int8 tensor, else None."""
+    expr = resolve(expr)
+    if not is_op(expr, "relax.dequantize") or dtype_of(expr.args[0]) != "int8":
+        return None
+    scale, zero_point = scalar(expr.args[1]), scalar(expr.args[2])
+    if scale is None or zero_point is None:
+        return None
+    return expr.args[0], float(np.float32(scale)), int(zero_point)
+
+
+def _constant_dequantize(expr, resolve):
+    """(int8 values, float32 scales, axis) of ``dequantize(const)``, looking through
+    ``permute_dims`` / ``reshape`` of the constant, with the layout ops returned for the caller."""
+    expr = resolve(expr)
+    layout_ops = []
+    while is_op(expr, "relax.reshape") or is_op(expr, "relax.permute_dims"):
+        layout_ops.append(expr)
+        expr = resolve(expr.args[0])
+    if not is_op(expr, "relax.dequantize"):
+        return None
+    data = resolve(expr.args[0])
+    inner_layout = []
+    while is_op(data, "relax.permute_dims"):
+        inner_layout.append(data)
+        data = resolve(data.args[0])
+    if not is_const(data) or dtype_of(data) != "int8" or not is_const(expr.args[1]):
+        return None
+    values = const_value(data)
+    for op in reversed(inner_layout):
+        axes = [int(a) for a in op.attrs.axes] if op.attrs.axes is not None else None
+        values = np.transpose(values, axes)
+    scales = const_value(expr.args[1]).astype(np.float32).reshape(-1)
+    zero_points = const_value(expr.args[2]).reshape(-1)
+    if np.any(zero_points != 0):
+        return None
+    return values, scales, int(expr.attrs.axis), layout_ops
+
+
+def _bias(expr, resolve, channels: int):
+    """int32 bias values of ``dequantize(const int32)``, else None."""
+    expr = resolve(expr)
+    if not is_op(expr, "relax.dequantize"):
+        return None
+    data = resolve(expr.args[0])
+    if not is_const(data) or dtype_of(data) != "int32":
+        return None
+    values = const_value(data).astype(np.int32).reshape(-1)
+    return values if values.size == channels else None
+
+
+def _layer_attr(info: dict) -> str:
+    return json.dumps(info, sort_keys=True)
+
+
+@mutator
+class _Lowerer(PyExprMutator):
+    def __init__(self, mod: tvm.IRModule):
+        super().__init__(mod)
+        self.mod_ = mod
+        self.resolve = None
+        self.counters: dict[str, int] = {}
+
+    # --- plumbing -------------------------------------------------------------------------
+    def rewrite(self, func: relax.Function) -> relax.Function:
+        self.resolve = ValueResolver(func)
+        # A quantize wrapped by an int8 clip (a fused ReLU) is lowered once, at the clip.
+        self.wrapped = set()
+        for value in relax.analysis.get_var2val(func).values():
+            if is_op(value, "relax.clip") and dtype_of(value) == "int8":
+                inner = self.resolve(value.args[0])
+                if is_op(inner, "relax.quantize"):
+                    self.wrapped.add(inner)
+        return self.visit_expr(func)
+
+    def _name(self, op: str) -> str:
+        index = self.counters.get(op, 0)
+        self.counters[op] = index + 1
+        return f"{op}_{index}"
+
+    def _call_kernel(self, prim_func, op: str, args, out_shape, layer: dict):
+        name = self._name(op)
+        layer = dict(layer, name=name, op=op)
+        prim_func = prim_func.with_attr("dtmm.layer", _layer_attr(layer))
+        gvar = self.builder_.add_func(prim_func, name)
+        new_args = [self.visit_expr(a) if not isinstance(a, np.ndarray) else relax.const(a) for a in args]
+        return relax.call_tir(gvar, new_args, relax.TensorType(list(out_shape), "int8"))
+
+    # --- dispatch -------------------------------------------------------------------------
+    def visit_call_(self, call):
+        lowered = None
+        if dtype_of(call) == "int8" and (
+            is_op(call, "relax.clip") or (is_op(call, "relax.quantize") and call not in self.wrapped)
+        ):
+            lowered = self._lower_quantized_root(call)
+        elif is_op(call, "relax.astype") and dtype_of(call) == "int8":
+            lowered = self._lower_avg_pool(call)
+        return lowered if lowered is not None else super().visit_call_(call)
+
+    def _lower_quantized_root(self, root):
+        inner, act_min, act_max = _activation_range(root, self.resolve)
+        quantized = _quantize_params(inner)
+        if quantized is None:
+            return None
+        data, out_scale, out_zp = quantized
+        body = self.resolve(data)
+        bias_expr = None
+        if is_op(body, "relax.add"):
+            lhs, rhs = self.resolve(body.args[0]), self.resolve(body.args[1])
+            if is_op(lhs, "relax.nn.conv2d") or is_op(lhs, "relax.matmul"):
+                body, bias_expr = lhs, body.args[1]
+            elif is_op(rhs, "relax.nn.conv2d") or is_op(rhs, "relax.matmul"):
+                body, bias_expr = rhs, body.args[0]
+            else:
+                return self._lower_add(body, out_scale, out_zp, act_min, act_max)
+        if is_op(body, "relax.nn.conv2d"):
+            return self._lower_conv2d(body, bias_expr, out_scale, out_zp, act_min, act_max, root)
+        if is_op(body, "relax.matmul"):
+            return self._lower_fully_connected(body, bias_expr, out_scale, out_zp, act_min, act_max, root)
+        if is_op(body, "relax.mean"):
+            return self._lower_mean(body, out_scale, out_zp, root)
+        if is_op(body, "relax.nn.softmax"):
+            return self._lower_softmax(body, out_scale, out_zp, root)
+        return None
+
+    # --- conv2d / depthwise ---------------------------------------------------------------
+    def _lower_conv2d(self, conv, bias_expr, out_scale, out_zp, act_min, act_max, root):
+        from dtmm_tvm.ops.conv2d import conv2d_int8
+        from dtmm_tvm.ops.depthwise_conv2d import depthwise_conv2d_int8
+        from dtmm_tvm.quant.conv import Conv2DParams, conv_output_multipliers
+
+        attrs = conv.attrs
+        x = _dequantize_params(conv.args[0], self.resolve)
+        weights = _constant_dequantize(conv.args[1], self.resolve)
+        if x is None or weights is None or attrs.data_layout != "NHWC" or attrs.out_layout != "NHWC":
+            return None
+        x_int8, in_scale, in_zp = x
+        values, w_scales, _, _ = weights
+        groups = int(attrs.groups)
+        if any(int(d) != 1 for d in attrs.dilation):
+            raise UnsupportedOpError(f"conv2d with dilation {list(attrs.dilation)}: only dilation 1 is supported")
+        input_shape = static_shape(x_int8)
+        out_shape = static_shape(root)
+        channels_out = out_shape[3]
+        if groups == 1:
+            if attrs.kernel_layout != "HWIO":
+                return None
+            weight = np.ascontiguousarray(values.transpose(3, 0, 1, 2))  # OHWI, filterlets contiguous
+            depth_multiplier = 1
+        elif groups == input_shape[3] and values.shape[0] == 1:
+            # Depthwise: TVM keeps TFLite's [1, KH, KW, C*M] constant and reshapes it.
+            weight = np.ascontiguousarray(values)
+            depth_multiplier = channels_out // groups
+        else:
+            raise UnsupportedOpError(f"grouped conv2d with groups={groups} is not supported (only 1 or depthwise)")
+        if w_scales.size == 1:
+            w_scales = np.full(channels_out, w_scales[0], dtype=np.float32)
+        bias = np.zeros(channels_out, np.int32)
+        if bias_expr is not None:
+            bias = _bias(bias_expr, self.resolve, channels_out)
+            if bias is None:
+                return None
+        params = Conv2DParams(
+            input_shape=input_shape,
+            weight_shape=tuple(weight.shape),
+            strides=tuple(int(s) for s in attrs.strides),
+            padding=tuple(int(p) for p in attrs.padding),
+            dilation=(1, 1),
+            input_zero_point=in_zp,
+            output_zero_point=out_zp,
+            act_min=act_min,
+            act_max=act_max,
+            depth_multiplier=depth_multiplier,
+            depthwise=groups != 1,
+        )
+        mult, shift = conv_output_multipliers(in_scale, w_scales, out_scale)
+        kh, kw = (weight.shape[1], weight.shape[2])
+        n, oh, ow, oc = out_shape
+        if groups == 1:
+            func = conv2d_int8(params)
+            macs = n * oh * ow * oc * kh * kw * input_shape[3]
+            op = "conv2d"
+        else:
+            func = depthwise_conv2d_int8(params)
+            macs = n * oh * ow * oc * kh * kw
+            op = "depthwise_conv2d"
+        func = func.with_attr("dtmm.params", json.dumps(_params_json(params)))
+        layer = {
+            "format": "dense",
+            "input_shape": list(input_shape),
+            "output_shape": list(out_shape),
+            "kernel": [int(kh), int(kw)],
+            "strides": list(params.strides),
+            "padding": list(params.padding),
+            "macs": int(macs),
+            "kept_macs": int(macs),
+            "dense_weight_bytes": int(weight.size),
+            "stored_weight_bytes": int(weight.size),
+        }
+        return self._call_kernel(func, op, [x_int8, weight, bias, mult, shift], out_shape, layer)
+
+    # --- fully connected ------------------------------------------------------------------
+    def _lower_fully_connected(self, matmul, bias_expr, out_scale, out_zp, act_min, act_max, root):
+        from dtmm_tvm.ops.fully_connected import fully_connected_int8
+        from dtmm_tvm.quant.conv import FullyConnectedParams, conv_output_multipliers
+
+        x = _dequantize_params(matmul.args[0], self.resolve)
+        weights = _constant_dequantize(matmul.args[1], self.resolve)
+        if x is None or weights is None:
+            return None
+        x_int8, in_scale, in_zp = x
+        values, w_scales, _, layout_ops = weights
+        if values.ndim != 2 or len(static_shape(x_int8)) != 2:
+            return None
+        # The importer feeds matmul with permute_dims(W[O, K]); undo it to keep TFLite's [O, K].
+        if layout_ops and is_op(layout_ops[-1], "relax.permute_dims") or values.shape[1] != static_shape(x_int8)[1]:
+            values = values.T
+        weight = np.ascontiguousarray(values)
+        out_shape = static_shape(root)
+        channels_out = weight.shape[0]
+        if w_scales.size == 1:
+            w_scales = np.full(channels_out, w_scales[0], dtype=np.float32)
+        bias = np.zeros(channels_out, np.int32)
+        if bias_expr is not None:
+            bias = _bias(bias_expr, self.resolve, channels_out)
+            if bias is None:
+                return None
+        params = FullyConnectedParams(
+            input_shape=static_shape(x_int8),
+            weight_shape=tuple(weight.shape),
+            input_zero_point=in_zp,
+            output_zero_point=out_zp,
+            act_min=act_min,
+            act_max=act_max,
+        )
+        mult, shift = conv_output_multipliers(in_scale, w_scales, out_scale)
+        macs = int(np.prod(out_shape)) * weight.shape[1]
+        layer = {
+            "format": "dense",
+            "input_shape": list(static_shape(x_int8)),
+            "output_shape": list(out_shape),
+            "macs": macs,
+            "kept_macs": macs,
+            "dense_weight_bytes": int(weight.size),
+            "stored_weight_bytes": int(weight.size),
+        }
+        func = fully_connected_int8(params)
+        return self._call_kernel(func, "fully_connected", [x_int8, weight, bias, mult, shift], out_shape, layer)
+
+    # --- add ------------------------------------------------------------------------------
+    def _lower_add(self, add, out_scale, out_zp, act_min, act_max):
+        from dtmm_tvm.ops.add import add_int8
+        from dtmm_tvm.quant.add import add_params
+
+        lhs = _dequantize_params(add.args[0], self.resolve)
+        rhs = _dequantize_params(add.args[1], self.resolve)
+        if lhs is None or rhs is None:
+            return None
+        params = add_params(lhs[1], lhs[2], rhs[1], rhs[2], out_scale, out_zp, act_min, act_max)
+        out_shape = static_shape(add)
+        func = add_int8(static_shape(lhs[0]), static_shape(rhs[0]), params)
+        layer = {"input_shape": list(static_shape(lhs[0])), "output_shape": list(out_shape)}
+        return self._call_kernel(func, "add", [lhs[0], rhs[0]], out_shape, layer)
+
+    # --- mean -----------------------------------------------------------------------------
+    def _lower_mean(self, mean, out_scale, out_zp, root):
+        from dtmm_tvm.ops.mean import mean_int8
+        from dtmm_tvm.quant.mean import mean_params
+
+        x = _dequantize_params(mean.args[0], self.resolve)
+        if x is None:
+            return None
+        x_int8, in_scale, in_zp = x
+        axes = sorted(int(a) % 4 for a in mean.attrs.axis) if mean.attrs.axis is not None else None
+        if len(static_shape(x_int8)) != 4 or axes != [1, 2]:
+            raise UnsupportedOpError(f"MEAN over axes {axes} of a {len(static_shape(x_int8))}-D tensor: only the "
+                                     "spatial axes (1, 2) of NHWC are supported")
+        keepdims = bool(mean.attrs.keepdims)
+        out_shape = static_shape(root)
+        params = mean_params(static_shape(x_int8), in_scale, in_zp, out_scale, out_zp, keepdims)
+        func = mean_int8(params)
+        layer = {"input_shape": list(static_shape(x_int8)), "output_shape": list(out_shape)}
+        return self._call_kernel(func, "mean", [x_int8], out_shape, layer)
+
+    # --- softmax --------------------------------------------------------------------------
+    def _lower_softmax(self, softmax, out_scale, out_zp, root):
+        from dtmm_tvm.ops.softmax import softmax_int8
+        from dtmm_tvm.quant.softmax import softmax_params
+
+        x = _dequantize_params(softmax.args[0], self.resolve)
+        if x is None:
+            return None
+        x_int8, in_scale, in_zp = x
+        shape = static_shape(x_int8)
+        if int(softmax.attrs.axis) % len(shape) != len(shape) - 1:
+            raise UnsupportedOpError("SOFTMAX over a non-last axis is not supported")
+        params = softmax_params(shape, in_scale, in_zp, out_scale, out_zp, beta=1.0)
+        func = softmax_int8(params)
+        layer = {"input_shape": list(shape), "output_shape": list(static_shape(root))}
+        return self._call_kernel(func, "softmax", [x_int8], static_shape(root), layer)
+
+    # --- average pool ---------------------------------------------------------------------
+    def _lower_avg_pool(self, cast):
+        from dtmm_tvm.ops.pooling import avg_pool2d_int8
+        from dtmm_tvm.quant.pooling import Pool2DParams
+
+        pool = self.resolve(cast.args[0])
+        if not is_op(pool, "relax.nn.avg_pool2d") or pool.attrs.layout != "NHWC":
+            return None
+        widened = self.resolve(pool.args[0])
+        if not is_op(widened, "relax.astype") or dtype_of(widened.args[0]) != "int8":
+            return None
+        x_int8 = widened.args[0]
+        params = Pool2DParams(
+            input_shape=static_shape(x_int8),
+            pool_size=tuple(int(p) for p in pool.attrs.pool_size),
+            strides=tuple(int(s) for s in pool.attrs.strides),
+            padding=tuple(int(p) for p in pool.attrs.padding),
+            act_min=INT8_MIN,
+            act_max=INT8_MAX,
+        )
+        out_shape = static_shape(cast)
+        func = avg_pool2d_int8(params)
+        layer = {"input_shape": list(params.input_shape), "output_shape": list(out_shape),
+                 "kernel": list(params.pool_size), "strides": list(params.strides)}
+        return self._call_kernel(func, "avg_pool2d", [x_int8], out_shape, layer)
+
+
+def _params_json(params) -> dict:
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()}
+
+
+@tvm.transform.module_pass(opt_level=0, name="LowerQDQToInteger")
+class LowerQDQToInteger:
+    """Replace int8 quantize/dequantize chains with integer-only TFLM-exact kernels.
+
+    Float models pass through unchanged. Chains that do not match (other layouts, per-axis
+    activation scales) are left for :class:`CheckIntegerOnly` to report.
+    """
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        lowerer = _Lowerer(mod)
+        for gvar, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                lowerer.builder_.update_func(gvar, lowerer.rewrite(func))
+        return drop_unreferenced_prim_funcs(relax.transform.DeadCodeElimination()(lowerer.builder_.get()))
