@@ -1,0 +1,156 @@
+"""The DTMM operator: a 2-D convolution over filterlet-pruned weights in CSR-over-filterlets form.
+
+A filterlet is the ``Cin`` weights ``W[o, kh, kw, :]`` of one output filter at one kernel
+position; in NHWC the input pixel it multiplies is also ``Cin`` contiguous values. The weights
+arrive as :func:`dtmm_tvm.sparsity.storage.pack_filterlets` stores them:
+
+- ``values``  ``[kept * Cin]``: the kept filterlets concatenated in (o, kh, kw) order;
+- ``col_idx`` int16 ``[kept]``: filterlet ``j``'s offset ``(kh * KW + kw) * Cin`` in an im2col row;
+- ``row_ptr`` int16 ``[Cout + 1]``: the filterlets of filter ``o`` are ``row_ptr[o]:row_ptr[o+1]``.
+
+For each output pixel and output channel the kernel loops over that channel's kept filterlets only
+(a data-dependent loop bounded by ``row_ptr``), decodes ``(kh, kw)`` from ``col_idx``, skips taps
+that fall into the padding (TFLM adds nothing for them) and does one dense dot product of ``Cin``
+contiguous bytes. A pruned filterlet costs nothing, a whole zero filter only its bias and
+requantization. Because every tap that is skipped has zero weights, the int8 kernel equals the
+dense :func:`dtmm_tvm.quant.conv.conv2d` on the unpacked weights bit for bit.
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+from ..quant.conv import Conv2DParams
+from .common import requantize_store, tap_in_bounds, with_attrs
+
+
+def _check(params: Conv2DParams, kept_filterlets: int) -> None:
+    if params.depthwise:
+        raise ValueError("the filterlet kernel is for regular convs, not depthwise")
+    cout, kh, kw, cin = params.weight_shape
+    if not 0 <= kept_filterlets <= cout * kh * kw:
+        raise ValueError(f"kept_filterlets={kept_filterlets} outside [0, {cout * kh * kw}] for weights {params.weight_shape}")
+    if (kh * kw - 1) * cin > 2**15 - 1 or kept_filterlets > 2**15 - 1:
+        raise ValueError(f"weights {params.weight_shape} overflow the int16 filterlet index")
+
+
+def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int) -> tirx.PrimFunc:
+    """Build the int8 filterlet-sparse conv kernel of one layer.
+
+    Parameters
+    ----------
+    params
+        The layer (regular conv, OHWI ``weight_shape`` of the dense weights).
+    kept_filterlets
+        Number of kept filterlets (``PackedFilterlets.kept_filterlets``); fixes the buffer
+        sizes only, the loop bounds come from ``row_ptr`` at run time.
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+        ``main(x, values, col_idx, row_ptr, bias, mult, shift, out)``: ``x`` int8
+        ``params.input_shape`` (NHWC), ``values`` int8 ``[kept * Cin]``, ``col_idx`` int16
+        ``[kept]``, ``row_ptr`` int16 ``[Cout + 1]``, ``bias`` / ``mult`` / ``shift`` int32
+        ``[Cout]``, ``out`` int8 ``params.output_shape``.
+        Attributes ``{"dtmm.op": "conv2d_filterlet", "op_pattern": 8}``.
+    """
+    _check(params, kept_filterlets)
+    n_size, _, _, cin = params.input_shape
+    _, oh_size, ow_size, cout = params.output_shape
+    _, kw_size = params.kernel_size
+    sh, sw = params.strides
+    dh, dw = params.dilation
+    pad_top, pad_left = params.padding[0], params.padding[1]
+    input_offset = -params.input_zero_point
+    out_zp, act_min, act_max = params.output_zero_point, params.act_min, params.act_max
+    x_shape, o_shape = params.input_shape, params.output_shape
+    kept = kept_filterlets
+
+    @T.prim_func
+    def conv2d_filterlet(
+        x: T.Buffer(x_shape, "int8"),
+        values: T.Buffer((kept * cin,), "int8"),
+        col_idx: T.Buffer((kept,), "int16"),
+        row_ptr: T.Buffer((cout + 1,), "int16"),
+        bias: T.Buffer((cout,), "int32"),
+        mult: T.Buffer((cout,), "int32"),
+        shift: T.Buffer((cout,), "int32"),
+        out: T.Buffer(o_shape, "int8"),
+    ):
+        acc = T.decl_buffer((1,), "int32", scope="global")
+        for n, oh, ow, o in T.grid(n_size, oh_size, ow_size, cout):
+            acc[0] = 0
+            # Only this filter's kept filterlets: the data-dependent loop that makes pruning pay.
+            for j in range(T.Cast("int32", row_ptr[o]), T.Cast("int32", row_ptr[o + 1])):
+                # col_idx = (kh*KW + kw)*Cin >= 0, so truncating division is exact and cheap in C.
+                tap: T.let = T.truncdiv(T.Cast("int32", col_idx[j]), cin)
+                kh: T.let = T.truncdiv(tap, kw_size)
+                kw: T.let = T.truncmod(tap, kw_size)
+                ih: T.let = oh * sh - pad_top + kh * dh
+                iw: T.let = ow * sw - pad_left + kw * dw
+                if tap_in_bounds(ih, iw, params):
+                    for ci in range(cin):
+                        acc[0] = acc[0] + (T.Cast("int32", x[n, ih, iw, ci]) + input_offset) * T.Cast(
+                            "int32", values[j * cin + ci]
+                        )
+            requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+
+    return with_attrs(conv2d_filterlet, "conv2d_filterlet")
+
+
+def conv2d_filterlet_float32(params: Conv2DParams, kept_filterlets: int) -> tirx.PrimFunc:
+    """Build the float32 filterlet-sparse conv kernel (for float models; no bias, no requant).
+
+    The graph keeps its own bias add. Kept filterlets are visited in (kh, kw) order and each in
+    ``ci`` order, so the float sum has the same order as a dense conv over (kh, kw, ci) that
+    skips zero filterlets (see :func:`dtmm_tvm.quant.conv.conv2d_float32`).
+
+    Parameters
+    ----------
+    params
+        The layer; zero points and the activation range are ignored.
+    kept_filterlets
+        Number of kept filterlets.
+
+    Returns
+    -------
+    tvm.tirx.PrimFunc
+        ``main(x, values, col_idx, row_ptr, out)``: ``x`` float32 NHWC, ``values`` float32
+        ``[kept * Cin]``, ``col_idx`` int16 ``[kept]``, ``row_ptr`` int16 ``[Cout + 1]``, ``out``
+        float32 ``params.output_shape``. Attributes
+        ``{"dtmm.op": "conv2d_filterlet_float32", "op_pattern": 8}``.
+    """
+    _check(params, kept_filterlets)
+    n_size, _, _, cin = params.input_shape
+    _, oh_size, ow_size, cout = params.output_shape
+    _, kw_size = params.kernel_size
+    sh, sw = params.strides
+    dh, dw = params.dilation
+    pad_top, pad_left = params.padding[0], params.padding[1]
+    x_shape, o_shape = params.input_shape, params.output_shape
+    kept = kept_filterlets
+
+    @T.prim_func
+    def conv2d_filterlet_float32(
+        x: T.Buffer(x_shape, "float32"),
+        values: T.Buffer((kept * cin,), "float32"),
+        col_idx: T.Buffer((kept,), "int16"),
+        row_ptr: T.Buffer((cout + 1,), "int16"),
+        out: T.Buffer(o_shape, "float32"),
+    ):
+        acc = T.decl_buffer((1,), "float32", scope="global")
+        for n, oh, ow, o in T.grid(n_size, oh_size, ow_size, cout):
+            acc[0] = T.float32(0)
+            for j in range(T.Cast("int32", row_ptr[o]), T.Cast("int32", row_ptr[o + 1])):
+                tap: T.let = T.truncdiv(T.Cast("int32", col_idx[j]), cin)
+                kh: T.let = T.truncdiv(tap, kw_size)
+                kw: T.let = T.truncmod(tap, kw_size)
+                ih: T.let = oh * sh - pad_top + kh * dh
+                iw: T.let = ow * sw - pad_left + kw * dw
+                if tap_in_bounds(ih, iw, params):
+                    for ci in range(cin):
+                        acc[0] = acc[0] + x[n, ih, iw, ci] * values[j * cin + ci]
+            out[n, oh, ow, o] = acc[0]
+
+    return with_attrs(conv2d_filterlet_float32, "conv2d_filterlet_float32")
