@@ -28,3 +28,19 @@ class ToolchainError(DTMMError):
 
 class OutputExistsError(DTMMError):
     """An output file exists and ``--force`` was not given."""
+
+
+def _register_with_tvm_ffi() -> None:
+    """Let our errors cross TVM's FFI with their class intact: a pass that raises
+    UnsupportedOpError inside a Sequential must reach the CLI as UnsupportedOpError, not as a
+    RuntimeError."""
+    try:
+        import tvm_ffi
+    except ImportError:  # the errors are usable without TVM
+        return
+    for cls in (DTMMError, ModelError, UnsupportedOpError, FormatError, ResourceError, ToolchainError,
+                OutputExistsError):
+        tvm_ffi.register_error(cls)
+
+
+_register_with_tvm_ffi()

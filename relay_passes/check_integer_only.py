@@ -27,14 +27,18 @@ class CheckIntegerOnly:
         main = mod["main"]
         if any("float" in str(getattr(p.ty, "dtype", "")) for p in main.params):
             return mod
-        for var, value in relax.analysis.get_var2val(main).items():
-            dtype = str(getattr(value.ty, "dtype", ""))
-            if "float" in dtype:
-                what = value.op.name if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) else type(value).__name__
-                if is_op(value, "relax.call_tir"):
-                    what = f"call_tir {value.args[0].name_hint}"
-                raise UnsupportedOpError(
-                    f"op '{what}' (binding '{var.name}', {dtype} {list(value.ty.shape)}) has no integer "
-                    "lowering in this int8 model; compiling it would change the model's numerics"
-                )
+        floats = [(var, value) for var, value in relax.analysis.get_var2val(main).items()
+                  if "float" in str(getattr(value.ty, "dtype", ""))]
+        # Name the op that computes in float, not the dequantize that feeds it.
+        compute = [(v, e) for v, e in floats if not is_op(e, "relax.dequantize") and not is_op(e, "relax.quantize")]
+        if floats:
+            var, value = (compute or floats)[0]
+            what = value.op.name if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) else type(value).__name__
+            if is_op(value, "relax.call_tir"):
+                what = f"call_tir {value.args[0].name_hint}"
+            shape = [int(d) for d in value.ty.shape]
+            raise UnsupportedOpError(
+                f"op '{what}' (binding '{var.name}', {value.ty.dtype} {shape}) has no integer "
+                "lowering in this int8 model; compiling it would change the model's numerics"
+            )
         return mod
