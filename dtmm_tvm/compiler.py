@@ -25,6 +25,8 @@ def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None
         sparse=sparse,
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
         layout_nhwc=model.format == "onnx",
+        # TFLite int8 models get TFLM's integer arithmetic; ONNX QDQ keeps its float semantics.
+        integer=model.format == "tflite",
     )
     try:
         return pipeline(model.mod)

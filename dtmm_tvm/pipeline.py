@@ -13,16 +13,23 @@ from tvm import relax
 from relay_passes import DEFAULT_THRESHOLD, CheckIntegerOnly, FilterletSparseConv, LowerQDQToInteger
 
 
-def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD) -> list[tvm.transform.Pass]:
-    """DTMM's graph passes in order. ``sparse=False`` is the dense baseline (``--dense``)."""
-    passes = [LowerQDQToInteger()]
+def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, integer: bool = True) -> list[tvm.transform.Pass]:
+    """DTMM's graph passes in order.
+
+    ``sparse=False`` is the dense baseline (``--dense``). ``integer=False`` keeps quantize /
+    dequantize as float (ONNX QDQ models, whose defined semantics are float requantization).
+    """
+    passes = [LowerQDQToInteger()] if integer else []
     if sparse:
         passes.append(FilterletSparseConv(threshold))
-    passes.append(CheckIntegerOnly())
+    if integer:
+        passes.append(CheckIntegerOnly())
     return passes
 
 
-def dtmm_pipeline(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, layout_nhwc: bool = False) -> tvm.transform.Pass:
+def dtmm_pipeline(
+    sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, layout_nhwc: bool = False, integer: bool = True
+) -> tvm.transform.Pass:
     """The whole Relax pipeline, ending in straight-line Relax over PrimFuncs.
 
     Parameters
@@ -33,12 +40,14 @@ def dtmm_pipeline(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, lay
         Filterlet sparsity above which a conv is rewritten.
     layout_nhwc
         Convert NCHW convs (ONNX models) to NHWC/OHWI first, so filterlets are contiguous.
+    integer
+        Lower int8 quantize/dequantize chains to TFLite's integer arithmetic (TFLite models).
     """
     passes = []
     if layout_nhwc:
         passes.append(relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}))
         passes.append(relax.transform.Normalize())
-    passes += dtmm_passes(sparse, threshold)
+    passes += dtmm_passes(sparse, threshold, integer)
     passes += [
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),
