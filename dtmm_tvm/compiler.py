@@ -12,7 +12,7 @@ import tvm
 from .errors import DTMMError, OutputExistsError
 from .frontend.loader import LoadedModel, load_model
 from .pipeline import dtmm_pipeline
-from .target import resolve_target, target_tag
+from .target import DEFAULT_BOARD, resolve_target, target_tag
 
 MODES = ("dtmm", "dense")
 
@@ -70,6 +70,7 @@ def compile_model(
         Replace an existing ``output``; otherwise an existing file is an error.
     """
     from .codegen import write_archive
+    from .micro import check_fits, get_board
 
     if mode not in MODES:
         raise DTMMError(f"unknown mode '{mode}'; choose one of {MODES}")
@@ -88,5 +89,11 @@ def compile_model(
         "outputs": [s.to_json() for s in model.outputs],
         "notes": model.notes,
     }
-    metadata = write_archive(lowered, output, extra, overwrite=force, annotate=lambda md: _name_layers(model, md))
-    return metadata
+    board = get_board(DEFAULT_BOARD[target_tag(tvm_target)])
+
+    def annotate(metadata: dict) -> None:
+        # Runs before anything is written: a model that cannot fit its board leaves no file.
+        _name_layers(model, metadata)
+        check_fits(metadata, board, artifact=model.path.name)
+
+    return write_archive(lowered, output, extra, overwrite=force, annotate=annotate)

@@ -89,7 +89,7 @@ def _demo(args) -> int:
 
     rows = []
     for mode, (metadata, run) in results.items():
-        record = run.to_json()
+        record = run.to_dict()
         rows.append({
             "build": "TVM dense (--dense)" if mode == "dense" else "TVM + DTMM",
             "flash": record["flash_bytes"],

@@ -58,7 +58,7 @@ def run(args) -> int:
         tmp = out_path.with_name(out_path.name + ".partial.npy")
         np.save(tmp, result.outputs)
         tmp.replace(out_path)
-    record = result.to_json()
+    record = result.to_dict()
     if args.json:
         print(json.dumps(record))
     else:

@@ -223,7 +223,8 @@ def write_archive(
 
 
 def read_metadata(archive: str | os.PathLike) -> dict:
-    """Read ``metadata.json`` from an archive written by :func:`write_archive`.
+    """Read ``metadata.json`` from an archive written by :func:`write_archive`, or from the
+    directory it was extracted to.
 
     Raises
     ------
@@ -232,6 +233,10 @@ def read_metadata(archive: str | os.PathLike) -> dict:
     """
     path = os.fspath(archive)
     try:
+        if os.path.isdir(path):
+            with open(os.path.join(path, "metadata.json"), encoding="utf-8") as f:
+                meta = json.load(f)
+            return _check_schema(path, meta)
         with tarfile.open(path, "r") as tar:
             member = tar.extractfile("metadata.json")
             if member is None:
@@ -243,6 +248,10 @@ def read_metadata(archive: str | os.PathLike) -> dict:
         raise DTMMError(f"{path}: not a dtmm artifact (no metadata.json)") from None
     except (tarfile.TarError, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DTMMError(f"{path}: unreadable artifact: {err}") from None
+    return _check_schema(path, meta)
+
+
+def _check_schema(path: str, meta) -> dict:
     if not isinstance(meta, dict) or meta.get("schema") != "dtmm-mlf/1":
         raise DTMMError(f"{path}: metadata.json has an unknown schema {meta.get('schema') if isinstance(meta, dict) else None!r}")
     return meta

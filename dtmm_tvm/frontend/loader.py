@@ -80,8 +80,7 @@ def _importer_error(path: Path, err: Exception) -> ModelError:
 def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
     import tflite
 
-    graph = read_tflite(raw)
-    graph.path = str(path)
+    graph = read_tflite(raw, name=str(path))
     arithmetic = validate_tflite(graph)
     try:
         from tvm.relax.frontend.tflite import from_tflite

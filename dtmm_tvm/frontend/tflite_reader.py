@@ -114,8 +114,10 @@ def _options(tflite, op, opcode: str) -> dict:
     return parsed
 
 
-def read_tflite(source: str | Path | bytes) -> TFLiteGraph:
+def read_tflite(source: str | Path | bytes, name: str | None = None) -> TFLiteGraph:
     """Read a .tflite file (path or bytes) into a :class:`TFLiteGraph`.
+
+    ``name`` is the file name errors use when ``source`` is bytes.
 
     Raises
     ------
@@ -125,7 +127,7 @@ def read_tflite(source: str | Path | bytes) -> TFLiteGraph:
     import tflite  # the flatbuffer bindings TVM's importer also uses
 
     if isinstance(source, (bytes, bytearray)):
-        path, raw = "<bytes>", bytes(source)
+        path, raw = name or "<bytes>", bytes(source)
     else:
         path = str(source)
         try:

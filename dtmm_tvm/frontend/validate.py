@@ -48,15 +48,7 @@ def validate_tflite(graph: TFLiteGraph) -> str:
             )
     kinds = set()
     for op in graph.operators:
-        if op.opcode not in SUPPORTED_TFLITE_OPS:
-            raise UnsupportedOpError(
-                f"{_where(graph, op)} is not supported; supported operators: {', '.join(sorted(SUPPORTED_TFLITE_OPS))}"
-            )
-        activation = op.options.get("FusedActivationFunction", "NONE")
-        if activation not in SUPPORTED_ACTIVATIONS:
-            raise UnsupportedOpError(f"{_where(graph, op)} has fused activation {activation}; supported: NONE, RELU, RELU6")
-        if op.options.get("DilationHFactor", 1) != 1 or op.options.get("DilationWFactor", 1) != 1:
-            raise UnsupportedOpError(f"{_where(graph, op)} is dilated; only dilation 1 is supported")
+        # Types first: a float16 or int16 model is best told so, not that DEQUANTIZE is unsupported.
         for index in op.inputs + op.outputs:
             if index < 0:
                 continue
@@ -68,6 +60,15 @@ def validate_tflite(graph: TFLiteGraph) -> str:
                     f"{_where(graph, op)}: tensor '{tensor.name}' is {tensor.dtype}; supported models are "
                     "full-integer int8 (int32 biases) or float32"
                 )
+        if op.opcode not in SUPPORTED_TFLITE_OPS:
+            raise UnsupportedOpError(
+                f"{_where(graph, op)} is not supported; supported operators: {', '.join(sorted(SUPPORTED_TFLITE_OPS))}"
+            )
+        activation = op.options.get("FusedActivationFunction", "NONE")
+        if activation not in SUPPORTED_ACTIVATIONS:
+            raise UnsupportedOpError(f"{_where(graph, op)} has fused activation {activation}; supported: NONE, RELU, RELU6")
+        if op.options.get("DilationHFactor", 1) != 1 or op.options.get("DilationWFactor", 1) != 1:
+            raise UnsupportedOpError(f"{_where(graph, op)} is dilated; only dilation 1 is supported")
         data_dtype = graph.tensor(op.inputs[0]).dtype
         if data_dtype in ACTIVATION_DTYPES:
             kinds.add(data_dtype)

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import DTMMError, ModelError, ResourceError, ToolchainError
 from . import measure
 from .boards import Board, get_board
+from ..codegen.mlf import read_metadata
 from .qemu import DEFAULT_ICOUNT_SHIFT, require_tool
 
 #: The template in the source tree; DTMM_PROJECT_TEMPLATE overrides it (e.g. an installed copy).
@@ -63,29 +64,6 @@ def _translate(err: Exception) -> DTMMError:
     cls = {"toolchain": ToolchainError, "resource": ResourceError, "artifact": ModelError,
            "run": ToolchainError}.get(getattr(err, "kind", ""), DTMMError)
     return cls(str(err))
-
-
-def read_metadata(artifact: str | os.PathLike) -> dict:
-    """Read ``metadata.json`` from an artifact directory or ``.tar``.
-
-    Raises
-    ------
-    ModelError
-        If the artifact or its metadata.json is missing or unreadable.
-    """
-    artifact = Path(artifact)
-    try:
-        if artifact.is_dir():
-            return json.loads((artifact / "metadata.json").read_text(encoding="utf-8"))
-        with tarfile.open(artifact) as tar:
-            member = next((m for m in tar.getmembers()
-                           if m.name.lstrip("./") == "metadata.json"
-                           or m.name.endswith("/metadata.json")), None)
-            if member is None:
-                raise ModelError(f"model artifact {artifact} has no metadata.json")
-            return json.loads(tar.extractfile(member).read().decode("utf-8"))
-    except (OSError, tarfile.TarError, json.JSONDecodeError) as e:
-        raise ModelError(f"cannot read metadata.json of model artifact {artifact}: {e}") from e
 
 
 def check_fits(metadata: dict, board: Board, stack_bytes: int = DEFAULT_STACK_BYTES,

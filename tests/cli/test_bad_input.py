@@ -1,0 +1,90 @@
+"""Bad input gets one clear error naming the file, op or limit; nothing is left half written and
+nothing the user had is overwritten."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dtmm_tvm.cli.main import main
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "models"
+
+
+def _dtmm(capsys, *argv):
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "fixture, message",
+    [
+        ("not_a_model.tflite", r"not_a_model\.tflite: not a TFLite flatbuffer"),
+        ("truncated.tflite", r"truncated\.tflite: corrupt or truncated TFLite flatbuffer"),
+        ("float16_weights.tflite", r"float16_weights\.tflite: .*float16"),
+        ("int16x8.tflite", r"int16x8\.tflite: .*int16"),
+        ("dynamic_batch.tflite", r"dynamic_batch\.tflite: .*dynamic shape"),
+        ("unsupported_tanh.tflite", r"unsupported_tanh\.tflite: operator \d+ TANH .* not supported"),
+    ],
+)
+def test_bad_models_get_one_clear_line(tmp_path, capsys, fixture, message):
+    out = tmp_path / "out.tar"
+    status, _, err = _dtmm(capsys, "compile", FIXTURES / fixture, "-o", out)
+    assert status == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert __import__("re").search(message, err), err
+    assert list(tmp_path.iterdir()) == []  # nothing half written
+
+
+def test_model_too_big_for_the_board_names_the_limit(tmp_path, capsys):
+    out = tmp_path / "out.tar"
+    status, _, err = _dtmm(capsys, "compile", FIXTURES / "huge_activations.tflite", "-o", out)
+    assert status == 2
+    assert "mps2-an386" in err and "RAM" in err and "bytes" in err, err
+    assert not out.exists()
+
+
+def test_missing_file(tmp_path, capsys):
+    status, _, err = _dtmm(capsys, "compile", tmp_path / "nope.tflite", "-o", tmp_path / "o.tar")
+    assert status == 2 and "nope.tflite: no such file" in err
+
+
+def test_existing_output_is_never_replaced_without_force(tmp_path, capsys):
+    out = tmp_path / "out.tar"
+    out.write_bytes(b"precious")
+    status, _, err = _dtmm(capsys, "compile", FIXTURES / "conv_kernels.tflite", "-o", out)
+    assert status == 2 and "--force" in err
+    assert out.read_bytes() == b"precious"
+    status, _, _ = _dtmm(capsys, "compile", FIXTURES / "conv_kernels.tflite", "-o", out, "--force")
+    assert status == 0 and out.read_bytes() != b"precious"
+
+
+def test_run_checks_inputs_and_protects_outputs(tmp_path, capsys):
+    artifact = tmp_path / "m.tar"
+    assert _dtmm(capsys, "compile", FIXTURES / "conv_kernels.tflite", "-o", artifact)[0] == 0
+    meta = json.loads(subprocess.run(["tar", "-xOf", str(artifact), "metadata.json"], capture_output=True, check=True).stdout)
+    shape = meta["inputs"][0]["shape"]
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((2, 3, 3), np.int8))
+    status, _, err = _dtmm(capsys, "run", artifact, "--inputs", wrong, "--json")
+    assert status == 2 and "wrong.npy" in err and str(shape[1:]).replace(" ", "")[1:-1] in err.replace(" ", "")
+    floats = tmp_path / "floats.npy"
+    np.save(floats, np.zeros([2] + shape, np.float32))
+    status, _, err = _dtmm(capsys, "run", artifact, "--inputs", floats)
+    assert status == 2 and "float32" in err and "int8" in err
+    good = tmp_path / "in.npy"
+    np.save(good, np.zeros([2] + shape[1:], np.int8))  # without the batch dimension
+    outputs = tmp_path / "out.npy"
+    outputs.write_bytes(b"keep me")
+    status, _, err = _dtmm(capsys, "run", artifact, "--inputs", good, "--outputs", outputs)
+    assert status == 2 and "--force" in err and outputs.read_bytes() == b"keep me"
+
+
+def test_cli_entry_point_runs_as_a_program(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dtmm_tvm.cli.main", "compile", str(FIXTURES / "not_a_model.tflite"),
+                             "-o", str(tmp_path / "x.tar")], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
