@@ -79,7 +79,8 @@ def compile_model(
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
     tvm_target = resolve_target(target)
     model = load_model(model_path)
-    lowered = lower_model(model, sparse=(mode == "dtmm"), threshold=threshold)
+    with tvm_target:  # kernel builders pick their micro-kernels from Target.current()
+        lowered = lower_model(model, sparse=(mode == "dtmm"), threshold=threshold)
     extra = {
         "model": {"name": model.name, "source": model.path.name, "sha256": model.sha256, "format": model.format,
                   "arithmetic": model.arithmetic},
