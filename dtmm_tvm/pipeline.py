@@ -10,7 +10,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from relay_passes import DEFAULT_THRESHOLD, CheckIntegerOnly, FilterletSparseConv, LowerQDQToInteger
+from relay_passes import DEFAULT_THRESHOLD, CheckIntegerOnly, DropZeroFilters, FilterletSparseConv, LowerQDQToInteger
 
 
 def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, integer: bool = True) -> list[tvm.transform.Pass]:
@@ -21,6 +21,8 @@ def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, integ
     """
     passes = [LowerQDQToInteger()] if integer else []
     if sparse:
+        if integer:
+            passes.append(DropZeroFilters())
         passes.append(FilterletSparseConv(threshold))
     if integer:
         passes.append(CheckIntegerOnly())
