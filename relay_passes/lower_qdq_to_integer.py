@@ -14,7 +14,10 @@ Chains recognised (root last):
 - mean over H, W: ``quantize mean dequantize(x)``
 - softmax: ``quantize softmax dequantize(x)``
 - average pool: ``astype(int8) avg_pool2d astype(int32)`` (TVM's integer pool truncates; TFLM rounds)
-Max pool, reshape and clip already run on int8 in the imported graph and stay as they are.
+- max pool: ``max_pool2d`` on int8 (already exact; lowered to our kernel to avoid TOPI's pad buffer)
+Reshape and clip already run on int8 in the imported graph and stay as they are. SOFTMAX's beta,
+which TVM's importer drops, comes from the module attribute ``dtmm.softmax_betas`` set by the
+frontend.
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ def _activation_range(root, resolve) -> tuple[object, int, int]:
         low, high = (int(round(float(bound.value))) for bound in root.args[1:3])
         return resolve(root.args[0]), max(low, INT8_MIN), min(high, INT8_MAX)
     return root, INT8_MIN, INT8_MAX
+
+
+def _float_activation(expr) -> str | None:
+    """The TFLite name of a float ReLU-family op (``relu``, ``clip(0, 6)``, ``clip(-1, 1)``)."""
+    if is_op(expr, "relax.nn.relu"):
+        return "RELU"
+    if is_op(expr, "relax.clip") and "float" in dtype_of(expr):
+        bounds = tuple(float(b.value) for b in expr.args[1:3])
+        return {(0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1"}.get(bounds)
+    return None
 
 
 def _quantize_params(expr):
@@ -117,6 +130,8 @@ class _Lowerer(PyExprMutator):
     # --- plumbing -------------------------------------------------------------------------
     def rewrite(self, func: relax.Function) -> relax.Function:
         self.resolve = ValueResolver(func)
+        attrs = self.mod_.attrs
+        self.softmax_betas = json.loads(str(attrs["dtmm.softmax_betas"])) if attrs and "dtmm.softmax_betas" in attrs else []
         # A quantize wrapped by an int8 clip (a fused ReLU) is lowered once, at the clip.
         self.wrapped = set()
         for value in relax.analysis.get_var2val(func).values():
@@ -148,6 +163,8 @@ class _Lowerer(PyExprMutator):
             lowered = self._lower_quantized_root(call)
         elif is_op(call, "relax.astype") and dtype_of(call) == "int8":
             lowered = self._lower_avg_pool(call)
+        elif is_op(call, "relax.nn.max_pool2d") and dtype_of(call) == "int8":
+            lowered = self._lower_max_pool(call)
         return lowered if lowered is not None else super().visit_call_(call)
 
     def _lower_quantized_root(self, root):
@@ -157,6 +174,14 @@ class _Lowerer(PyExprMutator):
             return None
         data, out_scale, out_zp = quantized
         body = self.resolve(data)
+        # A fused activation the importer kept in float (e.g. ADD + RELU): fold it into the clamp.
+        activation = _float_activation(body)
+        if activation is not None:
+            from dtmm_tvm.quant.fixed_point import activation_range
+
+            low, high = activation_range(activation, out_scale, out_zp)
+            act_min, act_max = max(act_min, low), min(act_max, high)
+            body = self.resolve(body.args[0])
         bias_expr = None
         if is_op(body, "relax.add"):
             lhs, rhs = self.resolve(body.args[0]), self.resolve(body.args[1])
@@ -235,6 +260,7 @@ class _Lowerer(PyExprMutator):
             op = "conv2d"
         else:
             func = depthwise_conv2d_int8(params)
+            # The micro-kernel takes the input offset folded into the bias (exact, compile time).
             macs = n * oh * ow * oc * kh * kw
             op = "depthwise_conv2d"
         func = func.with_attr("dtmm.params", json.dumps(_params_json(params)))
@@ -263,10 +289,11 @@ class _Lowerer(PyExprMutator):
             return None
         x_int8, in_scale, in_zp = x
         values, w_scales, _, layout_ops = weights
-        if values.ndim != 2 or len(static_shape(x_int8)) != 2:
+        x_shape = static_shape(x_int8)
+        if values.ndim != 2 or x_shape[-1] not in values.shape:
             return None
         # The importer feeds matmul with permute_dims(W[O, K]); undo it to keep TFLite's [O, K].
-        if layout_ops and is_op(layout_ops[-1], "relax.permute_dims") or values.shape[1] != static_shape(x_int8)[1]:
+        if (layout_ops and is_op(layout_ops[-1], "relax.permute_dims")) or values.shape[1] != x_shape[-1]:
             values = values.T
         weight = np.ascontiguousarray(values)
         out_shape = static_shape(root)
@@ -278,8 +305,10 @@ class _Lowerer(PyExprMutator):
             bias = _bias(bias_expr, self.resolve, channels_out)
             if bias is None:
                 return None
+        # TFLite's FULLY_CONNECTED works on rows of the last axis (keep_num_dims keeps the rest).
+        rows = int(np.prod(x_shape[:-1]))
         params = FullyConnectedParams(
-            input_shape=static_shape(x_int8),
+            input_shape=(rows, x_shape[-1]),
             weight_shape=tuple(weight.shape),
             input_zero_point=in_zp,
             output_zero_point=out_zp,
@@ -287,10 +316,10 @@ class _Lowerer(PyExprMutator):
             act_max=act_max,
         )
         mult, shift = conv_output_multipliers(in_scale, w_scales, out_scale)
-        macs = int(np.prod(out_shape)) * weight.shape[1]
+        macs = rows * channels_out * weight.shape[1]
         layer = {
             "format": "dense",
-            "input_shape": list(static_shape(x_int8)),
+            "input_shape": list(x_shape),
             "output_shape": list(out_shape),
             "macs": macs,
             "kept_macs": macs,
@@ -298,7 +327,14 @@ class _Lowerer(PyExprMutator):
             "stored_weight_bytes": int(weight.size),
         }
         func = fully_connected_int8(params)
-        return self._call_kernel(func, "fully_connected", [x_int8, weight, bias, mult, shift], out_shape, layer)
+        x_arg = self.visit_expr(x_int8)
+        if len(x_shape) != 2:
+            x_arg = self.builder_.emit(relax.op.reshape(x_arg, [rows, x_shape[-1]]))
+        call = self._call_kernel(func, "fully_connected", [x_arg, weight, bias, mult, shift], (rows, channels_out), layer)
+        if tuple(out_shape) != (rows, channels_out):
+            return relax.op.reshape(self.builder_.emit(call), list(out_shape))
+        return call
+
 
     # --- add ------------------------------------------------------------------------------
     def _lower_add(self, add, out_scale, out_zp, act_min, act_max):
@@ -330,7 +366,7 @@ class _Lowerer(PyExprMutator):
                                      "spatial axes (1, 2) of NHWC are supported")
         keepdims = bool(mean.attrs.keepdims)
         out_shape = static_shape(root)
-        params = mean_params(static_shape(x_int8), in_scale, in_zp, out_scale, out_zp, keepdims)
+        params = mean_params(static_shape(x_int8), keepdims, in_scale, in_zp, out_scale, out_zp)
         func = mean_int8(params)
         layer = {"input_shape": list(static_shape(x_int8)), "output_shape": list(out_shape)}
         return self._call_kernel(func, "mean", [x_int8], out_shape, layer)
@@ -347,15 +383,18 @@ class _Lowerer(PyExprMutator):
         shape = static_shape(x_int8)
         if int(softmax.attrs.axis) % len(shape) != len(shape) - 1:
             raise UnsupportedOpError("SOFTMAX over a non-last axis is not supported")
-        params = softmax_params(shape, in_scale, in_zp, out_scale, out_zp, beta=1.0)
-        func = softmax_int8(params)
+        # TVM's importer drops TFLite's beta; the frontend records it on the module.
+        betas = self.softmax_betas
+        index = self.counters.get("softmax", 0)
+        beta = float(betas[index]) if index < len(betas) else 1.0
+        params = softmax_params(beta, in_scale, out_scale, out_zp)
+        func = softmax_int8(shape, params)
         layer = {"input_shape": list(shape), "output_shape": list(static_shape(root))}
         return self._call_kernel(func, "softmax", [x_int8], static_shape(root), layer)
 
     # --- average pool ---------------------------------------------------------------------
     def _lower_avg_pool(self, cast):
         from dtmm_tvm.ops.pooling import avg_pool2d_int8
-        from dtmm_tvm.quant.pooling import Pool2DParams
 
         pool = self.resolve(cast.args[0])
         if not is_op(pool, "relax.nn.avg_pool2d") or pool.attrs.layout != "NHWC":
@@ -364,19 +403,44 @@ class _Lowerer(PyExprMutator):
         if not is_op(widened, "relax.astype") or dtype_of(widened.args[0]) != "int8":
             return None
         x_int8 = widened.args[0]
-        params = Pool2DParams(
-            input_shape=static_shape(x_int8),
-            pool_size=tuple(int(p) for p in pool.attrs.pool_size),
-            strides=tuple(int(s) for s in pool.attrs.strides),
-            padding=tuple(int(p) for p in pool.attrs.padding),
-            act_min=INT8_MIN,
-            act_max=INT8_MAX,
-        )
         out_shape = static_shape(cast)
+        params = _pool_params(pool, static_shape(x_int8), out_shape)
         func = avg_pool2d_int8(params)
         layer = {"input_shape": list(params.input_shape), "output_shape": list(out_shape),
-                 "kernel": list(params.pool_size), "strides": list(params.strides)}
+                 "kernel": [params.filter_height, params.filter_width],
+                 "strides": [params.stride_height, params.stride_width]}
         return self._call_kernel(func, "avg_pool2d", [x_int8], out_shape, layer)
+
+    # --- max pool -------------------------------------------------------------------------
+    def _lower_max_pool(self, pool):
+        from dtmm_tvm.ops.pooling import max_pool2d_int8
+
+        if pool.attrs.layout != "NHWC":
+            return None
+        x_int8 = pool.args[0]
+        out_shape = static_shape(pool)
+        params = _pool_params(pool, static_shape(x_int8), out_shape)
+        layer = {"input_shape": list(params.input_shape), "output_shape": list(out_shape),
+                 "kernel": [params.filter_height, params.filter_width],
+                 "strides": [params.stride_height, params.stride_width]}
+        return self._call_kernel(max_pool2d_int8(params), "max_pool2d", [x_int8], out_shape, layer)
+
+
+def _pool_params(pool, input_shape, output_shape):
+    """TFLM pooling parameters from a Relax NHWC pool: TFLite pads only by the leading amount
+    (top/left) and ignores padded cells, which Relax's explicit padding also expresses."""
+    from dtmm_tvm.quant.pooling import Pool2DParams
+
+    attrs = pool.attrs
+    if attrs.layout != "NHWC" or any(int(d) != 1 for d in attrs.dilation) or bool(attrs.ceil_mode):
+        raise UnsupportedOpError(f"{pool.op.name} with layout {attrs.layout}, dilation {list(attrs.dilation)}")
+    top, left = int(attrs.padding[0]), int(attrs.padding[1])
+    return Pool2DParams(
+        input_shape=tuple(input_shape), output_shape=tuple(output_shape),
+        filter_height=int(attrs.pool_size[0]), filter_width=int(attrs.pool_size[1]),
+        stride_height=int(attrs.strides[0]), stride_width=int(attrs.strides[1]),
+        pad_height=top, pad_width=left, act_min=INT8_MIN, act_max=INT8_MAX,
+    )
 
 
 def _params_json(params) -> dict:

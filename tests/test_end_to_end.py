@@ -18,6 +18,8 @@ INT8_MODELS = sorted(n for n, m in MANIFEST.items()
                      if m["kind"] == "valid" and m["format"] == "tflite" and m["inputs"][0]["dtype"] == "int8")
 # The M55 runs a representative subset to keep the suite short; M4 runs every model.
 M55_MODELS = ["resnet_ish.tflite", "ds_cnn.tflite", "everything.tflite"]
+# The M7 shares the M4's DSP micro-kernels (other flags, other core): a short subset.
+M7_MODELS = ["resnet_ish.tflite", "sparsity_ladder.tflite"]
 
 
 @lru_cache(maxsize=None)
@@ -63,6 +65,16 @@ def test_int8_bit_exact_on_cortex_m55(artifact_dir, model):
     np.testing.assert_array_equal(result.outputs.reshape(expected.shape), expected)
 
 
+@pytest.mark.parametrize("mode", ["dense", "dtmm"])
+@pytest.mark.parametrize("model", M7_MODELS)
+def test_int8_bit_exact_on_cortex_m7(artifact_dir, model, mode):
+    spec = MANIFEST[model]["inputs"][0]
+    x = _inputs(spec, 3, seed=7)
+    expected = run_tflm((FIXTURES / model).read_bytes(), x)
+    result = run_artifact(_artifact(artifact_dir, model, mode, "dtmm/cortex-m7"), "mps2-an500", x)
+    np.testing.assert_array_equal(result.outputs.reshape(expected.shape), expected)
+
+
 def test_dtmm_build_is_smaller_and_reports_sparse_layers(artifact_dir):
     from dtmm_tvm.codegen import read_metadata
 
@@ -73,7 +85,7 @@ def test_dtmm_build_is_smaller_and_reports_sparse_layers(artifact_dir):
     sparsities = sorted(l.get("filterlet_sparsity", 0.0) for l in dtmm["layers"] if l["op"] == "conv2d")
     # The 0% layer stays dense; the 50/75/90% layers use the filterlet format.
     assert "dense" in formats.values() and list(formats.values()).count("filterlet_csr") >= 3
-    assert sparsities[-1] == pytest.approx(0.9, abs=0.02)
+    assert sparsities[-1] > 0.8  # DropZeroFilters may remove whole zero filters first
 
 
 def test_float32_model_runs_close_to_tflm(artifact_dir):

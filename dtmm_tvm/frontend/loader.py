@@ -8,6 +8,7 @@ raises is reported as a :class:`~dtmm_tvm.errors.ModelError` naming the file.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,9 @@ def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
         mod = from_tflite(tflite.Model.GetRootAsModel(raw, 0))
     except Exception as err:  # TVM raises many types; the user gets one clear message
         raise _importer_error(path, err) from None
+    # TVM's importer drops SOFTMAX's beta; keep it for the integer lowering (in op order).
+    betas = [float(op.options.get("Beta", 1.0)) for op in graph.operators if op.opcode == "SOFTMAX"]
+    mod = mod.with_attr("dtmm.softmax_betas", json.dumps(betas))
 
     def spec(index: int) -> TensorSpec:
         tensor = graph.tensor(index)

@@ -83,6 +83,11 @@ def validate_tflite(graph: TFLiteGraph) -> str:
                     f"{_where(graph, op)}: weights '{weight.name}' have non-zero zero points; TFLite int8 "
                     "weights must be symmetric"
                 )
+        if op.opcode == "SOFTMAX" and data_dtype == "float32" and op.options.get("Beta", 1.0) != 1.0:
+            raise UnsupportedOpError(
+                f"{_where(graph, op)} has beta {op.options['Beta']}; TVM's float softmax ignores beta, so "
+                "only beta 1.0 compiles exactly for float models (int8 models support any beta)"
+            )
     if len(kinds) > 1:
         raise ModelError(f"{graph.path}: mixes int8 and float32 operators; quantize the whole model (full-integer) or none")
     return kinds.pop()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ModelError, UnsupportedOpError
-from .fixed_point import quantize_multiplier, requantize
+from .fixed_point import activation_range, tflite_round as _tflite_round, quantize_multiplier, requantize
 
 INT8_MIN = -128
 INT8_MAX = 127
@@ -208,46 +208,6 @@ def conv_output_multipliers(input_scale, weight_scales, output_scale) -> tuple[n
     mult = np.array([p[0] for p in pairs], dtype=np.int32)
     shift = np.array([p[1] for p in pairs], dtype=np.int32)
     return mult, shift
-
-
-def _tflite_round(value: np.float32) -> int:
-    """TfLiteRound on a float: half away from zero."""
-    return int(np.sign(value) * np.floor(np.abs(value) + np.float32(0.5)))
-
-
-def activation_range(activation: str, scale, zero_point: int, qmin: int = INT8_MIN,
-                     qmax: int = INT8_MAX) -> tuple[int, int]:
-    """TFLite's ``CalculateActivationRangeQuantized`` for a fused activation.
-
-    The bound is ``zero_point + TfLiteRound(f / scale)`` computed in float32, as TFLite does.
-
-    Parameters
-    ----------
-    activation
-        ``"NONE"``, ``"RELU"``, ``"RELU6"`` or ``"RELU_N1_TO_1"``.
-    scale, zero_point
-        The output tensor's quantization.
-
-    Raises
-    ------
-    UnsupportedOpError
-        For any other fused activation (TANH, SIGN_BIT have no integer clamp).
-    """
-    scale = np.float32(np.asarray(scale).reshape(-1)[0])
-    zero_point = int(zero_point)
-
-    def quantize(f: float) -> int:
-        return zero_point + _tflite_round(np.float32(f) / scale)
-
-    if activation in (None, "NONE", 0):
-        return qmin, qmax
-    if activation == "RELU":
-        return max(qmin, quantize(0.0)), qmax
-    if activation == "RELU6":
-        return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
-    if activation == "RELU_N1_TO_1":
-        return max(qmin, quantize(-1.0)), min(qmax, quantize(1.0))
-    raise UnsupportedOpError(f"fused activation {activation} has no integer lowering")
 
 
 def _padding_1d(size: int, kernel: int, stride: int, dilation: int, mode: str) -> tuple[int, int]:

@@ -84,3 +84,38 @@ def requantize(acc, multiplier, shift, output_zero_point: int, act_min: int, act
     """int32 accumulator -> int8: scale, add the output zero point, clamp."""
     out = multiply_by_quantized_multiplier(acc, multiplier, shift) + int(output_zero_point)
     return np.clip(out, act_min, act_max).astype(np.int8)
+
+
+def tflite_round(value) -> int:
+    """TfLiteRound on a float32: round half away from zero."""
+    value = np.float32(value)
+    return int(np.sign(value) * np.floor(np.abs(value) + np.float32(0.5)))
+
+
+def activation_range(activation: str | None, scale, zero_point: int, qmin: int = -128,
+                     qmax: int = 127) -> tuple[int, int]:
+    """TFLite's ``CalculateActivationRangeQuantized``: the int8 clamp of a fused activation.
+
+    Each bound is ``zero_point + TfLiteRound(f / scale)`` computed in float32, as TFLite does.
+
+    Raises
+    ------
+    UnsupportedOpError
+        For activations without an integer clamp (TANH, SIGN_BIT).
+    """
+    from ..errors import UnsupportedOpError
+
+    scale = np.float32(np.asarray(scale).reshape(-1)[0])
+
+    def quantize(f: float) -> int:
+        return int(zero_point) + tflite_round(np.float32(f) / scale)
+
+    if activation in (None, "NONE", 0):
+        return qmin, qmax
+    if activation == "RELU":
+        return max(qmin, quantize(0.0)), qmax
+    if activation == "RELU6":
+        return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
+    if activation == "RELU_N1_TO_1":
+        return max(qmin, quantize(-1.0)), min(qmax, quantize(1.0))
+    raise UnsupportedOpError(f"fused activation {activation} has no integer lowering")
