@@ -1,0 +1,1 @@
+"""TIR kernel builders, one op per file; each returns a PrimFunc in destination-passing style."""
