@@ -18,6 +18,7 @@ from .errors import DTMMError
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "fashion_mnist" / "fashion_cnn_filterlet_int8.tflite"
+UNPRUNED = ROOT / "models" / "fashion_mnist" / "fashion_cnn_dense_int8.tflite"
 SUBSET = ROOT / "models" / "fashion_mnist" / "test_subset.npz"
 DEBIAN_TEST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -103,6 +104,10 @@ def _demo(args) -> int:
             f"NO ({int((run.outputs != reference).sum())} values differ)",
         })
     rows.append({"build": "TFLM reference (host)", "accuracy": f"{accuracy(reference):.2%}"})
+    if model_path == MODEL and UNPRUNED.exists():
+        # What pruning cost: the same network before filterlet pruning, on the same images.
+        unpruned = run_tflm(UNPRUNED.read_bytes(), inputs)
+        rows.append({"build": "unpruned model, TFLM (host)", "accuracy": f"{accuracy(unpruned):.2%}"})
     columns = ["build", "flash", "model flash", "weights+index", "RAM", "arena", "instructions", "accuracy",
                "bit-exact vs TFLM"]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
