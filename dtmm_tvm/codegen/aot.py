@@ -605,6 +605,14 @@ def build_aot(
         "codegen/host/src/default_lib1.c": _constants_c(b.const_arrays),
         "codegen/host/src/default_lib2.c": "\n".join(runner),
     }
+    if kernels.c_kernels:
+        # Hand-written micro-kernels called by the generated kernels (dtmm_tvm/kernels).
+        from ..kernels import header_files, kernel_source
+
+        for hname, text in header_files().items():
+            files[f"codegen/host/include/{hname}"] = text
+        for kname in kernels.c_kernels:
+            files[f"codegen/host/src/{kname}.c"] = kernel_source(kname)
     return AOTModule(
         files=files,
         inputs=b.inputs,

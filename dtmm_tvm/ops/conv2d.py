@@ -15,13 +15,20 @@ from ..quant.conv import Conv2DParams
 from .common import requantize_store, tap_in_bounds, with_attrs
 
 
-def conv2d_int8(params: Conv2DParams) -> tirx.PrimFunc:
+def conv2d_int8(params: Conv2DParams, *, target=None, schedule=None) -> tirx.PrimFunc:
     """Build the dense int8 conv kernel of one layer.
 
     Parameters
     ----------
     params
         The layer (``depthwise=False``); any kernel size, stride, padding and dilation.
+    target
+        ``tvm.target.Target`` (default ``Target.current()``): a C target gets the micro-kernel
+        version (:mod:`dtmm_tvm.ops.conv2d_micro`, MVE/DSP/portable C chosen by the target's
+        features); no target or a non-C one gets the plain TIR loop nest below.
+    schedule
+        :class:`dtmm_tvm.ops.conv_schedule.ConvSchedule`; default
+        :func:`~dtmm_tvm.ops.conv_schedule.default_schedule` for the target.
 
     Returns
     -------
@@ -33,6 +40,13 @@ def conv2d_int8(params: Conv2DParams) -> tirx.PrimFunc:
     """
     if params.depthwise:
         raise ValueError("conv2d_int8 got depthwise params; use depthwise_conv2d_int8")
+    from .conv_schedule import resolve
+
+    target, schedule = resolve(params, target, schedule)
+    if schedule.micro_kernel:
+        from .conv2d_micro import build_conv_micro
+
+        return build_conv_micro(params, None, target, schedule, "conv2d")
     n_size, height, width, cin = params.input_shape
     _, oh_size, ow_size, cout = params.output_shape
     kh_size, kw_size = params.kernel_size

@@ -35,7 +35,8 @@ def _check(params: Conv2DParams, kept_filterlets: int) -> None:
         raise ValueError(f"weights {params.weight_shape} overflow the int16 filterlet index")
 
 
-def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int) -> tirx.PrimFunc:
+def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=None,
+                          schedule=None) -> tirx.PrimFunc:
     """Build the int8 filterlet-sparse conv kernel of one layer.
 
     Parameters
@@ -45,6 +46,10 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int) -> tirx.Pr
     kept_filterlets
         Number of kept filterlets (``PackedFilterlets.kept_filterlets``); fixes the buffer
         sizes only, the loop bounds come from ``row_ptr`` at run time.
+    target, schedule
+        As for :func:`dtmm_tvm.ops.conv2d.conv2d_int8`: a C target (default
+        ``Target.current()``) gets the micro-kernel version, which loops over the same
+        ``row_ptr``/``col_idx`` inside ``dtmm_conv_block_s8``; otherwise the TIR loop nest below.
 
     Returns
     -------
@@ -56,6 +61,13 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int) -> tirx.Pr
         Attributes ``{"dtmm.op": "conv2d_filterlet", "op_pattern": 8}``.
     """
     _check(params, kept_filterlets)
+    from .conv_schedule import resolve
+
+    target, schedule = resolve(params, target, schedule)
+    if schedule.micro_kernel:
+        from .conv2d_micro import build_conv_micro
+
+        return build_conv_micro(params, kept_filterlets, target, schedule, "conv2d_filterlet")
     n_size, _, _, cin = params.input_shape
     _, oh_size, ow_size, cout = params.output_shape
     _, kw_size = params.kernel_size

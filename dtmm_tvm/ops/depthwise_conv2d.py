@@ -4,24 +4,139 @@ Mirrors TFLM's ``reference_integer_ops::DepthwiseConvPerChannel``: output channe
 ``oc = c * depth_multiplier + m`` reads input channel ``c`` only. The weight buffer keeps
 TFLite's own layout ``[1, KH, KW, Cin * M]`` (``params.weight_shape``), so the model's constant
 is passed unchanged. The numpy twin is :func:`dtmm_tvm.quant.conv.depthwise_conv2d`.
+
+Two implementations behind one builder:
+
+- for a C target (``Target`` kind ``c``: the dtmm Cortex-M targets) a one-statement PrimFunc that
+  calls the C micro-kernel ``dtmm_depthwise_conv_s8`` (``dtmm_tvm/kernels``: MVE / DSP / portable
+  paths, channel-vectorized over NHWC, per-pixel tap table). Its ``bias`` argument is the *folded*
+  bias ``bias + input_offset * sum_taps w`` (attribute ``"dtmm.bias"`` = ``"folded_input_offset"``;
+  compute it with :func:`kernel_bias`), so no offset add is left in the inner loop;
+- otherwise (host builds with LLVM, ``schedule.micro_kernel=False``) the plain TIR loop nest,
+  which takes the model's bias as is.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
 from tvm import tirx
 from tvm.script import tirx as T
 
+from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
 from .common import requantize_store, tap_in_bounds, with_attrs
 
+__all__ = ["DepthwiseSchedule", "default_schedule", "schedule_space", "scratch_bytes", "fold_bias",
+           "kernel_bias", "depthwise_conv2d_int8", "C_KERNEL", "BIAS_ATTR", "FOLDED"]
 
-def depthwise_conv2d_int8(params: Conv2DParams) -> tirx.PrimFunc:
+C_KERNEL = "dtmm_depthwise_conv_s8"
+#: PrimFunc attribute telling the caller which bias the kernel expects.
+BIAS_ATTR = "dtmm.bias"
+FOLDED = "folded_input_offset"
+#: Channel blocks the C kernel implements per ISA (others fall back to the next smaller one).
+CHANNEL_BLOCKS = {"mve": (4, 8, 16), "dsp": (4, 8), "c": (1, 2, 4)}
+_POINTER_BYTES = 4  # Cortex-M
+
+
+@dataclass(frozen=True)
+class DepthwiseSchedule:
+    """Knobs of the depthwise kernel.
+
+    Attributes
+    ----------
+    channel_block
+        Output channels the micro-kernel accumulates together per pass over the taps (one
+        SXTB16/SMLAxy group = 4 on DSP, one int32x4 vector = 4 on MVE). Larger blocks share the
+        tap-pointer loads but need more registers.
+    micro_kernel
+        False: the plain TIR loop nest (no extern call; what host builds use).
+    """
+
+    channel_block: int = 4
+    micro_kernel: bool = True
+
+    def __post_init__(self):
+        if self.channel_block not in (1, 2, 4, 8, 16):
+            raise ValueError(f"channel_block={self.channel_block} not in (1, 2, 4, 8, 16)")
+
+
+def _c_target(target):
+    if target is None:
+        target = tvm.target.Target.current(allow_none=True)
+    return target if target is not None and str(target.kind.name) == "c" else None
+
+
+def default_schedule(params: Conv2DParams, target=None) -> DepthwiseSchedule:
+    """Per-target default (measured on 16x16x64 3x3 and the fixtures, see the kernel bench).
+
+    MVE: 16 channels (4 vectors) per pass; DSP: 4 (8 spills on Cortex-M4); portable C: 4.
+    Without a C target (host LLVM builds): the TIR loop nest.
+    """
+    target = _c_target(target)
+    if target is None:
+        return DepthwiseSchedule(micro_kernel=False)
+    return DepthwiseSchedule(channel_block={"mve": 16, "dsp": 4, "c": 4}[target_isa(target)])
+
+
+def schedule_space(params: Conv2DParams, target=None) -> list[DepthwiseSchedule]:
+    """Every schedule worth measuring for ``params`` on ``target`` (default first)."""
+    default = default_schedule(params, target)
+    if not default.micro_kernel:
+        return [default]
+    space = [default]
+    for cb in CHANNEL_BLOCKS[target_isa(_c_target(target))]:
+        s = DepthwiseSchedule(channel_block=cb)
+        if s not in space:
+            space.append(s)
+    return space
+
+
+def scratch_bytes(params: Conv2DParams) -> int:
+    """Arena scratch of the micro-kernel (mirrors ``dtmm_depthwise_conv_s8_get_buffer_size``
+    for 32-bit pointers): the tap-pointer table plus one pad pixel, at least 20 bytes so the
+    codegen always places it in the (aligned) arena."""
+    kh, kw = params.kernel_size
+    cin = params.input_shape[3]
+    return max(_POINTER_BYTES * kh * kw + (cin + 3) // 4 * 4, 20)
+
+
+def fold_bias(params: Conv2DParams, weight, bias) -> np.ndarray:
+    """``bias + input_offset * sum_{kh,kw} w[0, kh, kw, oc]`` as int32 (wrapping like the kernel).
+
+    Exact: for an in-image tap ``(x + off) * w = x * w + off * w``; a padded tap reads
+    ``input_zero_point`` in the kernel, ``(zp + off) = 0``, so it adds ``zp * w = -off * w`` and
+    cancels its share of the folded term.
+    """
+    w = np.asarray(weight, dtype=np.int64).reshape(params.weight_shape)
+    cout = params.out_channels
+    b = np.zeros(cout, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
+    folded = b + (-params.input_zero_point) * w.sum(axis=(0, 1, 2))
+    return folded.astype(np.int32)  # int64 -> int32 wraps, like the int32 accumulator
+
+
+def kernel_bias(func: tirx.PrimFunc, params: Conv2DParams, weight, bias) -> np.ndarray:
+    """The bias array to pass to ``func``: folded when ``func`` carries ``"dtmm.bias"``."""
+    attrs = func.attrs
+    if attrs is not None and BIAS_ATTR in attrs and str(attrs[BIAS_ATTR]) == FOLDED:
+        return fold_bias(params, weight, bias)
+    return np.asarray(bias, np.int32)
+
+
+def depthwise_conv2d_int8(params: Conv2DParams, *, target=None,
+                          schedule: DepthwiseSchedule | None = None) -> tirx.PrimFunc:
     """Build the int8 depthwise conv kernel of one layer.
 
     Parameters
     ----------
     params
         The layer, ``depthwise=True``; any kernel, stride, padding, dilation, multiplier.
+    target
+        Default ``Target.current()``; a C target selects the micro-kernel.
+    schedule
+        Default :func:`default_schedule`.
 
     Returns
     -------
@@ -29,10 +144,49 @@ def depthwise_conv2d_int8(params: Conv2DParams) -> tirx.PrimFunc:
         ``main(x, w, bias, mult, shift, out)``: ``x`` int8 ``params.input_shape`` (NHWC),
         ``w`` int8 ``[1, KH, KW, Cin * M]``, ``bias`` / ``mult`` / ``shift`` int32 ``[Cin * M]``,
         ``out`` int8 ``params.output_shape``.
-        Attributes ``{"dtmm.op": "depthwise_conv2d", "op_pattern": 8}``.
+        Attributes ``{"dtmm.op": "depthwise_conv2d", "op_pattern": 8}``; the micro-kernel
+        version also ``"dtmm.c_kernels"``, ``"dtmm.schedule"`` and ``"dtmm.bias"`` (see
+        :func:`kernel_bias`).
     """
     if not params.depthwise:
         raise ValueError("depthwise_conv2d_int8 needs depthwise params (depthwise=True)")
+    schedule = schedule or default_schedule(params, target)
+    if not schedule.micro_kernel or _c_target(target) is None:
+        return _depthwise_tir(params)
+    return _depthwise_micro(params, schedule)
+
+
+def _depthwise_micro(params: Conv2DParams, schedule: DepthwiseSchedule) -> tirx.PrimFunc:
+    n_size, height, width, cin = params.input_shape
+    _, oh_size, ow_size, cout = params.output_shape
+    kh_size, kw_size = params.kernel_size
+    x_shape, w_shape, o_shape = params.input_shape, params.weight_shape, params.output_shape
+    scratch_words = scratch_bytes(params) // 4
+    scalars = [n_size, height, width, cin, params.depth_multiplier, oh_size, ow_size, kh_size, kw_size,
+               *params.strides, params.padding[0], params.padding[1], *params.dilation,
+               params.input_zero_point, params.output_zero_point, params.act_min, params.act_max,
+               schedule.channel_block]
+
+    @T.prim_func
+    def depthwise_conv2d(
+        x: T.Buffer(x_shape, "int8"),
+        w: T.Buffer(w_shape, "int8"),
+        bias: T.Buffer((cout,), "int32"),
+        mult: T.Buffer((cout,), "int32"),
+        shift: T.Buffer((cout,), "int32"),
+        out: T.Buffer(o_shape, "int8"),
+    ):
+        scratch = T.decl_buffer((scratch_words,), "int32", scope="global")
+        T.evaluate(T.call_extern("void", C_KERNEL, x.data, w.data, bias.data, mult.data, shift.data, out.data,
+                                 scratch.data, *scalars))
+
+    func = with_attrs(depthwise_conv2d, "depthwise_conv2d")
+    func = with_c_kernels(func, [C_KERNEL])
+    return func.with_attr({BIAS_ATTR: FOLDED, "dtmm.schedule": f"channel_block={schedule.channel_block}"})
+
+
+def _depthwise_tir(params: Conv2DParams) -> tirx.PrimFunc:
+    """The plain TIR loop nest (takes the model's bias)."""
     n_size, _, _, cin = params.input_shape
     _, oh_size, ow_size, cout = params.output_shape
     kh_size, kw_size = params.kernel_size

@@ -5,32 +5,166 @@ Mirrors TFLM's ``reference_integer_ops::FullyConnected``: ``acc = sum_k (x + inp
 channel; a per-tensor model passes its one multiplier repeated ``O`` times (what
 :func:`dtmm_tvm.quant.conv.conv_layer_from_tflite` returns). The numpy twin is
 :func:`dtmm_tvm.quant.conv.fully_connected`.
+
+Two implementations behind one builder:
+
+- for a C target (``Target`` kind ``c``) and ``weights_offset == 0`` (always so for TFLite int8)
+  a one-statement PrimFunc calling the C micro-kernel ``dtmm_fully_connected_s8``
+  (``dtmm_tvm/kernels``: MVE VMLADAVA / DSP SMLAD / portable, ``rows_per_block`` outputs sharing
+  each input load). Its ``bias`` argument is the *folded* bias ``bias + input_offset *
+  sum_k w[o, k]`` (attribute ``"dtmm.bias"`` = ``"folded_input_offset"``; compute it with
+  :func:`kernel_bias`), so the inner loop is a plain int8 dot product;
+- otherwise the plain TIR loop nest, which takes the model's bias as is.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
 from tvm import tirx
 from tvm.script import tirx as T
 
+from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import FullyConnectedParams
 from .common import requantize_store, with_attrs
 
+__all__ = ["FullyConnectedSchedule", "default_schedule", "schedule_space", "scratch_bytes", "fold_bias",
+           "kernel_bias", "fully_connected_int8", "C_KERNEL", "BIAS_ATTR", "FOLDED"]
 
-def fully_connected_int8(params: FullyConnectedParams) -> tirx.PrimFunc:
+C_KERNEL = "dtmm_fully_connected_s8"
+BIAS_ATTR = "dtmm.bias"
+FOLDED = "folded_input_offset"
+ROWS_PER_BLOCK = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class FullyConnectedSchedule:
+    """Knobs of the fully connected kernel.
+
+    Attributes
+    ----------
+    rows_per_block
+        Output rows (1, 2 or 4) whose dot products run together, sharing every input load (and
+        on DSP its SXTB16 unpacking).
+    micro_kernel
+        False: the plain TIR loop nest (no extern call; what host builds use).
+    """
+
+    rows_per_block: int = 2
+    micro_kernel: bool = True
+
+    def __post_init__(self):
+        if self.rows_per_block not in ROWS_PER_BLOCK:
+            raise ValueError(f"rows_per_block={self.rows_per_block} not in {ROWS_PER_BLOCK}")
+
+
+def _c_target(target):
+    if target is None:
+        target = tvm.target.Target.current(allow_none=True)
+    return target if target is not None and str(target.kind.name) == "c" else None
+
+
+def default_schedule(params: FullyConnectedParams, target=None) -> FullyConnectedSchedule:
+    """Per-target default (measured on 256->64, 250->10 and the fixtures, see the kernel bench).
+
+    4 rows per block on MVE, DSP and portable C. Without a C target (host LLVM builds) or with a
+    non-zero weight zero point: the TIR loop nest.
+    """
+    target = _c_target(target)
+    if target is None or params.weight_zero_point != 0:
+        return FullyConnectedSchedule(micro_kernel=False)
+    return FullyConnectedSchedule(rows_per_block={"mve": 4, "dsp": 4, "c": 4}[target_isa(target)])
+
+
+def schedule_space(params: FullyConnectedParams, target=None) -> list[FullyConnectedSchedule]:
+    """Every schedule worth measuring for ``params`` on ``target`` (default first)."""
+    default = default_schedule(params, target)
+    if not default.micro_kernel:
+        return [default]
+    space = [default]
+    for rows in ROWS_PER_BLOCK:
+        s = FullyConnectedSchedule(rows_per_block=rows)
+        if s not in space and rows <= max(params.weight_shape[0], 1):
+            space.append(s)
+    return space
+
+
+def scratch_bytes(params: FullyConnectedParams) -> int:
+    """Arena scratch of the micro-kernel (``dtmm_fully_connected_s8_get_buffer_size``): none."""
+    return 0
+
+
+def fold_bias(params: FullyConnectedParams, weight, bias) -> np.ndarray:
+    """``bias + input_offset * sum_k w[o, k]`` as int32 (wrapping like the kernel's accumulator)."""
+    w = np.asarray(weight, dtype=np.int64).reshape(params.weight_shape)
+    o = params.weight_shape[0]
+    b = np.zeros(o, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
+    return (b + (-params.input_zero_point) * w.sum(axis=1)).astype(np.int32)
+
+
+def kernel_bias(func: tirx.PrimFunc, params: FullyConnectedParams, weight, bias) -> np.ndarray:
+    """The bias array to pass to ``func``: folded when ``func`` carries ``"dtmm.bias"``."""
+    attrs = func.attrs
+    if attrs is not None and BIAS_ATTR in attrs and str(attrs[BIAS_ATTR]) == FOLDED:
+        return fold_bias(params, weight, bias)
+    return np.asarray(bias, np.int32)
+
+
+def fully_connected_int8(params: FullyConnectedParams, *, target=None,
+                         schedule: FullyConnectedSchedule | None = None) -> tirx.PrimFunc:
     """Build the int8 fully connected kernel of one layer.
 
     Parameters
     ----------
     params
         The layer.
+    target
+        Default ``Target.current()``; a C target selects the micro-kernel.
+    schedule
+        Default :func:`default_schedule`.
 
     Returns
     -------
     tvm.tirx.PrimFunc
         ``main(x, w, bias, mult, shift, out)``: ``x`` int8 ``[N, K]``, ``w`` int8 ``[O, K]``,
         ``bias`` / ``mult`` / ``shift`` int32 ``[O]`` (zeros as bias when the model has none),
-        ``out`` int8 ``[N, O]``. Attributes ``{"dtmm.op": "fully_connected", "op_pattern": 8}``.
+        ``out`` int8 ``[N, O]``. Attributes ``{"dtmm.op": "fully_connected", "op_pattern": 8}``;
+        the micro-kernel version also ``"dtmm.c_kernels"``, ``"dtmm.schedule"`` and
+        ``"dtmm.bias"`` (see :func:`kernel_bias`).
     """
+    schedule = schedule or default_schedule(params, target)
+    if not schedule.micro_kernel or _c_target(target) is None or params.weight_zero_point != 0:
+        return _fully_connected_tir(params)
+    return _fully_connected_micro(params, schedule)
+
+
+def _fully_connected_micro(params: FullyConnectedParams, schedule: FullyConnectedSchedule) -> tirx.PrimFunc:
+    n_size, k_size = params.input_shape
+    o_size = params.weight_shape[0]
+    scalars = [n_size, k_size, o_size, params.output_zero_point, params.act_min, params.act_max,
+               schedule.rows_per_block]
+
+    @T.prim_func
+    def fully_connected(
+        x: T.Buffer((n_size, k_size), "int8"),
+        w: T.Buffer((o_size, k_size), "int8"),
+        bias: T.Buffer((o_size,), "int32"),
+        mult: T.Buffer((o_size,), "int32"),
+        shift: T.Buffer((o_size,), "int32"),
+        out: T.Buffer((n_size, o_size), "int8"),
+    ):
+        T.evaluate(T.call_extern("void", C_KERNEL, x.data, w.data, bias.data, mult.data, shift.data, out.data,
+                                 *scalars))
+
+    func = with_attrs(fully_connected, "fully_connected")
+    func = with_c_kernels(func, [C_KERNEL])
+    return func.with_attr({BIAS_ATTR: FOLDED, "dtmm.schedule": f"rows_per_block={schedule.rows_per_block}"})
+
+
+def _fully_connected_tir(params: FullyConnectedParams) -> tirx.PrimFunc:
+    """The plain TIR loop nest (takes the model's bias)."""
     n_size, k_size = params.input_shape
     o_size = params.weight_shape[0]
     input_offset = -params.input_zero_point
