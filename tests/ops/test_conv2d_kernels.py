@@ -8,27 +8,15 @@ import pytest
 import tvm
 
 from dtmm_tvm.frontend.tflite_reader import read_tflite
+
+from .kernel_helpers import FIXTURES, build, fixtures_of, run
 from dtmm_tvm.ops.conv2d import conv2d_int8
 from dtmm_tvm.ops.conv2d_filterlet import conv2d_filterlet_float32, conv2d_filterlet_int8
 from dtmm_tvm.quant import conv as qc
 from dtmm_tvm.reference.tflm import run_tflm
 from dtmm_tvm.sparsity.storage import pack_filterlets
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ops"
-CONV_MODELS = sorted(
-    p.name for p in FIXTURES.glob("conv_*.tflite") if read_tflite(p).operators[0].opcode == "CONV_2D"
-)
-
-
-def build(func):
-    return tvm.compile(tvm.IRModule({"main": func}), target="llvm")["main"]
-
-
-def run(kernel, *arrays):
-    """Call a destination-passing kernel; the last array is the output."""
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
-    kernel(*args)
-    return args[-1].numpy()
+CONV_MODELS = fixtures_of("CONV_2D")
 
 
 def random_layer(rng, params, filterlet_sparsity=0.3, zero_filters=()):

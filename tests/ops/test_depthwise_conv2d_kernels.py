@@ -7,24 +7,13 @@ import pytest
 import tvm
 
 from dtmm_tvm.frontend.tflite_reader import read_tflite
+
+from .kernel_helpers import FIXTURES, build, fixtures_of, run
 from dtmm_tvm.ops.depthwise_conv2d import depthwise_conv2d_int8
 from dtmm_tvm.quant import conv as qc
 from dtmm_tvm.reference.tflm import run_tflm
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ops"
-DW_MODELS = sorted(
-    p.name for p in FIXTURES.glob("conv_*.tflite") if read_tflite(p).operators[0].opcode == "DEPTHWISE_CONV_2D"
-)
-
-
-def build(func):
-    return tvm.compile(tvm.IRModule({"main": func}), target="llvm")["main"]
-
-
-def run(kernel, *arrays):
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
-    kernel(*args)
-    return args[-1].numpy()
+DW_MODELS = fixtures_of("DEPTHWISE_CONV_2D")
 
 
 @pytest.mark.parametrize("name", DW_MODELS)

@@ -7,24 +7,13 @@ import pytest
 import tvm
 
 from dtmm_tvm.frontend.tflite_reader import read_tflite
+
+from .kernel_helpers import FIXTURES, build, fixtures_of, run
 from dtmm_tvm.ops.fully_connected import fully_connected_int8
 from dtmm_tvm.quant import conv as qc
 from dtmm_tvm.reference.tflm import run_tflm
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ops"
-FC_MODELS = sorted(
-    p.name for p in FIXTURES.glob("conv_*.tflite") if read_tflite(p).operators[0].opcode == "FULLY_CONNECTED"
-)
-
-
-def build(func):
-    return tvm.compile(tvm.IRModule({"main": func}), target="llvm")["main"]
-
-
-def run(kernel, *arrays):
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
-    kernel(*args)
-    return args[-1].numpy()
+FC_MODELS = fixtures_of("FULLY_CONNECTED")
 
 
 @pytest.mark.parametrize("name", FC_MODELS)
