@@ -10,6 +10,7 @@ from pathlib import Path
 import tvm
 
 from .errors import DTMMError, OutputExistsError
+from .tuning import TuningRecords, TuningRecordsError, apply_records
 from .frontend.loader import LoadedModel, load_model
 from .pipeline import dtmm_pipeline
 from .target import DEFAULT_BOARD, resolve_target, target_tag
@@ -51,6 +52,46 @@ def _name_layers(model: LoadedModel, metadata: dict) -> None:
             layer["model_layer"] = candidates[int(index)]
 
 
+def _load_records(tuning_records, tag: str):
+    """The records to apply (None: none); a file for another target is an error naming both."""
+    if tuning_records is None:
+        return None
+    records = tuning_records if isinstance(tuning_records, TuningRecords) else TuningRecords.load(tuning_records)
+    if records.target != tag:
+        raise TuningRecordsError(f"{records.source or 'tuning records'}: tuned for target {records.target} "
+                                 f"(board {records.board}), not {tag}; tune again with --target {tag}")
+    return records
+
+
+def _note_tuning(lowered, metadata: dict, records, hits: dict) -> None:
+    """Mark the layers whose kernels were built from the records (metadata ``"tuning"``)."""
+    from .tuning import schedule_str
+    from .tuning.tuner import tunable_layers
+
+    by_function = {}
+    for layer in tunable_layers(lowered):
+        if layer.key in hits:
+            for name in layer.names:
+                by_function[name] = (layer.key, hits[layer.key])
+    tuned, changed = [], []
+    for entry in metadata.get("layers", []):
+        hit = by_function.get(entry.get("function"))
+        if hit is None:
+            continue
+        key, schedule = hit
+        record = records.layers[key]
+        is_default = record["best"]["schedule"] == record["default"]["schedule"]
+        entry["schedule"] = {"source": "tuning_records", "key": key, "schedule": schedule_str(schedule),
+                             "is_default": is_default, "instructions": record["best"]["instructions"],
+                             "default_instructions": record["default"].get("instructions")}
+        tuned.append(entry["name"])
+        if not is_default:
+            changed.append(entry["name"])
+    metadata["tuning"] = {"records": Path(records.source).name if records.source else None,
+                          "target": records.target, "board": records.board, "tuned_layers": tuned,
+                          "changed_layers": changed}
+
+
 def compile_model(
     model_path: str | Path,
     output: str | Path,
@@ -58,6 +99,7 @@ def compile_model(
     mode: str = "dtmm",
     threshold: float | None = None,
     force: bool = False,
+    tuning_records=None,
 ) -> dict:
     """Compile ``model_path`` to the archive ``output``; return its metadata.
 
@@ -68,6 +110,11 @@ def compile_model(
         pipeline without that rewrite (the baseline).
     force
         Replace an existing ``output``; otherwise an existing file is an error.
+    tuning_records
+        A records file of ``dtmm tune`` (path) or a :class:`dtmm_tvm.tuning.TuningRecords`:
+        layers found in it get their best measured schedule, the others the default. The
+        records must be for ``target``. metadata.json lists the tuned layers (``"tuning"``,
+        and ``"schedule"`` on each tuned layer).
     """
     from .codegen import write_archive
     from .micro import check_fits, get_board
@@ -78,8 +125,11 @@ def compile_model(
     if output.exists() and not force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
     tvm_target = resolve_target(target)
+    records = _load_records(tuning_records, target_tag(tvm_target))
     model = load_model(model_path)
-    with tvm_target:  # kernel builders pick their micro-kernels from Target.current()
+    # Kernel builders pick their micro-kernels from Target.current() and, inside
+    # apply_records, their schedules from the records.
+    with tvm_target, apply_records(records) as tuning:
         lowered = lower_model(model, sparse=(mode == "dtmm"), threshold=threshold)
     extra = {
         "model": {"name": model.name, "source": model.path.name, "sha256": model.sha256, "format": model.format,
@@ -95,6 +145,8 @@ def compile_model(
     def annotate(metadata: dict) -> None:
         # Runs before anything is written: a model that cannot fit its board leaves no file.
         _name_layers(model, metadata)
+        if records is not None:
+            _note_tuning(lowered, metadata, records, tuning.hits)
         check_fits(metadata, board, artifact=model.path.name)
 
     return write_archive(lowered, output, extra, overwrite=force, annotate=annotate)

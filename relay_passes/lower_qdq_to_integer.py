@@ -330,6 +330,7 @@ class _Lowerer(PyExprMutator):
             "stored_weight_bytes": int(weight.size),
         }
         func = fully_connected_int8(params)
+        func = func.with_attr("dtmm.params", json.dumps(_params_json(params)))  # for tuning
         bias = fc_kernel_bias(func, params, weight, bias)  # the kernel may fold the input offset in
         x_arg = self.visit_expr(x_int8)
         if len(x_shape) != 2:

@@ -42,6 +42,10 @@ def conv2d_int8(params: Conv2DParams, *, target=None, schedule=None) -> tirx.Pri
         raise ValueError("conv2d_int8 got depthwise params; use depthwise_conv2d_int8")
     from .conv_schedule import resolve
 
+    if schedule is None:  # tuning records (dtmm_tvm.tuning.apply_records) first, then the default
+        from ..tuning import lookup_schedule
+
+        schedule = lookup_schedule("conv2d", params, target)
     target, schedule = resolve(params, target, schedule)
     if schedule.micro_kernel:
         from .conv2d_micro import build_conv_micro

@@ -63,6 +63,10 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
     _check(params, kept_filterlets)
     from .conv_schedule import resolve
 
+    if schedule is None:  # tuning records (dtmm_tvm.tuning.apply_records) first, then the default
+        from ..tuning import lookup_schedule
+
+        schedule = lookup_schedule("conv2d_filterlet", params, target, kept_filterlets=kept_filterlets)
     target, schedule = resolve(params, target, schedule)
     if schedule.micro_kernel:
         from .conv2d_micro import build_conv_micro

@@ -150,6 +150,10 @@ def depthwise_conv2d_int8(params: Conv2DParams, *, target=None,
     """
     if not params.depthwise:
         raise ValueError("depthwise_conv2d_int8 needs depthwise params (depthwise=True)")
+    if schedule is None:  # tuning records (dtmm_tvm.tuning.apply_records) first, then the default
+        from ..tuning import lookup_schedule
+
+        schedule = lookup_schedule("depthwise_conv2d", params, target)
     schedule = schedule or default_schedule(params, target)
     if not schedule.micro_kernel or _c_target(target) is None:
         return _depthwise_tir(params)

@@ -134,6 +134,10 @@ def fully_connected_int8(params: FullyConnectedParams, *, target=None,
         the micro-kernel version also ``"dtmm.c_kernels"``, ``"dtmm.schedule"`` and
         ``"dtmm.bias"`` (see :func:`kernel_bias`).
     """
+    if schedule is None:  # tuning records (dtmm_tvm.tuning.apply_records) first, then the default
+        from ..tuning import lookup_schedule
+
+        schedule = lookup_schedule("fully_connected", params, target)
     schedule = schedule or default_schedule(params, target)
     if not schedule.micro_kernel or _c_target(target) is None or params.weight_zero_point != 0:
         return _fully_connected_tir(params)

@@ -1,0 +1,38 @@
+"""Per-layer schedule tuning, measured on the emulated boards (microTVM's ``autotune`` for dtmm).
+
+- :func:`tune_model` (tuner): for each conv / depthwise / fully connected layer of a compiled
+  model, build a one-layer artifact per candidate schedule (the op's ``schedule_space``), run it
+  on a board and keep the candidate with the fewest instructions whose outputs equal the
+  default schedule's. ``dtmm tune`` is its CLI.
+- :class:`TuningRecords` (records): the JSON file, schema ``dtmm-tuning/1``.
+- :func:`apply_records`: context manager; inside it the kernel builders take the recorded best
+  schedule (:func:`lookup_schedule`) when called with ``schedule=None``. ``dtmm compile
+  --tuning-records`` and ``compile_model(tuning_records=...)`` use it.
+
+This module stays light (no TVM import): the kernel builders import it.
+"""
+
+from .records import (
+    SCHEMA,
+    TUNABLE_OPS,
+    TuningRecords,
+    TuningRecordsError,
+    apply_records,
+    current_records,
+    layer_key,
+    lookup_schedule,
+    schedule_from_json,
+    schedule_str,
+    schedule_to_json,
+)
+
+
+def tune_model(*args, **kwargs):
+    """See :func:`dtmm_tvm.tuning.tuner.tune_model`."""
+    from .tuner import tune_model as _tune_model
+
+    return _tune_model(*args, **kwargs)
+
+
+__all__ = ["SCHEMA", "TUNABLE_OPS", "TuningRecords", "TuningRecordsError", "apply_records", "current_records",
+           "layer_key", "lookup_schedule", "schedule_from_json", "schedule_str", "schedule_to_json", "tune_model"]
