@@ -22,19 +22,23 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from dtmm_tvm.sparsity import analyze_filterlets, pack_filterlets
+from dtmm_tvm.sparsity import FORMATS, analyze_filterlets, choose_format, pack_filterlets
 
 from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dtype_of, func_attr_json, is_const, is_op, prim_func_of, static_shape
 
 DEFAULT_THRESHOLD = 0.1  # the paper applies its format above 10% filterlet sparsity
+#: When not None, the formats every FilterletSparseConv() without ``formats=`` may choose from
+#: (tests and benchmarks force one format through the compile flow with this).
+FORMATS_OVERRIDE = None
 
 
 @mutator
 class _Rewriter(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, threshold: float):
+    def __init__(self, mod: tvm.IRModule, threshold: float, formats=FORMATS):
         super().__init__(mod)
         self.mod_ = mod
         self.threshold = threshold
+        self.formats = tuple(formats)
         self.resolve = None
         self.float_count = 0
 
@@ -66,15 +70,15 @@ class _Rewriter(PyExprMutator):
         stats = analyze_filterlets(weight_ohwi)
         if stats.filterlet_sparsity <= self.threshold:
             return None
-        packed = pack_filterlets(weight_ohwi, layer=layer["name"])
+        packed = choose_format(weight_ohwi, layer=layer["name"], formats=self.formats)
         params = Conv2DParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params_json.items()})
-        sparse = conv2d_filterlet_int8(params, packed.kept_filterlets)
+        sparse = conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=packed.format)
         layer = _sparse_layer(layer, stats, packed)
         sparse = sparse.with_attr("dtmm.layer", json.dumps(layer, sort_keys=True))
         sparse = sparse.with_attr("dtmm.params", json.dumps(params_json))
         gvar = self.builder_.add_func(sparse, layer["name"].replace("conv2d", "conv2d_filterlet"))
-        args = [self.visit_expr(x), relax.const(packed.values), relax.const(packed.col_idx),
-                relax.const(packed.row_ptr), bias, mult, shift]
+        args = [self.visit_expr(x), relax.const(packed.values),
+                *[relax.const(a) for a in packed.index_arrays], bias, mult, shift]
         return relax.call_tir(gvar, args, call.ty)
 
     def _rewrite_float(self, conv):
@@ -148,7 +152,7 @@ def _sparse_layer(layer: dict, stats, packed) -> dict:
     n, oh, ow, _ = layer["output_shape"]
     return dict(
         layer,
-        format="filterlet_csr",
+        format=packed.format,
         filterlet_sparsity=round(stats.filterlet_sparsity, 6),
         filter_sparsity=round(stats.filter_sparsity, 6),
         kept_filterlets=stats.kept_filterlets,
@@ -156,7 +160,23 @@ def _sparse_layer(layer: dict, stats, packed) -> dict:
         kept_macs=int(n * oh * ow * stats.kept_filterlets * cin),
         stored_weight_bytes=int(packed.values.size * packed.values.itemsize + packed.index_bytes),
         index_bytes=packed.index_bytes,
+        format_bytes=_format_bytes(packed),
     )
+
+
+def _format_bytes(packed) -> dict:
+    """Stored bytes (values + index) of the layer in every index format that fits it."""
+    from dtmm_tvm.sparsity import pack_filterlets_as
+    from dtmm_tvm.errors import FormatError
+
+    weight = packed.unpack()
+    out = {"dense": int(weight.size * weight.itemsize)}
+    for fmt in FORMATS:
+        try:
+            out[fmt] = int(pack_filterlets_as(weight, fmt).nbytes)
+        except FormatError:
+            pass
+    return out
 
 
 @tvm.transform.module_pass(opt_level=0, name="FilterletSparseConv")
@@ -168,15 +188,29 @@ class FilterletSparseConv:
     threshold : float
         Minimum filterlet sparsity (0..1, exclusive) for the rewrite; below it the dense kernel
         is smaller and faster because the index costs 2 bytes per kept filterlet.
+    formats : sequence of str, optional
+        Index formats the integer rewrite may choose from (default: all of
+        :data:`dtmm_tvm.sparsity.FORMATS`; module default :data:`FORMATS_OVERRIDE` when set).
+        Per layer the one with the fewest bytes (values + index) wins, ties broken by measured
+        decode speed (:func:`dtmm_tvm.sparsity.choose_format`); the choice is recorded in the
+        ``"dtmm.layer"`` metadata as ``"format"`` with ``"stored_weight_bytes"``,
+        ``"index_bytes"`` and ``"format_bytes"`` (bytes of every format that fits). Float convs
+        always use ``"filterlet_csr"``.
     """
 
-    def __init__(self, threshold: float = DEFAULT_THRESHOLD):
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, formats=None):
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}")
         self.threshold = threshold
+        formats = FORMATS_OVERRIDE if formats is None else formats
+        formats = FORMATS if formats is None else tuple(formats)
+        bad = [f for f in formats if f not in FORMATS]
+        if bad or not formats:
+            raise ValueError(f"unknown filterlet formats {bad}; known: {FORMATS}")
+        self.formats = formats
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        rewriter = _Rewriter(mod, self.threshold)
+        rewriter = _Rewriter(mod, self.threshold, self.formats)
         for gvar, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 rewriter.builder_.update_func(gvar, rewriter.rewrite(func))

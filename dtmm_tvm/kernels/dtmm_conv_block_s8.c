@@ -1,303 +1,261 @@
 /*
  * dtmm_conv_block_s8.c - the DTMM conv micro-kernel: a block of output pixels x a range of
- * output channels over filterlet-sparse (CSR over filterlets) or dense OHWI int8 weights.
+ * output channels over dense OHWI or filterlet-sparse int8 weights (index formats below).
  *
- * For each output channel, for each kept filterlet (contiguous kept filterlets merged into one
- * run, so a dense row is a single run), one dot product over the im2col rows of up to 4 pixels
- * at once: every weight load serves 4 pixels, a pruned filterlet costs nothing. Then bias,
- * per-channel requantization (TFLM double rounding), output offset, clamp.
+ * The block's im2col lives in caller scratch in the chunk-interleaved group layout written by
+ * dtmm_conv_im2col_s8 (see that file): the G pixels of a group share ONE pointer. For each
+ * output channel the kept filterlets are decoded into runs of consecutive kernel taps (a dense
+ * row is one run; runs merge only when Cin is a multiple of the chunk), each run is one dot
+ * product loop over its chunks into G accumulators, then bias, per-channel requantization
+ * (TFLM double rounding), output offset, clamp.
  *
- *   MVE (Helium):  int8 rows, 16 lanes per VMLADAVA, tail-predicated (VCTP); the input offset
- *                  is folded into the bias (dtmm_conv_bias_s8); vector requantization of the
- *                  4 pixels of a channel (VQRDMULH + rounding shift, exact gemmlowp rounding).
- *   DSP:           q15 rows; SXTB16 widens 4 weights, SMLAD does two 16-bit MACs.
- *   portable:      plain C on the q15 rows.
+ *   MVE (Helium):  chunk = 16 int8 per slot; per chunk 1 weight load + G x (VLDRB + VMLADAVA),
+ *                  the weight load predicated (VCTP) on a partial chunk; offset folded into the
+ *                  bias; vector requantization (VQRDMULH + rounding fix-up, bit-exact).
+ *   DSP:           chunk = 4 q15 per slot as reordered pairs; per chunk LDR + 2 SXTB16 (no PKH)
+ *                  + LDM of the G (x0,x2) words + G SMLAD + LDM of the (x1,x3) words + G SMLAD.
+ *   portable:      plain C on the same q15 layout.
+ *
+ * Index formats (fmt): DTMM_FMT_DENSE (idx unused), DTMM_FMT_CSR (idx0 int16 col_idx = tap*Cin,
+ * idx1 int16 row_ptr[Cout+1]), DTMM_FMT_U8 (idx0 uint8 tap per kept filterlet, idx1 uint8
+ * count per filter), DTMM_FMT_MASK (idx0 uint8 bitmask, KH*KW bits per filter LSB first,
+ * filter o at bit o*KH*KW, 3 bytes of tail padding; KH*KW <= 25).
  */
 #include <string.h>
 #include "dtmm_kernels.h"
 
 #if defined(__ARM_FEATURE_MVE)
 #include <arm_mve.h>
+#define CH 16
+#define CHB 16
 #elif defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
+#define CH 4
+#define CHB 8
+#else
+#define CH 4
+#define CHB 8
 #endif
 
-#if defined(__ARM_FEATURE_MVE)
-/* ------------------------------------------------------------------------------------- MVE */
-typedef int8_t dtmm_elem_t;
+#define INLINE static inline __attribute__((always_inline))
 
-static inline __attribute__((always_inline)) void dot4(const int8_t *w, const int8_t *const *x, int32_t start, int32_t len,
-                        int32_t *acc) {
-  const int8_t *x0 = x[0] + start;
-  const int8_t *x1 = x[1] + start;
-  const int8_t *x2 = x[2] + start;
-  const int8_t *x3 = x[3] + start;
-  int32_t s0 = acc[0];
-  int32_t s1 = acc[1];
-  int32_t s2 = acc[2];
-  int32_t s3 = acc[3];
-  int32_t n = len >> 4;
-  while (n-- > 0) {
-    const int8x16_t vw = vldrbq_s8(w);
-    w += 16;
-    s0 = vmladavaq_s8(s0, vldrbq_s8(x0), vw);
-    s1 = vmladavaq_s8(s1, vldrbq_s8(x1), vw);
-    s2 = vmladavaq_s8(s2, vldrbq_s8(x2), vw);
-    s3 = vmladavaq_s8(s3, vldrbq_s8(x3), vw);
-    x0 += 16;
-    x1 += 16;
-    x2 += 16;
-    x3 += 16;
-  }
-  const int32_t r = len & 15;
-  if (r) {
-    const mve_pred16_t p = vctp8q((uint32_t)r);
-    const int8x16_t vw = vldrbq_z_s8(w, p);
-    s0 = vmladavaq_s8(s0, vldrbq_z_s8(x0, p), vw);
-    s1 = vmladavaq_s8(s1, vldrbq_z_s8(x1, p), vw);
-    s2 = vmladavaq_s8(s2, vldrbq_z_s8(x2, p), vw);
-    s3 = vmladavaq_s8(s3, vldrbq_z_s8(x3, p), vw);
-  }
-  acc[0] = s0;
-  acc[1] = s1;
-  acc[2] = s2;
-  acc[3] = s3;
-}
-static inline __attribute__((always_inline)) void dot2(const int8_t *w, const int8_t *const *x, int32_t start, int32_t len,
-                        int32_t *acc) {
-  const int8_t *x0 = x[0] + start;
-  const int8_t *x1 = x[1] + start;
-  int32_t s0 = acc[0];
-  int32_t s1 = acc[1];
-  int32_t n = len >> 4;
-  while (n-- > 0) {
-    const int8x16_t vw = vldrbq_s8(w);
-    w += 16;
-    s0 = vmladavaq_s8(s0, vldrbq_s8(x0), vw);
-    s1 = vmladavaq_s8(s1, vldrbq_s8(x1), vw);
-    x0 += 16;
-    x1 += 16;
-  }
-  const int32_t r = len & 15;
-  if (r) {
-    const mve_pred16_t p = vctp8q((uint32_t)r);
-    const int8x16_t vw = vldrbq_z_s8(w, p);
-    s0 = vmladavaq_s8(s0, vldrbq_z_s8(x0, p), vw);
-    s1 = vmladavaq_s8(s1, vldrbq_z_s8(x1, p), vw);
-  }
-  acc[0] = s0;
-  acc[1] = s1;
-}
-static inline __attribute__((always_inline)) void dot1(const int8_t *w, const int8_t *const *x, int32_t start, int32_t len,
-                        int32_t *acc) {
-  const int8_t *x0 = x[0] + start;
-  int32_t s0 = acc[0];
-  int32_t n = len >> 4;
-  while (n-- > 0) {
-    const int8x16_t vw = vldrbq_s8(w);
-    w += 16;
-    s0 = vmladavaq_s8(s0, vldrbq_s8(x0), vw);
-    x0 += 16;
-  }
-  const int32_t r = len & 15;
-  if (r) {
-    const mve_pred16_t p = vctp8q((uint32_t)r);
-    const int8x16_t vw = vldrbq_z_s8(w, p);
-    s0 = vmladavaq_s8(s0, vldrbq_z_s8(x0, p), vw);
-  }
-  acc[0] = s0;
-}
-
-#elif defined(__ARM_FEATURE_DSP)
-/* ------------------------------------------------------------------------------------- DSP */
-typedef int16_t dtmm_elem_t;
-
-static inline uint32_t sxtb16_ror8(uint32_t v) {
-  uint32_t r;
-  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
-  return r;
-}
 static inline uint32_t rd32(const void *p) {
   uint32_t v;
   __builtin_memcpy(&v, p, 4);
   return v;
 }
-/* 4 int8 weights -> (w0,w1) and (w2,w3) as q15 pairs (CMSIS-NN read_and_pad). */
-#define DTMM_LOAD_W(wp, wa, wb)                                                             \
+
+/* ---------------------------------------------------------------- dot product over chunks */
+/* acc[s] += sum over n full chunks (+ a partial chunk of r elements) of w . x(slot s). */
+#if defined(__ARM_FEATURE_MVE)
+INLINE void dot_g(const int G, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
+  if (G == 8) {
+    /* 1 weight load + 8 x (VLDRW + VMLADAVA) per chunk, one pointer, low-overhead loop */
+    /* VMLADAVA needs even accumulator registers: pin them to r0..r12 evens and lr */
+    register int32_t s0 __asm__("r0") = acc[0];
+    register int32_t s1 __asm__("r2") = acc[1];
+    register int32_t s2 __asm__("r4") = acc[2];
+    register int32_t s3 __asm__("r6") = acc[3];
+    register int32_t s4 __asm__("r8") = acc[4];
+    register int32_t s5 __asm__("r10") = acc[5];
+    register int32_t s6 __asm__("r12") = acc[6];
+    register int32_t s7 __asm__("lr") = acc[7];
+    if (n > 0) {
+      int32_t cnt = n;
+      __asm__ volatile(
+          "1:\n\t"
+          "vldrb.8 q0, [%[w]], #16\n\t"
+          "vldrw.32 q1, [%[x]]\n\t"
+          "vmladava.s8 %[s0], q1, q0\n\t"
+          "vldrw.32 q2, [%[x], #16]\n\t"
+          "vmladava.s8 %[s1], q2, q0\n\t"
+          "vldrw.32 q1, [%[x], #32]\n\t"
+          "vmladava.s8 %[s2], q1, q0\n\t"
+          "vldrw.32 q2, [%[x], #48]\n\t"
+          "vmladava.s8 %[s3], q2, q0\n\t"
+          "vldrw.32 q1, [%[x], #64]\n\t"
+          "vmladava.s8 %[s4], q1, q0\n\t"
+          "vldrw.32 q2, [%[x], #80]\n\t"
+          "vmladava.s8 %[s5], q2, q0\n\t"
+          "vldrw.32 q1, [%[x], #96]\n\t"
+          "vmladava.s8 %[s6], q1, q0\n\t"
+          "vldrw.32 q2, [%[x], #112]\n\t"
+          "vmladava.s8 %[s7], q2, q0\n\t"
+          "adds %[x], %[x], #128\n\t"
+          "subs %[c], %[c], #1\n\t"
+          "bne 1b\n\t"
+          : [w] "+r"(w), [x] "+r"(x), [c] "+r"(cnt), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
+            [s3] "+r"(s3), [s4] "+r"(s4), [s5] "+r"(s5), [s6] "+r"(s6), [s7] "+r"(s7)
+          :
+          : "q0", "q1", "q2", "cc", "memory");
+    }
+    if (r > 0) {
+      const int8x16_t vw = vldrbq_z_s8(w, vctp8q((uint32_t)r));
+      s0 = vmladavaq_s8(s0, vldrbq_s8(x), vw);
+      s1 = vmladavaq_s8(s1, vldrbq_s8(x + 16), vw);
+      s2 = vmladavaq_s8(s2, vldrbq_s8(x + 32), vw);
+      s3 = vmladavaq_s8(s3, vldrbq_s8(x + 48), vw);
+      s4 = vmladavaq_s8(s4, vldrbq_s8(x + 64), vw);
+      s5 = vmladavaq_s8(s5, vldrbq_s8(x + 80), vw);
+      s6 = vmladavaq_s8(s6, vldrbq_s8(x + 96), vw);
+      s7 = vmladavaq_s8(s7, vldrbq_s8(x + 112), vw);
+    }
+    acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
+    acc[4] = s4; acc[5] = s5; acc[6] = s6; acc[7] = s7;
+    return;
+  }
+  int32_t s0 = acc[0], s1 = G > 1 ? acc[1] : 0, s2 = G > 2 ? acc[2] : 0, s3 = G > 3 ? acc[3] : 0;
+  int32_t s4 = G > 4 ? acc[4] : 0, s5 = G > 4 ? acc[5] : 0, s6 = G > 4 ? acc[6] : 0, s7 = G > 4 ? acc[7] : 0;
+  for (;;) {
+    int8x16_t vw;
+    if (n > 0) {
+      vw = vldrbq_s8(w);
+    } else if (r > 0) {
+      vw = vldrbq_z_s8(w, vctp8q((uint32_t)r));
+      r = 0;
+    } else {
+      break;
+    }
+    w += 16;
+    --n;
+    s0 = vmladavaq_s8(s0, vldrbq_s8(x), vw);
+    if (G > 1) s1 = vmladavaq_s8(s1, vldrbq_s8(x + 16), vw);
+    if (G > 2) s2 = vmladavaq_s8(s2, vldrbq_s8(x + 32), vw);
+    if (G > 3) s3 = vmladavaq_s8(s3, vldrbq_s8(x + 48), vw);
+    if (G > 4) {
+      s4 = vmladavaq_s8(s4, vldrbq_s8(x + 64), vw);
+      s5 = vmladavaq_s8(s5, vldrbq_s8(x + 80), vw);
+      s6 = vmladavaq_s8(s6, vldrbq_s8(x + 96), vw);
+      s7 = vmladavaq_s8(s7, vldrbq_s8(x + 112), vw);
+    }
+    x += 16 * G;
+  }
+  acc[0] = s0;
+  if (G > 1) acc[1] = s1;
+  if (G > 2) acc[2] = s2;
+  if (G > 3) acc[3] = s3;
+  if (G > 4) { acc[4] = s4; acc[5] = s5; acc[6] = s6; acc[7] = s7; }
+}
+/* any group width (non-default schedules) */
+static void dot_any(int32_t g, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
+  for (; n > 0 || r > 0; --n) {
+    const int8x16_t vw = n > 0 ? vldrbq_s8(w) : vldrbq_z_s8(w, vctp8q((uint32_t)r));
+    if (n <= 0) r = 0;
+    w += 16;
+    for (int32_t s = 0; s < g; ++s) acc[s] = vmladavaq_s8(acc[s], vldrbq_s8(x + 16 * s), vw);
+    x += 16 * g;
+  }
+}
+#else
+static inline uint32_t tail_word(const int8_t *w, int32_t r) {
+  uint32_t v = (uint8_t)w[0];
+  if (r > 1) v |= (uint32_t)(uint8_t)w[1] << 8;
+  if (r > 2) v |= (uint32_t)(uint8_t)w[2] << 16;
+  return v;
+}
+#if defined(__ARM_FEATURE_DSP)
+static inline uint32_t sxtb16_ror8(uint32_t v) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+/* one chunk for G slots from the weight word wv */
+#define DSP_CHUNK(G, wv, x, acc)                                                            \
   do {                                                                                      \
-    const uint32_t wv_ = rd32(wp);                                                          \
-    const uint32_t w02_ = __sxtb16(wv_);                                                    \
-    const uint32_t w13_ = sxtb16_ror8(wv_);                                                 \
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(wa) : "r"(w02_), "r"(w13_));               \
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(wb) : "r"(w13_), "r"(w02_));               \
+    const uint32_t e_ = __sxtb16(wv);                                                       \
+    const uint32_t o_ = sxtb16_ror8(wv);                                                    \
+    for (int32_t s_ = 0; s_ < (G); ++s_) {                                                  \
+      acc[s_] = __smlad(e_, rd32((x) + 4 * s_), acc[s_]);                                   \
+      acc[s_] = __smlad(o_, rd32((x) + 4 * (G) + 4 * s_), acc[s_]);                         \
+    }                                                                                       \
   } while (0)
 
-static inline __attribute__((always_inline)) void dot4(const int8_t *w, const int16_t *const *x, int32_t start, int32_t len,
-                        int32_t *acc) {
-  const int16_t *x0 = x[0] + start;
-  const int16_t *x1 = x[1] + start;
-  const int16_t *x2 = x[2] + start;
-  const int16_t *x3 = x[3] + start;
-  int32_t s0 = acc[0];
-  int32_t s1 = acc[1];
-  int32_t s2 = acc[2];
-  int32_t s3 = acc[3];
-  int32_t n = len >> 2;
-  while (n-- > 0) {
-    uint32_t wa, wb;
-    DTMM_LOAD_W(w, wa, wb);
+INLINE void dot_g(const int G, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
+  if (G == 4 && n > 0) {
+    register uint32_t a __asm__("r8");
+    register uint32_t b __asm__("r9");
+    register uint32_t c __asm__("r10");
+    register uint32_t d __asm__("r11");
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    uint32_t t0, t1;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[t0], [%[w]], #4\n\t"
+        "sxtb16 %[t1], %[t0], ror #8\n\t"
+        "sxtb16 %[t0], %[t0]\n\t"
+        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t"
+        "smlad %[s0], %[t0], %[a], %[s0]\n\t"
+        "smlad %[s1], %[t0], %[b], %[s1]\n\t"
+        "smlad %[s2], %[t0], %[c], %[s2]\n\t"
+        "smlad %[s3], %[t0], %[d], %[s3]\n\t"
+        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t"
+        "smlad %[s0], %[t1], %[a], %[s0]\n\t"
+        "smlad %[s1], %[t1], %[b], %[s1]\n\t"
+        "smlad %[s2], %[t1], %[c], %[s2]\n\t"
+        "smlad %[s3], %[t1], %[d], %[s3]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        : [w] "+r"(w), [x] "+r"(x), [n] "+r"(n), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
+          [s3] "+r"(s3), [t0] "=&r"(t0), [t1] "=&r"(t1), [a] "=&r"(a), [b] "=&r"(b),
+          [c] "=&r"(c), [d] "=&r"(d)
+        :
+        : "cc", "memory");
+    acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
+  } else {
+    for (; n > 0; --n) {
+      const uint32_t wv = rd32(w);
+      w += 4;
+      DSP_CHUNK(G, wv, x, acc);
+      x += 8 * G;
+    }
+  }
+  if (r > 0) {
+    const uint32_t wv = tail_word(w, r);
+    DSP_CHUNK(G, wv, x, acc);
+  }
+}
+static void dot_any(int32_t g, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
+  for (; n > 0; --n) {
+    const uint32_t wv = rd32(w);
     w += 4;
-    s0 = __smlad(wa, rd32(x0), s0);
-    s0 = __smlad(wb, rd32(x0 + 2), s0);
-    x0 += 4;
-    s1 = __smlad(wa, rd32(x1), s1);
-    s1 = __smlad(wb, rd32(x1 + 2), s1);
-    x1 += 4;
-    s2 = __smlad(wa, rd32(x2), s2);
-    s2 = __smlad(wb, rd32(x2 + 2), s2);
-    x2 += 4;
-    s3 = __smlad(wa, rd32(x3), s3);
-    s3 = __smlad(wb, rd32(x3 + 2), s3);
-    x3 += 4;
+    DSP_CHUNK(g, wv, x, acc);
+    x += 8 * g;
   }
-  for (n = len & 3; n > 0; --n) {
-    const int32_t wk = *w++;
-    s0 += wk * *x0++;
-    s1 += wk * *x1++;
-    s2 += wk * *x2++;
-    s3 += wk * *x3++;
+  if (r > 0) {
+    const uint32_t wv = tail_word(w, r);
+    DSP_CHUNK(g, wv, x, acc);
   }
-  acc[0] = s0;
-  acc[1] = s1;
-  acc[2] = s2;
-  acc[3] = s3;
 }
-static inline __attribute__((always_inline)) void dot2(const int8_t *w, const int16_t *const *x, int32_t start, int32_t len,
-                        int32_t *acc) {
-  const int16_t *x0 = x[0] + start;
-  const int16_t *x1 = x[1] + start;
-  int32_t s0 = acc[0];
-  int32_t s1 = acc[1];
-  int32_t n = len >> 2;
-  while (n-- > 0) {
-    uint32_t wa, wb;
-    DTMM_LOAD_W(w, wa, wb);
+#else /* portable */
+static void dot_any(int32_t g, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
+  while (n > 0 || r > 0) {
+    int32_t w0, w1, w2, w3;
+    if (n > 0) {
+      w0 = w[0]; w1 = w[1]; w2 = w[2]; w3 = w[3];
+    } else {
+      w0 = w[0]; w1 = r > 1 ? w[1] : 0; w2 = r > 2 ? w[2] : 0; w3 = 0;
+      r = 0;
+    }
+    --n;
     w += 4;
-    s0 = __smlad(wa, rd32(x0), s0);
-    s0 = __smlad(wb, rd32(x0 + 2), s0);
-    x0 += 4;
-    s1 = __smlad(wa, rd32(x1), s1);
-    s1 = __smlad(wb, rd32(x1 + 2), s1);
-    x1 += 4;
+    for (int32_t s = 0; s < g; ++s) {
+      const int16_t *xe = (const int16_t *)(const void *)(x + 4 * s);
+      const int16_t *xo = (const int16_t *)(const void *)(x + 4 * g + 4 * s);
+      acc[s] += w0 * xe[0] + w2 * xe[1] + w1 * xo[0] + w3 * xo[1];
+    }
+    x += 8 * g;
   }
-  for (n = len & 3; n > 0; --n) {
-    const int32_t wk = *w++;
-    s0 += wk * *x0++;
-    s1 += wk * *x1++;
-  }
-  acc[0] = s0;
-  acc[1] = s1;
 }
-static inline __attribute__((always_inline)) void dot1(const int8_t *w, const int16_t *const *x, int32_t start, int32_t len,
-                        int32_t *acc) {
-  const int16_t *x0 = x[0] + start;
-  int32_t s0 = acc[0];
-  int32_t n = len >> 2;
-  while (n-- > 0) {
-    uint32_t wa, wb;
-    DTMM_LOAD_W(w, wa, wb);
-    w += 4;
-    s0 = __smlad(wa, rd32(x0), s0);
-    s0 = __smlad(wb, rd32(x0 + 2), s0);
-    x0 += 4;
-  }
-  for (n = len & 3; n > 0; --n) {
-    const int32_t wk = *w++;
-    s0 += wk * *x0++;
-  }
-  acc[0] = s0;
-}
-
-#else
-/* -------------------------------------------------------------------------------- portable */
-typedef int16_t dtmm_elem_t;
-
-static inline __attribute__((always_inline)) void dot4(const int8_t *w, const int16_t *const *x, int32_t start, int32_t len,
-                        int32_t *acc) {
-  const int16_t *x0 = x[0] + start;
-  const int16_t *x1 = x[1] + start;
-  const int16_t *x2 = x[2] + start;
-  const int16_t *x3 = x[3] + start;
-  int32_t s0 = acc[0];
-  int32_t s1 = acc[1];
-  int32_t s2 = acc[2];
-  int32_t s3 = acc[3];
-  for (int32_t k = 0; k < len; ++k) {
-    const int32_t wk = w[k];
-    s0 += wk * x0[k];
-    s1 += wk * x1[k];
-    s2 += wk * x2[k];
-    s3 += wk * x3[k];
-  }
-  acc[0] = s0;
-  acc[1] = s1;
-  acc[2] = s2;
-  acc[3] = s3;
-}
-static inline __attribute__((always_inline)) void dot2(const int8_t *w, const int16_t *const *x, int32_t start, int32_t len,
-                        int32_t *acc) {
-  const int16_t *x0 = x[0] + start;
-  const int16_t *x1 = x[1] + start;
-  int32_t s0 = acc[0];
-  int32_t s1 = acc[1];
-  for (int32_t k = 0; k < len; ++k) {
-    const int32_t wk = w[k];
-    s0 += wk * x0[k];
-    s1 += wk * x1[k];
-  }
-  acc[0] = s0;
-  acc[1] = s1;
-}
-static inline __attribute__((always_inline)) void dot1(const int8_t *w, const int16_t *const *x, int32_t start, int32_t len,
-                        int32_t *acc) {
-  const int16_t *x0 = x[0] + start;
-  int32_t s0 = acc[0];
-  for (int32_t k = 0; k < len; ++k) {
-    const int32_t wk = w[k];
-    s0 += wk * x0[k];
-  }
-  acc[0] = s0;
+INLINE void dot_g(const int G, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
+  dot_any(G, w, x, n, r, acc);
 }
 #endif
+#endif
 
+/* ---------------------------------------------------------------------- requantization */
 static inline int8_t clamp_out(int32_t v, int32_t lo, int32_t hi) {
   return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
-
-#define DTMM_BLOCK(NP)                                                                      \
-  static void block##NP(const dtmm_elem_t *const *rows, const int8_t *values,               \
-                        const int16_t *col_idx, const int16_t *row_ptr, int32_t row_len,    \
-                        int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,   \
-                        const int32_t *mult, const int32_t *shift, int8_t *out,             \
-                        int32_t ps, int32_t out_offset, int32_t act_min, int32_t act_max) { \
-    for (int32_t o = o_begin; o < o_end; ++o) {                                             \
-      int32_t acc[NP];                                                                      \
-      for (int i = 0; i < NP; ++i) acc[i] = bias[o];                                        \
-      if (col_idx == 0) {                                                                   \
-        dot##NP(values + o * row_len, rows, 0, row_len, acc);                               \
-      } else {                                                                              \
-        const int32_t end = row_ptr[o + 1];                                                 \
-        for (int32_t j = row_ptr[o]; j < end; ++j) {                                        \
-          const int32_t start = col_idx[j];                                                 \
-          const int8_t *w = values + j * cin;                                               \
-          int32_t len = cin;                                                                \
-          while (j + 1 < end && col_idx[j + 1] == start + len) { len += cin; ++j; }         \
-          dot##NP(w, rows, start, len, acc);                                                \
-        }                                                                                   \
-      }                                                                                     \
-      REQUANT_STORE(NP)                                                                     \
-    }                                                                                       \
-  }
 
 #if defined(__ARM_FEATURE_MVE)
 /* gemmlowp RoundingDivideByPOT on 4 lanes (CMSIS-NN arm_divide_by_power_of_two_mve). */
@@ -306,59 +264,177 @@ static inline int32x4_t rdbp_mve(int32x4_t x, int32_t exponent) {
   const int32x4_t fixup = vshrq_n_s32(vandq_s32(x, shift), 31);
   return vrshlq_s32(vqaddq_s32(x, fixup), shift);
 }
-#define REQUANT_STORE(NP)                                                                   \
-  if (NP == 4) {                                                                            \
-    int32x4_t v = vdupq_n_s32(acc[0]);                                                      \
-    v = vsetq_lane_s32(acc[1], v, 1);                                                       \
-    v = vsetq_lane_s32(acc[2], v, 2);                                                       \
-    v = vsetq_lane_s32(acc[3 % NP], v, 3);                                                  \
-    const int32_t sh = shift[o];                                                            \
-    v = vshlq_r_s32(v, sh > 0 ? sh : 0);                                                    \
-    v = vqrdmulhq_n_s32(v, mult[o]);                                                        \
-    v = rdbp_mve(v, sh > 0 ? 0 : -sh);                                                      \
-    v = vaddq_n_s32(v, out_offset);                                                         \
-    v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(act_max)), vdupq_n_s32(act_min));                \
-    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)ps);                  \
-    vstrbq_scatter_offset_s32(out + o, offs, v);                                            \
-  } else {                                                                                  \
-    for (int i = 0; i < NP; ++i)                                                            \
-      out[i * ps + o] = clamp_out(dtmm_requantize(acc[i], mult[o], shift[o]) + out_offset,  \
-                                  act_min, act_max);                                        \
-  }
-#else
-#define REQUANT_STORE(NP)                                                                   \
-  for (int i = 0; i < NP; ++i)                                                              \
-    out[i * ps + o] = clamp_out(dtmm_requantize(acc[i], mult[o], shift[o]) + out_offset,    \
-                                act_min, act_max);
+static inline void requant4(const int32_t *acc, int32_t nvalid, int32_t mult, int32_t sh, int8_t *out,
+                            int32_t ps, int32_t out_offset, int32_t act_min, int32_t act_max) {
+  int32x4_t v = vldrwq_s32(acc);
+  v = vshlq_r_s32(v, sh > 0 ? sh : 0);
+  v = vqrdmulhq_n_s32(v, mult);
+  v = rdbp_mve(v, sh > 0 ? 0 : -sh);
+  v = vaddq_n_s32(v, out_offset);
+  v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(act_max)), vdupq_n_s32(act_min));
+  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)ps);
+  vstrbq_scatter_offset_p_s32(out, offs, v, vctp32q((uint32_t)nvalid));
+}
 #endif
 
-DTMM_BLOCK(4)
-DTMM_BLOCK(2)
-DTMM_BLOCK(1)
+static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, int32_t mult,
+                                 int32_t sh, int8_t *out, int32_t ps, int32_t out_offset,
+                                 int32_t act_min, int32_t act_max) {
+#if defined(__ARM_FEATURE_MVE)
+  if (mult != INT32_MIN) {
+    for (int32_t s = 0; s < g && s < nvalid; s += 4)
+      requant4(acc + s, nvalid - s, mult, sh, out + s * ps, ps, out_offset, act_min, act_max);
+    return;
+  }
+#endif
+  (void)g;
+  const int32_t left = sh > 0 ? sh : 0;
+  const int32_t right = sh > 0 ? 0 : -sh;
+  for (int32_t s = 0; s < nvalid; ++s)
+    out[s * ps] = clamp_out(dtmm_rdbp(dtmm_srdhm((int32_t)((uint32_t)acc[s] << left), mult), right)
+                                + out_offset, act_min, act_max);
+}
 
-void dtmm_conv_block_s8(const int8_t *buf, int32_t row_stride, int32_t npix,
-                        const int8_t *values, const int16_t *col_idx, const int16_t *row_ptr,
-                        int32_t row_len, int32_t cin, int32_t o_begin, int32_t o_end,
-                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                        int8_t *out, int32_t out_pixel_stride, int32_t out_offset,
-                        int32_t act_min, int32_t act_max) {
-  int32_t p = 0;
-  while (p < npix) {
-    const int32_t left = npix - p;
-    const int32_t g = left >= 4 ? 4 : (left >= 2 ? 2 : 1);
-    const dtmm_elem_t *rows[4];
-    for (int32_t i = 0; i < g; ++i)
-      rows[i] = (const dtmm_elem_t *)(const void *)(buf + (p + i) * row_stride);
-    int8_t *o = out + p * out_pixel_stride;
-    if (g == 4)
-      block4(rows, values, col_idx, row_ptr, row_len, cin, o_begin, o_end, bias, mult, shift, o,
-             out_pixel_stride, out_offset, act_min, act_max);
-    else if (g == 2)
-      block2(rows, values, col_idx, row_ptr, row_len, cin, o_begin, o_end, bias, mult, shift, o,
-             out_pixel_stride, out_offset, act_min, act_max);
-    else
-      block1(rows, values, col_idx, row_ptr, row_len, cin, o_begin, o_end, bias, mult, shift, o,
-             out_pixel_stride, out_offset, act_min, act_max);
-    p += g;
+/* ------------------------------------------------------------------ format decode + block */
+static inline int32_t mask_bits(const uint8_t *m, int32_t o, int32_t kk) {
+  const int32_t bit = o * kk;
+  const uint32_t v = rd32(m + (bit >> 3)) >> (bit & 7);
+  return (int32_t)(kk >= 32 ? v : (v & ((1u << kk) - 1u)));
+}
+static inline int32_t popcount32(uint32_t v) {
+  int32_t c = 0;
+  for (; v; v &= v - 1) ++c;
+  return c;
+}
+static inline int32_t ctz32(uint32_t v) { return __builtin_ctz(v); }
+
+/* Filterlets (= weight offset in filterlets) before filter o. */
+static int32_t filterlets_before(int32_t fmt, const void *idx0, const void *idx1, int32_t kk, int32_t o) {
+  switch (fmt) {
+    case DTMM_FMT_CSR: return ((const int16_t *)idx1)[o];
+    case DTMM_FMT_U8: {
+      int32_t j = 0;
+      for (int32_t i = 0; i < o; ++i) j += ((const uint8_t *)idx1)[i];
+      return j;
+    }
+    case DTMM_FMT_MASK: {
+      int32_t j = 0;
+      for (int32_t i = 0; i < o; ++i) j += popcount32((uint32_t)mask_bits((const uint8_t *)idx0, i, kk));
+      return j;
+    }
+    default: return o * kk;
+  }
+}
+
+/* DOT(wptr, tap, ntaps): accumulate a run of ntaps consecutive kept taps starting at tap. */
+#define RUN(wp, tap, nt)                                                                    \
+  do {                                                                                      \
+    if (aligned) {                                                                          \
+      DOTCALL((wp), xg + (tap) * tap_bytes, (nt) * cpt, 0);                                 \
+    } else {                                                                                \
+      for (int32_t t_ = 0; t_ < (nt); ++t_)                                                 \
+        DOTCALL((wp) + t_ * cin, xg + ((tap) + t_) * tap_bytes, cin / CH, cin % CH);        \
+    }                                                                                       \
+  } while (0)
+
+INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, int32_t nvalid,
+                     const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
+                     int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
+                     const int32_t *mult, const int32_t *shift, int8_t *out, int32_t ps,
+                     int32_t out_offset, int32_t act_min, int32_t act_max) {
+  const int32_t cpt = (cin + CH - 1) / CH;
+  const int32_t tap_bytes = cpt * CHB * g;
+  const int32_t aligned = (cin % CH) == 0;
+#define DOTCALL(w_, x_, n_, r_)                                                             \
+  do {                                                                                      \
+    if (G) dot_g(G, (w_), (x_), (n_), (r_), acc); else dot_any(g, (w_), (x_), (n_), (r_), acc); \
+  } while (0)
+  const int8_t *w = values + (int32_t)filterlets_before(FMT, idx0, idx1, kk, o_begin) * cin;
+  const int16_t *col = (const int16_t *)idx0;
+  const uint8_t *pos = (const uint8_t *)idx0;
+  int32_t j = (FMT == DTMM_FMT_CSR) ? ((const int16_t *)idx1)[o_begin]
+              : (FMT == DTMM_FMT_U8) ? (int32_t)(w - values) / (cin ? cin : 1) : 0;
+  for (int32_t o = o_begin; o < o_end; ++o) {
+    int32_t acc[8];
+    const int32_t b = bias[o];
+    for (int32_t s = 0; s < g; ++s) acc[s] = b;
+    if (FMT == DTMM_FMT_DENSE) {
+      RUN(w, 0, kk);
+      w += kk * cin;
+    } else if (FMT == DTMM_FMT_CSR) {
+      const int32_t end = ((const int16_t *)idx1)[o + 1];
+      while (j < end) {
+        const int32_t start = col[j];
+        int32_t nt = 1;
+        while (j + nt < end && col[j + nt] == start + nt * cin) ++nt;
+        RUN(w, start / cin, nt);
+        w += nt * cin;
+        j += nt;
+      }
+    } else if (FMT == DTMM_FMT_U8) {
+      const int32_t end = j + ((const uint8_t *)idx1)[o];
+      while (j < end) {
+        const int32_t start = pos[j];
+        int32_t nt = 1;
+        while (j + nt < end && pos[j + nt] == start + nt) ++nt;
+        RUN(w, start, nt);
+        w += nt * cin;
+        j += nt;
+      }
+    } else {
+      uint32_t m = (uint32_t)mask_bits((const uint8_t *)idx0, o, kk);
+      while (m) {
+        const int32_t t = ctz32(m);
+        const uint32_t rest = m >> t;
+        const int32_t nt = (~rest) ? ctz32(~rest) : 32;
+        RUN(w, t, nt);
+        w += nt * cin;
+        m = nt + t >= 32 ? 0 : (rest >> nt) << (nt + t);
+      }
+    }
+    requant_store(acc, g, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min, act_max);
+  }
+#undef DOTCALL
+}
+
+#if defined(__ARM_FEATURE_MVE)
+#define FAST_G(g) ((g) == 4 ? 4 : ((g) == 8 ? 8 : 0))
+#elif defined(__ARM_FEATURE_DSP)
+#define FAST_G(g) ((g) == 4 ? 4 : 0)
+#else
+#define FAST_G(g) 0
+#endif
+
+#define DISPATCH(FMT)                                                                       \
+  do {                                                                                      \
+    if (FAST_G(group) == 4)                                                                 \
+      channels(FMT, 4, 4, xg, nvalid, values, idx0, idx1, kk, cin, o_begin, o_end, bias,   \
+               mult, shift, o, ps, out_offset, act_min, act_max);                           \
+    else if (FAST_G(group) == 8)                                                            \
+      channels(FMT, FAST_G(8), 8, xg, nvalid, values, idx0, idx1, kk, cin, o_begin, o_end, \
+               bias, mult, shift, o, ps, out_offset, act_min, act_max);                     \
+    else                                                                                    \
+      channels(FMT, 0, group, xg, nvalid, values, idx0, idx1, kk, cin, o_begin, o_end,     \
+               bias, mult, shift, o, ps, out_offset, act_min, act_max);                     \
+  } while (0)
+
+void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t fmt,
+                        const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
+                        int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
+                        const int32_t *mult, const int32_t *shift, int8_t *out,
+                        int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
+                        int32_t act_max) {
+  const int32_t ps = out_pixel_stride;
+  const int32_t group_bytes = kk * ((cin + CH - 1) / CH) * CHB * group;
+  for (int32_t p = 0; p < npix; p += group) {
+    const int8_t *xg = buf + (p / group) * group_bytes;
+    const int32_t nvalid = npix - p < group ? npix - p : group;
+    int8_t *o = out + p * ps;
+    switch (fmt) {
+      case DTMM_FMT_CSR: DISPATCH(DTMM_FMT_CSR); break;
+      case DTMM_FMT_U8: DISPATCH(DTMM_FMT_U8); break;
+      case DTMM_FMT_MASK: DISPATCH(DTMM_FMT_MASK); break;
+      default: DISPATCH(DTMM_FMT_DENSE); break;
+    }
   }
 }

@@ -1,17 +1,35 @@
 /*
- * dtmm_conv_im2col_s8.c - im2col gather of one kernel tap for dtmm_conv_block_s8.
+ * dtmm_conv_im2col_s8.c - im2col of a block of output pixels for dtmm_conv_block_s8.
  *
- * MVE build: the row is int8 (raw input values; padding filled with -input_offset so that
- * (x + input_offset) == 0 there and the offset can be folded into the bias).
- * DSP/portable build: the row is q15 (int16) holding x + input_offset; padding is 0.
+ * Buffer layout ("chunk-interleaved groups"): the block's pixels form groups of G slots
+ * (G = the `group` argument). Each pixel's im2col row is split per kernel tap into
+ * CPT = ceil(Cin / CH) chunks of CH elements (the last one partial); the G slots' copies of a
+ * chunk are stored next to each other, so ONE pointer walks all G pixels of a group:
+ *
+ *   MVE (CH = 16, int8):  chunk = [slot0: 16 B][slot1: 16 B]...[slot G-1: 16 B]
+ *                         raw input values; padding taps = -input_offset (the offset is
+ *                         folded into the bias by dtmm_conv_bias_s8);
+ *   DSP/portable (CH = 4, q15):
+ *                         chunk = [slot0 (x0,x2)]..[slot G-1 (x0,x2)] [slot0 (x1,x3)]..[slot G-1 (x1,x3)]
+ *                         (q15 x + input_offset, CMSIS-NN's "reordered" pairs: SXTB16 of 4 weights
+ *                         gives (w0,w2) and (w1,w3) and feeds SMLAD with no PKHBT/PKHTB); padding = 0.
+ * Elements of a partial chunk beyond Cin are never read with a non-zero weight.
+ * One call gathers the whole block; a kernel row's in-bounds taps are one contiguous copy.
  */
 #include <string.h>
 #include "dtmm_kernels.h"
 
 #if defined(__ARM_FEATURE_MVE)
 #include <arm_mve.h>
+#define CH 16
+#define CHB 16
 #elif defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
+#define CH 4
+#define CHB 8
+#else
+#define CH 4
+#define CHB 8
 #endif
 
 int32_t dtmm_conv_s8_elem_bytes(void) {
@@ -22,53 +40,139 @@ int32_t dtmm_conv_s8_elem_bytes(void) {
 #endif
 }
 
-int32_t dtmm_conv_s8_get_buffer_size(int32_t row_len, int32_t npix) {
-  const int32_t stride = (row_len * dtmm_conv_s8_elem_bytes() + 15) & ~15;
-  return stride * npix;
+int32_t dtmm_conv_s8_get_buffer_size(int32_t kk, int32_t cin, int32_t npix) {
+  return kk * ((cin + CH - 1) / CH) * CHB * npix;
 }
 
-void dtmm_conv_im2col_s8(const int8_t *src, int8_t *row, int32_t elem_offset, int32_t count,
-                         int32_t input_offset) {
+/* Copy n input values (n a multiple of CH unless it is one tap's tail) into consecutive chunks
+ * starting at dst (this slot's position), cs bytes between chunks, group G. */
+static inline void copy_chunks(const int8_t *src, int8_t *dst, int32_t n, int32_t cs, int32_t g,
+                               int32_t input_offset) {
 #if defined(__ARM_FEATURE_MVE)
+  (void)g;
   (void)input_offset;
-  int8_t *dst = row + elem_offset;
-  while (count > 0) {
-    const mve_pred16_t p = vctp8q((uint32_t)count);
-    vstrbq_p_s8(dst, vldrbq_z_s8(src, p), p);
+  while (n >= 16) {
+    vstrbq_s8(dst, vldrbq_s8(src));
     src += 16;
-    dst += 16;
-    count -= 16;
+    dst += cs;
+    n -= 16;
+  }
+  if (n > 0) {
+    const mve_pred16_t p = vctp8q((uint32_t)n);
+    vstrbq_p_s8(dst, vldrbq_z_s8(src, p), p);
   }
 #elif defined(__ARM_FEATURE_DSP)
-  int16_t *dst = (int16_t *)(void *)row + elem_offset;
   const uint32_t off2 = ((uint32_t)(uint16_t)input_offset) * 0x00010001u;
-  int32_t n = count >> 2;
-  while (n-- > 0) {
+  const int32_t hi = 4 * g;
+  while (n >= 4) {
     uint32_t v;
     __builtin_memcpy(&v, src, 4);
     src += 4;
-    const uint32_t even = __sxtb16(v);                         /* x0, x2 */
-    const uint32_t odd = __sxtb16((v >> 8) | (v << 24));       /* x1, x3 */
-    const uint32_t e = __sadd16(even, off2);
-    const uint32_t o = __sadd16(odd, off2);
-    const uint32_t lo = (e & 0xFFFFu) | (o << 16);             /* x0, x1 */
-    const uint32_t hi = (o & 0xFFFF0000u) | (e >> 16);         /* x2, x3 */
-    __builtin_memcpy(dst, &lo, 4);
-    __builtin_memcpy(dst + 2, &hi, 4);
-    dst += 4;
+    uint32_t e = __sadd16(__sxtb16(v), off2);                  /* x0, x2 */
+    uint32_t o;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(o) : "r"(v));
+    o = __sadd16(o, off2);                                     /* x1, x3 */
+    __builtin_memcpy(dst, &e, 4);
+    __builtin_memcpy(dst + hi, &o, 4);
+    dst += cs;
+    n -= 4;
   }
-  for (n = count & 3; n > 0; --n) *dst++ = (int16_t)(*src++ + input_offset);
+  if (n > 0) {
+    int16_t t[4] = {0, 0, 0, 0};
+    for (int32_t i = 0; i < n; ++i) t[i] = (int16_t)(src[i] + input_offset);
+    int16_t *d = (int16_t *)(void *)dst;
+    int16_t *d2 = (int16_t *)(void *)(dst + hi);
+    d[0] = t[0]; d[1] = t[2]; d2[0] = t[1]; d2[1] = t[3];
+  }
 #else
-  int16_t *dst = (int16_t *)(void *)row + elem_offset;
-  for (int32_t i = 0; i < count; ++i) dst[i] = (int16_t)(src[i] + input_offset);
+  const int32_t hi = 4 * g;
+  while (n > 0) {
+    int16_t t[4] = {0, 0, 0, 0};
+    const int32_t m = n < 4 ? n : 4;
+    for (int32_t i = 0; i < m; ++i) t[i] = (int16_t)(src[i] + input_offset);
+    int16_t *d = (int16_t *)(void *)dst;
+    int16_t *d2 = (int16_t *)(void *)(dst + hi);
+    d[0] = t[0]; d[1] = t[2]; d2[0] = t[1]; d2[1] = t[3];
+    src += m;
+    dst += cs;
+    n -= m;
+  }
 #endif
 }
 
-void dtmm_conv_pad_s8(int8_t *row, int32_t elem_offset, int32_t count, int32_t input_offset) {
+static inline void pad_chunks(int8_t *dst, int32_t nchunks, int32_t cs, int32_t g, int32_t input_offset) {
 #if defined(__ARM_FEATURE_MVE)
-  __builtin_memset(row + elem_offset, (int8_t)(-input_offset), (size_t)count);
+  (void)g;
+  const int8x16_t v = vdupq_n_s8((int8_t)(-input_offset));
+  for (int32_t c = 0; c < nchunks; ++c) {
+    vstrbq_s8(dst, v);
+    dst += cs;
+  }
 #else
   (void)input_offset;
-  __builtin_memset((int16_t *)(void *)row + elem_offset, 0, (size_t)count * 2u);
+  const int32_t hi = 4 * g;
+  const uint32_t z = 0;
+  for (int32_t c = 0; c < nchunks; ++c) {
+    __builtin_memcpy(dst, &z, 4);
+    __builtin_memcpy(dst + hi, &z, 4);
+    dst += cs;
+  }
 #endif
+}
+
+void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
+                         int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw,
+                         int32_t sh, int32_t sw, int32_t dh, int32_t dw, int32_t pad_top,
+                         int32_t pad_left, int32_t input_offset, int8_t *buf) {
+  const int32_t cpt = (cin + CH - 1) / CH;
+  const int32_t cs = CHB * group;                  /* bytes between chunks of one slot */
+  const int32_t tap_bytes = cpt * cs;
+  const int32_t group_bytes = kh * kw * tap_bytes;
+  /* a kernel row of in-bounds taps is one contiguous copy when taps are chunk aligned */
+  const int32_t row_copy = (dw == 1) && (cin % CH == 0);
+  int32_t oh = pix0 / out_w;
+  int32_t ow = pix0 - oh * out_w;
+  for (int32_t p = 0; p < npix; ++p) {
+    const int32_t gi = p / group;
+    const int32_t slot = p - gi * group;
+#if defined(__ARM_FEATURE_MVE)
+    int8_t *base = buf + gi * group_bytes + slot * 16;
+#else
+    int8_t *base = buf + gi * group_bytes + slot * 4;
+#endif
+    const int32_t ih0 = oh * sh - pad_top;
+    const int32_t iw0 = ow * sw - pad_left;
+    /* in-bounds kw range [lo, hi) of this pixel */
+    int32_t lo = 0, hi = kw;
+    if (iw0 < 0) lo = (-iw0 + dw - 1) / dw;
+    if (lo > kw) lo = kw;
+    if (iw0 + (kw - 1) * dw >= in_w) {
+      hi = (in_w - 1 - iw0) / dw + 1;
+      if (in_w - 1 - iw0 < 0) hi = 0;
+    }
+    if (hi < lo) hi = lo;
+    for (int32_t i = 0; i < kh; ++i) {
+      const int32_t ih = ih0 + i * dh;
+      int8_t *rowp = base + i * kw * tap_bytes;
+      if (ih < 0 || ih >= in_h) {
+        pad_chunks(rowp, kw * cpt, cs, group, input_offset);
+        continue;
+      }
+      if (lo > 0) pad_chunks(rowp, lo * cpt, cs, group, input_offset);
+      if (hi < kw) pad_chunks(rowp + hi * tap_bytes, (kw - hi) * cpt, cs, group, input_offset);
+      const int8_t *src = x + ((ih * in_w) + iw0 + lo * dw) * cin;
+      if (row_copy) {
+        copy_chunks(src, rowp + lo * tap_bytes, (hi - lo) * cin, cs, group, input_offset);
+      } else {
+        for (int32_t j = lo; j < hi; ++j) {
+          copy_chunks(src, rowp + j * tap_bytes, cin, cs, group, input_offset);
+          src += dw * cin;
+        }
+      }
+    }
+    if (++ow == out_w) {
+      ow = 0;
+      ++oh;
+    }
+  }
 }

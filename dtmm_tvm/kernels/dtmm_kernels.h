@@ -40,40 +40,53 @@ static inline int32_t dtmm_requantize(int32_t acc, int32_t mult, int32_t shift) 
 }
 
 /* ---- regular int8 convolution (dense and filterlet-sparse), owner: conv kernels ----------
- * The TIR kernel (dtmm_tvm/ops/conv2d_filterlet.py) gathers a block of up to 4 output pixels'
- * im2col rows (row_len = KH*KW*Cin values each, row_stride bytes apart) into caller scratch:
- *   MVE:          int8, raw input values, padding = -input_offset (the input zero point);
- *   DSP/portable: int16 (q15), input + input_offset, padding = 0.
+ * dtmm_tvm/ops/conv2d_micro.py calls, per layer: dtmm_conv_bias_s8 once; per block of output
+ * pixels dtmm_conv_im2col_s8 once, then dtmm_conv_block_s8 per block of output channels.
+ * The im2col block (caller scratch) is "chunk-interleaved": pixels in groups of `group` slots,
+ * each pixel row split per kernel tap into ceil(Cin/CH) chunks, a chunk's slots side by side
+ *   MVE:          CH = 16 int8 raw input values per slot, padding = -input_offset;
+ *   DSP/portable: CH = 4 q15 values (x + input_offset) per slot as pairs (x0,x2),(x1,x3),
+ *                 padding = 0 (see dtmm_conv_im2col_s8.c).
  * dtmm_conv_s8_elem_bytes() is the element size of this build (1 with MVE, else 2). */
 int32_t dtmm_conv_s8_elem_bytes(void);
 
-/* Bytes of scratch for npix rows of row_len values (row stride rounded up to 16 bytes). */
-int32_t dtmm_conv_s8_get_buffer_size(int32_t row_len, int32_t npix);
+/* Bytes of scratch for npix pixels of a KH*KW = kk, Cin = cin layer (npix a multiple of group). */
+int32_t dtmm_conv_s8_get_buffer_size(int32_t kk, int32_t cin, int32_t npix);
 
-/* im2col of one kernel tap: count input values src[0..count) into row[elem_offset..). */
-void dtmm_conv_im2col_s8(const int8_t *src, int8_t *row, int32_t elem_offset, int32_t count,
-                         int32_t input_offset);
-/* A tap in the padding: count values at row[elem_offset..) contribute nothing. */
-void dtmm_conv_pad_s8(int8_t *row, int32_t elem_offset, int32_t count, int32_t input_offset);
+/* im2col of output pixels [pix0, pix0 + npix) (row-major over OH x OW) of one image x (NHWC). */
+void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
+                         int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw,
+                         int32_t sh, int32_t sw, int32_t dh, int32_t dw, int32_t pad_top,
+                         int32_t pad_left, int32_t input_offset, int8_t *buf);
+
+/* Weight index formats (the kept filterlets' values are always concatenated in (o, kh, kw)
+ * order, Cin int8 each):
+ *   DENSE: OHWI weights, idx0/idx1 unused;
+ *   CSR:   the paper's: idx0 int16 col_idx[kept] = (kh*KW+kw)*Cin, idx1 int16 row_ptr[Cout+1];
+ *   U8:    idx0 uint8 tap[kept] = kh*KW+kw, idx1 uint8 count[Cout] (KH*KW <= 255);
+ *   MASK:  idx0 uint8 bits: KH*KW bits per filter, filter o at bit o*KH*KW, LSB first, plus 3
+ *          padding bytes (KH*KW <= 25); idx1 unused. */
+#define DTMM_FMT_DENSE 0
+#define DTMM_FMT_CSR 1
+#define DTMM_FMT_U8 2
+#define DTMM_FMT_MASK 3
 
 /* Per-channel effective bias: MVE bias[o] + input_offset * sum(kept weights of o) (the offset
- * is folded out of the int8 dot products), else a copy of bias. row_ptr == NULL: dense OHWI
- * weights, row_len each. */
-void dtmm_conv_bias_s8(const int8_t *values, const int16_t *row_ptr, int32_t row_len,
-                       int32_t cout, const int32_t *bias, int32_t input_offset,
-                       int32_t *bias_out);
+ * is folded out of the int8 dot products), else a copy of bias. */
+void dtmm_conv_bias_s8(int32_t fmt, const int8_t *values, const void *idx0, const void *idx1,
+                       int32_t kk, int32_t cin, int32_t cout, const int32_t *bias,
+                       int32_t input_offset, int32_t *bias_out);
 
-/* One pixel block x output channels [o_begin, o_end): for every channel, one dot product of
- * length Cin per kept filterlet (contiguous kept filterlets merged into one run) into npix
+/* npix pixels of the im2col block buf x output channels [o_begin, o_end): for every channel
+ * the kept filterlets as runs of consecutive taps, one dot-product loop per run into `group`
  * accumulators, then bias (from dtmm_conv_bias_s8), requantization, output offset, clamp.
- * col_idx == NULL: dense OHWI weights (every channel one run of row_len). out points at the
- * first pixel's channel 0; pixels are out_pixel_stride bytes apart. npix >= 1 (any). */
-void dtmm_conv_block_s8(const int8_t *buf, int32_t row_stride, int32_t npix,
-                        const int8_t *values, const int16_t *col_idx, const int16_t *row_ptr,
-                        int32_t row_len, int32_t cin, int32_t o_begin, int32_t o_end,
-                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                        int8_t *out, int32_t out_pixel_stride, int32_t out_offset,
-                        int32_t act_min, int32_t act_max);
+ * out points at the first pixel's channel 0; pixels are out_pixel_stride bytes apart. */
+void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t fmt,
+                        const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
+                        int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
+                        const int32_t *mult, const int32_t *shift, int8_t *out,
+                        int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
+                        int32_t act_max);
 
 #ifdef __cplusplus
 }

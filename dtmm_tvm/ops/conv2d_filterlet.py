@@ -36,7 +36,7 @@ def _check(params: Conv2DParams, kept_filterlets: int) -> None:
 
 
 def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=None,
-                          schedule=None) -> tirx.PrimFunc:
+                          schedule=None, fmt: str = "filterlet_csr") -> tirx.PrimFunc:
     """Build the int8 filterlet-sparse conv kernel of one layer.
 
     Parameters
@@ -50,6 +50,11 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
         As for :func:`dtmm_tvm.ops.conv2d.conv2d_int8`: a C target (default
         ``Target.current()``) gets the micro-kernel version, which loops over the same
         ``row_ptr``/``col_idx`` inside ``dtmm_conv_block_s8``; otherwise the TIR loop nest below.
+    fmt
+        Index format (:data:`dtmm_tvm.sparsity.storage.FORMATS`): ``"filterlet_csr"`` (the
+        arguments below), ``"filterlet_u8"`` (``col_idx``/``row_ptr`` replaced by uint8
+        ``taps[kept]`` and uint8 ``counts[Cout]``) or ``"filterlet_bitmask"`` (one uint8
+        ``mask`` buffer instead of both); see :mod:`dtmm_tvm.sparsity.storage`.
 
     Returns
     -------
@@ -60,7 +65,14 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
         ``[Cout]``, ``out`` int8 ``params.output_shape``.
         Attributes ``{"dtmm.op": "conv2d_filterlet", "op_pattern": 8}``.
     """
-    _check(params, kept_filterlets)
+    from ..sparsity.storage import FORMATS, fits
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown filterlet format {fmt!r}; known: {FORMATS}")
+    if fmt == "filterlet_csr":
+        _check(params, kept_filterlets)
+    elif params.depthwise or not fits(fmt, params.weight_shape):
+        raise ValueError(f"weights {params.weight_shape} do not fit the {fmt} format")
     from .conv_schedule import resolve
 
     if schedule is None:  # tuning records (dtmm_tvm.tuning.apply_records) first, then the default
@@ -71,7 +83,9 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
     if schedule.micro_kernel:
         from .conv2d_micro import build_conv_micro
 
-        return build_conv_micro(params, kept_filterlets, target, schedule, "conv2d_filterlet")
+        return build_conv_micro(params, kept_filterlets, target, schedule, "conv2d_filterlet", fmt)
+    if fmt != "filterlet_csr":
+        return _plain_indexed(params, kept_filterlets, fmt)
     n_size, _, _, cin = params.input_shape
     _, oh_size, ow_size, cout = params.output_shape
     _, kw_size = params.kernel_size
@@ -113,6 +127,83 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
             requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
 
     return with_attrs(conv2d_filterlet, "conv2d_filterlet")
+
+
+def _plain_indexed(params: Conv2DParams, kept: int, fmt: str) -> tirx.PrimFunc:
+    """The plain TIR loop nest for the byte (``filterlet_u8``) and bitmask index formats."""
+    n_size, _, _, cin = params.input_shape
+    _, oh_size, ow_size, cout = params.output_shape
+    kh_size, kw_size = params.kernel_size
+    kk = kh_size * kw_size
+    sh, sw = params.strides
+    dh, dw = params.dilation
+    pad_top, pad_left = params.padding[0], params.padding[1]
+    input_offset = -params.input_zero_point
+    out_zp, act_min, act_max = params.output_zero_point, params.act_min, params.act_max
+    x_shape, o_shape = params.input_shape, params.output_shape
+    kept = max(kept, 1)
+    mask_bytes = (cout * kk + 7) // 8 + 3
+
+    @T.prim_func
+    def conv2d_filterlet_u8(
+        x: T.Buffer(x_shape, "int8"),
+        values: T.Buffer((kept * cin,), "int8"),
+        taps: T.Buffer((kept,), "uint8"),
+        counts: T.Buffer((cout,), "uint8"),
+        bias: T.Buffer((cout,), "int32"),
+        mult: T.Buffer((cout,), "int32"),
+        shift: T.Buffer((cout,), "int32"),
+        out: T.Buffer(o_shape, "int8"),
+    ):
+        acc = T.decl_buffer((1,), "int32", scope="global")
+        start = T.decl_buffer((1,), "int32", scope="global")
+        for n, oh, ow in T.grid(n_size, oh_size, ow_size):
+            start[0] = 0
+            for o in range(cout):
+                acc[0] = 0
+                for jj in range(T.Cast("int32", counts[o])):
+                    j: T.let = start[0] + jj
+                    tap: T.let = T.Cast("int32", taps[j])
+                    ih: T.let = oh * sh - pad_top + T.truncdiv(tap, kw_size) * dh
+                    iw: T.let = ow * sw - pad_left + T.truncmod(tap, kw_size) * dw
+                    if tap_in_bounds(ih, iw, params):
+                        for ci in range(cin):
+                            acc[0] = acc[0] + (T.Cast("int32", x[n, ih, iw, ci]) + input_offset) * T.Cast(
+                                "int32", values[j * cin + ci])
+                start[0] = start[0] + T.Cast("int32", counts[o])
+                requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+
+    @T.prim_func
+    def conv2d_filterlet_bitmask(
+        x: T.Buffer(x_shape, "int8"),
+        values: T.Buffer((kept * cin,), "int8"),
+        mask: T.Buffer((mask_bytes,), "uint8"),
+        bias: T.Buffer((cout,), "int32"),
+        mult: T.Buffer((cout,), "int32"),
+        shift: T.Buffer((cout,), "int32"),
+        out: T.Buffer(o_shape, "int8"),
+    ):
+        acc = T.decl_buffer((1,), "int32", scope="global")
+        j = T.decl_buffer((1,), "int32", scope="global")
+        for n, oh, ow in T.grid(n_size, oh_size, ow_size):
+            j[0] = 0
+            for o in range(cout):
+                acc[0] = 0
+                for tap in range(kk):
+                    bit: T.let = o * kk + tap
+                    if T.bitwise_and(T.shift_right(T.Cast("int32", mask[T.shift_right(bit, 3)]),
+                                                   T.bitwise_and(bit, 7)), 1) != 0:
+                        ih: T.let = oh * sh - pad_top + T.truncdiv(tap, kw_size) * dh
+                        iw: T.let = ow * sw - pad_left + T.truncmod(tap, kw_size) * dw
+                        if tap_in_bounds(ih, iw, params):
+                            for ci in range(cin):
+                                acc[0] = acc[0] + (T.Cast("int32", x[n, ih, iw, ci]) + input_offset) * T.Cast(
+                                    "int32", values[j[0] * cin + ci])
+                        j[0] = j[0] + 1
+                requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+
+    func = conv2d_filterlet_u8 if fmt == "filterlet_u8" else conv2d_filterlet_bitmask
+    return with_attrs(func, "conv2d_filterlet")
 
 
 def conv2d_filterlet_float32(params: Conv2DParams, kept_filterlets: int) -> tirx.PrimFunc:

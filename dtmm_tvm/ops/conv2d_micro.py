@@ -2,82 +2,69 @@
 
 Loop structure (set by :class:`dtmm_tvm.ops.conv_schedule.ConvSchedule`)::
 
-    bias_eff = dtmm_conv_bias_s8(weights, bias)            # once; MVE folds the input offset in
-    for n, block in grid(N, ceil(OH*OW / P)):              # P = pixels_per_block
-        for p in range(P):                                 # im2col of the block, tap by tap
-            for kh, kw: dtmm_conv_im2col_s8(&x[n, ih, iw, 0], row p, tap * Cin)  (or _pad_s8)
-        for ob in range(ceil(Cout / OB)):                  # OB = channels_per_block
-            dtmm_conv_block_s8(rows, weights, [col_idx, row_ptr], channels ob*OB.., &out[...])
+    bias_eff = dtmm_conv_bias_s8(fmt, weights, index, bias)  # once; MVE folds the input offset in
+    for n, block in grid(N, ceil(OH*OW / P)):                 # P = pixels_per_block
+        dtmm_conv_im2col_s8(&x[n], block pixels, group G)     # one call gathers the block
+        for ob in range(ceil(Cout / OB)):                     # OB = channels_per_block
+            dtmm_conv_block_s8(im2col, G, fmt, weights, index, channels ob*OB.., &out[...])
 
 The im2col block and ``bias_eff`` are TIR allocations, so codegen places them in the arena.
 The micro-kernels (``dtmm_tvm/kernels``) pick their MVE / DSP / portable path from the C
-compiler's macros; the builder only needs the element size of the im2col rows for the target.
+compiler's macros; the builder only needs the im2col layout sizes of the target
+(:func:`dtmm_tvm.ops.conv_schedule.group_width`, :func:`~dtmm_tvm.ops.conv_schedule.row_bytes`).
+
+Weight formats (``fmt``, see :mod:`dtmm_tvm.sparsity.storage`): ``"dense"`` (args
+``x, w, bias, mult, shift, out``), ``"filterlet_csr"`` (``x, values, col_idx, row_ptr, ...``),
+``"filterlet_u8"`` (``x, values, taps, counts, ...``), ``"filterlet_bitmask"``
+(``x, values, mask, ...``).
 """
 
 from __future__ import annotations
 
-import tvm
 from tvm import tirx
 from tvm.script import tirx as T
 
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
 from .common import with_attrs
-from .conv_schedule import ConvSchedule, row_stride_bytes
+from .conv_schedule import ConvSchedule, group_width, row_bytes
 
 C_KERNELS = ["dtmm_conv_im2col_s8", "dtmm_conv_bias_s8", "dtmm_conv_block_s8"]
 
+#: index format name -> DTMM_FMT_* code of dtmm_kernels.h
+FORMAT_CODES = {"dense": 0, "filterlet_csr": 1, "filterlet_u8": 2, "filterlet_bitmask": 3}
 
 
 def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: ConvSchedule,
-                     op_name: str) -> tirx.PrimFunc:
-    """Dense (``kept is None``: args ``x, w, bias, mult, shift, out``) or filterlet-sparse
-    (args ``x, values, col_idx, row_ptr, bias, mult, shift, out``) micro-kernel conv."""
+                     op_name: str, fmt: str | None = None) -> tirx.PrimFunc:
+    """Dense (``kept is None``) or filterlet-sparse micro-kernel conv in index format ``fmt``
+    (default ``"filterlet_csr"`` when sparse)."""
     isa = target_isa(target)
+    if fmt is None:
+        fmt = "dense" if kept is None else "filterlet_csr"
+    if fmt not in FORMAT_CODES:
+        raise ValueError(f"unknown weight format {fmt!r}; known: {sorted(FORMAT_CODES)}")
+    code = FORMAT_CODES[fmt]
     n_size, height, width, cin = params.input_shape
     _, oh_size, ow_size, cout = params.output_shape
     kh_size, kw_size = params.kernel_size
+    kk = kh_size * kw_size
     sh, sw = params.strides
     dh, dw = params.dilation
     pad_top, pad_left = params.padding[0], params.padding[1]
     input_offset = -params.input_zero_point
     out_zp, act_min, act_max = params.output_zero_point, params.act_min, params.act_max
     x_shape, w_shape, o_shape = params.input_shape, params.weight_shape, params.output_shape
-    row_len = kh_size * kw_size * cin
     pixels = oh_size * ow_size
     ppb = min(schedule.pixels_per_block, pixels)
+    group = group_width(ppb, isa)
     nblocks = (pixels + ppb - 1) // ppb
-    tail = pixels % ppb != 0
-    stride = row_stride_bytes(params, isa)
+    scratch = ppb * row_bytes(params, isa)
     ob = schedule.channels_per_block or cout
     ob = min(ob, cout)
     nob = (cout + ob - 1) // ob
-    sparse = kept is not None
-    kept_n = kept if sparse else 1
-    # Bounds checks only where the padding or the last window can reach past an edge.
-    last_row = (oh_size - 1) * sh - pad_top + (kh_size - 1) * dh
-    last_col = (ow_size - 1) * sw - pad_left + (kw_size - 1) * dw
-    chk_top, chk_bottom = pad_top > 0, last_row >= height
-    chk_left, chk_right = pad_left > 0, last_col >= width
-    any_check = chk_top or chk_bottom or chk_left or chk_right
-    tap_loop = T.unroll if schedule.unroll_taps else T.serial
-
-    def in_bounds(ih, iw):
-        zero = tirx.const(0, "int32")
-        conds = []
-        if chk_top:
-            conds.append(zero <= ih)
-        if chk_bottom:
-            conds.append(ih < height)
-        if chk_left:
-            conds.append(zero <= iw)
-        if chk_right:
-            conds.append(iw < width)
-        return tirx.all(*conds) if conds else True
-
-    def pix_ok(pix):
-        return pix < pixels if tail else True
-
+    kept_n = max(int(kept or 0), 1)
+    mask_bytes = (cout * kk + 7) // 8 + 3
     null = tirx.call_intrin("handle", "tirx.reinterpret", tirx.const(0, "uint64"))
 
     @T.prim_func
@@ -89,40 +76,25 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
         shift: T.Buffer((cout,), "int32"),
         out: T.Buffer(o_shape, "int8"),
     ):
-        im2col = T.decl_buffer((ppb * stride,), "int8", scope="global")
+        im2col = T.decl_buffer((scratch,), "int8", scope="global")
         bias_eff = T.decl_buffer((cout,), "int32", scope="global")
-        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", T.address_of(w[0, 0, 0, 0]), null, row_len,
-                                 cout, T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
+        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, T.address_of(w[0, 0, 0, 0]), null, null, kk,
+                                 cin, cout, T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
         for n, blk in T.grid(n_size, nblocks):
-            for p in range(ppb):
-                pix: T.let = blk * ppb + p
-                if pix_ok(pix):
-                    oh: T.let = pix // ow_size
-                    ow: T.let = pix % ow_size
-                    for kh in tap_loop(kh_size):
-                        for kw in tap_loop(kw_size):
-                            ih: T.let = oh * sh - pad_top + kh * dh
-                            iw: T.let = ow * sw - pad_left + kw * dw
-                            if in_bounds(ih, iw):
-                                T.evaluate(T.call_extern(
-                                    "void", "dtmm_conv_im2col_s8", T.address_of(x[n, ih, iw, 0]),
-                                    im2col.access_ptr("rw", offset=p * stride), (kh * kw_size + kw) * cin, cin,
-                                    input_offset))
-                            else:
-                                T.evaluate(T.call_extern(
-                                    "void", "dtmm_conv_pad_s8", im2col.access_ptr("rw", offset=p * stride),
-                                    (kh * kw_size + kw) * cin, cin, input_offset))
             pix0: T.let = blk * ppb
             npix: T.let = T.min(ppb, pixels - pix0)
+            T.evaluate(T.call_extern("void", "dtmm_conv_im2col_s8", T.address_of(x[n, 0, 0, 0]), height, width, cin,
+                                     ow_size, pix0, npix, group, kh_size, kw_size, sh, sw, dh, dw, pad_top, pad_left,
+                                     input_offset, im2col.access_ptr("rw")))
             for c in range(nob):
                 T.evaluate(T.call_extern(
-                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), stride, npix,
-                    T.address_of(w[0, 0, 0, 0]), null, null, row_len, cin, c * ob, T.min(c * ob + ob, cout),
+                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
+                    T.address_of(w[0, 0, 0, 0]), null, null, kk, cin, c * ob, T.min(c * ob + ob, cout),
                     bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
                     T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
 
     @T.prim_func
-    def sparse_fn(
+    def csr(
         x: T.Buffer(x_shape, "int8"),
         values: T.Buffer((kept_n * cin,), "int8"),
         col_idx: T.Buffer((kept_n,), "int16"),
@@ -132,39 +104,84 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
         shift: T.Buffer((cout,), "int32"),
         out: T.Buffer(o_shape, "int8"),
     ):
-        im2col = T.decl_buffer((ppb * stride,), "int8", scope="global")
+        im2col = T.decl_buffer((scratch,), "int8", scope="global")
         bias_eff = T.decl_buffer((cout,), "int32", scope="global")
-        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", T.address_of(values[0]), T.address_of(row_ptr[0]),
-                                 cin, cout, T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
+        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, T.address_of(values[0]),
+                                 T.address_of(col_idx[0]), T.address_of(row_ptr[0]), kk, cin, cout,
+                                 T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
         for n, blk in T.grid(n_size, nblocks):
-            for p in range(ppb):
-                pix: T.let = blk * ppb + p
-                if pix_ok(pix):
-                    oh: T.let = pix // ow_size
-                    ow: T.let = pix % ow_size
-                    for kh in tap_loop(kh_size):
-                        for kw in tap_loop(kw_size):
-                            ih: T.let = oh * sh - pad_top + kh * dh
-                            iw: T.let = ow * sw - pad_left + kw * dw
-                            if in_bounds(ih, iw):
-                                T.evaluate(T.call_extern(
-                                    "void", "dtmm_conv_im2col_s8", T.address_of(x[n, ih, iw, 0]),
-                                    im2col.access_ptr("rw", offset=p * stride), (kh * kw_size + kw) * cin, cin,
-                                    input_offset))
-                            else:
-                                T.evaluate(T.call_extern(
-                                    "void", "dtmm_conv_pad_s8", im2col.access_ptr("rw", offset=p * stride),
-                                    (kh * kw_size + kw) * cin, cin, input_offset))
             pix0: T.let = blk * ppb
             npix: T.let = T.min(ppb, pixels - pix0)
+            T.evaluate(T.call_extern("void", "dtmm_conv_im2col_s8", T.address_of(x[n, 0, 0, 0]), height, width, cin,
+                                     ow_size, pix0, npix, group, kh_size, kw_size, sh, sw, dh, dw, pad_top, pad_left,
+                                     input_offset, im2col.access_ptr("rw")))
             for c in range(nob):
                 T.evaluate(T.call_extern(
-                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), stride, npix,
-                    T.address_of(values[0]), T.address_of(col_idx[0]), T.address_of(row_ptr[0]), row_len, cin,
+                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
+                    T.address_of(values[0]), T.address_of(col_idx[0]), T.address_of(row_ptr[0]), kk, cin,
                     c * ob, T.min(c * ob + ob, cout),
                     bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
                     T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
 
-    func = sparse_fn if sparse else dense
+    @T.prim_func
+    def u8(
+        x: T.Buffer(x_shape, "int8"),
+        values: T.Buffer((kept_n * cin,), "int8"),
+        taps: T.Buffer((kept_n,), "uint8"),
+        counts: T.Buffer((cout,), "uint8"),
+        bias: T.Buffer((cout,), "int32"),
+        mult: T.Buffer((cout,), "int32"),
+        shift: T.Buffer((cout,), "int32"),
+        out: T.Buffer(o_shape, "int8"),
+    ):
+        im2col = T.decl_buffer((scratch,), "int8", scope="global")
+        bias_eff = T.decl_buffer((cout,), "int32", scope="global")
+        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, T.address_of(values[0]),
+                                 T.address_of(taps[0]), T.address_of(counts[0]), kk, cin, cout,
+                                 T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
+        for n, blk in T.grid(n_size, nblocks):
+            pix0: T.let = blk * ppb
+            npix: T.let = T.min(ppb, pixels - pix0)
+            T.evaluate(T.call_extern("void", "dtmm_conv_im2col_s8", T.address_of(x[n, 0, 0, 0]), height, width, cin,
+                                     ow_size, pix0, npix, group, kh_size, kw_size, sh, sw, dh, dw, pad_top, pad_left,
+                                     input_offset, im2col.access_ptr("rw")))
+            for c in range(nob):
+                T.evaluate(T.call_extern(
+                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
+                    T.address_of(values[0]), T.address_of(taps[0]), T.address_of(counts[0]), kk, cin,
+                    c * ob, T.min(c * ob + ob, cout),
+                    bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
+                    T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
+
+    @T.prim_func
+    def bitmask(
+        x: T.Buffer(x_shape, "int8"),
+        values: T.Buffer((kept_n * cin,), "int8"),
+        mask: T.Buffer((mask_bytes,), "uint8"),
+        bias: T.Buffer((cout,), "int32"),
+        mult: T.Buffer((cout,), "int32"),
+        shift: T.Buffer((cout,), "int32"),
+        out: T.Buffer(o_shape, "int8"),
+    ):
+        im2col = T.decl_buffer((scratch,), "int8", scope="global")
+        bias_eff = T.decl_buffer((cout,), "int32", scope="global")
+        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, T.address_of(values[0]),
+                                 T.address_of(mask[0]), null, kk, cin, cout,
+                                 T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
+        for n, blk in T.grid(n_size, nblocks):
+            pix0: T.let = blk * ppb
+            npix: T.let = T.min(ppb, pixels - pix0)
+            T.evaluate(T.call_extern("void", "dtmm_conv_im2col_s8", T.address_of(x[n, 0, 0, 0]), height, width, cin,
+                                     ow_size, pix0, npix, group, kh_size, kw_size, sh, sw, dh, dw, pad_top, pad_left,
+                                     input_offset, im2col.access_ptr("rw")))
+            for c in range(nob):
+                T.evaluate(T.call_extern(
+                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
+                    T.address_of(values[0]), T.address_of(mask[0]), null, kk, cin,
+                    c * ob, T.min(c * ob + ob, cout),
+                    bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
+                    T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
+
+    func = {"dense": dense, "filterlet_csr": csr, "filterlet_u8": u8, "filterlet_bitmask": bitmask}[fmt]
     func = with_attrs(func, op_name)
     return with_c_kernels(func, C_KERNELS)

@@ -1,10 +1,16 @@
 """Filterlet analysis and compact weight storage."""
 
 from .filterlet import FilterletStats, analyze_filterlets, kept_filterlet_mask
-from .storage import PackedFilterlets, pack_filterlets, storage_report
+from .storage import (FORMATS, PackedFilterlets, PackedFilterletsBitmask, PackedFilterletsU8, choose_format,
+                      pack_filterlets, pack_filterlets_as, storage_report)
 
 __all__ = [
+    "FORMATS",
     "FilterletStats",
+    "PackedFilterletsBitmask",
+    "PackedFilterletsU8",
+    "choose_format",
+    "pack_filterlets_as",
     "PackedFilterlets",
     "analyze_filterlets",
     "kept_filterlet_mask",

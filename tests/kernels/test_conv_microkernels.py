@@ -107,6 +107,27 @@ def test_portable_filterlet_matches_reference(tmp_path, case, sparsity):
     np.testing.assert_array_equal(got, qc.conv2d(x, w, bias, mult, shift, params))
 
 
+@pytest.mark.parametrize("fmt", ["filterlet_u8", "filterlet_bitmask"])
+@pytest.mark.parametrize("ppb", [1, 4, 8])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_portable_formats_match_reference(tmp_path, case, ppb, fmt):
+    from dtmm_tvm.sparsity import pack_filterlets_as
+
+    rng = np.random.default_rng(300 + case)
+    params, x, w, bias, mult, shift = _layer(rng, CASES[case], 0.6)
+    w[0] = 0
+    if fmt == "filterlet_bitmask" and params.weight_shape[1] * params.weight_shape[2] > 25:
+        pytest.skip("bitmask needs KH*KW <= 25")
+    packed = pack_filterlets_as(w, fmt)
+    if packed.kept_filterlets == 0:
+        pytest.skip("no kept filterlet")
+    func = conv2d_filterlet_int8(params, packed.kept_filterlets, target=C_TARGET, fmt=fmt,
+                                 schedule=ConvSchedule(pixels_per_block=ppb, channels_per_block=(0 if ppb != 4 else 3)))
+    got = _host_call(func, tmp_path, [x, packed.values, *packed.index_arrays, bias, mult, shift],
+                     params.output_shape)
+    np.testing.assert_array_equal(got, qc.conv2d(x, w, bias, mult, shift, params))
+
+
 def test_schedule_defaults_and_space():
     params = qc.Conv2DParams((1, 16, 16, 64), (64, 3, 3, 64), padding=(1, 1, 1, 1))
     assert default_schedule(params, None).micro_kernel is False  # no target: plain TIR
@@ -136,19 +157,39 @@ def _qemu_ready():
 @pytest.mark.parametrize("target,board", [("dtmm/cortex-m4", "mps2-an386"), ("dtmm/cortex-m7", "mps2-an500"),
                                           ("dtmm/cortex-m55", "mps3-an547")])
 def test_dsp_and_mve_paths_on_qemu(tmp_path, target, board):
+    _run_qemu_fixtures(tmp_path, target, board, QEMU_MODELS, (("dense", None), ("dtmm", 0.0)))
+
+
+@pytest.mark.skipif(not _qemu_ready(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+@pytest.mark.parametrize("fmt", ["filterlet_csr", "filterlet_u8", "filterlet_bitmask"])
+@pytest.mark.parametrize("target,board", [("dtmm/cortex-m4", "mps2-an386"), ("dtmm/cortex-m55", "mps3-an547")])
+def test_every_format_on_qemu(tmp_path, monkeypatch, target, board, fmt):
+    import relay_passes.filterlet_sparse_conv as fsc
+
+    monkeypatch.setattr(fsc, "FORMATS_OVERRIDE", (fmt,))
+    models = [m for m in QEMU_MODELS if "10x4" not in m or fmt != "filterlet_bitmask"]
+    metas = _run_qemu_fixtures(tmp_path, target, board, models, (("dtmm", 0.0),))
+    formats = {layer.get("format") for meta in metas for layer in meta["layers"] if layer.get("op") == "conv2d"}
+    assert fmt in formats
+
+
+def _run_qemu_fixtures(tmp_path, target, board, models, modes):
     from dtmm_tvm.compiler import compile_model
     from dtmm_tvm.micro import run_artifact
     from dtmm_tvm.reference import run_tflm
 
     rng = np.random.default_rng(7)
-    for model in QEMU_MODELS:
+    metas = []
+    for model in models:
         path = FIXTURES / model
-        for mode, threshold in (("dense", None), ("dtmm", 0.0)):
+        for mode, threshold in modes:
             out = tmp_path / f"{path.stem}-{mode}.tar"
             meta = compile_model(path, out, target=target, mode=mode, threshold=threshold)
+            metas.append(meta)
             x = rng.integers(-128, 128, size=(2, *meta["inputs"][0]["shape"])).astype(np.int8)
             x[0] = -128
             expected = run_tflm(path.read_bytes(), x)
             got = run_artifact(out, board, x)
             np.testing.assert_array_equal(got.outputs.reshape(expected.shape), expected,
                                           err_msg=f"{model} {mode} on {board}")
+    return metas

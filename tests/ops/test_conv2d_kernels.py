@@ -146,3 +146,25 @@ def test_valid_conv_has_no_bounds_check():
     assert "if " not in conv2d_int8(params).script()
     padded = qc.Conv2DParams((1, 7, 6, 5), (4, 3, 3, 5), padding=(1, 1, 1, 1))
     assert "if " in conv2d_int8(padded).script()
+
+
+@pytest.mark.parametrize("fmt", ["filterlet_u8", "filterlet_bitmask"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("case", [0, 2, 3, 6])
+def test_byte_and_bitmask_formats_match_reference(case, sparsity, fmt):
+    from dtmm_tvm.sparsity import pack_filterlets_as
+
+    kernel, strides, padding, dilation, act = CASES[case]
+    rng = np.random.default_rng(300 + case)
+    params = random_params(rng, kernel, strides, padding, dilation, act)
+    w, bias, mult, shift = random_layer(rng, params, sparsity, zero_filters={0})
+    if fmt == "filterlet_bitmask" and kernel[0] * kernel[1] > 25:
+        pytest.skip("bitmask needs KH*KW <= 25")
+    packed = pack_filterlets_as(w, fmt)
+    if packed.kept_filterlets == 0:
+        pytest.skip("no kept filterlet")
+    x = rng.integers(-128, 128, size=params.input_shape).astype(np.int8)
+    kernel_fn = build(conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=fmt))
+    got = run(kernel_fn, x, packed.values, *packed.index_arrays, bias, mult, shift,
+              np.zeros(params.output_shape, np.int8))
+    np.testing.assert_array_equal(got, qc.conv2d(x, w, bias, mult, shift, params))

@@ -94,7 +94,7 @@ def test_integer_conv_keeps_its_requantization_and_packs_the_weights():
             return q
 
     lowered = LowerQDQToInteger()(Before)
-    after = FilterletSparseConv()(lowered)
+    after = FilterletSparseConv(formats=("filterlet_csr",))(lowered)
     dense_call = lowered["main"].body.blocks[0].bindings[-1].value
     sparse_call = after["main"].body.blocks[0].bindings[-1].value
     assert sparse_call.args[0].name_hint == "conv2d_filterlet_0"
@@ -106,6 +106,42 @@ def test_integer_conv_keeps_its_requantization_and_packs_the_weights():
     for dense_arg, sparse_arg in zip(dense_call.args[1].fields[2:], fields[4:]):  # bias, mult, shift
         tvm.ir.assert_structural_equal(dense_arg, sparse_arg)
     assert "conv2d_0" not in [gv.name_hint for gv in after.get_global_vars()]  # no dead dense kernel left
+
+
+def test_integer_conv_gets_the_cheapest_format_and_records_it():
+    from dtmm_tvm.sparsity import FORMATS, pack_filterlets_as
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 6, 6, 8), "int8")) -> R.Tensor((1, 6, 6, 6), "int8"):
+            with R.dataflow():
+                xf = R.dequantize(x, R.const(0.05, "float32"), R.const(-3, "int32"), out_dtype="float32", axis=0)
+                wf = R.dequantize(R.const(W_HALF), R.const(np.full(6, 0.01, "float32")), R.const(0, "int32"),
+                                  out_dtype="float32", axis=3)
+                y = R.nn.conv2d(xf, wf, padding=[1, 1, 1, 1], data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC")
+                q = R.quantize(y, R.const(0.1, "float32"), R.const(-128, "int32"), out_dtype="int8", axis=0)
+                R.output(q)
+            return q
+
+    w_ohwi = np.ascontiguousarray(W_HALF.transpose(3, 0, 1, 2))
+    sizes = {f: pack_filterlets_as(w_ohwi, f).nbytes for f in FORMATS}
+    lowered = LowerQDQToInteger()(Before)
+    for formats, want in ((None, min(sizes, key=sizes.get)), (("filterlet_u8",), "filterlet_u8"),
+                          (("filterlet_csr", "filterlet_u8"), "filterlet_u8")):
+        after = FilterletSparseConv(formats=formats)(lowered)
+        call = after["main"].body.blocks[0].bindings[-1].value
+        layer = json.loads(str(after[call.args[0]].attrs["dtmm.layer"]))
+        assert layer["format"] == want
+        assert layer["stored_weight_bytes"] == sizes[want]
+        assert layer["format_bytes"]["filterlet_bitmask"] == sizes["filterlet_bitmask"]
+        packed = pack_filterlets_as(w_ohwi, want)
+        fields = call.args[1].fields
+        assert len(fields) == 2 + len(packed.index_arrays) + 3
+        for got, arr in zip(fields[2:], packed.index_arrays):
+            np.testing.assert_array_equal(got.value.numpy(), arr)
+    with pytest.raises(ValueError, match="formats"):
+        FilterletSparseConv(formats=("filterlet_coo",))
 
 
 def test_insertable_into_a_user_pipeline_and_registered_by_name():

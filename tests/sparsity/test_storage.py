@@ -61,3 +61,49 @@ def test_report_dense_vs_packed_bytes():
     big = np.ones((2, 11, 11, 300), np.int8)
     (bad,) = storage_report({"big": big})
     assert bad["packable"] is False and "32767" in bad["reason"]
+
+
+# ---- byte and bitmask index formats, per-layer choice ----------------------------------------
+from dtmm_tvm.sparsity import FORMATS, choose_format, pack_filterlets_as  # noqa: E402
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("shape", [(8, 3, 3, 4), (16, 5, 5, 3), (4, 10, 2, 1), (6, 1, 1, 32), (3, 2, 2, 70)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 1.0])
+def test_every_format_roundtrips(fmt, shape, sparsity):
+    weight, mask = _pruned_weights(shape, sparsity, seed=3)
+    packed = pack_filterlets_as(weight, fmt)
+    assert packed.format == fmt
+    np.testing.assert_array_equal(packed.unpack(), weight)
+    assert packed.kept_filterlets == int((~mask).sum())
+    assert packed.nbytes == packed.values.nbytes + sum(a.nbytes for a in packed.index_arrays)
+    o, kh, kw, _ = shape
+    if fmt == "filterlet_u8":
+        assert packed.taps.dtype == np.uint8 and packed.counts.dtype == np.uint8
+        assert packed.index_bytes == packed.kept_filterlets + o
+    if fmt == "filterlet_bitmask":
+        assert packed.index_bytes == (o * kh * kw + 7) // 8 + 3
+        np.testing.assert_array_equal(packed.kept_mask(), ~mask.reshape(o, kh * kw))
+
+
+def test_format_limits():
+    w = np.ones((2, 6, 5, 1), np.int8)  # 30 taps: no bitmask (<= 25)
+    with pytest.raises(FormatError, match="filterlet_bitmask"):
+        pack_filterlets_as(w, "filterlet_bitmask")
+    assert choose_format(w).format == "filterlet_u8"
+    w = np.ones((2, 16, 16, 1), np.int8)  # 256 taps: no u8
+    with pytest.raises(FormatError, match="filterlet_u8"):
+        pack_filterlets_as(w, "filterlet_u8")
+    assert choose_format(w).format == "filterlet_csr"
+
+
+def test_choice_is_fewest_bytes():
+    weight, _ = _pruned_weights((64, 3, 3, 64), 0.5)
+    sizes = {f: pack_filterlets_as(weight, f).nbytes for f in FORMATS}
+    chosen = choose_format(weight)
+    assert chosen.nbytes == min(sizes.values()) and chosen.format == "filterlet_bitmask"
+    # a very sparse layer with many taps: one byte per kept filterlet beats KH*KW bits per filter
+    w = np.zeros((8, 5, 5, 4), np.int8)
+    w[0, 0, 0] = 1
+    assert choose_format(w).format == "filterlet_u8"
+    assert choose_format(weight, formats=("filterlet_csr",)).format == "filterlet_csr"
