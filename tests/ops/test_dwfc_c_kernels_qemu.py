@@ -22,7 +22,7 @@ from dtmm_tvm.target import resolve_target
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "tests" / "fixtures" / "ops"
-BENCH = ROOT / "benchmarks" / "kernels"
+BENCH = ROOT / "bench" / "models"
 BOARDS = {"dtmm/cortex-m4": "mps2-an386", "dtmm/cortex-m55": "mps3-an547"}
 
 
@@ -68,7 +68,7 @@ def _schedules(op, model: Path, target: str):
 @pytest.mark.parametrize("target", list(BOARDS))
 def test_every_depthwise_schedule_bit_exact(tmp_path, target):
     # 6 channels: a 4-channel block plus a 2-channel tail (scalar on DSP, predicated on MVE);
-    # the full 8/16 blocks run in the 64-channel bench test (and benchmarks/kernels/sweep.py).
+    # the full 8/16 blocks run in the 64-channel bench test .
     model = OPS / "conv_dw_3x3_s2_m1_none.tflite"
     for schedule in _schedules(dwop, model, target):
         _run(tmp_path, model, target, dwop, schedule)
@@ -83,13 +83,11 @@ def test_every_fc_schedule_bit_exact(tmp_path, target):
 
 @pytest.mark.parametrize("target", list(BOARDS))
 @pytest.mark.parametrize("model, op, naive", [
-    ("bench_dw_3x3_16x16x64_relu6", dwop, dwop.DepthwiseSchedule(micro_kernel=False)),
-    ("bench_fc_256x64_relu", fcop, fcop.FullyConnectedSchedule(micro_kernel=False)),
+    ("dw_3x3", dwop, dwop.DepthwiseSchedule(micro_kernel=False)),
+    ("fc_256_64", fcop, fcop.FullyConnectedSchedule(micro_kernel=False)),
 ])
 def test_micro_kernel_at_least_3x_faster_than_loop_nest(tmp_path, target, model, op, naive):
-    path = BENCH / f"{model}.tflite"
-    if not path.exists():
-        pytest.skip("bench models not generated (benchmarks/kernels/make_bench_ops.py)")
+    path = BENCH / f"{model}.tflite"  # made by bench/models/make_bench_models.py
     fast = _run(tmp_path, path, target)
     slow = _run(tmp_path, path, target, op, naive)
     assert slow.instructions >= 3 * fast.instructions, (slow.instructions, fast.instructions)
