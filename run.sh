@@ -35,7 +35,7 @@ setup_python() {
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         echo "== installing Python packages (TVM 0.27 and friends)" >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-        "$VENV/bin/python" -m pip install -q -e ".[test]" >&2
+        "$VENV/bin/python" -m pip install -q -e ".[test,bench]" >&2
         touch "$stamp"
     fi
 }

@@ -1,0 +1,107 @@
+"""Published / issue reference figures and the project's targets (issue 3).
+
+None of the reference figures is measured by this benchmark: they are quoted so that our
+measurements can be read next to them. Instruction counts are in millions per inference.
+"""
+
+from __future__ import annotations
+
+KB = 1024
+
+#: Reference figures: (what, core, value, unit, source). Not measured here.
+REFERENCE = [
+    ("naive C conv, paper 3x3 16x16x64->64 (6.23 instr/MAC)", "m4", 58.8, "M instr", "issue 3"),
+    ("naive C conv, paper 3x3 16x16x64->64", "m55", 50.0, "M instr", "issue 3"),
+    ("CMSIS-NN arm_convolve_s8, paper 3x3", "m4", 16.6, "M instr", "issue 3"),
+    ("CMSIS-NN arm_convolve_s8, paper 3x3", "m55", 1.95, "M instr", "issue 3"),
+    ("DTMM authors' MVE kernel, paper 3x3 at 0% sparsity", "m55", 3.13, "M instr", "issue 3 / DTMM paper"),
+    ("DTMM authors' MVE kernel, paper 3x3 at 50%", "m55", 1.76, "M instr", "issue 3 / DTMM paper"),
+    ("DTMM authors' MVE kernel, paper 3x3 at 75%", "m55", 1.08, "M instr", "issue 3 / DTMM paper"),
+    ("DTMM authors' MVE kernel, paper 3x3 at 90%", "m55", 0.64, "M instr", "issue 3 / DTMM paper"),
+    ("TFLM + CMSIS-NN ResNet-8", "m4", 30.4, "M instr", "issue 3"),
+    ("TFLM + CMSIS-NN ResNet-8", "m55", 5.45, "M instr", "issue 3"),
+    ("TFLM ResNet-8 tensor arena", "-", 55, "KB", "issue 3"),
+]
+
+#: The paper microbenchmark models by sparsity.
+PAPER = {0: "paper_3x3_s00", 50: "paper_3x3_s50", 75: "paper_3x3_s75", 90: "paper_3x3_s90"}
+
+TFLM_RESNET8_INSTR = {"m4": 30.4e6, "m55": 5.45e6}
+TFLM_RESNET8_ARENA = 55 * KB
+
+
+def _micro(results: dict, model: str, core: str, column: str):
+    rec = results.get("micro", {}).get(model, {}).get("runs", {}).get(core, {}).get(column)
+    return rec["instructions"] if rec and rec.get("ok") else None
+
+
+def _e2e(results: dict, model: str, core: str, mode: str):
+    rec = results.get("e2e", {}).get(model, {}).get("runs", {}).get(core, {}).get(mode)
+    return rec if rec and rec.get("ok") else None
+
+
+def evaluate_targets(results: dict) -> list[dict]:
+    """Every target of issue 3 with our figure and met / missed / not measured."""
+    rows = []
+
+    def add(target: str, limit, ours, unit: str = "M instr", note: str = "", fmt=None):
+        if ours is None or limit is None:
+            status = "not measured"
+        else:
+            status = "met" if ours <= limit else "missed"
+        fmt = fmt or (lambda v: f"{v / 1e6:.3f}")
+        rows.append({"target": target, "limit": limit, "ours": ours, "unit": unit,
+                     "limit_text": "-" if limit is None else fmt(limit),
+                     "ours_text": "-" if ours is None else fmt(ours),
+                     "status": status, "note": note})
+
+    for core, limit in (("m4", 19e6), ("m55", 2.2e6)):
+        add(f"dense paper 3x3 conv on {core.upper()} <= {limit / 1e6:g} M",
+            limit, _micro(results, PAPER[0], core, "dense"))
+    dense0 = _micro(results, PAPER[0], "m4", "dense")
+    add("DTMM paper 3x3 at 0% on M4 <= 1.05x dense", None if dense0 is None else 1.05 * dense0,
+        _micro(results, PAPER[0], "m4", "dtmm"), note="limit = 1.05 x our dense build")
+    for sp, limit in ((50, 9e6), (75, 5e6), (90, 2.5e6)):
+        add(f"DTMM paper 3x3 at {sp}% on M4 <= {limit / 1e6:g} M", limit,
+            _micro(results, PAPER[sp], "m4", "dtmm"))
+    for sp, limit in ((0, 2.0e6), (50, 1.45e6), (75, 0.85e6), (90, 0.50e6)):
+        add(f"DTMM paper 3x3 at {sp}% on M55 <= {limit / 1e6:g} M", limit,
+            _micro(results, PAPER[sp], "m55", "dtmm"))
+    for model, what in (("dw_3x3", "depthwise 3x3"), ("conv_1x1", "1x1 conv"),
+                        ("fc_256_64", "fully connected")):
+        for core in ("m4", "m7", "m55"):
+            naive = _micro(results, model, core, "naive")
+            ours = _micro(results, model, core, "dtmm")
+            if naive is None and ours is None:
+                continue
+            speedup = None if (naive is None or not ours) else naive / ours
+            rows.append({"target": f"{what} on {core.upper()} >= 3x faster than naive",
+                         "limit": 3.0, "ours": speedup, "unit": "x vs naive",
+                         "limit_text": ">= 3.00x",
+                         "ours_text": "-" if speedup is None else f"{speedup:.2f}x",
+                         "status": "not measured" if speedup is None else
+                         ("met" if speedup >= 3.0 else "missed"), "note": ""})
+    for core in ("m4", "m55"):
+        rec = _e2e(results, "resnet8", core, "dtmm")
+        limit = TFLM_RESNET8_INSTR[core] / 2
+        add(f"ResNet-8 DTMM on {core.upper()} <= half of TFLM+CMSIS-NN "
+            f"({TFLM_RESNET8_INSTR[core] / 1e6:g} M)", limit,
+            None if rec is None else rec["instructions"])
+    for core in ("m4", "m7", "m55"):
+        rec = _e2e(results, "resnet8", core, "dtmm")
+        if rec is None:
+            continue
+        kb = lambda v: f"{v / 1024:.1f} KB"  # noqa: E731
+        add(f"ResNet-8 DTMM RAM on {core.upper()} <= TFLM's arena (55 KB)", TFLM_RESNET8_ARENA,
+            rec["ram"]["total"], unit="bytes",
+            note=f"ours = whole-program RAM (data+bss incl. I/O buffers + stack high-water); "
+                 f"arena alone {kb(rec['ram']['arena'])}", fmt=kb)
+    rec = _e2e(results, "resnet8", "m4", "dtmm")
+    rows.append({"target": "ResNet-8 code <= 1/3 of TFLM's", "limit": None,
+                 "ours": None if rec is None else rec["flash"]["model_code"], "unit": "bytes",
+                 "limit_text": "-", "ours_text": "-" if rec is None else
+                 f"{rec['flash']['model_code'] / 1024:.1f} KB model code (M4)",
+                 "status": "not evaluated",
+                 "note": "no TFLM code-size figure is given in the issue and TFLM is not built "
+                         "for Cortex-M here"})
+    return rows
