@@ -7,8 +7,7 @@ run steps through the template's Project API server), the board table and the QE
 from .boards import BOARDS, Board, get_board
 from .measure import RunResult
 from .project import Project, check_fits, read_metadata, run_artifact
-from .qemu import QemuResult, require_tool, require_toolchain, run_elf
+from .qemu import require_tool, require_toolchain
 
 __all__ = ["BOARDS", "Board", "get_board", "RunResult", "Project", "check_fits",
-           "read_metadata", "run_artifact", "QemuResult", "require_tool", "require_toolchain",
-           "run_elf"]
+           "read_metadata", "run_artifact", "require_tool", "require_toolchain"]
