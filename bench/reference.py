@@ -27,6 +27,7 @@ REFERENCE = [
 PAPER = {0: "paper_3x3_s00", 50: "paper_3x3_s50", 75: "paper_3x3_s75", 90: "paper_3x3_s90"}
 
 TFLM_RESNET8_INSTR = {"m4": 30.4e6, "m55": 5.45e6}
+TFLM_CODE_BYTES = (60 * 1024, 120 * 1024)  # TFLM framework + kernels, from the issue (not measured)
 TFLM_RESNET8_ARENA = 55 * KB
 
 
@@ -96,12 +97,14 @@ def evaluate_targets(results: dict) -> list[dict]:
             rec["ram"]["total"], unit="bytes",
             note=f"ours = whole-program RAM (data+bss incl. I/O buffers + stack high-water); "
                  f"arena alone {kb(rec['ram']['arena'])}", fmt=kb)
-    rec = _e2e(results, "resnet8", "m4", "dtmm")
-    rows.append({"target": "ResNet-8 code <= 1/3 of TFLM's", "limit": None,
-                 "ours": None if rec is None else rec["flash"]["model_code"], "unit": "bytes",
-                 "limit_text": "-", "ours_text": "-" if rec is None else
-                 f"{rec['flash']['model_code'] / 1024:.1f} KB model code (M4)",
-                 "status": "not evaluated",
-                 "note": "no TFLM code-size figure is given in the issue and TFLM is not built "
-                         "for Cortex-M here"})
+    for core in ("m4", "m7", "m55"):
+        rec = _e2e(results, "resnet8", core, "dtmm")
+        if rec is None:
+            continue
+        # The issue gives TFLM's framework + kernels as 60-120 KB of flash; a third of its lower
+        # bound is the strict reading, a third of the upper bound the lenient one.
+        add(f"ResNet-8 DTMM code on {core.upper()} <= 1/3 of TFLM's (60-120 KB)", TFLM_CODE_BYTES[0] / 3,
+            rec["flash"]["model_code"], unit="bytes",
+            note=f"ours = the model's own code (kernels + runner); 1/3 of 120 KB = "
+                 f"{TFLM_CODE_BYTES[1] / 3 / 1024:.0f} KB", fmt=lambda v: f"{v / 1024:.1f} KB")
     return rows
