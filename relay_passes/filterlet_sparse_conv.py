@@ -27,6 +27,17 @@ from dtmm_tvm.sparsity import FORMATS, analyze_filterlets, choose_format, pack_f
 from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dtype_of, func_attr_json, is_const, is_op, prim_func_of, static_shape
 
 DEFAULT_THRESHOLD = 0.1  # the paper applies its format above 10% filterlet sparsity
+#: Small-Cin rule: an integer conv whose Cin is not a multiple of 4 with KH*KW*Cin <= 256 runs
+#: dense through the packed-patch fast path (dtmm_tvm.ops.conv_schedule.packed_patch: the whole
+#: patch is one dot product, on every ISA since CH is 4 or 16), which beats skipping Cin-byte
+#: filterlets unless almost all of them are pruned. Such a layer stays dense up to this filterlet
+#: sparsity. Measured (QEMU instructions, first conv of the demo model, 28x28x1->16 3x3, 60%):
+#: M4 dense 1.24 M vs bitmask 2.20 M, M55 0.48 M vs 0.93 M; resnet8 conv 1 (32x32x3->16):
+#: M4 1.93 M vs 2.35 M, M55 0.69 M vs 0.98 M. The sparse cost is ~linear in kept filterlets
+#: above a base (requantization + im2col) shared with dense, so the break-even is estimated at
+#: ~85% sparsity (not measured there). The bytes are small for such layers (432 vs 108 B, 144 vs 79 B).
+SMALL_CIN_DENSE_UP_TO = 0.85
+SMALL_CIN_PATCH_MAX = 256
 #: When not None, the formats every FilterletSparseConv() without ``formats=`` may choose from
 #: (tests and benchmarks force one format through the compile flow with this).
 FORMATS_OVERRIDE = None
@@ -70,6 +81,8 @@ class _Rewriter(PyExprMutator):
         stats = analyze_filterlets(weight_ohwi)
         if stats.filterlet_sparsity <= self.threshold:
             return None
+        if small_cin_dense(weight_ohwi.shape, stats.filterlet_sparsity):
+            return None  # the dense packed-patch kernel is faster (see SMALL_CIN_DENSE_UP_TO)
         packed = choose_format(weight_ohwi, layer=layer["name"], formats=self.formats)
         params = Conv2DParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params_json.items()})
         sparse = conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=packed.format)
@@ -145,6 +158,13 @@ class _Rewriter(PyExprMutator):
                 return ((values - zero_point.reshape(shape if zero_point.size > 1 else [1] * values.ndim))
                         * scale.reshape(shape)).astype(np.float32)
         return None
+
+
+def small_cin_dense(weight_shape, filterlet_sparsity: float) -> bool:
+    """Whether an integer conv with OHWI ``weight_shape`` stays dense at ``filterlet_sparsity``
+    because its dense kernel takes the packed-patch fast path (see :data:`SMALL_CIN_DENSE_UP_TO`)."""
+    _, kh, kw, cin = (int(d) for d in weight_shape)
+    return cin % 4 != 0 and kh * kw * cin <= SMALL_CIN_PATCH_MAX and filterlet_sparsity <= SMALL_CIN_DENSE_UP_TO
 
 
 def _sparse_layer(layer: dict, stats, packed) -> dict:

@@ -176,3 +176,101 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
     }
   }
 }
+
+/* ---------------------------------------------------------------- packed patch (small Cin)
+ * dtmm_conv_im2col_packed_s8: same arguments as dtmm_conv_im2col_s8, but each pixel's whole
+ * KH x KW x Cin patch (OHWI order, kk*cin elements) is ONE contiguous run of
+ * ceil(kk*cin / CH) chunks instead of KH*KW taps of ceil(Cin / CH) chunks each. The dense OHWI
+ * filter of a channel is the same kk*cin contiguous bytes, so dtmm_conv_block_s8 with
+ * fmt = DENSE, kk = 1, cin = KH*KW*Cin computes the conv with one dot-product run per
+ * (channel, group) and no lanes wasted on per-tap partial chunks (Cin = 3: 27 bytes = 2 MVE
+ * chunks instead of 9, 7 DSP chunks instead of 9). Padded taps hold -input_offset (raw), i.e.
+ * 0 after the offset; elements beyond kk*cin in the last chunk meet zero weights.
+ * Needs kk*cin <= DTMM_CONV_PACKED_MAX. */
+static inline void patch_copy(int8_t *dst, const int8_t *src, int32_t n) {
+#if defined(__ARM_FEATURE_MVE)
+  while (n > 0) {
+    const mve_pred16_t p = vctp8q((uint32_t)n);
+    vstrbq_p_s8(dst, vldrbq_z_s8(src, p), p);
+    dst += 16;
+    src += 16;
+    n -= 16;
+  }
+#else
+  for (; n >= 4; n -= 4, dst += 4, src += 4) {
+    uint32_t v;
+    __builtin_memcpy(&v, src, 4);
+    __builtin_memcpy(dst, &v, 4);
+  }
+  for (; n > 0; --n) *dst++ = *src++;
+#endif
+}
+
+static inline void patch_fill(int8_t *dst, int8_t value, int32_t n) {
+#if defined(__ARM_FEATURE_MVE)
+  const int8x16_t v = vdupq_n_s8(value);
+  while (n > 0) {
+    vstrbq_p_s8(dst, v, vctp8q((uint32_t)n));
+    dst += 16;
+    n -= 16;
+  }
+#else
+  for (; n > 0; --n) *dst++ = value;
+#endif
+}
+
+void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin,
+                                int32_t out_w, int32_t pix0, int32_t npix, int32_t group,
+                                int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t dh,
+                                int32_t dw, int32_t pad_top, int32_t pad_left,
+                                int32_t input_offset, int8_t *buf) {
+  int8_t patch[DTMM_CONV_PACKED_MAX + 16] __attribute__((aligned(4)));
+  const int32_t len = kh * kw * cin;
+  const int32_t row_len = kw * cin;
+  const int32_t cpt = (len + CH - 1) / CH;
+  const int32_t cs = CHB * group;
+  const int32_t group_bytes = cpt * cs;
+  const int8_t pad = (int8_t)(-input_offset);
+  int32_t oh = pix0 / out_w;
+  int32_t ow = pix0 - oh * out_w;
+  for (int32_t p = 0; p < npix; ++p) {
+    const int32_t gi = p / group;
+    const int32_t slot = p - gi * group;
+#if defined(__ARM_FEATURE_MVE)
+    int8_t *base = buf + gi * group_bytes + slot * 16;
+#else
+    int8_t *base = buf + gi * group_bytes + slot * 4;
+#endif
+    const int32_t ih0 = oh * sh - pad_top;
+    const int32_t iw0 = ow * sw - pad_left;
+    int32_t lo = 0, hi = kw;
+    if (iw0 < 0) lo = (-iw0 + dw - 1) / dw;
+    if (lo > kw) lo = kw;
+    if (iw0 + (kw - 1) * dw >= in_w) {
+      hi = (in_w - 1 - iw0) / dw + 1;
+      if (in_w - 1 - iw0 < 0) hi = 0;
+    }
+    if (hi < lo) hi = lo;
+    int8_t *dst = patch;
+    for (int32_t i = 0; i < kh; ++i, dst += row_len) {
+      const int32_t ih = ih0 + i * dh;
+      if (ih < 0 || ih >= in_h) {
+        patch_fill(dst, pad, row_len);
+        continue;
+      }
+      if (lo > 0) patch_fill(dst, pad, lo * cin);
+      if (hi < kw) patch_fill(dst + hi * cin, pad, (kw - hi) * cin);
+      const int8_t *src = x + ((ih * in_w) + iw0 + lo * dw) * cin;
+      if (dw == 1) {
+        patch_copy(dst + lo * cin, src, (hi - lo) * cin);
+      } else {
+        for (int32_t j = lo; j < hi; ++j, src += dw * cin) patch_copy(dst + j * cin, src, cin);
+      }
+    }
+    copy_chunks(patch, base, len, cs, group, input_offset);
+    if (++ow == out_w) {
+      ow = 0;
+      ++oh;
+    }
+  }
+}

@@ -59,6 +59,17 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
                          int32_t sh, int32_t sw, int32_t dh, int32_t dw, int32_t pad_top,
                          int32_t pad_left, int32_t input_offset, int8_t *buf);
 
+/* Small-Cin fast path (dense weights): same arguments, but each pixel's whole KH*KW*Cin patch
+ * is one contiguous run of ceil(KH*KW*Cin / CH) chunks (not KH*KW taps of ceil(Cin/CH)); then
+ * call dtmm_conv_block_s8 with fmt DENSE, kk = 1, cin = KH*KW*Cin. Needs KH*KW*Cin <=
+ * DTMM_CONV_PACKED_MAX; scratch per pixel = dtmm_conv_s8_get_buffer_size(1, KH*KW*Cin, 1). */
+#define DTMM_CONV_PACKED_MAX 256
+void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin,
+                                int32_t out_w, int32_t pix0, int32_t npix, int32_t group,
+                                int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t dh,
+                                int32_t dw, int32_t pad_top, int32_t pad_left,
+                                int32_t input_offset, int8_t *buf);
+
 /* Weight index formats (the kept filterlets' values are always concatenated in (o, kh, kw)
  * order, Cin int8 each):
  *   DENSE: OHWI weights, idx0/idx1 unused;
@@ -87,6 +98,16 @@ void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t 
                         const int32_t *mult, const int32_t *shift, int8_t *out,
                         int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
                         int32_t act_max);
+
+/* ---- int8 elementwise ADD (same shapes), owner: ADD kernel ------------------------------
+ * dtmm_tvm/ops/add.py calls it once per ADD whose inputs are not broadcast. TFLM
+ * reference_integer_ops::AddFunc bit-exact over `size` elements (parameters as in TFLM's
+ * OpDataAdd: offsets = -zero points / +output zero point, shifts <= 0). No scratch.
+ * MVE / DSP (SXTAB16, SMMULR) / portable paths, see dtmm_add_s8.c. */
+void dtmm_add_s8(int8_t* input1, int8_t* input2, int8_t* output, int32_t size, int32_t input1_offset,
+                 int32_t input1_multiplier, int32_t input1_shift, int32_t input2_offset, int32_t input2_multiplier,
+                 int32_t input2_shift, int32_t output_offset, int32_t output_multiplier, int32_t output_shift,
+                 int32_t left_shift, int32_t act_min, int32_t act_max);
 
 #ifdef __cplusplus
 }

@@ -1,13 +1,23 @@
-"""int8 ADD as a TIR PrimFunc, bit-exact with TFLM (see :mod:`dtmm_tvm.quant.add`)."""
+"""int8 ADD as a TIR PrimFunc, bit-exact with TFLM (see :mod:`dtmm_tvm.quant.add`).
+
+Two implementations behind :func:`add_int8`:
+
+- for a C target (``Target`` kind ``c``, default ``Target.current()``) and inputs with the
+  output's element count (no broadcasting), a one-statement PrimFunc calling the C micro-kernel
+  ``dtmm_add_s8`` (``dtmm_tvm/kernels``: MVE VQRDMULH/VRSHL, DSP SXTAB16/SMMULR, portable C);
+- otherwise (broadcasting, host LLVM builds) the plain TIR loop.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import tvm
 from tvm import tirx
 from tvm.script import tirx as T
 
+from ..kernels import with_c_kernels
 from ..quant.add import AddParams
 from .softmax import TirFixedPoint, scratch_slots, _track
 
@@ -37,7 +47,24 @@ def _add_value(a, b, p: AddParams, t32, t64):
     return tirx.Cast("int8", fx.clamp(raw + p.output_offset, p.act_min, p.act_max))
 
 
-def add_int8(shape1, shape2, params: AddParams, name: str = "add_int8") -> tirx.PrimFunc:
+C_KERNEL = "dtmm_add_s8"
+
+
+def _c_target(target):
+    if target is None:
+        target = tvm.target.Target.current(allow_none=True)
+    return target if target is not None and str(target.kind.name) == "c" else None
+
+
+def uses_micro_kernel(shape1, shape2, params: AddParams, target=None) -> bool:
+    """True when :func:`add_int8` builds the ``dtmm_add_s8`` call for these shapes on ``target``."""
+    n1, n2 = math.prod(int(d) for d in shape1), math.prod(int(d) for d in shape2)
+    n = math.prod(int(d) for d in np.broadcast_shapes(tuple(shape1), tuple(shape2)))
+    shifts_ok = max(params.input1_shift, params.input2_shift, params.output_shift) <= 0
+    return _c_target(target) is not None and n1 == n2 == n and shifts_ok and 0 <= params.left_shift <= 22
+
+
+def add_int8(shape1, shape2, params: AddParams, name: str = "add_int8", *, target=None) -> tirx.PrimFunc:
     """Build ``out = ADD(x1, x2)`` for int8 tensors with TFLM's integer arithmetic.
 
     Parameters
@@ -49,6 +76,9 @@ def add_int8(shape1, shape2, params: AddParams, name: str = "add_int8") -> tirx.
         From :func:`dtmm_tvm.quant.add.add_params`; baked into the kernel as immediates.
     name
         The PrimFunc's ``global_symbol``.
+    target
+        Default ``Target.current()``; a C target with equal-size inputs selects the micro-kernel
+        (attribute ``"dtmm.c_kernels"``), anything else the TIR loop.
 
     Returns
     -------
@@ -59,6 +89,8 @@ def add_int8(shape1, shape2, params: AddParams, name: str = "add_int8") -> tirx.
     out_shape = tuple(int(d) for d in np.broadcast_shapes(shape1, shape2))
     n1, n2, n = math.prod(shape1), math.prod(shape2), math.prod(out_shape)
     attrs = {"global_symbol": name, "dtmm.op": "add", "op_pattern": 8, "tirx.noalias": True}
+    if uses_micro_kernel(shape1, shape2, params, target):
+        return _add_micro(shape1, shape2, out_shape, params, attrs)
 
     def build(n32: int, n64: int):
         @T.prim_func
@@ -81,3 +113,18 @@ def add_int8(shape1, shape2, params: AddParams, name: str = "add_int8") -> tirx.
         return add
 
     return build(*scratch_slots(build))
+
+
+def _add_micro(shape1, shape2, out_shape, params: AddParams, attrs) -> tirx.PrimFunc:
+    """``dtmm_add_s8(x1, x2, out, size, ...params)``: one extern call over the flat tensors."""
+    p = params
+    scalars = [math.prod(out_shape), p.input1_offset, p.input1_multiplier, p.input1_shift, p.input2_offset,
+               p.input2_multiplier, p.input2_shift, p.output_offset, p.output_multiplier, p.output_shift,
+               p.left_shift, p.act_min, p.act_max]
+
+    @T.prim_func
+    def add_micro(x1: T.Buffer(shape1, "int8"), x2: T.Buffer(shape2, "int8"), out: T.Buffer(out_shape, "int8")):
+        T.func_attr(attrs)
+        T.evaluate(T.call_extern("void", C_KERNEL, x1.data, x2.data, out.data, *scalars))
+
+    return with_c_kernels(add_micro, [C_KERNEL])

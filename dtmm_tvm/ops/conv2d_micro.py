@@ -8,6 +8,10 @@ Loop structure (set by :class:`dtmm_tvm.ops.conv_schedule.ConvSchedule`)::
         for ob in range(ceil(Cout / OB)):                     # OB = channels_per_block
             dtmm_conv_block_s8(im2col, G, fmt, weights, index, channels ob*OB.., &out[...])
 
+Small Cin (dense only, :func:`dtmm_tvm.ops.conv_schedule.packed_patch`): the im2col call is
+``dtmm_conv_im2col_packed_s8`` (the whole KH*KW*Cin patch as one run of chunks) and the block
+call gets ``kk = 1, cin = KH*KW*Cin`` - one dense dot product per channel over the OHWI filter.
+
 The im2col block and ``bias_eff`` are TIR allocations, so codegen places them in the arena.
 The micro-kernels (``dtmm_tvm/kernels``) pick their MVE / DSP / portable path from the C
 compiler's macros; the builder only needs the im2col layout sizes of the target
@@ -27,9 +31,9 @@ from tvm.script import tirx as T
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
 from .common import with_attrs
-from .conv_schedule import ConvSchedule, group_width, row_bytes
+from .conv_schedule import ConvSchedule, group_width, packed_patch, row_bytes
 
-C_KERNELS = ["dtmm_conv_im2col_s8", "dtmm_conv_bias_s8", "dtmm_conv_block_s8"]
+C_KERNELS = ["dtmm_conv_im2col_s8", "dtmm_conv_bias_s8", "dtmm_conv_block_s8"]  # + packed im2col (same file)
 
 #: index format name -> DTMM_FMT_* code of dtmm_kernels.h
 FORMAT_CODES = {"dense": 0, "filterlet_csr": 1, "filterlet_u8": 2, "filterlet_bitmask": 3}
@@ -59,7 +63,12 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
     ppb = min(schedule.pixels_per_block, pixels)
     group = group_width(ppb, isa)
     nblocks = (pixels + ppb - 1) // ppb
-    scratch = ppb * row_bytes(params, isa)
+    # Small-Cin fast path (dense only): the whole KH*KW*Cin patch is one dot product, i.e. the
+    # block kernel runs as a 1x1 conv with Cin' = KH*KW*Cin over the same OHWI weights.
+    packed = packed_patch(params, isa, fmt)
+    im2col_fn = "dtmm_conv_im2col_packed_s8" if packed else "dtmm_conv_im2col_s8"
+    blk_kk, blk_cin = (1, kk * cin) if packed else (kk, cin)
+    scratch = ppb * row_bytes(params, isa, packed)
     ob = schedule.channels_per_block or cout
     ob = min(ob, cout)
     nob = (cout + ob - 1) // ob
@@ -83,13 +92,13 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
         for n, blk in T.grid(n_size, nblocks):
             pix0: T.let = blk * ppb
             npix: T.let = T.min(ppb, pixels - pix0)
-            T.evaluate(T.call_extern("void", "dtmm_conv_im2col_s8", T.address_of(x[n, 0, 0, 0]), height, width, cin,
+            T.evaluate(T.call_extern("void", im2col_fn, T.address_of(x[n, 0, 0, 0]), height, width, cin,
                                      ow_size, pix0, npix, group, kh_size, kw_size, sh, sw, dh, dw, pad_top, pad_left,
                                      input_offset, im2col.access_ptr("rw")))
             for c in range(nob):
                 T.evaluate(T.call_extern(
                     "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
-                    T.address_of(w[0, 0, 0, 0]), null, null, kk, cin, c * ob, T.min(c * ob + ob, cout),
+                    T.address_of(w[0, 0, 0, 0]), null, null, blk_kk, blk_cin, c * ob, T.min(c * ob + ob, cout),
                     bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
                     T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from ..kernels import target_isa
 from ..quant.conv import Conv2DParams
 
-__all__ = ["ConvSchedule", "default_schedule", "group_width", "resolve", "row_bytes", "schedule_space",
-           "scratch_bytes"]
+__all__ = ["ConvSchedule", "PACKED_MAX", "default_schedule", "group_width", "packed_patch", "resolve",
+           "row_bytes", "schedule_space", "scratch_bytes"]
 
 PIXELS_PER_BLOCK = (1, 2, 4, 8)
 
@@ -68,12 +68,30 @@ def group_width(pixels_per_block: int, isa: str) -> int:
     return min(pixels_per_block, 8 if isa == "mve" else 4)
 
 
-def row_bytes(params: Conv2DParams, isa: str) -> int:
+#: Largest KH*KW*Cin of the packed-patch im2col (``DTMM_CONV_PACKED_MAX`` of dtmm_kernels.h).
+PACKED_MAX = 256
+
+
+def packed_patch(params: Conv2DParams, isa: str, fmt: str = "dense") -> bool:
+    """Whether the dense kernel uses the small-Cin fast path: the whole KH x KW x Cin patch as
+    ONE dot product of ceil(KH*KW*Cin / CH) chunks (``dtmm_conv_im2col_packed_s8``) instead of
+    KH*KW taps of ceil(Cin / CH) chunks. Dense weights only; taken when Cin is not a multiple of
+    the chunk (per-tap chunks would be partial: Cin = 3 uses 3 of 16 MVE lanes) and the patch
+    fits ``PACKED_MAX`` bytes."""
+    _, kh, kw, cin = params.weight_shape
+    return fmt == "dense" and cin % chunk_elems(isa) != 0 and kh * kw * cin <= PACKED_MAX
+
+
+def row_bytes(params: Conv2DParams, isa: str, packed: bool = False) -> int:
     """im2col bytes per output pixel (mirrors ``dtmm_conv_s8_get_buffer_size(kk, cin, 1)``):
-    KH*KW taps of ceil(Cin / CH) chunks, 16 B per chunk with MVE (int8), 8 B otherwise (q15)."""
+    KH*KW taps of ceil(Cin / CH) chunks, 16 B per chunk with MVE (int8), 8 B otherwise (q15);
+    ``packed`` (:func:`packed_patch`): ceil(KH*KW*Cin / CH) chunks."""
     _, kh, kw, cin = params.weight_shape
     ch = chunk_elems(isa)
-    return kh * kw * ((cin + ch - 1) // ch) * (16 if isa == "mve" else 8)
+    cb = 16 if isa == "mve" else 8
+    if packed:
+        return ((kh * kw * cin + ch - 1) // ch) * cb
+    return kh * kw * ((cin + ch - 1) // ch) * cb
 
 
 def row_stride_bytes(params: Conv2DParams, isa: str) -> int:
@@ -81,13 +99,13 @@ def row_stride_bytes(params: Conv2DParams, isa: str) -> int:
     return row_bytes(params, isa)
 
 
-def scratch_bytes(params: Conv2DParams, isa: str, schedule: ConvSchedule) -> int:
+def scratch_bytes(params: Conv2DParams, isa: str, schedule: ConvSchedule, fmt: str = "dense") -> int:
     """Arena scratch of one kernel: the im2col block plus the per-channel bias (int32)."""
     if not schedule.micro_kernel:
         return 0
     pixels = params.output_shape[1] * params.output_shape[2]
     p = min(schedule.pixels_per_block, pixels)
-    return p * row_bytes(params, isa) + 4 * params.output_shape[3]
+    return p * row_bytes(params, isa, packed_patch(params, isa, fmt)) + 4 * params.output_shape[3]
 
 
 def default_schedule(params: Conv2DParams, target=None) -> ConvSchedule:
