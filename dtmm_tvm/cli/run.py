@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,14 @@ def run(args) -> int:
     spec = metadata["inputs"][0]
     inputs = load_inputs(args.inputs, spec)
     board = args.board or DEFAULT_BOARD.get(metadata["target"], "mps2-an386")
+    from ..micro import get_board
+
+    core = get_board(board).core
+    if metadata["target"] != f"dtmm/{core}":
+        # The archive is C: it builds for any core (its kernels take the board's ISA path), but
+        # its schedules were chosen for another core, so the figures are not that target's.
+        print(f"dtmm run: note: {args.artifact} was compiled for {metadata['target']}; running it on "
+              f"{board} ({core})", file=sys.stderr)
     result = run_artifact(args.artifact, board, inputs)
     if args.outputs:
         out_path = Path(args.outputs)
