@@ -205,7 +205,8 @@ class _Lowerer(PyExprMutator):
     def _lower_conv2d(self, conv, bias_expr, out_scale, out_zp, act_min, act_max, root):
         from dtmm_tvm.ops.conv2d import conv2d_int8
         from dtmm_tvm.ops.depthwise_conv2d import depthwise_conv2d_int8
-        from dtmm_tvm.ops.depthwise_conv2d import kernel_bias as depthwise_kernel_bias
+        from dtmm_tvm.ops.common import kernel_bias
+        from dtmm_tvm.ops.depthwise_conv2d import fold_bias as depthwise_fold_bias
         from dtmm_tvm.quant.conv import Conv2DParams, conv_output_multipliers
 
         attrs = conv.attrs
@@ -262,7 +263,7 @@ class _Lowerer(PyExprMutator):
         else:
             func = depthwise_conv2d_int8(params)
             # The micro-kernel takes the input offset folded into the bias (exact, compile time).
-            bias = depthwise_kernel_bias(func, params, weight, bias)
+            bias = kernel_bias(func, bias, lambda: depthwise_fold_bias(params, weight, bias))
             macs = n * oh * ow * oc * kh * kw
             op = "depthwise_conv2d"
         func = func.with_attr("dtmm.params", json.dumps(_params_json(params)))
@@ -283,7 +284,8 @@ class _Lowerer(PyExprMutator):
     # --- fully connected ------------------------------------------------------------------
     def _lower_fully_connected(self, matmul, bias_expr, out_scale, out_zp, act_min, act_max, root):
         from dtmm_tvm.ops.fully_connected import fully_connected_int8
-        from dtmm_tvm.ops.fully_connected import kernel_bias as fc_kernel_bias
+        from dtmm_tvm.ops.common import kernel_bias
+        from dtmm_tvm.ops.fully_connected import fold_bias as fc_fold_bias
         from dtmm_tvm.quant.conv import FullyConnectedParams, conv_output_multipliers
 
         x = _dequantize_params(matmul.args[0], self.resolve)
@@ -331,7 +333,7 @@ class _Lowerer(PyExprMutator):
         }
         func = fully_connected_int8(params)
         func = func.with_attr("dtmm.params", json.dumps(_params_json(params)))  # for tuning
-        bias = fc_kernel_bias(func, params, weight, bias)  # the kernel may fold the input offset in
+        bias = kernel_bias(func, bias, lambda: fc_fold_bias(params, weight, bias))  # offset folded in?
         x_arg = self.visit_expr(x_int8)
         if len(x_shape) != 2:
             x_arg = self.builder_.emit(relax.op.reshape(x_arg, [rows, x_shape[-1]]))

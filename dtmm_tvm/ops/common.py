@@ -73,3 +73,19 @@ def requantize_store(out, index, total, mult, shift, out_zp, act_min, act_max):
 def with_attrs(func: tirx.PrimFunc, op_name: str) -> tirx.PrimFunc:
     """Attach ``{"dtmm.op": op_name, "op_pattern": 8}`` to a freshly parsed kernel."""
     return func.with_attr({"dtmm.op": op_name, "op_pattern": OPAQUE})
+
+
+#: PrimFunc attribute of kernels that expect the input offset folded into their bias constant.
+BIAS_ATTR = "dtmm.bias"
+FOLDED = "folded_input_offset"
+
+
+def kernel_bias(func: tirx.PrimFunc, bias, fold) -> "np.ndarray":
+    """The bias constant to pass to ``func``: ``fold()`` (the bias with the input offset folded
+    in) when ``func`` carries ``BIAS_ATTR == FOLDED``, else the model's bias as int32."""
+    import numpy as np
+
+    attrs = func.attrs
+    if attrs is not None and BIAS_ATTR in attrs and str(attrs[BIAS_ATTR]) == FOLDED:
+        return fold()
+    return np.asarray(bias, np.int32)

@@ -27,15 +27,13 @@ from tvm.script import tirx as T
 
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
-from .common import requantize_store, tap_in_bounds, with_attrs
+from .common import BIAS_ATTR, FOLDED, requantize_store, tap_in_bounds, with_attrs
 
 __all__ = ["DepthwiseSchedule", "default_schedule", "schedule_space", "scratch_bytes", "fold_bias",
-           "kernel_bias", "depthwise_conv2d_int8", "C_KERNEL", "BIAS_ATTR", "FOLDED"]
+           "depthwise_conv2d_int8", "C_KERNEL"]
 
 C_KERNEL = "dtmm_depthwise_conv_s8"
 #: PrimFunc attribute telling the caller which bias the kernel expects.
-BIAS_ATTR = "dtmm.bias"
-FOLDED = "folded_input_offset"
 #: Channel blocks the C kernel implements per ISA (others fall back to the next smaller one).
 CHANNEL_BLOCKS = {"mve": (4, 8, 16), "dsp": (4, 8), "c": (1, 2, 4)}
 _POINTER_BYTES = 4  # Cortex-M
@@ -115,14 +113,6 @@ def fold_bias(params: Conv2DParams, weight, bias) -> np.ndarray:
     b = np.zeros(cout, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
     folded = b + (-params.input_zero_point) * w.sum(axis=(0, 1, 2))
     return folded.astype(np.int32)  # int64 -> int32 wraps, like the int32 accumulator
-
-
-def kernel_bias(func: tirx.PrimFunc, params: Conv2DParams, weight, bias) -> np.ndarray:
-    """The bias array to pass to ``func``: folded when ``func`` carries ``"dtmm.bias"``."""
-    attrs = func.attrs
-    if attrs is not None and BIAS_ATTR in attrs and str(attrs[BIAS_ATTR]) == FOLDED:
-        return fold_bias(params, weight, bias)
-    return np.asarray(bias, np.int32)
 
 
 def depthwise_conv2d_int8(params: Conv2DParams, *, target=None,

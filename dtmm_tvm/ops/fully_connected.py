@@ -28,14 +28,12 @@ from tvm.script import tirx as T
 
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import FullyConnectedParams
-from .common import requantize_store, with_attrs
+from .common import BIAS_ATTR, FOLDED, requantize_store, with_attrs
 
 __all__ = ["FullyConnectedSchedule", "default_schedule", "schedule_space", "scratch_bytes", "fold_bias",
-           "kernel_bias", "fully_connected_int8", "C_KERNEL", "BIAS_ATTR", "FOLDED"]
+           "fully_connected_int8", "C_KERNEL"]
 
 C_KERNEL = "dtmm_fully_connected_s8"
-BIAS_ATTR = "dtmm.bias"
-FOLDED = "folded_input_offset"
 ROWS_PER_BLOCK = (1, 2, 4)
 
 
@@ -102,14 +100,6 @@ def fold_bias(params: FullyConnectedParams, weight, bias) -> np.ndarray:
     o = params.weight_shape[0]
     b = np.zeros(o, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
     return (b + (-params.input_zero_point) * w.sum(axis=1)).astype(np.int32)
-
-
-def kernel_bias(func: tirx.PrimFunc, params: FullyConnectedParams, weight, bias) -> np.ndarray:
-    """The bias array to pass to ``func``: folded when ``func`` carries ``"dtmm.bias"``."""
-    attrs = func.attrs
-    if attrs is not None and BIAS_ATTR in attrs and str(attrs[BIAS_ATTR]) == FOLDED:
-        return fold_bias(params, weight, bias)
-    return np.asarray(bias, np.int32)
 
 
 def fully_connected_int8(params: FullyConnectedParams, *, target=None,
