@@ -16,7 +16,7 @@ class TFLMUnavailableError(DTMMError):
     """The optional ``tflite-micro`` package is not installed."""
 
 
-def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int = 4 << 20) -> np.ndarray:
+def run_tflm(model: bytes, inputs, arena_size: int = 4 << 20) -> np.ndarray:
     """Run every input (stacked on a new first axis) through TFLM, one inference each.
 
     Parameters
@@ -25,6 +25,7 @@ def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int = 4 << 20) -> np.
         The .tflite flatbuffer.
     inputs
         ``(N, *input_shape)`` in the model's input dtype; each ``inputs[i]`` is one inference.
+        For a model with several inputs, a list with one such array per model input.
     arena_size
         TFLM tensor arena bytes for the host run.
 
@@ -40,11 +41,13 @@ def run_tflm(model: bytes, inputs: np.ndarray, arena_size: int = 4 << 20) -> np.
             "TensorFlow Lite Micro is not installed: pip install 'tflite-micro' (the [reference] extra)"
         ) from None
     interpreter = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
-    details = interpreter.get_input_details(0)
-    shape = tuple(int(d) for d in details["shape"])
+    per_input = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    shapes = [tuple(int(d) for d in interpreter.get_input_details(i)["shape"]) for i in range(len(per_input))]
+    dtypes = [interpreter.get_input_details(i)["dtype"] for i in range(len(per_input))]
     outputs = []
-    for sample in np.asarray(inputs):
-        interpreter.set_input(np.asarray(sample, dtype=details["dtype"]).reshape(shape), 0)
+    for samples in zip(*per_input):
+        for index, sample in enumerate(samples):
+            interpreter.set_input(np.asarray(sample, dtype=dtypes[index]).reshape(shapes[index]), index)
         interpreter.invoke()
         outputs.append(np.array(interpreter.get_output(0)))
     return np.stack(outputs)

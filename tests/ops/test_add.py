@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tvm
 
+from dtmm_tvm.reference import run_tflm
 from dtmm_tvm.frontend.tflite_reader import read_tflite
 from dtmm_tvm.ops.add import add_int8 as build_add
 from dtmm_tvm.quant.add import activation_range, add_int8, add_params
@@ -32,18 +33,6 @@ def _inputs(rng, shape, count):
     return x
 
 
-def _run_tflm_two_inputs(model: bytes, x1, x2):
-    runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
-    interpreter = runtime.Interpreter.from_bytes(bytes(model))
-    outputs = []
-    for a, b in zip(x1, x2):
-        interpreter.set_input(a, 0)
-        interpreter.set_input(b, 1)
-        interpreter.invoke()
-        outputs.append(np.array(interpreter.get_output(0)))
-    return np.stack(outputs)
-
-
 def _compile(func):
     return tvm.compile(tvm.IRModule({"main": func}), target="llvm")
 
@@ -55,7 +44,7 @@ def test_reference_matches_tflm(name):
     x1, x2 = _inputs(rng, t1.shape, 150), _inputs(rng, t2.shape, 150)
     x2[2] = 127
     x1[3] = -128
-    np.testing.assert_array_equal(add_int8(x1, x2, params), _run_tflm_two_inputs(graph.raw, x1, x2))
+    np.testing.assert_array_equal(add_int8(x1, x2, params), run_tflm(graph.raw, [x1, x2]))
 
 
 @pytest.mark.parametrize("name", MODELS)

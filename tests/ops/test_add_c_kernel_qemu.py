@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tvm
 
+from dtmm_tvm.reference import run_tflm
 from dtmm_tvm.compiler import compile_model
 from dtmm_tvm.frontend.tflite_reader import read_tflite
 from dtmm_tvm.micro import run_artifact
@@ -16,18 +17,6 @@ from dtmm_tvm.quant.add import activation_range, add_params
 
 OPS = Path(__file__).resolve().parents[1] / "fixtures" / "ops"
 BOARDS = {"dtmm/cortex-m4": "mps2-an386", "dtmm/cortex-m55": "mps3-an547"}
-
-
-def _tflm(model: bytes, x1, x2):
-    runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
-    interpreter = runtime.Interpreter.from_bytes(bytes(model))
-    outputs = []
-    for a, b in zip(x1, x2):
-        interpreter.set_input(a, 0)
-        interpreter.set_input(b, 1)
-        interpreter.invoke()
-        outputs.append(np.array(interpreter.get_output(0)))
-    return np.stack(outputs)
 
 
 def _inputs(rng, shape, count=3):
@@ -66,5 +55,5 @@ def test_micro_kernel_bit_exact_on_qemu(tmp_path, target, name):
     x2[2] = 127  # mixed extremes
     x1[2] = -128
     result = run_artifact(out, BOARDS[target], [x1, x2])
-    expected = _tflm(model.read_bytes(), x1, x2)
+    expected = run_tflm(model.read_bytes(), [x1, x2])
     np.testing.assert_array_equal(np.asarray(result.outputs).reshape(expected.shape), expected)
