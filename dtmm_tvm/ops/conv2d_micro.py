@@ -76,19 +76,13 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
     mask_bytes = (cout * kk + 7) // 8 + 3
     null = tirx.call_intrin("handle", "tirx.reinterpret", tirx.const(0, "uint64"))
 
-    @T.prim_func
-    def dense(
-        x: T.Buffer(x_shape, "int8"),
-        w: T.Buffer(w_shape, "int8"),
-        bias: T.Buffer((cout,), "int32"),
-        mult: T.Buffer((cout,), "int32"),
-        shift: T.Buffer((cout,), "int32"),
-        out: T.Buffer(o_shape, "int8"),
-    ):
+    @T.macro
+    def conv_body(x, weights, index0, index1, bias, mult, shift, out):
+        # The same three micro-kernel calls for every format; only the weight/index pointers differ.
         im2col = T.decl_buffer((scratch,), "int8", scope="global")
         bias_eff = T.decl_buffer((cout,), "int32", scope="global")
-        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, T.address_of(w[0, 0, 0, 0]), null, null, kk,
-                                 cin, cout, T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
+        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, weights, index0, index1, kk, cin, cout,
+                                 T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
         for n, blk in T.grid(n_size, nblocks):
             pix0: T.let = blk * ppb
             npix: T.let = T.min(ppb, pixels - pix0)
@@ -98,9 +92,20 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
             for c in range(nob):
                 T.evaluate(T.call_extern(
                     "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
-                    T.address_of(w[0, 0, 0, 0]), null, null, blk_kk, blk_cin, c * ob, T.min(c * ob + ob, cout),
+                    weights, index0, index1, blk_kk, blk_cin, c * ob, T.min(c * ob + ob, cout),
                     bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
                     T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
+
+    @T.prim_func
+    def dense(
+        x: T.Buffer(x_shape, "int8"),
+        w: T.Buffer(w_shape, "int8"),
+        bias: T.Buffer((cout,), "int32"),
+        mult: T.Buffer((cout,), "int32"),
+        shift: T.Buffer((cout,), "int32"),
+        out: T.Buffer(o_shape, "int8"),
+    ):
+        conv_body(x, T.address_of(w[0, 0, 0, 0]), null, null, bias, mult, shift, out)
 
     @T.prim_func
     def csr(
@@ -113,24 +118,8 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
         shift: T.Buffer((cout,), "int32"),
         out: T.Buffer(o_shape, "int8"),
     ):
-        im2col = T.decl_buffer((scratch,), "int8", scope="global")
-        bias_eff = T.decl_buffer((cout,), "int32", scope="global")
-        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, T.address_of(values[0]),
-                                 T.address_of(col_idx[0]), T.address_of(row_ptr[0]), kk, cin, cout,
-                                 T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
-        for n, blk in T.grid(n_size, nblocks):
-            pix0: T.let = blk * ppb
-            npix: T.let = T.min(ppb, pixels - pix0)
-            T.evaluate(T.call_extern("void", "dtmm_conv_im2col_s8", T.address_of(x[n, 0, 0, 0]), height, width, cin,
-                                     ow_size, pix0, npix, group, kh_size, kw_size, sh, sw, dh, dw, pad_top, pad_left,
-                                     input_offset, im2col.access_ptr("rw")))
-            for c in range(nob):
-                T.evaluate(T.call_extern(
-                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
-                    T.address_of(values[0]), T.address_of(col_idx[0]), T.address_of(row_ptr[0]), kk, cin,
-                    c * ob, T.min(c * ob + ob, cout),
-                    bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
-                    T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
+        conv_body(x, T.address_of(values[0]), T.address_of(col_idx[0]), T.address_of(row_ptr[0]),
+                  bias, mult, shift, out)
 
     @T.prim_func
     def u8(
@@ -143,24 +132,8 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
         shift: T.Buffer((cout,), "int32"),
         out: T.Buffer(o_shape, "int8"),
     ):
-        im2col = T.decl_buffer((scratch,), "int8", scope="global")
-        bias_eff = T.decl_buffer((cout,), "int32", scope="global")
-        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, T.address_of(values[0]),
-                                 T.address_of(taps[0]), T.address_of(counts[0]), kk, cin, cout,
-                                 T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
-        for n, blk in T.grid(n_size, nblocks):
-            pix0: T.let = blk * ppb
-            npix: T.let = T.min(ppb, pixels - pix0)
-            T.evaluate(T.call_extern("void", "dtmm_conv_im2col_s8", T.address_of(x[n, 0, 0, 0]), height, width, cin,
-                                     ow_size, pix0, npix, group, kh_size, kw_size, sh, sw, dh, dw, pad_top, pad_left,
-                                     input_offset, im2col.access_ptr("rw")))
-            for c in range(nob):
-                T.evaluate(T.call_extern(
-                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
-                    T.address_of(values[0]), T.address_of(taps[0]), T.address_of(counts[0]), kk, cin,
-                    c * ob, T.min(c * ob + ob, cout),
-                    bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
-                    T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
+        conv_body(x, T.address_of(values[0]), T.address_of(taps[0]), T.address_of(counts[0]),
+                  bias, mult, shift, out)
 
     @T.prim_func
     def bitmask(
@@ -172,24 +145,7 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
         shift: T.Buffer((cout,), "int32"),
         out: T.Buffer(o_shape, "int8"),
     ):
-        im2col = T.decl_buffer((scratch,), "int8", scope="global")
-        bias_eff = T.decl_buffer((cout,), "int32", scope="global")
-        T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, T.address_of(values[0]),
-                                 T.address_of(mask[0]), null, kk, cin, cout,
-                                 T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
-        for n, blk in T.grid(n_size, nblocks):
-            pix0: T.let = blk * ppb
-            npix: T.let = T.min(ppb, pixels - pix0)
-            T.evaluate(T.call_extern("void", "dtmm_conv_im2col_s8", T.address_of(x[n, 0, 0, 0]), height, width, cin,
-                                     ow_size, pix0, npix, group, kh_size, kw_size, sh, sw, dh, dw, pad_top, pad_left,
-                                     input_offset, im2col.access_ptr("rw")))
-            for c in range(nob):
-                T.evaluate(T.call_extern(
-                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
-                    T.address_of(values[0]), T.address_of(mask[0]), null, kk, cin,
-                    c * ob, T.min(c * ob + ob, cout),
-                    bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
-                    T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
+        conv_body(x, T.address_of(values[0]), T.address_of(mask[0]), null, bias, mult, shift, out)
 
     func = {"dense": dense, "filterlet_csr": csr, "filterlet_u8": u8, "filterlet_bitmask": bitmask}[fmt]
     func = with_attrs(func, op_name)
