@@ -35,6 +35,29 @@ def _check(params: Conv2DParams, kept_filterlets: int) -> None:
         raise ValueError(f"weights {params.weight_shape} overflow the int16 filterlet index")
 
 
+def _accumulate_tap(params: Conv2DParams):
+    """A TVMScript macro adding one kept filterlet's dot product to ``acc[0]``: the input pixel
+    under kernel position ``tap = kh*KW + kw`` of output pixel ``(n, oh, ow)`` times the
+    filterlet ``values[j*Cin : (j+1)*Cin]``; out-of-image taps add nothing (TFLM's padding)."""
+    cin = params.input_shape[3]
+    kw_size = params.kernel_size[1]
+    sh, sw = params.strides
+    dh, dw = params.dilation
+    pad_top, pad_left = params.padding[0], params.padding[1]
+    input_offset = -params.input_zero_point
+
+    @T.macro
+    def accumulate(acc, x, values, n, oh, ow, tap, j):
+        ih: T.let = oh * sh - pad_top + T.truncdiv(tap, kw_size) * dh
+        iw: T.let = ow * sw - pad_left + T.truncmod(tap, kw_size) * dw
+        if tap_in_bounds(ih, iw, params):
+            for ci in range(cin):
+                acc[0] = acc[0] + (T.Cast("int32", x[n, ih, iw, ci]) + input_offset) * T.Cast(
+                    "int32", values[j * cin + ci])
+
+    return accumulate
+
+
 def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=None,
                           schedule=None, fmt: str = "filterlet_csr") -> tirx.PrimFunc:
     """Build the int8 filterlet-sparse conv kernel of one layer.
@@ -88,14 +111,10 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
         return _plain_indexed(params, kept_filterlets, fmt)
     n_size, _, _, cin = params.input_shape
     _, oh_size, ow_size, cout = params.output_shape
-    _, kw_size = params.kernel_size
-    sh, sw = params.strides
-    dh, dw = params.dilation
-    pad_top, pad_left = params.padding[0], params.padding[1]
-    input_offset = -params.input_zero_point
     out_zp, act_min, act_max = params.output_zero_point, params.act_min, params.act_max
     x_shape, o_shape = params.input_shape, params.output_shape
     kept = kept_filterlets
+    accumulate = _accumulate_tap(params)
 
     @T.prim_func
     def conv2d_filterlet(
@@ -114,16 +133,7 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
             # Only this filter's kept filterlets: the data-dependent loop that makes pruning pay.
             for j in range(T.Cast("int32", row_ptr[o]), T.Cast("int32", row_ptr[o + 1])):
                 # col_idx = (kh*KW + kw)*Cin >= 0, so truncating division is exact and cheap in C.
-                tap: T.let = T.truncdiv(T.Cast("int32", col_idx[j]), cin)
-                kh: T.let = T.truncdiv(tap, kw_size)
-                kw: T.let = T.truncmod(tap, kw_size)
-                ih: T.let = oh * sh - pad_top + kh * dh
-                iw: T.let = ow * sw - pad_left + kw * dw
-                if tap_in_bounds(ih, iw, params):
-                    for ci in range(cin):
-                        acc[0] = acc[0] + (T.Cast("int32", x[n, ih, iw, ci]) + input_offset) * T.Cast(
-                            "int32", values[j * cin + ci]
-                        )
+                accumulate(acc, x, values, n, oh, ow, T.truncdiv(T.Cast("int32", col_idx[j]), cin), j)
             requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
 
     return with_attrs(conv2d_filterlet, "conv2d_filterlet")
@@ -135,14 +145,11 @@ def _plain_indexed(params: Conv2DParams, kept: int, fmt: str) -> tirx.PrimFunc:
     _, oh_size, ow_size, cout = params.output_shape
     kh_size, kw_size = params.kernel_size
     kk = kh_size * kw_size
-    sh, sw = params.strides
-    dh, dw = params.dilation
-    pad_top, pad_left = params.padding[0], params.padding[1]
-    input_offset = -params.input_zero_point
     out_zp, act_min, act_max = params.output_zero_point, params.act_min, params.act_max
     x_shape, o_shape = params.input_shape, params.output_shape
     # exact buffer sizes, zero when every filterlet is pruned (the loops then never read them)
     mask_bytes = (cout * kk + 7) // 8 + 3
+    accumulate = _accumulate_tap(params)
 
     @T.prim_func
     def conv2d_filterlet_u8(
@@ -163,13 +170,7 @@ def _plain_indexed(params: Conv2DParams, kept: int, fmt: str) -> tirx.PrimFunc:
                 acc[0] = 0
                 for jj in range(T.Cast("int32", counts[o])):
                     j: T.let = start[0] + jj
-                    tap: T.let = T.Cast("int32", taps[j])
-                    ih: T.let = oh * sh - pad_top + T.truncdiv(tap, kw_size) * dh
-                    iw: T.let = ow * sw - pad_left + T.truncmod(tap, kw_size) * dw
-                    if tap_in_bounds(ih, iw, params):
-                        for ci in range(cin):
-                            acc[0] = acc[0] + (T.Cast("int32", x[n, ih, iw, ci]) + input_offset) * T.Cast(
-                                "int32", values[j * cin + ci])
+                    accumulate(acc, x, values, n, oh, ow, T.Cast("int32", taps[j]), j)
                 start[0] = start[0] + T.Cast("int32", counts[o])
                 requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
 
@@ -193,12 +194,7 @@ def _plain_indexed(params: Conv2DParams, kept: int, fmt: str) -> tirx.PrimFunc:
                     bit: T.let = o * kk + tap
                     if T.bitwise_and(T.shift_right(T.Cast("int32", mask[T.shift_right(bit, 3)]),
                                                    T.bitwise_and(bit, 7)), 1) != 0:
-                        ih: T.let = oh * sh - pad_top + T.truncdiv(tap, kw_size) * dh
-                        iw: T.let = ow * sw - pad_left + T.truncmod(tap, kw_size) * dw
-                        if tap_in_bounds(ih, iw, params):
-                            for ci in range(cin):
-                                acc[0] = acc[0] + (T.Cast("int32", x[n, ih, iw, ci]) + input_offset) * T.Cast(
-                                    "int32", values[j[0] * cin + ci])
+                        accumulate(acc, x, values, n, oh, ow, tap, j[0])
                         j[0] = j[0] + 1
                 requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
 
