@@ -16,7 +16,6 @@ import argparse
 import concurrent.futures as cf
 import json
 import multiprocessing as mp
-import os
 import shutil
 import subprocess
 import sys

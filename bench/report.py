@@ -286,7 +286,7 @@ def write_plot(results: dict, path: Path):
         ax.set_title(f"{CORE_LABEL[core]}: 3x3 conv 16x16x64->64", fontsize=10)
         ax.grid(axis="y", alpha=0.3, which="both")
     axes[0][0].set_ylabel("million instructions / inference (QEMU -icount)")
-    handles, labels = {}, []
+    handles = {}
     for ax in axes[0]:
         for h, l in zip(*ax.get_legend_handles_labels()):
             if l not in handles:

@@ -5,7 +5,6 @@ candidates on the emulated board and write the best per layer (apply them with
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import OutputExistsError

@@ -8,11 +8,9 @@ errors to :mod:`dtmm_tvm.errors` and turns the run into a :class:`~.measure.RunR
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 

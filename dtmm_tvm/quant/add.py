@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed_point import activation_range, multiply_by_quantized_multiplier, quantize_multiplier  # noqa: F401 (re-exported)
+from .fixed_point import multiply_by_quantized_multiplier, quantize_multiplier
 
 #: ``data->left_shift`` for int8 outputs (15 is the int16 value).
 ADD_LEFT_SHIFT = 20

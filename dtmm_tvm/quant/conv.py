@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ModelError, UnsupportedOpError
-from .fixed_point import activation_range, tflite_round as _tflite_round, quantize_multiplier, requantize
+from .fixed_point import activation_range, quantize_multiplier, requantize
 
 INT8_MIN = -128
 INT8_MAX = 127

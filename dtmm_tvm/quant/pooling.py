@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .add import activation_range
+from .fixed_point import activation_range
 
 
 def _out_size(padding: str, in_size: int, filter_size: int, stride: int) -> int:

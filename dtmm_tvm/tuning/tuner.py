@@ -309,7 +309,6 @@ def tune_model(
         defaults: dict[str, int | None] = {}
 
         def finish(cand: Candidate, future):
-            nonlocal done
             try:
                 res = future.result()
                 cand.instructions = int(res.instructions)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import tvm
 from tvm import relax
 from tvm.script import tirx as T
 

@@ -1,7 +1,6 @@
 """End to end: Relax module -> generated C -> host shared library via ctypes, compared with
 numpy expectations and with tvm.compile(target="llvm") on the Relax VM; plus Cortex-M4 builds."""
 
-import json
 
 import numpy as np
 import pytest

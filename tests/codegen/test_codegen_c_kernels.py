@@ -1,7 +1,6 @@
 """The micro-kernel hook: PrimFunc attribute "dtmm.c_kernels" -> header include + shipped C files."""
 
 import pytest
-import tvm
 from tvm import relax
 from tvm.script import tirx as T
 

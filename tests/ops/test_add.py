@@ -9,7 +9,8 @@ import tvm
 from dtmm_tvm.reference import run_tflm
 from dtmm_tvm.frontend.tflite_reader import read_tflite
 from dtmm_tvm.ops.add import add_int8 as build_add
-from dtmm_tvm.quant.add import activation_range, add_int8, add_params
+from dtmm_tvm.quant.add import add_int8, add_params
+from dtmm_tvm.quant.fixed_point import activation_range
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ops"
 MODELS = ["misc_add", "misc_add_relu", "misc_add_bcast_relu6"]

@@ -13,7 +13,8 @@ from dtmm_tvm.compiler import compile_model
 from dtmm_tvm.frontend.tflite_reader import read_tflite
 from dtmm_tvm.micro import run_artifact
 from dtmm_tvm.ops.add import add_int8 as build_add
-from dtmm_tvm.quant.add import activation_range, add_params
+from dtmm_tvm.quant.add import add_params
+from dtmm_tvm.quant.fixed_point import activation_range
 
 OPS = Path(__file__).resolve().parents[1] / "fixtures" / "ops"
 BOARDS = {"dtmm/cortex-m4": "mps2-an386", "dtmm/cortex-m55": "mps3-an547"}

@@ -1,7 +1,6 @@
 """The dense and filterlet conv TIR kernels, built for the host (llvm), against TFLM and numpy."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ QEMU in ``tests/ops/test_dwfc_c_kernels_qemu.py``.
 import ctypes
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest

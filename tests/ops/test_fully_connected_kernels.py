@@ -1,10 +1,8 @@
 """The fully connected TIR kernel, built for the host (llvm), against TFLM and numpy."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
-import tvm
 
 from dtmm_tvm.frontend.tflite_reader import read_tflite
 

@@ -8,7 +8,6 @@ import tvm
 from tvm import relax
 from tvm.script import ir as I
 from tvm.script import relax as R
-from tvm.script import tirx as T
 
 from dtmm_tvm.ops.conv2d_filterlet import conv2d_filterlet_float32
 from dtmm_tvm.quant.conv import Conv2DParams

@@ -4,7 +4,6 @@ import json
 from dataclasses import replace
 
 import numpy as np
-import pytest
 
 from dtmm_tvm.cli.main import main
 from dtmm_tvm.codegen import read_metadata
