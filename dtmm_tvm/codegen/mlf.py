@@ -246,8 +246,11 @@ def read_metadata(archive: str | os.PathLike) -> dict:
         raise DTMMError(f"{path}: no such artifact") from None
     except KeyError:
         raise DTMMError(f"{path}: not a dtmm artifact (no metadata.json)") from None
+    except tarfile.ReadError:
+        raise DTMMError(f"{path}: not a dtmm artifact (not a tar archive)") from None
     except (tarfile.TarError, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DTMMError(f"{path}: unreadable artifact: {err}") from None
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DTMMError(f"{path}: unreadable artifact: {first_line}") from None
     return _check_schema(path, meta)
 
 

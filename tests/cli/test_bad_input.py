@@ -88,3 +88,12 @@ def test_cli_entry_point_runs_as_a_program(tmp_path):
     result = subprocess.run([sys.executable, "-m", "dtmm_tvm.cli.main", "compile", str(FIXTURES / "not_a_model.tflite"),
                              "-o", str(tmp_path / "x.tar")], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_run_rejects_a_file_that_is_not_an_artifact(tmp_path, capsys):
+    bogus = tmp_path / "bogus.tar"
+    bogus.write_text("hello")
+    inputs = tmp_path / "in.npy"
+    np.save(inputs, np.zeros((1, 4), np.int8))
+    status, _, err = _dtmm(capsys, "run", bogus, "--inputs", inputs)
+    assert status == 2 and err.count("\n") == 1 and "bogus.tar: not a dtmm artifact" in err
