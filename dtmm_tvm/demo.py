@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args) -> int:
-    from .codegen import read_metadata
     from .compiler import compile_model
     from .micro import run_artifact
     from .reference import run_tflm
@@ -74,12 +73,12 @@ def _demo(args) -> int:
         for mode in ("dense", "dtmm"):
             artifact = Path(tmp) / f"{mode}.tar"
             print(f"compiling {model_path.name} ({mode}) for {args.target} ...", flush=True)
-            compile_model(model_path, artifact, target=args.target, mode=mode)
-            metadata = read_metadata(artifact)
-            spec = metadata["inputs"][0]
-            quant = spec["quantization"]
-            inputs, labels, source = load_test_images(args.count, quant["scale"], quant["zero_point"])
-            inputs = inputs.reshape((len(inputs),) + tuple(spec["shape"]))
+            metadata = compile_model(model_path, artifact, target=args.target, mode=mode)
+            if mode == "dense":  # both builds take the same images, quantized like the model's input
+                spec = metadata["inputs"][0]
+                quant = spec["quantization"]
+                inputs, labels, source = load_test_images(args.count, quant["scale"], quant["zero_point"])
+                inputs = inputs.reshape((len(inputs),) + tuple(spec["shape"]))
             print(f"running {len(inputs)} images on {args.board} (QEMU, -icount) ...", flush=True)
             results[mode] = (metadata, run_artifact(artifact, args.board, inputs))
         print("running TFLM (host reference) ...", flush=True)
