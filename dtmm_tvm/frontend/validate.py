@@ -6,6 +6,8 @@ a user learns what to change in their model instead of reading a TVM traceback.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import ModelError, UnsupportedOpError
 from .tflite_reader import TFLiteGraph
 
@@ -16,6 +18,37 @@ SUPPORTED_TFLITE_OPS = {
 }
 SUPPORTED_ACTIVATIONS = {"NONE", "RELU", "RELU6"}
 ACTIVATION_DTYPES = {"int8", "float32"}
+
+
+def dynamic_axes(tensor) -> list[int]:
+    """Axes of a tensor's ``shape_signature`` that are dynamic (-1) as TFLM reads the model.
+
+    TFLM allocates from ``shape``, never the signature: a -1 batch (axis 0, which the Keras ->
+    TFLiteConverter path writes for every model) is the batch of 1 stored in ``shape``. Any other
+    -1 is a shape the model only knows at run time, which a static arena cannot hold.
+    """
+    return [axis for axis, size in enumerate(tensor.shape_signature)
+            if size < 0 and not (axis == 0 and tensor.shape[:1] == (1,))]
+
+
+def _dynamic_message(tensor) -> str:
+    axes = dynamic_axes(tensor)
+    return (f"has a dynamic shape {list(tensor.shape_signature)} (axis {', '.join(map(str, axes))}); only a "
+            "dynamic batch (axis 0, run as batch 1) is supported; re-export the model with fixed dimensions")
+
+
+def _fully_connected_shapes(graph: TFLiteGraph, op) -> None:
+    """TFLM's FULLY_CONNECTED: the input flattened to [batches, K] with K from the weights [O, K],
+    the output [batches, O] in the shape the model declares (keep_num_dims or not)."""
+    x, w, out = (graph.tensor(i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    size = int(np.prod(x.shape)) if x.shape else 1
+    if len(w.shape) != 2 or w.shape[1] <= 0 or size % w.shape[1] != 0:
+        raise ModelError(f"{_where(graph, op)}: input {list(x.shape)} does not flatten to rows of the "
+                         f"weights' depth (weights {list(w.shape)}, expected [units, depth])")
+    batches = size // w.shape[1]
+    if int(np.prod(out.shape)) != batches * w.shape[0]:
+        raise ModelError(f"{_where(graph, op)}: output {list(out.shape)} is not [{batches}, {w.shape[0]}] "
+                         f"(input {list(x.shape)} x weights {list(w.shape)})")
 
 
 def _where(graph: TFLiteGraph, op) -> str:
@@ -36,11 +69,8 @@ def validate_tflite(graph: TFLiteGraph) -> str:
         raise ModelError(f"{graph.path}: the model has no operators")
     for index in list(graph.inputs) + list(graph.outputs):
         tensor = graph.tensor(index)
-        if tensor.is_dynamic:
-            raise ModelError(
-                f"{graph.path}: tensor '{tensor.name}' has a dynamic shape {list(tensor.shape_signature)}; "
-                "re-export the model with a fixed batch size of 1 and fixed dimensions"
-            )
+        if dynamic_axes(tensor):
+            raise ModelError(f"{graph.path}: tensor '{tensor.name}' {_dynamic_message(tensor)}")
         if tensor.dtype not in ACTIVATION_DTYPES:
             raise ModelError(
                 f"{graph.path}: model {'input' if index in graph.inputs else 'output'} '{tensor.name}' is "
@@ -53,8 +83,8 @@ def validate_tflite(graph: TFLiteGraph) -> str:
             if index < 0:
                 continue
             tensor = graph.tensor(index)
-            if tensor.is_dynamic and not tensor.is_constant:
-                raise ModelError(f"{_where(graph, op)}: tensor '{tensor.name}' has a dynamic shape {list(tensor.shape_signature)}")
+            if dynamic_axes(tensor) and not tensor.is_constant:
+                raise ModelError(f"{_where(graph, op)}: tensor '{tensor.name}' {_dynamic_message(tensor)}")
             if tensor.dtype in ("float16", "int16", "uint8", "int4", "float64"):
                 raise ModelError(
                     f"{_where(graph, op)}: tensor '{tensor.name}' is {tensor.dtype}; supported models are "
@@ -69,6 +99,8 @@ def validate_tflite(graph: TFLiteGraph) -> str:
             raise UnsupportedOpError(f"{_where(graph, op)} has fused activation {activation}; supported: NONE, RELU, RELU6")
         if op.options.get("DilationHFactor", 1) != 1 or op.options.get("DilationWFactor", 1) != 1:
             raise UnsupportedOpError(f"{_where(graph, op)} is dilated; only dilation 1 is supported")
+        if op.opcode == "FULLY_CONNECTED":
+            _fully_connected_shapes(graph, op)
         data_dtype = graph.tensor(op.inputs[0]).dtype
         if data_dtype in ACTIVATION_DTYPES:
             kinds.add(data_dtype)
