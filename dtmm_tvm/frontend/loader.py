@@ -74,6 +74,9 @@ def load_model(path: str | Path) -> LoadedModel:
 
 
 def _importer_error(path: Path, err: Exception) -> ModelError:
+    from .tflite_import import release_block_builders
+
+    release_block_builders(err)  # else TVM logs a warning after our message
     first_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
     return ModelError(f"{path}: TVM's importer rejected the model: {first_line[:300]}")
 

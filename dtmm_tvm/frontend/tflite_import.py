@@ -54,20 +54,22 @@ class TFLMOperatorConverter(OperatorConverter):
         return relax.op.reshape(out, out_shape)
 
 
-def _release_block_builders(err: BaseException) -> None:
-    """End the scopes a failed import left open on TVM's BlockBuilder (found in the failing
-    frames), so destroying it later logs nothing."""
+def release_block_builders(err: BaseException) -> None:
+    """End the scopes a failed import left open on TVM's BlockBuilders, so destroying them later
+    logs nothing. The builders are found in the failing frames: a local (the TFLite importer's
+    ``bb``) or an importer object's ``bb`` attribute (the ONNX importer)."""
     tb = err.__traceback__
     seen = set()
     while tb is not None:
         for value in list(tb.tb_frame.f_locals.values()):
-            if isinstance(value, relax.BlockBuilder) and id(value) not in seen:
-                seen.add(id(value))
-                try:
-                    value._end_block()
-                    value.end_scope()
-                except Exception:  # already clean: nothing to release
-                    pass
+            for candidate in (value, getattr(value, "bb", None)):
+                if isinstance(candidate, relax.BlockBuilder) and id(candidate) not in seen:
+                    seen.add(id(candidate))
+                    try:
+                        candidate._end_block()
+                        candidate.end_scope()
+                    except Exception:  # already clean: nothing to release
+                        pass
         tb = tb.tb_next
 
 
@@ -78,5 +80,5 @@ def import_tflite(raw: bytes):
     try:
         return from_tflite(tflite.Model.GetRootAsModel(raw, 0), op_converter=TFLMOperatorConverter)
     except Exception as err:
-        _release_block_builders(err)
+        release_block_builders(err)
         raise

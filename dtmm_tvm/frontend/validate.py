@@ -51,6 +51,37 @@ def _fully_connected_shapes(graph: TFLiteGraph, op) -> None:
                          f"(input {list(x.shape)} x weights {list(w.shape)})")
 
 
+_REEXPORT_INT8 = ("re-export it full-integer int8 (converter.optimizations = [tf.lite.Optimize.DEFAULT] with a "
+                  "representative_dataset, target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8], "
+                  "inference_input_type = inference_output_type = tf.int8) or as float32 (no optimizations)")
+
+
+def _refuse_other_quantization_schemes(graph: TFLiteGraph) -> None:
+    """Name the converter's other quantization schemes before any per-op rule could blame an
+    operator: hybrid (dynamic-range), float16 and int16x8 models, each with how to re-export."""
+    for op in graph.operators:
+        tensors = [graph.tensor(i) for i in op.inputs if i >= 0]
+        data = [t for t in tensors if not t.is_constant]
+        weights = [t for t in tensors if t.is_constant and t.dtype == "int8"]
+        if weights and any(t.dtype == "float32" for t in data):
+            raise ModelError(
+                f"{_where(graph, op)}: a hybrid (dynamic-range quantized) model: float32 activations with "
+                f"int8 weights '{weights[0].name}'; TFLM cannot run hybrid models either; {_REEXPORT_INT8}"
+            )
+    for tensor in graph.tensors:
+        if tensor.dtype == "float16":
+            raise ModelError(
+                f"{graph.path}: a float16-quantized model (float16 weights '{tensor.name}', dequantized to float32 "
+                f"at run time); drop target_spec.supported_types = [tf.float16] and {_REEXPORT_INT8}"
+            )
+        if tensor.dtype == "int16" and not tensor.is_constant:
+            raise ModelError(
+                f"{graph.path}: an int16x8 model (int16 activations '{tensor.name}', int8 weights); only int8 "
+                "activations are supported; re-export with target_spec.supported_ops = "
+                "[tf.lite.OpsSet.TFLITE_BUILTINS_INT8] and inference_input_type = inference_output_type = tf.int8"
+            )
+
+
 def _where(graph: TFLiteGraph, op) -> str:
     return f"{graph.path}: operator {op.index} {op.opcode} (output '{graph.layer_name(op)}')"
 
@@ -67,6 +98,7 @@ def validate_tflite(graph: TFLiteGraph) -> str:
         raise ModelError(f"{graph.path}: {graph.subgraph_count} subgraphs; only single-subgraph models are supported")
     if not graph.operators:
         raise ModelError(f"{graph.path}: the model has no operators")
+    _refuse_other_quantization_schemes(graph)
     for index in list(graph.inputs) + list(graph.outputs):
         tensor = graph.tensor(index)
         if dynamic_axes(tensor):
