@@ -121,6 +121,9 @@ def compile_model(
 
     if mode not in MODES:
         raise DTMMError(f"unknown mode '{mode}'; choose one of {MODES}")
+    if threshold is not None and not 0.0 <= threshold < 1.0:
+        raise DTMMError(f"threshold {threshold} is outside [0, 1): it is the filterlet sparsity above which a conv "
+                        "uses the sparse operator")
     output = Path(output)
     if output.exists() and not force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")

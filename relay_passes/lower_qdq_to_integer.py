@@ -23,6 +23,7 @@ frontend.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import tvm
@@ -75,32 +76,90 @@ def _dequantize_params(expr, resolve):
     return expr.args[0], float(np.float32(scale)), int(zero_point)
 
 
-def _constant_dequantize(expr, resolve):
-    """(int8 values, float32 scales, axis) of ``dequantize(const)``, looking through
-    ``permute_dims`` / ``reshape`` of the constant, with the layout ops returned for the caller."""
+_LAYOUT_OPS = ("relax.permute_dims", "relax.reshape")
+
+
+@dataclass(frozen=True)
+class ConstantWeight:
+    """A quantized constant exactly as its consumer sees it.
+
+    ``values`` (int8) and ``scales`` (float32, one per element) have every layout op of the chain
+    between the constant and the consumer applied, in order, so their axes are the consumer's
+    axes (``matmul``: [K, O]; ``conv2d``: its ``kernel_layout``). Nothing is inferred from shapes:
+    a square weight matrix is as unambiguous as any other. ``chain`` names the ops, for messages.
+    """
+
+    values: np.ndarray
+    scales: np.ndarray
+    chain: tuple[str, ...]
+
+    def channel_scales(self, axis: int, what: str) -> np.ndarray:
+        """The per-channel scales along ``axis``; refuses scales that vary along any other axis."""
+        per_row = np.moveaxis(self.scales, axis, 0).reshape(self.scales.shape[axis], -1)
+        if per_row.size and np.any(per_row != per_row[:, :1]):
+            raise UnsupportedOpError(
+                f"{what}: weight scales are not per output channel after the layout chain "
+                f"{' -> '.join(self.chain)}; this lowering does not understand that chain"
+            )
+        return np.ascontiguousarray(per_row[:, 0]).astype(np.float32)
+
+
+def _layout_step(values: np.ndarray, op) -> tuple[np.ndarray, str]:
+    """Apply one Relax layout op to a numpy array (numpy and Relax share these semantics)."""
+    if is_op(op, "relax.permute_dims"):
+        axes = None if op.attrs.axes is None else [int(a) for a in op.attrs.axes]
+        return np.transpose(values, axes), f"permute_dims{axes if axes is not None else '(reversed)'}"
+    shape = static_shape(op)
+    return values.reshape(shape), f"reshape{list(shape)}"
+
+
+def _constant_dequantize(expr, resolve) -> ConstantWeight | None:
+    """The int8 weight and its scales of ``layout*(dequantize(layout*(const int8)))``.
+
+    Layout ops are ``permute_dims`` and ``reshape``, on either side of the ``dequantize``; all of
+    them are applied, in order, so the result is in the consumer's layout (see
+    :class:`ConstantWeight`). Returns None when ``expr`` is not such a chain or the weights are
+    not symmetric.
+    """
     expr = resolve(expr)
-    layout_ops = []
+    outer = []
     while is_op(expr, "relax.reshape") or is_op(expr, "relax.permute_dims"):
-        layout_ops.append(expr)
+        outer.append(expr)
         expr = resolve(expr.args[0])
     if not is_op(expr, "relax.dequantize"):
         return None
     data = resolve(expr.args[0])
-    inner_layout = []
-    while is_op(data, "relax.permute_dims"):
-        inner_layout.append(data)
+    inner = []
+    while is_op(data, "relax.reshape") or is_op(data, "relax.permute_dims"):
+        inner.append(data)
         data = resolve(data.args[0])
-    if not is_const(data) or dtype_of(data) != "int8" or not is_const(expr.args[1]):
+    if not is_const(data) or dtype_of(data) != "int8" or not is_const(expr.args[1]) or not is_const(expr.args[2]):
         return None
-    values = const_value(data)
-    for op in reversed(inner_layout):
-        axes = [int(a) for a in op.attrs.axes] if op.attrs.axes is not None else None
-        values = np.transpose(values, axes)
-    scales = const_value(expr.args[1]).astype(np.float32).reshape(-1)
     zero_points = const_value(expr.args[2]).reshape(-1)
     if np.any(zero_points != 0):
         return None
-    return values, scales, int(expr.attrs.axis), layout_ops
+    values = const_value(data)
+    chain = ["const" + str(list(values.shape))]
+    for op in reversed(inner):
+        values, step = _layout_step(values, op)
+        chain.append(step)
+    # Per-element scales in the dequantize's own layout, then carried through the outer ops.
+    axis = int(expr.attrs.axis)
+    scale = const_value(expr.args[1]).astype(np.float32).reshape(-1)
+    if scale.size == 1:
+        scales = np.full(values.shape, scale[0], np.float32)
+    elif values.ndim and scale.size == values.shape[axis % values.ndim]:
+        view = [1] * values.ndim
+        view[axis % values.ndim] = scale.size
+        scales = np.broadcast_to(scale.reshape(view), values.shape).copy()
+    else:
+        return None
+    chain.append(f"dequantize(axis={axis})")
+    for op in reversed(outer):
+        values, step = _layout_step(values, op)
+        scales, _ = _layout_step(scales, op)
+        chain.append(step)
+    return ConstantWeight(values, scales, tuple(chain))
 
 
 def _bias(expr, resolve, channels: int):
@@ -215,26 +274,29 @@ class _Lowerer(PyExprMutator):
         if x is None or weights is None or attrs.data_layout != "NHWC" or attrs.out_layout != "NHWC":
             return None
         x_int8, in_scale, in_zp = x
-        values, w_scales, _, _ = weights
         groups = int(attrs.groups)
         if any(int(d) != 1 for d in attrs.dilation):
             raise UnsupportedOpError(f"conv2d with dilation {list(attrs.dilation)}: only dilation 1 is supported")
         input_shape = static_shape(x_int8)
         out_shape = static_shape(root)
         channels_out = out_shape[3]
+        # The kernel's axes are named by the conv's kernel_layout; go to OHWI by those names.
+        layout = str(attrs.kernel_layout)
+        if sorted(layout) != sorted("OHWI") or weights.values.ndim != 4:
+            raise UnsupportedOpError(f"conv2d with kernel_layout {layout}: expected a permutation of OHWI")
+        ohwi = np.ascontiguousarray(weights.values.transpose([layout.index(a) for a in "OHWI"]))
+        w_scales = weights.channel_scales(layout.index("O"), f"conv2d {list(ohwi.shape)} (OHWI)")
         if groups == 1:
-            if attrs.kernel_layout != "HWIO":
-                return None
-            weight = np.ascontiguousarray(values.transpose(3, 0, 1, 2))  # OHWI, filterlets contiguous
+            weight = ohwi  # filterlets W[o, kh, kw, :] contiguous
             depth_multiplier = 1
-        elif groups == input_shape[3] and values.shape[0] == 1:
-            # Depthwise: TVM keeps TFLite's [1, KH, KW, C*M] constant and reshapes it.
-            weight = np.ascontiguousarray(values)
-            depth_multiplier = channels_out // groups
+        elif groups == input_shape[3] and ohwi.shape[3] == 1 and ohwi.shape[0] % groups == 0:
+            # Depthwise: one input channel per group; TFLite's [1, KH, KW, C*M], output o = c*M + m.
+            weight = np.ascontiguousarray(ohwi.transpose(3, 1, 2, 0))
+            depth_multiplier = ohwi.shape[0] // groups
         else:
             raise UnsupportedOpError(f"grouped conv2d with groups={groups} is not supported (only 1 or depthwise)")
-        if w_scales.size == 1:
-            w_scales = np.full(channels_out, w_scales[0], dtype=np.float32)
+        if ohwi.shape[0] != channels_out:
+            raise UnsupportedOpError(f"conv2d weights {list(ohwi.shape)} (OHWI) do not produce {channels_out} channels")
         bias = np.zeros(channels_out, np.int32)
         if bias_expr is not None:
             bias = _bias(bias_expr, self.resolve, channels_out)
@@ -293,18 +355,18 @@ class _Lowerer(PyExprMutator):
         if x is None or weights is None:
             return None
         x_int8, in_scale, in_zp = x
-        values, w_scales, _, layout_ops = weights
         x_shape = static_shape(x_int8)
-        if values.ndim != 2 or x_shape[-1] not in values.shape:
-            return None
-        # The importer feeds matmul with permute_dims(W[O, K]); undo it to keep TFLite's [O, K].
-        if (layout_ops and is_op(layout_ops[-1], "relax.permute_dims")) or values.shape[1] != x_shape[-1]:
-            values = values.T
-        weight = np.ascontiguousarray(values)
+        # matmul's right operand is [K, O] by matmul's definition, whatever the chain that made it
+        # (TVM's importer writes permute_dims(W[O, K])); TFLite's FC kernel wants [O, K].
+        if weights.values.ndim != 2 or weights.values.shape[0] != x_shape[-1]:
+            raise UnsupportedOpError(
+                f"fully connected: input {list(x_shape)} times weights {list(weights.values.shape)} "
+                f"(after {' -> '.join(weights.chain)}) is not a [rows, K] x [K, O] product"
+            )
+        weight = np.ascontiguousarray(weights.values.T)
+        w_scales = weights.channel_scales(1, f"fully connected {list(weight.shape)} ([O, K])")
         out_shape = static_shape(root)
         channels_out = weight.shape[0]
-        if w_scales.size == 1:
-            w_scales = np.full(channels_out, w_scales[0], dtype=np.float32)
         bias = np.zeros(channels_out, np.int32)
         if bias_expr is not None:
             bias = _bias(bias_expr, self.resolve, channels_out)

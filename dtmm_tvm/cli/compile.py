@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from ..target import TARGET_TAGS
+
+
+def sparsity_threshold(text: str) -> float:
+    """argparse type of ``--threshold``: a filterlet sparsity in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number; give a filterlet sparsity in [0, 1), e.g. 0.1") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1): it is the filterlet sparsity above which a "
+                                         "conv uses the sparse operator, e.g. 0.1")
+    return value
 
 
 def add_parser(subparsers) -> None:
@@ -13,7 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--target", default="dtmm/cortex-m4", help=f"one of {', '.join(TARGET_TAGS)}")
     parser.add_argument("-o", "--output", required=True, help="the archive to write (.tar)")
     parser.add_argument("--dense", action="store_true", help="baseline: the same pipeline without the filterlet rewrite")
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=sparsity_threshold, default=None,
                         help="filterlet sparsity above which a conv uses the sparse operator (default 0.1)")
     parser.add_argument("--tuning-records", default=None, metavar="RECORDS.json",
                         help="apply the best per-layer schedules from 'dtmm tune' (same target)")

@@ -8,6 +8,7 @@ bug still shows its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import DTMMError
@@ -30,7 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        status = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (`dtmm inspect m.tflite | head -1`): stop quietly, as a shell tool
+        # killed by SIGPIPE does, and keep Python from complaining about the unflushed stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except DTMMError as err:
         print(f"dtmm {args.command}: error: {err}", file=sys.stderr)
         return 2

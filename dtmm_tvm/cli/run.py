@@ -29,6 +29,10 @@ def load_inputs(path: str, spec: dict) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise DTMMError(f"{path}: cannot read inputs as .npy ({err})") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        array.close()
+        raise DTMMError(f"{path}: an .npz archive; --inputs takes one .npy array (numpy.save) with the N inputs "
+                        "stacked on a new first axis")
     shape = tuple(spec["shape"])
     if array.dtype != np.dtype(spec["dtype"]):
         raise DTMMError(f"{path}: dtype {array.dtype}, but model input '{spec['name']}' is {spec['dtype']}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import OutputExistsError
 from ..target import TARGET_TAGS
+from . import compile as compile_cmd
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +21,7 @@ def add_parser(subparsers) -> None:
                         help="candidates measured per layer, the default schedule included (default 8)")
     parser.add_argument("-o", "--output", required=True, help="the tuning records to write (.json)")
     parser.add_argument("--dense", action="store_true", help="tune the dense baseline (as 'dtmm compile --dense')")
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=compile_cmd.sparsity_threshold, default=None,
                         help="filterlet sparsity threshold, as for 'dtmm compile' (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidate sample and the random inputs")
     parser.add_argument("--workers", type=int, default=2, help="parallel builds and emulator runs (default 2)")

@@ -74,19 +74,20 @@ def load_model(path: str | Path) -> LoadedModel:
 
 
 def _importer_error(path: Path, err: Exception) -> ModelError:
+    from .tflite_import import release_block_builders
+
+    release_block_builders(err)  # else TVM logs a warning after our message
     first_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
     return ModelError(f"{path}: TVM's importer rejected the model: {first_line[:300]}")
 
 
 def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
-    import tflite
-
     graph = read_tflite(raw, name=str(path))
     arithmetic = validate_tflite(graph)
     try:
-        from tvm.relax.frontend.tflite import from_tflite
+        from .tflite_import import import_tflite
 
-        mod = from_tflite(tflite.Model.GetRootAsModel(raw, 0))
+        mod = import_tflite(raw)
     except Exception as err:  # TVM raises many types; the user gets one clear message
         raise _importer_error(path, err) from None
     # TVM's importer drops SOFTMAX's beta; keep it for the integer lowering (in op order).
@@ -134,13 +135,17 @@ def _load_onnx(path: Path, raw: bytes) -> LoadedModel:
     def spec(value) -> TensorSpec:
         t = value.type.tensor_type
         dims = []
-        for d in t.shape.dim:
-            if not d.HasField("dim_value") or d.dim_value <= 0:
+        for axis, d in enumerate(t.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            elif axis == 0:
+                dims.append(1)  # an unknown or symbolic batch ('N', 'batch_size') runs as batch 1
+            else:
                 raise ModelError(
                     f"{path}: tensor '{value.name}' has a dynamic dimension "
-                    f"('{d.dim_param or '?'}'); export the model with fixed shapes (batch 1)"
+                    f"('{d.dim_param or '?'}', axis {axis}); only the batch (axis 0) may be dynamic; "
+                    "export the model with fixed shapes"
                 )
-            dims.append(int(d.dim_value))
         dtype = dtype_names.get(t.elem_type, f"onnx-type{t.elem_type}")
         if dtype not in ("float32", "int8"):
             raise ModelError(f"{path}: tensor '{value.name}' is {dtype}; supported are float32 and int8")

@@ -27,7 +27,6 @@ def _dtmm(capsys, *argv):
         ("truncated.tflite", r"truncated\.tflite: corrupt or truncated TFLite flatbuffer"),
         ("float16_weights.tflite", r"float16_weights\.tflite: .*float16"),
         ("int16x8.tflite", r"int16x8\.tflite: .*int16"),
-        ("dynamic_batch.tflite", r"dynamic_batch\.tflite: .*dynamic shape"),
         ("unsupported_tanh.tflite", r"unsupported_tanh\.tflite: operator \d+ TANH .* not supported"),
     ],
 )
@@ -38,6 +37,44 @@ def test_bad_models_get_one_clear_line(tmp_path, capsys, fixture, message):
     assert err.count("\n") == 1 and "Traceback" not in err
     assert __import__("re").search(message, err), err
     assert list(tmp_path.iterdir()) == []  # nothing half written
+
+
+def _with_dynamic_height(tmp_path) -> Path:
+    """dynamic_batch.tflite (batch -1, which runs as batch 1) with its input's height made -1 too."""
+    import struct
+
+    import tflite
+
+    buf = bytearray((FIXTURES / "dynamic_batch.tflite").read_bytes())
+    graph = tflite.Model.GetRootAsModel(buf, 0).Subgraphs(0)
+    tensor = graph.Tensors(int(graph.Inputs(0)))
+    assert tensor.ShapeSignature(0) == -1 and tensor.ShapeSignature(1) == 8
+    signature = tensor._tab.Vector(tensor._tab.Offset(18))  # Tensor.shape_signature
+    struct.pack_into("<i", buf, signature + 4, -1)
+    path = tmp_path / "dynamic_height.tflite"
+    path.write_bytes(bytes(buf))
+    return path
+
+
+def test_dynamic_dimension_other_than_batch_is_refused(tmp_path, capsys):
+    model = _with_dynamic_height(tmp_path)
+    out = tmp_path / "out.tar"
+    status, _, err = _dtmm(capsys, "compile", model, "-o", out)
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "dynamic_height.tflite: tensor" in err and "[-1, -1, 8, 3] (axis 1)" in err, err
+    assert "only a dynamic batch" in err and not out.exists()
+
+
+def test_onnx_dynamic_dimension_other_than_batch_is_refused(tmp_path, capsys):
+    import onnx
+
+    model = onnx.load(FIXTURES / "onnx_conv_float.onnx")
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
+    path = tmp_path / "dynamic_height.onnx"
+    onnx.save(model, path)
+    status, _, err = _dtmm(capsys, "compile", path, "-o", tmp_path / "out.tar")
+    assert status == 2 and err.count("\n") == 1
+    assert "dynamic_height.onnx: tensor" in err and "('height', axis 2)" in err, err
 
 
 def test_model_too_big_for_the_board_names_the_limit(tmp_path, capsys):
