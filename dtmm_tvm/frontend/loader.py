@@ -86,7 +86,9 @@ def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
     try:
         from tvm.relax.frontend.tflite import from_tflite
 
-        mod = from_tflite(tflite.Model.GetRootAsModel(raw, 0))
+        from .tflite_converter import DTMMOperatorConverter
+
+        mod = from_tflite(tflite.Model.GetRootAsModel(raw, 0), op_converter=DTMMOperatorConverter)
     except Exception as err:  # TVM raises many types; the user gets one clear message
         raise _importer_error(path, err) from None
     # TVM's importer drops SOFTMAX's beta; keep it for the integer lowering (in op order).

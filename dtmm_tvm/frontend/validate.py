@@ -13,6 +13,11 @@ from .tflite_reader import TFLiteGraph
 SUPPORTED_TFLITE_OPS = {
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "MEAN", "RESHAPE", "SOFTMAX",
+} | {
+    # Elementwise, binary and data-movement ops (relay_passes/_integer_ops.py).
+    "PAD", "PADV2", "CONCATENATION", "MUL", "SUB", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU",
+    "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "STRIDED_SLICE", "SQUEEZE", "TRANSPOSE",
+    "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "SPLIT", "SPLIT_V", "PACK", "UNPACK", "EXPAND_DIMS",
 }
 SUPPORTED_ACTIVATIONS = {"NONE", "RELU", "RELU6"}
 ACTIVATION_DTYPES = {"int8", "float32"}
@@ -67,11 +72,11 @@ def validate_tflite(graph: TFLiteGraph) -> str:
         activation = op.options.get("FusedActivationFunction", "NONE")
         if activation not in SUPPORTED_ACTIVATIONS:
             raise UnsupportedOpError(f"{_where(graph, op)} has fused activation {activation}; supported: NONE, RELU, RELU6")
-        if op.options.get("DilationHFactor", 1) != 1 or op.options.get("DilationWFactor", 1) != 1:
-            raise UnsupportedOpError(f"{_where(graph, op)} is dilated; only dilation 1 is supported")
         data_dtype = graph.tensor(op.inputs[0]).dtype
-        if data_dtype in ACTIVATION_DTYPES:
+        # QUANTIZE of a float input and DEQUANTIZE to a float output frame an int8 model.
+        if data_dtype in ACTIVATION_DTYPES and op.opcode not in ("QUANTIZE", "DEQUANTIZE"):
             kinds.add(data_dtype)
+        _check_boundary_op(graph, op)
         if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and data_dtype == "int8":
             weight = graph.tensor(op.inputs[1])
             if not weight.is_constant:
@@ -88,6 +93,19 @@ def validate_tflite(graph: TFLiteGraph) -> str:
                 f"{_where(graph, op)} has beta {op.options['Beta']}; TVM's float softmax ignores beta, so "
                 "only beta 1.0 compiles exactly for float models (int8 models support any beta)"
             )
+    if not kinds:
+        kinds.add("int8")
     if len(kinds) > 1:
         raise ModelError(f"{graph.path}: mixes int8 and float32 operators; quantize the whole model (full-integer) or none")
     return kinds.pop()
+
+
+def _check_boundary_op(graph: TFLiteGraph, op) -> None:
+    """QUANTIZE from float32 must read a model input, DEQUANTIZE to float32 must write a model
+    output: anywhere else the model computes in float between int8 layers (not compiled)."""
+    if op.opcode == "QUANTIZE" and graph.tensor(op.inputs[0]).dtype == "float32" and op.inputs[0] not in graph.inputs:
+        raise UnsupportedOpError(f"{_where(graph, op)} quantizes a float tensor computed inside the model; "
+                                 "only model inputs may be float in an int8 model")
+    if op.opcode == "DEQUANTIZE" and op.outputs[0] not in graph.outputs:
+        raise UnsupportedOpError(f"{_where(graph, op)} dequantizes to a float tensor used inside the model; "
+                                 "only model outputs may be float in an int8 model")
