@@ -225,8 +225,6 @@ class _Lowerer(PyExprMutator):
         x_int8, in_scale, in_zp = x
         values, w_scales, _, _ = weights
         groups = int(attrs.groups)
-        if any(int(d) != 1 for d in attrs.dilation):
-            raise UnsupportedOpError(f"conv2d with dilation {list(attrs.dilation)}: only dilation 1 is supported")
         input_shape = static_shape(x_int8)
         out_shape = static_shape(root)
         channels_out = out_shape[3]
@@ -253,7 +251,7 @@ class _Lowerer(PyExprMutator):
             weight_shape=tuple(weight.shape),
             strides=tuple(int(s) for s in attrs.strides),
             padding=tuple(int(p) for p in attrs.padding),
-            dilation=(1, 1),
+            dilation=tuple(int(d) for d in attrs.dilation),
             input_zero_point=in_zp,
             output_zero_point=out_zp,
             act_min=act_min,
