@@ -27,6 +27,17 @@ def _where(graph: TFLiteGraph, op) -> str:
     return f"{graph.path}: operator {op.index} {op.opcode} (output '{graph.layer_name(op)}')"
 
 
+def _signature(graph: TFLiteGraph, op) -> str:
+    """The op's tensors and options, e.g. ``int8[1, 4, 4, 2] -> int8[1, 4, 4, 2], Alpha=0.2``."""
+    def tensor(i):
+        t = graph.tensor(i)
+        return f"{t.dtype}{list(t.shape)}"
+
+    ins = ", ".join(tensor(i) for i in op.inputs if i >= 0 and not graph.tensor(i).is_constant)
+    outs = ", ".join(tensor(i) for i in op.outputs)
+    return f"{ins} -> {outs}" + "".join(f", {k}={v}" for k, v in op.options.items())
+
+
 def validate_tflite(graph: TFLiteGraph) -> str:
     """Check a TFLite model is one we compile; return its arithmetic, ``"int8"`` or ``"float32"``.
 
@@ -67,7 +78,8 @@ def validate_tflite(graph: TFLiteGraph) -> str:
                 )
         if op.opcode not in SUPPORTED_TFLITE_OPS:
             raise UnsupportedOpError(
-                f"{_where(graph, op)} is not supported; supported operators: {', '.join(sorted(SUPPORTED_TFLITE_OPS))}"
+                f"{_where(graph, op)} [{_signature(graph, op)}] is not supported; supported operators: "
+                f"{', '.join(sorted(SUPPORTED_TFLITE_OPS))}"
             )
         activation = op.options.get("FusedActivationFunction", "NONE")
         if activation not in SUPPORTED_ACTIVATIONS:
@@ -77,6 +89,8 @@ def validate_tflite(graph: TFLiteGraph) -> str:
         if data_dtype in ACTIVATION_DTYPES and op.opcode not in ("QUANTIZE", "DEQUANTIZE"):
             kinds.add(data_dtype)
         _check_boundary_op(graph, op)
+        if data_dtype == "int8":
+            _check_int8_quantization(graph, op)
         if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and data_dtype == "int8":
             weight = graph.tensor(op.inputs[1])
             if not weight.is_constant:
@@ -109,3 +123,29 @@ def _check_boundary_op(graph: TFLiteGraph, op) -> None:
     if op.opcode == "DEQUANTIZE" and op.outputs[0] not in graph.outputs:
         raise UnsupportedOpError(f"{_where(graph, op)} dequantizes to a float tensor used inside the model; "
                                  "only model outputs may be float in an int8 model")
+
+
+#: int8 output quantization TFLM's kernels assume (the converter writes exactly these).
+_FIXED_OUTPUT_QUANTIZATION = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+
+
+def _check_int8_quantization(graph: TFLiteGraph, op) -> None:
+    """Quantization that TFLM's int8 kernels refuse (their Prepare fails): refused here too."""
+    out = graph.tensor(op.outputs[0]) if op.outputs else None
+    if out is None or out.scale is None:
+        return
+    if op.opcode == "CONCATENATION":
+        for i in op.inputs:
+            t = graph.tensor(i)
+            if t.scale is not None and (t.scale[0] != out.scale[0] or t.zero_point[0] != out.zero_point[0]):
+                raise UnsupportedOpError(
+                    f"{_where(graph, op)}: input '{t.name}' has scale {t.scale[0]:.6g}, zero point {t.zero_point[0]} "
+                    f"but the output {out.scale[0]:.6g}, {out.zero_point[0]}; TFLM's int8 CONCATENATION requires "
+                    "equal quantization (re-export the model)"
+                )
+    expected = _FIXED_OUTPUT_QUANTIZATION.get(op.opcode)
+    if expected is not None and (abs(float(out.scale[0]) - expected[0]) > 1e-9 or int(out.zero_point[0]) != expected[1]):
+        raise UnsupportedOpError(
+            f"{_where(graph, op)}: int8 output scale {out.scale[0]:.6g}, zero point {out.zero_point[0]}; TFLM's "
+            f"kernel requires scale {expected[0]:.6g} and zero point {expected[1]}"
+        )

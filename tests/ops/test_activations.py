@@ -66,3 +66,26 @@ def test_logistic_tanh_saturate_and_are_monotonic(scale, zp):
 def test_quantize_float_rounds_half_away_from_zero():
     x = np.array([0.5, -0.5, 1.5, -1.5, 0.49999997, 1e9, -1e9], np.float32)
     np.testing.assert_array_equal(act.quantize_float32(x, 1.0, 0), [1, -1, 2, -2, 0, 127, -128])
+
+
+def test_validation_refuses_what_tflm_refuses():
+    """CONCATENATION of differently quantized int8 inputs and a LOGISTIC whose output is not
+    (1/256, -128): TFLM's Prepare fails on both, so the compile stops there, naming the op."""
+    from dtmm_tvm.errors import UnsupportedOpError
+    from dtmm_tvm.frontend.validate import validate_tflite
+
+    def patched(name, edit):
+        graph = read_tflite(FIXTURES / f"{name}.tflite")
+        edit(graph)
+        return graph
+
+    def rescale_first_input(graph):
+        graph.tensor(graph.operators[0].inputs[0]).scale = np.array([0.5], np.float32)
+
+    def shift_output(graph):
+        graph.tensor(graph.operators[0].outputs[0]).zero_point = np.array([0], np.int64)
+
+    with pytest.raises(UnsupportedOpError, match=r"operator 0 CONCATENATION .* requires equal quantization"):
+        validate_tflite(patched("more_concat", rescale_first_input))
+    with pytest.raises(UnsupportedOpError, match=r"operator 0 LOGISTIC .* requires scale 0.00390625 and zero point -128"):
+        validate_tflite(patched("more_logistic", shift_output))
