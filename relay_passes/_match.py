@@ -40,7 +40,8 @@ def static_shape(expr) -> tuple[int, ...]:
 
 
 def dtype_of(expr) -> str:
-    return str(expr.ty.dtype)
+    """A tensor's dtype; ``""`` for tuples and other non-tensor values."""
+    return str(getattr(expr.ty, "dtype", ""))
 
 
 class ValueResolver:

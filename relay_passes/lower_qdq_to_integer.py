@@ -32,6 +32,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from dtmm_tvm.errors import UnsupportedOpError
 
+from . import _integer_ops
 from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dtype_of, is_const, is_op, scalar, static_shape
 
 INT8_MIN, INT8_MAX = -128, 127
@@ -198,6 +199,7 @@ class _Lowerer(PyExprMutator):
                 inner = self.resolve(value.args[0])
                 if is_op(inner, "relax.quantize"):
                     self.wrapped.add(inner)
+        self.dtmm_outputs = _integer_ops.model_output_values(func, self.resolve)
         return self.visit_expr(func)
 
     def _name(self, op: str) -> str:
@@ -205,13 +207,13 @@ class _Lowerer(PyExprMutator):
         self.counters[op] = index + 1
         return f"{op}_{index}"
 
-    def _call_kernel(self, prim_func, op: str, args, out_shape, layer: dict):
+    def _call_kernel(self, prim_func, op: str, args, out_shape, layer: dict, out_dtype: str = "int8"):
         name = self._name(op)
         layer = dict(layer, name=name, op=op)
         prim_func = prim_func.with_attr("dtmm.layer", _layer_attr(layer))
         gvar = self.builder_.add_func(prim_func, name)
         new_args = [self.visit_expr(a) if not isinstance(a, np.ndarray) else relax.const(a) for a in args]
-        return relax.call_tir(gvar, new_args, relax.TensorType(list(out_shape), "int8"))
+        return relax.call_tir(gvar, new_args, relax.TensorType(list(out_shape), out_dtype))
 
     # --- dispatch -------------------------------------------------------------------------
     def visit_call_(self, call):
@@ -224,6 +226,8 @@ class _Lowerer(PyExprMutator):
             lowered = self._lower_avg_pool(call)
         elif is_op(call, "relax.nn.max_pool2d") and dtype_of(call) == "int8":
             lowered = self._lower_max_pool(call)
+        elif is_op(call, "relax.dequantize") or is_op(call, "relax.image.resize2d"):
+            lowered = _integer_ops.lower_call(self, call)
         return lowered if lowered is not None else super().visit_call_(call)
 
     def _lower_quantized_root(self, root):
@@ -241,6 +245,10 @@ class _Lowerer(PyExprMutator):
             low, high = activation_range(activation, out_scale, out_zp)
             act_min, act_max = max(act_min, low), min(act_max, high)
             body = self.resolve(body.args[0])
+        # MUL, SUB, elementwise ops, requantize, concat, max/min, float input quantize.
+        lowered = _integer_ops.lower_quantized(self, body, activation, out_scale, out_zp, act_min, act_max, root)
+        if lowered is not None:
+            return lowered
         bias_expr = None
         if is_op(body, "relax.add"):
             lhs, rhs = self.resolve(body.args[0]), self.resolve(body.args[1])
@@ -275,8 +283,6 @@ class _Lowerer(PyExprMutator):
             return None
         x_int8, in_scale, in_zp = x
         groups = int(attrs.groups)
-        if any(int(d) != 1 for d in attrs.dilation):
-            raise UnsupportedOpError(f"conv2d with dilation {list(attrs.dilation)}: only dilation 1 is supported")
         input_shape = static_shape(x_int8)
         out_shape = static_shape(root)
         channels_out = out_shape[3]
@@ -307,7 +313,7 @@ class _Lowerer(PyExprMutator):
             weight_shape=tuple(weight.shape),
             strides=tuple(int(s) for s in attrs.strides),
             padding=tuple(int(p) for p in attrs.padding),
-            dilation=(1, 1),
+            dilation=tuple(int(d) for d in attrs.dilation),
             input_zero_point=in_zp,
             output_zero_point=out_zp,
             act_min=act_min,

@@ -16,23 +16,26 @@ def add_parser(subparsers) -> None:
     parser.add_argument("artifact", help="the archive written by 'dtmm compile'")
     parser.add_argument("--board", default=None, help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55); "
                                                       "default: the artifact target's board")
-    parser.add_argument("--inputs", required=True, help=".npy with N inputs stacked on a new first axis")
-    parser.add_argument("--outputs", default=None, help=".npy to write the N outputs to")
+    parser.add_argument("--inputs", required=True,
+                        help=".npy with N inputs stacked on a new first axis; several inputs: one .npy per "
+                             "input in the model's input order (a.npy,b.npy) or one .npz keyed by input name")
+    parser.add_argument("--outputs", default=None,
+                        help=".npy to write the N outputs to; several outputs: one .npy per output "
+                             "(a.npy,b.npy) or one .npz keyed by output name")
     parser.add_argument("--json", action="store_true", help="print the measurement record as one JSON object")
     parser.add_argument("--force", action="store_true", help="replace OUTPUTS if it exists")
     parser.set_defaults(handler=run)
 
 
-def load_inputs(path: str, spec: dict) -> np.ndarray:
+def load_inputs(path: str, spec: dict, array: np.ndarray | None = None) -> np.ndarray:
     """Read IN.npy and normalize it to (N, *input_shape); errors name the file and the shapes."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DTMMError(f"{path}: cannot read inputs as .npy ({err})") from None
-    if not isinstance(array, np.ndarray):  # an .npz archive
-        array.close()
-        raise DTMMError(f"{path}: an .npz archive; --inputs takes one .npy array (numpy.save) with the N inputs "
-                        "stacked on a new first axis")
+    if array is None:
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DTMMError(f"{path}: cannot read inputs as .npy ({err})") from None
+        if not isinstance(array, np.ndarray):
+            raise DTMMError(f"{path}: is an .npz archive; name it *.npz (arrays keyed by input name)")
     shape = tuple(spec["shape"])
     if array.dtype != np.dtype(spec["dtype"]):
         raise DTMMError(f"{path}: dtype {array.dtype}, but model input '{spec['name']}' is {spec['dtype']}")
@@ -46,16 +49,68 @@ def load_inputs(path: str, spec: dict) -> np.ndarray:
     raise DTMMError(f"{path}: shape {list(array.shape)} does not stack model inputs of shape {list(shape)}; expected {expected}")
 
 
+def load_all_inputs(arg: str, specs: list) -> list:
+    """``--inputs``: one .npy per model input (comma separated, in input order) or one .npz keyed
+    by input name (``name`` or ``c_name`` of metadata.json); each normalized by :func:`load_inputs`."""
+    if arg.endswith(".npz"):
+        try:
+            with np.load(arg, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError) as err:
+            raise DTMMError(f"{arg}: cannot read inputs as .npz ({err})") from None
+        result = []
+        for spec in specs:
+            key = next((k for k in (spec["name"], spec.get("c_name")) if k in arrays), None)
+            if key is None:
+                raise DTMMError(f"{arg}: no array for model input '{spec['name']}'; it has {sorted(arrays)}")
+            result.append(load_inputs(f"{arg}[{key}]", spec, arrays[key]))
+        return result
+    paths = arg.split(",")
+    if len(paths) != len(specs):
+        names = ", ".join(s["name"] for s in specs)
+        raise DTMMError(f"--inputs: {len(paths)} file(s) for {len(specs)} model input(s) ({names}); give one .npy "
+                        "per input, comma separated in this order, or one .npz keyed by input name")
+    return [load_inputs(path, spec) for path, spec in zip(paths, specs)]
+
+
+def _output_targets(arg: str, specs: list, force: bool) -> list:
+    """The files ``--outputs`` names: one .npz, or one .npy per model output; none may exist
+    unless ``force``."""
+    paths = [arg] if arg.endswith(".npz") else arg.split(",")
+    if not arg.endswith(".npz") and len(paths) != len(specs):
+        names = ", ".join(s["name"] for s in specs)
+        raise DTMMError(f"--outputs: {len(paths)} file(s) for {len(specs)} model output(s) ({names}); give one .npy "
+                        "per output, comma separated in this order, or one .npz")
+    for path in paths:
+        if Path(path).exists() and not force:
+            raise OutputExistsError(f"{path}: exists; pass --force to replace it")
+    return paths
+
+
+def _save(path: str, save) -> None:
+    """Write through a temporary name so a failure leaves no partial file."""
+    out_path = Path(path)
+    tmp = out_path.with_name(out_path.name + ".partial" + out_path.suffix)
+    save(tmp)
+    tmp.replace(out_path)
+
+
+def write_outputs(paths: list, specs: list, outputs: list) -> None:
+    if len(paths) == 1 and paths[0].endswith(".npz"):
+        _save(paths[0], lambda tmp: np.savez(tmp, **{s["name"]: o for s, o in zip(specs, outputs)}))
+        return
+    for path, output in zip(paths, outputs):
+        _save(path, lambda tmp, output=output: np.save(tmp, output))
+
+
 def run(args) -> int:
     from ..codegen import read_metadata
     from ..micro import run_artifact
     from ..target import DEFAULT_BOARD
 
     metadata = read_metadata(args.artifact)
-    if args.outputs and Path(args.outputs).exists() and not args.force:
-        raise OutputExistsError(f"{args.outputs}: exists; pass --force to replace it")
-    spec = metadata["inputs"][0]
-    inputs = load_inputs(args.inputs, spec)
+    out_paths = _output_targets(args.outputs, metadata["outputs"], args.force) if args.outputs else []
+    inputs = load_all_inputs(args.inputs, metadata["inputs"])
     board = args.board or DEFAULT_BOARD.get(metadata["target"], "mps2-an386")
     from ..micro import get_board
 
@@ -65,12 +120,10 @@ def run(args) -> int:
         # its schedules were chosen for another core, so the figures are not that target's.
         print(f"dtmm run: note: {args.artifact} was compiled for {metadata['target']}; running it on "
               f"{board} ({core})", file=sys.stderr)
-    result = run_artifact(args.artifact, board, inputs)
-    if args.outputs:
-        out_path = Path(args.outputs)
-        tmp = out_path.with_name(out_path.name + ".partial.npy")
-        np.save(tmp, result.outputs)
-        tmp.replace(out_path)
+    result = run_artifact(args.artifact, board, inputs if len(inputs) > 1 else inputs[0])
+    if out_paths:
+        outputs = result.outputs if len(metadata["outputs"]) > 1 else [result.outputs]
+        write_outputs(out_paths, metadata["outputs"], outputs)
     record = result.to_dict()
     if args.json:
         print(json.dumps(record))

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 from tvm import relax
-from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter, from_tflite
+from tvm.relax.frontend.tflite.tflite_frontend import from_tflite
+
+from .tflite_converter import DTMMOperatorConverter
 
 
 def _shape(tensor_wrapper) -> list[int]:
@@ -24,7 +26,7 @@ def _shape(tensor_wrapper) -> list[int]:
     return [int(d) for d in tensor.ShapeAsNumpy()] if tensor.ShapeLength() else []
 
 
-class TFLMOperatorConverter(OperatorConverter):
+class TFLMOperatorConverter(DTMMOperatorConverter):
     """TVM's TFLite operator converter with FULLY_CONNECTED's shapes as in TFLM."""
 
     def __init__(self, *args, **kwargs):

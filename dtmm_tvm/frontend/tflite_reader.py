@@ -98,6 +98,15 @@ def _options(tflite, op, opcode: str) -> dict:
         "ADD": ("AddOptions", ["FusedActivationFunction"]),
         "SOFTMAX": ("SoftmaxOptions", ["Beta"]),
         "MEAN": ("ReducerOptions", ["KeepDims"]),
+        "CONCATENATION": ("ConcatenationOptions", ["Axis", "FusedActivationFunction"]),
+        "MUL": ("MulOptions", ["FusedActivationFunction"]),
+        "SUB": ("SubOptions", ["FusedActivationFunction"]),
+        "LEAKY_RELU": ("LeakyReluOptions", ["Alpha"]),
+        "RESIZE_NEAREST_NEIGHBOR": ("ResizeNearestNeighborOptions", ["AlignCorners", "HalfPixelCenters"]),
+        "STRIDED_SLICE": ("StridedSliceOptions", ["BeginMask", "EndMask", "EllipsisMask", "NewAxisMask",
+                                                  "ShrinkAxisMask"]),
+        "PACK": ("PackOptions", ["ValuesCount", "Axis"]),
+        "UNPACK": ("UnpackOptions", ["Num", "Axis"]),
     }.get(opcode)
     if spec is None:
         return {}

@@ -15,6 +15,11 @@ from .tflite_reader import TFLiteGraph
 SUPPORTED_TFLITE_OPS = {
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "MEAN", "RESHAPE", "SOFTMAX",
+} | {
+    # Elementwise, binary and data-movement ops (relay_passes/_integer_ops.py).
+    "PAD", "PADV2", "CONCATENATION", "MUL", "SUB", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU",
+    "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE", "STRIDED_SLICE", "SQUEEZE", "TRANSPOSE",
+    "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "SPLIT", "SPLIT_V", "PACK", "UNPACK", "EXPAND_DIMS",
 }
 SUPPORTED_ACTIVATIONS = {"NONE", "RELU", "RELU6"}
 ACTIVATION_DTYPES = {"int8", "float32"}
@@ -86,6 +91,17 @@ def _where(graph: TFLiteGraph, op) -> str:
     return f"{graph.path}: operator {op.index} {op.opcode} (output '{graph.layer_name(op)}')"
 
 
+def _signature(graph: TFLiteGraph, op) -> str:
+    """The op's tensors and options, e.g. ``int8[1, 4, 4, 2] -> int8[1, 4, 4, 2], Alpha=0.2``."""
+    def tensor(i):
+        t = graph.tensor(i)
+        return f"{t.dtype}{list(t.shape)}"
+
+    ins = ", ".join(tensor(i) for i in op.inputs if i >= 0 and not graph.tensor(i).is_constant)
+    outs = ", ".join(tensor(i) for i in op.outputs)
+    return f"{ins} -> {outs}" + "".join(f", {k}={v}" for k, v in op.options.items())
+
+
 def validate_tflite(graph: TFLiteGraph) -> str:
     """Check a TFLite model is one we compile; return its arithmetic, ``"int8"`` or ``"float32"``.
 
@@ -124,18 +140,21 @@ def validate_tflite(graph: TFLiteGraph) -> str:
                 )
         if op.opcode not in SUPPORTED_TFLITE_OPS:
             raise UnsupportedOpError(
-                f"{_where(graph, op)} is not supported; supported operators: {', '.join(sorted(SUPPORTED_TFLITE_OPS))}"
+                f"{_where(graph, op)} [{_signature(graph, op)}] is not supported; supported operators: "
+                f"{', '.join(sorted(SUPPORTED_TFLITE_OPS))}"
             )
         activation = op.options.get("FusedActivationFunction", "NONE")
         if activation not in SUPPORTED_ACTIVATIONS:
             raise UnsupportedOpError(f"{_where(graph, op)} has fused activation {activation}; supported: NONE, RELU, RELU6")
-        if op.options.get("DilationHFactor", 1) != 1 or op.options.get("DilationWFactor", 1) != 1:
-            raise UnsupportedOpError(f"{_where(graph, op)} is dilated; only dilation 1 is supported")
         if op.opcode == "FULLY_CONNECTED":
             _fully_connected_shapes(graph, op)
         data_dtype = graph.tensor(op.inputs[0]).dtype
-        if data_dtype in ACTIVATION_DTYPES:
+        # QUANTIZE of a float input and DEQUANTIZE to a float output frame an int8 model.
+        if data_dtype in ACTIVATION_DTYPES and op.opcode not in ("QUANTIZE", "DEQUANTIZE"):
             kinds.add(data_dtype)
+        _check_boundary_op(graph, op)
+        if data_dtype == "int8":
+            _check_int8_quantization(graph, op)
         if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and data_dtype == "int8":
             weight = graph.tensor(op.inputs[1])
             if not weight.is_constant:
@@ -152,6 +171,45 @@ def validate_tflite(graph: TFLiteGraph) -> str:
                 f"{_where(graph, op)} has beta {op.options['Beta']}; TVM's float softmax ignores beta, so "
                 "only beta 1.0 compiles exactly for float models (int8 models support any beta)"
             )
+    if not kinds:
+        kinds.add("int8")
     if len(kinds) > 1:
         raise ModelError(f"{graph.path}: mixes int8 and float32 operators; quantize the whole model (full-integer) or none")
     return kinds.pop()
+
+
+def _check_boundary_op(graph: TFLiteGraph, op) -> None:
+    """QUANTIZE from float32 must read a model input, DEQUANTIZE to float32 must write a model
+    output: anywhere else the model computes in float between int8 layers (not compiled)."""
+    if op.opcode == "QUANTIZE" and graph.tensor(op.inputs[0]).dtype == "float32" and op.inputs[0] not in graph.inputs:
+        raise UnsupportedOpError(f"{_where(graph, op)} quantizes a float tensor computed inside the model; "
+                                 "only model inputs may be float in an int8 model")
+    if op.opcode == "DEQUANTIZE" and op.outputs[0] not in graph.outputs:
+        raise UnsupportedOpError(f"{_where(graph, op)} dequantizes to a float tensor used inside the model; "
+                                 "only model outputs may be float in an int8 model")
+
+
+#: int8 output quantization TFLM's kernels assume (the converter writes exactly these).
+_FIXED_OUTPUT_QUANTIZATION = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+
+
+def _check_int8_quantization(graph: TFLiteGraph, op) -> None:
+    """Quantization that TFLM's int8 kernels refuse (their Prepare fails): refused here too."""
+    out = graph.tensor(op.outputs[0]) if op.outputs else None
+    if out is None or out.scale is None:
+        return
+    if op.opcode == "CONCATENATION":
+        for i in op.inputs:
+            t = graph.tensor(i)
+            if t.scale is not None and (t.scale[0] != out.scale[0] or t.zero_point[0] != out.zero_point[0]):
+                raise UnsupportedOpError(
+                    f"{_where(graph, op)}: input '{t.name}' has scale {t.scale[0]:.6g}, zero point {t.zero_point[0]} "
+                    f"but the output {out.scale[0]:.6g}, {out.zero_point[0]}; TFLM's int8 CONCATENATION requires "
+                    "equal quantization (re-export the model)"
+                )
+    expected = _FIXED_OUTPUT_QUANTIZATION.get(op.opcode)
+    if expected is not None and (abs(float(out.scale[0]) - expected[0]) > 1e-9 or int(out.zero_point[0]) != expected[1]):
+        raise UnsupportedOpError(
+            f"{_where(graph, op)}: int8 output scale {out.scale[0]:.6g}, zero point {out.zero_point[0]}; TFLM's "
+            f"kernel requires scale {expected[0]:.6g} and zero point {expected[1]}"
+        )

@@ -17,6 +17,11 @@ class TFLMUnavailableError(DTMMError):
 
 
 def run_tflm(model: bytes, inputs, arena_size: int = 4 << 20) -> np.ndarray:
+    """Like :func:`run_tflm_outputs`, returning the model's first output only."""
+    return run_tflm_outputs(model, inputs, arena_size)[0]
+
+
+def run_tflm_outputs(model: bytes, inputs, arena_size: int = 4 << 20) -> list[np.ndarray]:
     """Run every input (stacked on a new first axis) through TFLM, one inference each.
 
     Parameters
@@ -31,8 +36,8 @@ def run_tflm(model: bytes, inputs, arena_size: int = 4 << 20) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray
-        ``(N, *output_shape)`` outputs of the model's first output.
+    list of numpy.ndarray
+        One ``(N, *output_shape)`` array per model output, in the model's output order.
     """
     try:
         from tflite_micro.python.tflite_micro import runtime
@@ -44,13 +49,19 @@ def run_tflm(model: bytes, inputs, arena_size: int = 4 << 20) -> np.ndarray:
     per_input = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     shapes = [tuple(int(d) for d in interpreter.get_input_details(i)["shape"]) for i in range(len(per_input))]
     dtypes = [interpreter.get_input_details(i)["dtype"] for i in range(len(per_input))]
-    outputs = []
+    outputs, count = [], _output_count(model)
     for samples in zip(*per_input):
         for index, sample in enumerate(samples):
             interpreter.set_input(np.asarray(sample, dtype=dtypes[index]).reshape(shapes[index]), index)
         interpreter.invoke()
-        outputs.append(np.array(interpreter.get_output(0)))
-    return np.stack(outputs)
+        outputs.append([np.array(interpreter.get_output(i)) for i in range(count)])
+    return [np.stack(per_output) for per_output in zip(*outputs)]
+
+
+def _output_count(model: bytes) -> int:
+    import tflite
+
+    return int(tflite.Model.GetRootAsModel(bytes(model), 0).Subgraphs(0).OutputsLength())
 
 
 def trace_tflm(model: bytes, inputs: list, arena_size: int = 4 << 20) -> dict:
