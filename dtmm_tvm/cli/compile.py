@@ -32,17 +32,27 @@ def add_parser(subparsers) -> None:
                         help="apply the best per-layer schedules from 'dtmm tune' (same target)")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the archive's metadata as JSON")
+    parser.add_argument("--verify", action="store_true",
+                        help="build the generated C for the host (portable kernels), compare it with the reference "
+                             "(TFLM for .tflite, ONNX Runtime for .onnx) and write nothing if it differs")
+    parser.add_argument("--verify-inputs", default=None, metavar="FILE",
+                        help="inputs for --verify: .npy (N stacked inputs) or .npz keyed by input name; "
+                             "default: --verify-count random inputs")
+    parser.add_argument("--verify-count", type=int, default=8, metavar="N", help="random inputs for --verify (default 8)")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from ..compiler import compile_model
 
+    report = _verify(args) if args.verify or args.verify_inputs else None
     metadata = compile_model(args.model, args.output, target=args.target, mode="dense" if args.dense else "dtmm",
                              threshold=args.threshold, force=args.force, tuning_records=args.tuning_records)
     if args.json:
         print(json.dumps(metadata, indent=2))
         return 0
+    if report is not None:
+        print(f"{args.model}: {report.summary()}")
     print(f"wrote {args.output}: {metadata['target']}, mode {metadata['mode']}, "
           f"arena {metadata['arena']['bytes']} B, constants {metadata['constants_bytes']} B")
     if "tuning" in metadata:
@@ -58,3 +68,18 @@ def run(args) -> int:
                   + (f", tuned {layer['schedule']['schedule']}"
                      if "schedule" in layer and not layer["schedule"]["is_default"] else ""))
     return 0
+
+
+def _verify(args):
+    """``--verify``: before anything is written; a difference is a VerificationError (exit 2)."""
+    from pathlib import Path
+
+    from ..errors import DTMMError, OutputExistsError
+    from ..verify import verify_model
+
+    if Path(args.output).exists() and not args.force:
+        raise OutputExistsError(f"{args.output}: exists; pass --force to replace it")
+    if args.verify_count < 1:
+        raise DTMMError(f"--verify-count {args.verify_count}: give at least 1 input")
+    return verify_model(args.model, mode="dense" if args.dense else "dtmm", threshold=args.threshold,
+                        inputs=args.verify_inputs, count=args.verify_count)

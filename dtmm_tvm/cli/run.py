@@ -23,6 +23,9 @@ def add_parser(subparsers) -> None:
                         help=".npy to write the N outputs to; several outputs: one .npy per output "
                              "(a.npy,b.npy) or one .npz keyed by output name")
     parser.add_argument("--json", action="store_true", help="print the measurement record as one JSON object")
+    parser.add_argument("--check", default=None, metavar="MODEL",
+                        help="compare the board's outputs with the reference run of MODEL (the .tflite/.onnx the "
+                             "archive was compiled from): TFLM, bit for bit for int8; ONNX Runtime for .onnx")
     parser.add_argument("--force", action="store_true", help="replace OUTPUTS if it exists")
     parser.set_defaults(handler=run)
 
@@ -125,6 +128,15 @@ def run(args) -> int:
         outputs = result.outputs if len(metadata["outputs"]) > 1 else [result.outputs]
         write_outputs(out_paths, metadata["outputs"], outputs)
     record = result.to_dict()
+    if args.check:
+        from ..verify import check_outputs
+
+        outputs = result.outputs if len(metadata["outputs"]) > 1 else [result.outputs]
+        report = check_outputs(args.check, metadata, inputs, outputs, where=board)
+        record["check"] = {"reference": report.reference, "inputs": report.inputs, "equal": True}
+        if not args.json:
+            print(f"{board}: outputs of {report.inputs} input(s) equal {report.reference}'s"
+                  + ("" if all(o["exact"] for o in report.outputs) else " within float tolerance"))
     if args.json:
         print(json.dumps(record))
     else:

@@ -23,3 +23,16 @@ class DTMMOperatorConverter(OperatorConverter):
     """:class:`OperatorConverter` that also converts the int8 :data:`INT8_DATA_MOVEMENT_OPS`."""
 
     _SUPPORTED_QUANTIZED_OPS = OperatorConverter._SUPPORTED_QUANTIZED_OPS | INT8_DATA_MOVEMENT_OPS
+
+    def convert_expand_dims(self, op):
+        """EXPAND_DIMS (Keras' Conv1D exports one before each CONV_2D). TVM 0.27's converter
+        passes ``relax.op.expand_dims`` a stray third argument and fails on every model; this is
+        the same conversion with the axis alone."""
+        import numpy as np
+        from tvm import relax
+
+        input_tensor, axis_tensor = self.get_input_tensors(op)[:2]
+        if input_tensor.qnn_params and not self.has_same_qnn_params(input_tensor, self.get_output_tensors(op)[0]):
+            raise ValueError("TFLite EXPAND_DIMS requires the same scale and zero point on input and output")
+        axis = int(np.asarray(self.get_tensor_value(axis_tensor)).flat[0])
+        return relax.op.expand_dims(self.get_tensor_expr(input_tensor), axis)

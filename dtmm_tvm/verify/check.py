@@ -292,6 +292,30 @@ def _host_build(lowered, directory: Path, output_names=None):
 # ---------------------------------------------------------------------------------------------
 # references
 # ---------------------------------------------------------------------------------------------
+def _require_reference(model) -> None:
+    """Fail before any build when the reference package is missing: never a silent pass."""
+    import importlib
+
+    if model.format == "tflite":
+        from ..reference import TFLMUnavailableError
+
+        try:
+            importlib.import_module("tflite_micro.python.tflite_micro.runtime")
+        except ImportError:
+            raise TFLMUnavailableError(
+                f"{model.path}: cannot verify: TensorFlow Lite Micro, the reference for .tflite models, is not "
+                "installed (pip install tflite-micro, the [reference] extra); nothing was compared") from None
+    else:
+        from ..reference.onnxrt import OnnxRuntimeUnavailableError
+
+        try:
+            importlib.import_module("onnxruntime")
+        except ImportError:
+            raise OnnxRuntimeUnavailableError(
+                f"{model.path}: cannot verify: ONNX Runtime, the reference for .onnx models, is not installed "
+                "(pip install onnxruntime); nothing was compared") from None
+
+
 def _reference(model, inputs: list, trace: bool):
     """(name, outputs, ops, tensors, graph input ids) of the model's reference run."""
     if model.format == "tflite":
@@ -341,6 +365,7 @@ def verify_model(model_path, *, mode: str = "dtmm", threshold=None, inputs=None,
     from ..frontend.loader import load_model
 
     model = load_model(model_path)
+    _require_reference(model)
     specs = list(model.inputs)
     if inputs is None:
         arrays = random_inputs(specs, count, seed)
