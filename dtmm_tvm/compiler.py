@@ -40,7 +40,10 @@ def _name_layers(model: LoadedModel, metadata: dict) -> None:
     if model.tflite is None:
         return
     kinds = {"CONV_2D": "conv2d", "DEPTHWISE_CONV_2D": "depthwise_conv2d", "FULLY_CONNECTED": "fully_connected",
-             "ADD": "add", "MEAN": "mean", "SOFTMAX": "softmax", "AVERAGE_POOL_2D": "avg_pool2d"}
+             "ADD": "add", "MEAN": "mean", "SOFTMAX": "softmax", "AVERAGE_POOL_2D": "avg_pool2d",
+             "MUL": "mul", "SUB": "sub", "LOGISTIC": "logistic", "TANH": "tanh", "HARD_SWISH": "hard_swish",
+             "LEAKY_RELU": "leaky_relu", "RELU": "relu", "RELU6": "relu6", "DEQUANTIZE": "dequantize",
+             "RESIZE_NEAREST_NEIGHBOR": "resize_nearest_neighbor"}
     names: dict[str, list[str]] = {}
     for op in model.tflite.operators:
         if op.opcode in kinds:

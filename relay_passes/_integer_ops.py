@@ -197,7 +197,7 @@ def lower_call(lw, call):
     """Calls lowered on their own: DEQUANTIZE at a model output and nearest-neighbour resize."""
     from dtmm_tvm.quant.activations import INT8_VALUES, dequantize_float32
 
-    if is_op(call, "relax.dequantize") and call in lw.__dict__.get("dtmm_outputs", ()):
+    if is_op(call, "relax.dequantize") and call in getattr(lw, "dtmm_outputs", ()):
         x = _dequantized(call, lw.resolve)
         if x is None or dtype_of(call) != "float32":
             return None

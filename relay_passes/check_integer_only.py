@@ -28,7 +28,8 @@ class CheckIntegerOnly:
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         main = mod["main"]
         bindings = relax.analysis.get_var2val(main)
-        quantized = any(is_op(v, "relax.quantize") or is_op(v, "relax.dequantize") or _dtmm_op(mod, v) for v in bindings.values())
+        quantized = any(is_op(v, "relax.quantize") or is_op(v, "relax.dequantize")
+                        or _dtmm_op(mod, v) in ("quantize", "dequantize") for v in bindings.values())
         if all("float" in str(getattr(p.ty, "dtype", "")) for p in main.params) and not quantized:
             return mod
         floats = [(var, value) for var, value in bindings.items()

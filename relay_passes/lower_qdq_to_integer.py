@@ -15,6 +15,8 @@ Chains recognised (root last):
 - softmax: ``quantize softmax dequantize(x)``
 - average pool: ``astype(int8) avg_pool2d astype(int32)`` (TVM's integer pool truncates; TFLM rounds)
 - max pool: ``max_pool2d`` on int8 (already exact; lowered to our kernel to avoid TOPI's pad buffer)
+- MUL, SUB, the elementwise ops (lookup tables), QUANTIZE/DEQUANTIZE, CONCATENATION,
+  MAXIMUM/MINIMUM and nearest-neighbour resize: see :mod:`._integer_ops`
 Reshape and clip already run on int8 in the imported graph and stay as they are. SOFTMAX's beta,
 which TVM's importer drops, comes from the module attribute ``dtmm.softmax_betas`` set by the
 frontend.

@@ -23,7 +23,9 @@ from dtmm_tvm.reference import run_tflm_outputs  # noqa: E402
 from dtmm_tvm.target import resolve_target  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ops"
-INT8_MODELS = sorted(p.stem for p in FIXTURES.glob("more_*.tflite") if p.stem not in ("more_float_mix", "more_float_io", "more_unsupported_exp"))
+FLOAT_MODELS = ["more_float_mix", "more_float_mix2"]
+INT8_MODELS = sorted(p.stem for p in FIXTURES.glob("more_*.tflite")
+                     if p.stem not in (*FLOAT_MODELS, "more_float_io", "more_unsupported_exp"))
 
 
 def _inputs(spec, count, rng):
@@ -63,7 +65,9 @@ def test_float_input_and_output_around_int8(tmp_path):
     np.testing.assert_array_equal(got[0], expected[0])
 
 
-def test_float_model_close_to_tflm(tmp_path):
-    _, got, expected = compile_and_run("more_float_mix", tmp_path)
+@pytest.mark.parametrize("name", FLOAT_MODELS)
+def test_float_model_close_to_tflm(name, tmp_path):
+    _, got, expected = compile_and_run(name, tmp_path)
+    assert len(got) == len(expected)
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
