@@ -66,12 +66,16 @@ def _demo(args) -> int:
     from .compiler import compile_model
     from .micro import run_artifact
     from .reference import run_tflm
+    from .verify import compare, verify_model
 
     model_path = Path(args.model)
     with tempfile.TemporaryDirectory(prefix="dtmm-demo-") as tmp:
         results = {}
         for mode in ("dense", "dtmm"):
             artifact = Path(tmp) / f"{mode}.tar"
+            if mode == "dtmm":  # what `dtmm compile --verify` does: the C on the host against TFLM
+                print(f"verifying {model_path.name} ({mode}) on the host against TFLM ...", flush=True)
+                print(f"  {verify_model(model_path, mode=mode, workdir=tmp).summary()}", flush=True)
             print(f"compiling {model_path.name} ({mode}) for {args.target} ...", flush=True)
             metadata = compile_model(model_path, artifact, target=args.target, mode=mode)
             if mode == "dense":  # both builds take the same images, quantized like the model's input
@@ -99,8 +103,8 @@ def _demo(args) -> int:
             "arena": metadata["arena"]["bytes"],
             "instructions": record["instructions"],
             "accuracy": f"{accuracy(run.outputs):.2%}",
-            "bit-exact vs TFLM": "yes" if np.array_equal(run.outputs, reference) else
-            f"NO ({int((run.outputs != reference).sum())} values differ)",
+            "bit-exact vs TFLM": "yes" if compare(run.outputs, reference)["mismatches"] == 0 else
+            f"NO ({compare(run.outputs, reference)['mismatches']} values differ)",
         })
     rows.append({"build": "TFLM reference (host)", "accuracy": f"{accuracy(reference):.2%}"})
     if model_path == MODEL and UNPRUNED.exists():
