@@ -15,7 +15,7 @@ from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
 #: Quantized operators whose TVM conversion is a byte-exact move of int8 values.
 INT8_DATA_MOVEMENT_OPS = frozenset({
     "PAD", "PADV2", "STRIDED_SLICE", "SQUEEZE", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "SPLIT",
-    "SPLIT_V", "PACK", "UNPACK",
+    "SPLIT_V", "PACK", "UNPACK", "EXPAND_DIMS",
 })
 
 
