@@ -108,3 +108,10 @@ def test_run_check_on_the_board(tmp_path, capsys):
     assert "outputs of 4 input(s) equal TFLM's" in stdout
     status, stdout, stderr = _dtmm(capsys, "run", archive, "--inputs", inputs, "--check", RESNET_ISH)
     assert status == 2 and "not the model this archive was compiled from" in stderr
+
+
+def test_verify_an_onnx_model_against_onnxruntime(tmp_path):
+    from dtmm_tvm.verify import verify_model
+
+    report = verify_model(FIXTURES / "models" / "onnx_conv_float.onnx", count=3, workdir=tmp_path)
+    assert report.ok and report.reference == "ONNX Runtime" and report.inputs == 3
