@@ -12,6 +12,7 @@ import tvm
 from .errors import DTMMError, OutputExistsError
 from .tuning import TuningRecords, TuningRecordsError, apply_records
 from .frontend.loader import LoadedModel, load_model
+from .kernels import target_isa
 from .pipeline import dtmm_pipeline
 from .target import DEFAULT_BOARD, resolve_target, target_tag
 
@@ -141,6 +142,7 @@ def compile_model(
         "model": {"name": model.name, "source": model.path.name, "sha256": model.sha256, "format": model.format,
                   "arithmetic": model.arithmetic},
         "target": target_tag(tvm_target),
+        "isa": target_isa(tvm_target),  # the kernel path the archive was specialized for
         "mode": mode,
         "inputs": [s.to_json() for s in model.inputs],
         "outputs": [s.to_json() for s in model.outputs],

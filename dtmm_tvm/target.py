@@ -1,8 +1,14 @@
-"""Target tags ``dtmm/cortex-m4``, ``dtmm/cortex-m7``, ``dtmm/cortex-m55``.
+"""Target tags ``dtmm/cortex-m4``, ``dtmm/cortex-m7``, ``dtmm/cortex-m55`` and ``dtmm/portable``.
 
 TVM 0.27 cannot register a new target kind from Python, so a dtmm target is kind ``c`` with the
 custom key ``dtmm``; TVM derives ``feature.has_dsp`` / ``feature.has_mve`` from ``mcpu``, and the
-micro-kernel choice reads those features.
+micro-kernel choice reads those features. ``dtmm/portable`` has no ``mcpu``: plain C kernels only,
+for the host and any core.
+
+An archive is specialized for its target's kernel ISA (:func:`dtmm_tvm.kernels.target_isa`:
+``"mve"``, ``"dsp"`` or ``"c"``): scratch sizes, schedules
+and folded biases are computed for that ISA's kernel path, so the archive records it and its C
+refuses to build for a core without it (see :mod:`dtmm_tvm.codegen.isa_guard`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ TARGET_TAGS = {
     "dtmm/cortex-m4": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m4"},
     "dtmm/cortex-m7": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m7"},
     "dtmm/cortex-m55": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m55"},
+    "dtmm/portable": {"kind": "c", "keys": ["dtmm", "cpu"]},
 }
 
 # The emulated board each target runs on by default.
@@ -23,6 +30,7 @@ DEFAULT_BOARD = {
     "dtmm/cortex-m4": "mps2-an386",
     "dtmm/cortex-m7": "mps2-an500",
     "dtmm/cortex-m55": "mps3-an547",
+    "dtmm/portable": "mps2-an386",
 }
 
 
@@ -49,6 +57,6 @@ def resolve_target(name: str) -> Target:
 
 
 def target_tag(target: Target) -> str:
-    """The dtmm tag a Target was made from."""
-    mcpu = str(target.attrs.get("mcpu", "cortex-m4"))
-    return f"dtmm/{mcpu}"
+    """The dtmm tag a Target was made from (no ``mcpu``: ``dtmm/portable``)."""
+    mcpu = target.attrs.get("mcpu")
+    return f"dtmm/{mcpu}" if mcpu else "dtmm/portable"

@@ -106,6 +106,28 @@ def write_outputs(paths: list, specs: list, outputs: list) -> None:
         _save(path, lambda tmp, output=output: np.save(tmp, output))
 
 
+def archive_isa(metadata: dict) -> str:
+    """The kernel ISA an archive was specialized for (``"mve"``, ``"dsp"``, ``"c"``); archives
+    written before metadata recorded it get their target's."""
+    if "isa" in metadata:
+        return metadata["isa"]
+    from ..kernels import target_isa
+    from ..target import resolve_target
+
+    return target_isa(resolve_target(metadata["target"]))
+
+
+def check_board_isa(artifact: str, metadata: dict, board) -> None:
+    """Refuse a board whose core lacks the archive's kernel ISA (its C would not build there)."""
+    isa = archive_isa(metadata)
+    missing = {"mve": not board.has_mve, "dsp": not board.has_dsp}.get(isa, False)
+    if missing:
+        what = {"mve": "MVE (Helium)", "dsp": "the DSP extension"}[isa]
+        raise DTMMError(f"{artifact}: compiled for {metadata['target']}, whose kernels need {what}; board "
+                        f"{board.name} ({board.core}) has none; compile for --target dtmm/{board.core} or "
+                        "dtmm/portable")
+
+
 def run(args) -> int:
     from ..codegen import read_metadata
     from ..micro import run_artifact
@@ -117,10 +139,12 @@ def run(args) -> int:
     board = args.board or DEFAULT_BOARD.get(metadata["target"], "mps2-an386")
     from ..micro import get_board
 
-    core = get_board(board).core
-    if metadata["target"] != f"dtmm/{core}":
-        # The archive is C: it builds for any core (its kernels take the board's ISA path), but
-        # its schedules were chosen for another core, so the figures are not that target's.
+    board_info = get_board(board)
+    core = board_info.core
+    check_board_isa(args.artifact, metadata, board_info)
+    if metadata["target"] not in (f"dtmm/{core}", "dtmm/portable"):
+        # Same kernel ISA (checked above), other core: the schedules were chosen for another
+        # core, so the figures are not that target's.
         print(f"dtmm run: note: {args.artifact} was compiled for {metadata['target']}; running it on "
               f"{board} ({core})", file=sys.stderr)
     result = run_artifact(args.artifact, board, inputs if len(inputs) > 1 else inputs[0])

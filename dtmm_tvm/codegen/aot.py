@@ -449,6 +449,7 @@ def build_aot(
     func_name: str = "main",
     output_names: list | None = None,
     stack_threshold: int | None = None,
+    isa: tuple[str, str] | None = None,
 ) -> AOTModule:
     """Generate the kernels, constants, runner and header for a straight-line Relax module.
 
@@ -463,6 +464,10 @@ def build_aot(
     stack_threshold : int, optional
         Kernel-internal allocations up to this many bytes stay on the stack (default
         :data:`dtmm_tvm.codegen.c_source.STACK_SCRATCH_THRESHOLD_BYTES`).
+    isa : (str, str), optional
+        ``(target tag, kernel ISA)`` the module was lowered for: every generated C file then
+        includes ``dtmm_isa.h`` (:mod:`dtmm_tvm.codegen.isa_guard`), which selects that ISA's
+        kernel path and refuses a compiler without it.
 
     Returns
     -------
@@ -548,6 +553,8 @@ def build_aot(
         '#include "tvmgen_default.h"',
         "",
     ]
+    if isa is not None:
+        runner.insert(1, '#include "dtmm_isa.h"  /* refuses a compiler for another core */')
     for symbol, arr in b.const_arrays.items():
         runner.append(f"extern const {c_type(str(arr.dtype))} {symbol}[{max(1, arr.size)}];")
     runner.append("")
@@ -605,6 +612,13 @@ def build_aot(
         "codegen/host/src/default_lib1.c": _constants_c(b.const_arrays),
         "codegen/host/src/default_lib2.c": "\n".join(runner),
     }
+    if isa is not None:
+        from .isa_guard import HEADER as ISA_HEADER, isa_header
+
+        files[f"codegen/host/include/{ISA_HEADER}"] = isa_header(*isa)
+        for generated in ("default_lib0.c", "default_lib1.c"):
+            path = f"codegen/host/src/{generated}"
+            files[path] = f'#include "{ISA_HEADER}"\n' + files[path]
     if kernels.c_kernels:
         # Hand-written micro-kernels called by the generated kernels (dtmm_tvm/kernels).
         from ..kernels import header_files, kernel_source

@@ -198,7 +198,9 @@ def write_archive(
         raise OutputExistsError(f"{out} is a directory, expected a .tar file path")
     if not overwrite and os.path.exists(out):
         raise OutputExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
-    aot = build_aot(mod, output_names=output_names)
+    extra = metadata_extra or {}
+    isa = (extra.get("target"), extra["isa"]) if "isa" in extra else None  # the C's ISA guard
+    aot = build_aot(mod, output_names=output_names, isa=isa)
     metadata = build_metadata(aot, metadata_extra)
     if annotate is not None:
         replaced = annotate(metadata)

@@ -9,8 +9,10 @@ The hook API (how a kernel builder uses a C micro-kernel)
    ``#include "dtmm_kernels.h"`` from the .c file. Other ``*.h`` files in this folder are
    shipped too, so the shared header may include per-owner headers.
    ISA paths live inside the file, chosen at C compile time:
-   ``#if defined(__ARM_FEATURE_MVE)`` (arm_mve.h) / ``#elif defined(__ARM_FEATURE_DSP)``
-   (arm_acle.h) / ``#else`` portable C. The portable path is what host tests run.
+   ``#if defined(DTMM_ISA_MVE)`` (arm_mve.h) / ``#elif defined(DTMM_ISA_DSP)``
+   (arm_acle.h) / ``#else`` portable C (``dtmm_kernels_isa.h`` defines exactly one; in an
+   archive it is the archive's ISA, see :mod:`dtmm_tvm.codegen.isa_guard`, never the build's
+   ``__ARM_FEATURE_*``). The portable path is what host tests run.
    No malloc, no libc beyond <stdint.h>/<string.h>; scratch comes from the caller (allocate it
    in TIR with ``T.alloc_buffer``/``T.decl_buffer`` - codegen turns allocations > 16 bytes into
    arena scratch); where a kernel needs scratch, export ``<name>_get_buffer_size`` and mirror
@@ -30,7 +32,7 @@ The hook API (how a kernel builder uses a C micro-kernel)
 
 Pick the ISA for a builder with :func:`target_isa` (``"mve"`` / ``"dsp"`` / ``"c"`` from
 ``tvm.target.Target.current()`` ``feature.has_mve`` / ``feature.has_dsp``) - for the buffer sizes
-and default schedules only; the C decides its own path from the compiler macros.
+and default schedules; the archive records it and its C takes that path (or refuses to build).
 The shared header also has ``dtmm_requantize()`` (static inline, TFLM's double rounding, the
 same arithmetic as :mod:`dtmm_tvm.ops.fixed_point`) for anyone's kernel to use.
 """

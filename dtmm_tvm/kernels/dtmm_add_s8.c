@@ -30,10 +30,10 @@
 
 #include "dtmm_kernels.h"
 
-#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#if defined(DTMM_ISA_MVE)
 #include <arm_mve.h>
 #define DTMM_ADD_MVE 1
-#elif defined(__ARM_FEATURE_DSP) && (__ARM_FEATURE_DSP == 1)
+#elif defined(DTMM_ISA_DSP)
 #include <arm_acle.h>
 #define DTMM_ADD_DSP 1
 #endif

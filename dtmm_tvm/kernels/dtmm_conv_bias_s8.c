@@ -11,7 +11,7 @@
 #include <string.h>
 #include "dtmm_kernels.h"
 
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
 #include <arm_mve.h>
 
 static int32_t kept_of(int32_t fmt, const void *idx0, const void *idx1, int32_t kk, int32_t o) {
@@ -35,7 +35,7 @@ static int32_t kept_of(int32_t fmt, const void *idx0, const void *idx1, int32_t 
 void dtmm_conv_bias_s8(int32_t fmt, const int8_t *values, const void *idx0, const void *idx1,
                        int32_t kk, int32_t cin, int32_t cout, const int32_t *bias,
                        int32_t input_offset, int32_t *bias_out) {
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
   const int8_t *w = values;
   for (int32_t o = 0; o < cout; ++o) {
     int32_t n = kept_of(fmt, idx0, idx1, kk, o) * cin;

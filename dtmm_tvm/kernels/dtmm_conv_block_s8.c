@@ -24,11 +24,11 @@
 #include <string.h>
 #include "dtmm_kernels.h"
 
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
 #include <arm_mve.h>
 #define CH 16
 #define CHB 16
-#elif defined(__ARM_FEATURE_DSP)
+#elif defined(DTMM_ISA_DSP)
 #include <arm_acle.h>
 #define CH 4
 #define CHB 8
@@ -47,7 +47,7 @@ static inline uint32_t rd32(const void *p) {
 
 /* ---------------------------------------------------------------- dot product over chunks */
 /* acc[s] += sum over n full chunks (+ a partial chunk of r elements) of w . x(slot s). */
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
 INLINE void dot_g(const int G, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
   if (G == 8) {
     /* 1 weight load + 8 x (VLDRW + VMLADAVA) per chunk, one pointer, low-overhead loop */
@@ -153,7 +153,7 @@ static inline uint32_t tail_word(const int8_t *w, int32_t r) {
   if (r > 2) v |= (uint32_t)(uint8_t)w[2] << 16;
   return v;
 }
-#if defined(__ARM_FEATURE_DSP)
+#if defined(DTMM_ISA_DSP)
 static inline uint32_t sxtb16_ror8(uint32_t v) {
   uint32_t r;
   __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
@@ -257,7 +257,7 @@ static inline int8_t clamp_out(int32_t v, int32_t lo, int32_t hi) {
   return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
 /* gemmlowp RoundingDivideByPOT on 4 lanes (CMSIS-NN arm_divide_by_power_of_two_mve). */
 static inline int32x4_t rdbp_mve(int32x4_t x, int32_t exponent) {
   const int32x4_t shift = vdupq_n_s32(-exponent);
@@ -280,7 +280,7 @@ static inline void requant4(const int32_t *acc, int32_t nvalid, int32_t mult, in
 static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, int32_t mult,
                                  int32_t sh, int8_t *out, int32_t ps, int32_t out_offset,
                                  int32_t act_min, int32_t act_max) {
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
   if (mult != INT32_MIN) {
     for (int32_t s = 0; s < g && s < nvalid; s += 4)
       requant4(acc + s, nvalid - s, mult, sh, out + s * ps, ps, out_offset, act_min, act_max);
@@ -397,9 +397,9 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
 #undef DOTCALL
 }
 
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
 #define FAST_G(g) ((g) == 4 ? 4 : ((g) == 8 ? 8 : 0))
-#elif defined(__ARM_FEATURE_DSP)
+#elif defined(DTMM_ISA_DSP)
 #define FAST_G(g) ((g) == 4 ? 4 : 0)
 #else
 #define FAST_G(g) 0

@@ -19,11 +19,11 @@
 #include <string.h>
 #include "dtmm_kernels.h"
 
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
 #include <arm_mve.h>
 #define CH 16
 #define CHB 16
-#elif defined(__ARM_FEATURE_DSP)
+#elif defined(DTMM_ISA_DSP)
 #include <arm_acle.h>
 #define CH 4
 #define CHB 8
@@ -33,7 +33,7 @@
 #endif
 
 int32_t dtmm_conv_s8_elem_bytes(void) {
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
   return 1;
 #else
   return 2;
@@ -48,7 +48,7 @@ int32_t dtmm_conv_s8_get_buffer_size(int32_t kk, int32_t cin, int32_t npix) {
  * starting at dst (this slot's position), cs bytes between chunks, group G. */
 static inline void copy_chunks(const int8_t *src, int8_t *dst, int32_t n, int32_t cs, int32_t g,
                                int32_t input_offset) {
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
   (void)g;
   (void)input_offset;
   while (n >= 16) {
@@ -61,7 +61,7 @@ static inline void copy_chunks(const int8_t *src, int8_t *dst, int32_t n, int32_
     const mve_pred16_t p = vctp8q((uint32_t)n);
     vstrbq_p_s8(dst, vldrbq_z_s8(src, p), p);
   }
-#elif defined(__ARM_FEATURE_DSP)
+#elif defined(DTMM_ISA_DSP)
   const uint32_t off2 = ((uint32_t)(uint16_t)input_offset) * 0x00010001u;
   const int32_t hi = 4 * g;
   while (n >= 4) {
@@ -101,7 +101,7 @@ static inline void copy_chunks(const int8_t *src, int8_t *dst, int32_t n, int32_
 }
 
 static inline void pad_chunks(int8_t *dst, int32_t nchunks, int32_t cs, int32_t g, int32_t input_offset) {
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
   (void)g;
   const int8x16_t v = vdupq_n_s8((int8_t)(-input_offset));
   for (int32_t c = 0; c < nchunks; ++c) {
@@ -135,7 +135,7 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
   for (int32_t p = 0; p < npix; ++p) {
     const int32_t gi = p / group;
     const int32_t slot = p - gi * group;
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
     int8_t *base = buf + gi * group_bytes + slot * 16;
 #else
     int8_t *base = buf + gi * group_bytes + slot * 4;
@@ -188,7 +188,7 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
  * 0 after the offset; elements beyond kk*cin in the last chunk meet zero weights.
  * Needs kk*cin <= DTMM_CONV_PACKED_MAX. */
 static inline void patch_copy(int8_t *dst, const int8_t *src, int32_t n) {
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
   while (n > 0) {
     const mve_pred16_t p = vctp8q((uint32_t)n);
     vstrbq_p_s8(dst, vldrbq_z_s8(src, p), p);
@@ -207,7 +207,7 @@ static inline void patch_copy(int8_t *dst, const int8_t *src, int32_t n) {
 }
 
 static inline void patch_fill(int8_t *dst, int8_t value, int32_t n) {
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
   const int8x16_t v = vdupq_n_s8(value);
   while (n > 0) {
     vstrbq_p_s8(dst, v, vctp8q((uint32_t)n));
@@ -236,7 +236,7 @@ void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int
   for (int32_t p = 0; p < npix; ++p) {
     const int32_t gi = p / group;
     const int32_t slot = p - gi * group;
-#if defined(__ARM_FEATURE_MVE)
+#if defined(DTMM_ISA_MVE)
     int8_t *base = buf + gi * group_bytes + slot * 16;
 #else
     int8_t *base = buf + gi * group_bytes + slot * 4;

@@ -3,13 +3,16 @@
  * (T.call_extern). One shared header: every kernel file in dtmm_tvm/kernels declares its
  * exported functions here, in its own section. See dtmm_tvm/kernels/__init__.py for the hook.
  *
- * ISA paths are chosen at C compile time: __ARM_FEATURE_MVE (Helium), __ARM_FEATURE_DSP
- * (SXTB16/SMLAD), else portable C. Scratch always comes from the caller.
+ * ISA paths are chosen at C compile time by DTMM_ISA_MVE (Helium), DTMM_ISA_DSP (SXTB16/SMLAD)
+ * or DTMM_ISA_PORTABLE, set in dtmm_kernels_isa.h (in an archive: the archive's own ISA).
+ * Scratch always comes from the caller.
  */
 #ifndef DTMM_KERNELS_H_
 #define DTMM_KERNELS_H_
 
 #include <stdint.h>
+
+#include "dtmm_kernels_isa.h" /* DTMM_ISA_MVE / DTMM_ISA_DSP / DTMM_ISA_PORTABLE */
 
 #ifdef __cplusplus
 extern "C" {

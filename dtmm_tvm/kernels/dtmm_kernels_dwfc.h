@@ -23,6 +23,8 @@
 
 #include <stdint.h>
 
+#include "dtmm_kernels_isa.h" /* DTMM_ISA_MVE / DTMM_ISA_DSP / DTMM_ISA_PORTABLE */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
