@@ -26,8 +26,9 @@ def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None
         sparse=sparse,
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
         layout_nhwc=model.format == "onnx",
-        # TFLite int8 models get TFLM's integer arithmetic; ONNX QDQ keeps its float semantics.
+        # TFLite int8 models get TFLM's integer arithmetic, ONNX QDQ models onnxruntime's.
         integer=model.format == "tflite",
+        onnx_qdq=model.format == "onnx" and model.arithmetic == "int8",
     )
     try:
         return pipeline(model.mod)

@@ -7,7 +7,8 @@
  * output channel the kept filterlets are decoded into runs of consecutive kernel taps (a dense
  * row is one run; runs merge only when Cin is a multiple of the chunk), each run is one dot
  * product loop over its chunks into G accumulators, then bias, per-channel requantization
- * (TFLM double rounding), output offset, clamp.
+ * (TFLM double rounding, or ONNX float32 for records tagged DTMM_REQUANT_F32), output offset,
+ * clamp.
  *
  *   MVE (Helium):  chunk = 16 int8 per slot; per chunk 1 weight load + G x (VLDRB + VMLADAVA),
  *                  the weight load predicated (VCTP) on a partial chunk; offset folded into the
@@ -280,6 +281,11 @@ static inline void requant4(const int32_t *acc, int32_t nvalid, int32_t mult, in
 static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, int32_t mult,
                                  int32_t sh, int8_t *out, int32_t ps, int32_t out_offset,
                                  int32_t act_min, int32_t act_max) {
+  if (sh == DTMM_REQUANT_F32) { /* ONNX record: float32 scale (dtmm_requant_f32.h) */
+    for (int32_t s = 0; s < nvalid; ++s)
+      out[s * ps] = clamp_out(dtmm_requantize_f32(acc[s], mult) + out_offset, act_min, act_max);
+    return;
+  }
 #if defined(__ARM_FEATURE_MVE)
   if (mult != INT32_MIN) {
     for (int32_t s = 0; s < g && s < nvalid; s += 4)
