@@ -420,19 +420,22 @@ def _output_vars(func: relax.Function) -> set:
 
 def check_lowered(func: relax.Function) -> None:
     """Refuse a model whose graph still computes in float after the lowering (naming the op)."""
+    left = []
     for var, value in relax.analysis.get_var2val(func).items():
-        if "float" not in str(getattr(value.ty, "dtype", "")):
+        if "float" not in str(getattr(value.ty, "dtype", "")) or isinstance(value, relax.Var):
             continue
-        if isinstance(value, relax.Var):
+        if is_op(value, "relax.call_tir") and str(value.args[0].name_hint).startswith("dequantize_linear"):
             continue
-        if is_op(value, "relax.call_tir") and str(value.args[0].name_hint).startswith(("dequantize_linear", "conv2d_filterlet_f32")):
-            continue
+        left.append((var, value))
+    # Name the op that computes in float, not the dequantize that feeds it.
+    compute = [(v, e) for v, e in left if not is_op(e, "relax.dequantize") and not is_op(e, "relax.quantize")]
+    for var, value in (compute or left)[:1]:
         what = value.op.name if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) else type(value).__name__
         if is_op(value, "relax.call_tir"):
             what = f"call_tir {value.args[0].name_hint}"
         shape = [int(d) for d in value.ty.shape]
         raise UnsupportedOpError(
-            f"ONNX QDQ model: op '{what}' (binding '{var.name_hint}', {value.ty.dtype} {shape}) has no integer "
+            f"ONNX QDQ model: op '{what}' (binding '{var.name}', {value.ty.dtype} {shape}) has no integer "
             "lowering; supported QDQ ops: Conv (group 1 or depthwise), Gemm/MatMul, MaxPool, "
             "GlobalAveragePool, Flatten/Reshape, Softmax, QuantizeLinear of the input, DequantizeLinear of the output")
 
