@@ -167,3 +167,16 @@ def test_square_weights_and_depthwise_bit_exact(tmp_path):
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
     # A transposed square Gemm or 1x1 conv would compute something else entirely.
     assert np.abs(expected).max() > 0
+
+
+def test_inspect_reports_qdq_sparsity_like_the_tflite_model():
+    from dtmm_tvm.cli.inspect import conv_weights
+    from dtmm_tvm.sparsity import analyze_filterlets
+
+    onnx_layers = conv_weights(str(FMNIST / "fashion_cnn_filterlet_qdq_per_channel.onnx"))
+    tflite_layers = conv_weights(str(FMNIST / "fashion_cnn_filterlet_int8.tflite"))
+    assert list(onnx_layers) == ["conv1", "conv2", "conv3", "conv4"]
+    for onnx_w, tflite_w in zip(onnx_layers.values(), tflite_layers.values()):
+        assert onnx_w.shape == tflite_w.shape  # OHWI both
+        np.testing.assert_array_equal(~onnx_w.any(axis=3), ~tflite_w.any(axis=3))  # the same filterlets
+        assert analyze_filterlets(onnx_w).filterlet_sparsity > 0.5
