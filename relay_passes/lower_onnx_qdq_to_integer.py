@@ -46,16 +46,18 @@ from ._match import ValueResolver, const_value, drop_unreferenced_prim_funcs, dt
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
-ONNX_OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "max_pool2d", "global_avg_pool", "softmax",
-            "quantize_linear", "dequantize_linear")
+#: Activation types: uint8 (quantize_static's default QUInt8) runs as int8 with zero point - 128,
+#: which changes no result of any op here (onnxruntime itself converts int8 to uint8 on x86).
+ACTIVATION_OFFSET = {"int8": 0, "uint8": -128}
 
 
 def _qparams(expr):
-    """(scale float32, zero point int) of a per-tensor quantize/dequantize, else None."""
+    """(scale float32, int8 zero point) of a per-tensor int8/uint8 quantize/dequantize, else None."""
     scale, zero_point = scalar(expr.args[1]), scalar(expr.args[2])
-    if scale is None or zero_point is None or dtype_of(expr.args[2]) != "int8":
+    offset = ACTIVATION_OFFSET.get(dtype_of(expr.args[2]))
+    if scale is None or zero_point is None or offset is None:
         return None
-    return np.float32(scale), int(zero_point)
+    return np.float32(scale), int(zero_point) + offset
 
 
 def _params_json(params) -> dict:
@@ -71,7 +73,6 @@ class _Lowerer(PyExprMutator):
         self.resolve = None
         self.counters: dict[str, int] = {}
         self.nhwc: dict = {}  # original NCHW int8 Var -> emitted NHWC Var
-        self.lowered_vars: set = set()
 
     def rewrite(self, func: relax.Function) -> relax.Function:
         self.resolve = ValueResolver(func)
@@ -119,7 +120,7 @@ class _Lowerer(PyExprMutator):
     def _dequantized(self, expr):
         """(int8 Var, scale, zero point) of ``dequantize(int8 activation)``, else None."""
         expr_r = self.resolve(expr)
-        if not is_op(expr_r, "relax.dequantize") or dtype_of(expr_r.args[0]) != "int8":
+        if not is_op(expr_r, "relax.dequantize") or dtype_of(expr_r.args[0]) not in ACTIVATION_OFFSET:
             return None
         q = _qparams(expr_r)
         return None if q is None else (expr_r.args[0], *q)
@@ -133,15 +134,16 @@ class _Lowerer(PyExprMutator):
         if not is_const(data) or not is_const(expr.args[1]) or not is_const(expr.args[2]):
             return None
         zero_points = const_value(expr.args[2]).reshape(-1)
-        if np.any(zero_points != 0):
-            raise UnsupportedOpError("ONNX QDQ weights with a non-zero zero point (asymmetric weights) are not "
-                                     "supported; quantize with weight_type=QuantType.QInt8 (symmetric)")
+        if dtype_of(data) != "int8" or np.any(zero_points != 0):
+            raise UnsupportedOpError(f"ONNX QDQ weights must be int8 with zero point 0 (symmetric), got "
+                                     f"{dtype_of(data)} with zero points {sorted(set(zero_points.tolist()))[:4]}; "
+                                     "quantize with weight_type=QuantType.QInt8")
         return const_value(data), const_value(expr.args[1]).astype(np.float32).reshape(-1), int(expr.attrs.axis)
 
     # --- dispatch -------------------------------------------------------------------------
     def visit_call_(self, call):
         lowered = None
-        if is_op(call, "relax.quantize") and dtype_of(call) == "int8":
+        if is_op(call, "relax.quantize") and dtype_of(call) in ACTIVATION_OFFSET:
             lowered = self._lower_quantize(call)
         elif is_op(call, "relax.dequantize") and self.current_var in self.outputs:
             lowered = self._lower_output_dequantize(call)
@@ -151,7 +153,7 @@ class _Lowerer(PyExprMutator):
         from dtmm_tvm.ops.qlinear import dequantize_linear
 
         q = _qparams(dequantize)
-        if q is None or dtype_of(dequantize.args[0]) != "int8":
+        if q is None or dtype_of(dequantize.args[0]) not in ACTIVATION_OFFSET:
             return None
         shape = static_shape(dequantize)
         layer = {"input_shape": list(shape), "output_shape": list(shape)}

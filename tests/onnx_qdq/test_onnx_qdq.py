@@ -122,7 +122,7 @@ def test_c_float_requantization_matches_numpy(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def _square_model(path: Path) -> None:
+def _square_model(path: Path, activation_type: str = "QInt8") -> None:
     """QDQ per-channel: 1x1 conv 8->8 (Cin == Cout), depthwise 3x3, GAP, Gemm 8x8 (square), built
     with onnx.helper and quantized with quantize_static (7-bit weights: ORT exact on any host)."""
     import onnx
@@ -155,12 +155,15 @@ def _square_model(path: Path) -> None:
             return next(self.it, None)
 
     quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    reduce_range=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                    reduce_range=True, activation_type=getattr(QuantType, activation_type),
+                    weight_type=QuantType.QInt8)
 
 
-def test_square_weights_and_depthwise_bit_exact(tmp_path):
+# QUInt8 is quantize_static's default activation type: it runs as int8 with zero point - 128.
+@pytest.mark.parametrize("activation_type", ["QInt8", "QUInt8"])
+def test_square_weights_and_depthwise_bit_exact(tmp_path, activation_type):
     path = tmp_path / "square.onnx"
-    _square_model(path)
+    _square_model(path, activation_type)
     x = np.random.default_rng(5).uniform(-1, 1, (12, 1, 8, 6, 6)).astype(np.float32)
     expected = _onnxruntime(path, x)
     got = _host_run(path, "dense", x, tmp_path)
