@@ -67,6 +67,7 @@ def test_cortex_m4_bit_exact_with_onnxruntime_and_filterlet_kernels(tmp_path):
     assert len(convs) == 4
     assert all(layer["format"].startswith("filterlet") for layer in convs[1:])  # conv1: small-Cin rule
     assert all(layer["requantization"] == "onnx" for layer in convs)
+    assert [layer["model_layer"] for layer in convs] == ["conv1", "conv2", "conv3", "conv4"]  # ONNX node names
     x = _images(4, start=100)
     expected = _onnxruntime(model, x)
     result = run_artifact(tmp_path / "m.tar", "mps2-an386", x)
