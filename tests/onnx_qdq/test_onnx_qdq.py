@@ -184,3 +184,31 @@ def test_inspect_reports_qdq_sparsity_like_the_tflite_model():
         assert onnx_w.shape == tflite_w.shape  # OHWI both
         np.testing.assert_array_equal(~onnx_w.any(axis=3), ~tflite_w.any(axis=3))  # the same filterlets
         assert analyze_filterlets(onnx_w).filterlet_sparsity > 0.5
+
+
+def test_tir_kernels_with_onnx_records_match_the_reference():
+    """The plain TIR kernels (non-C targets) requantize ONNX records like the numpy reference."""
+    import tvm
+
+    from dtmm_tvm.ops.conv2d import conv2d_int8
+    from dtmm_tvm.ops.fully_connected import fully_connected_int8
+    from dtmm_tvm.quant.conv import Conv2DParams, FullyConnectedParams, conv2d, fully_connected
+    from dtmm_tvm.quant.onnx import output_scales, requant_records
+
+    rng = np.random.default_rng(11)
+    build = lambda f: tvm.compile(tvm.IRModule({"main": f}), target="llvm")["main"]  # noqa: E731
+    conv = Conv2DParams((1, 5, 5, 6), (6, 3, 3, 6), padding=(1, 1, 1, 1), input_zero_point=-3,
+                        output_zero_point=5, requantization="onnx")
+    fc = FullyConnectedParams((2, 6), (6, 6), input_zero_point=4, output_zero_point=-9, requantization="onnx")
+    for params, builder, reference, w_shape in [(conv, conv2d_int8, conv2d, conv.weight_shape),
+                                                (fc, fully_connected_int8, fully_connected, fc.weight_shape)]:
+        x = rng.integers(-128, 128, params.input_shape, dtype=np.int8)
+        w = rng.integers(-127, 128, w_shape, dtype=np.int8)
+        bias = rng.integers(-2000, 2000, w_shape[0]).astype(np.int32)
+        mult, shift = requant_records(output_scales(0.02, rng.uniform(0.001, 0.01, w_shape[0]), 0.05))
+        out = np.zeros(params.output_shape, np.int8)
+        args = [tvm.runtime.tensor(a) for a in (x, w, bias, mult, shift, out)]
+        build(builder(params))(*args)
+        expected = reference(x, w, bias, mult, shift, params)
+        np.testing.assert_array_equal(args[-1].numpy(), expected)
+        assert len(np.unique(expected)) > 5
