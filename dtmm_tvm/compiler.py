@@ -27,8 +27,9 @@ def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None
         sparse=sparse,
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
         layout_nhwc=model.format == "onnx",
-        # TFLite int8 models get TFLM's integer arithmetic; ONNX QDQ keeps its float semantics.
+        # TFLite int8 models get TFLM's integer arithmetic, ONNX QDQ models onnxruntime's.
         integer=model.format == "tflite",
+        onnx_qdq=model.format == "onnx" and model.arithmetic == "int8",
     )
     try:
         return pipeline(model.mod)
@@ -36,9 +37,29 @@ def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None
         raise type(err)(f"{model.path}: {err}") from None
 
 
+def _onnx_layer_names(model: LoadedModel) -> dict[str, list[str]]:
+    """ONNX node names per lowered op kind, in graph order (QDQ models: every such node is lowered)."""
+    import onnx
+
+    names: dict[str, list[str]] = {}
+    kinds = {"Gemm": "fully_connected", "MatMul": "fully_connected", "MaxPool": "max_pool2d",
+             "GlobalAveragePool": "global_avg_pool", "Softmax": "softmax"}
+    for node in onnx.load_from_string(model.raw).graph.node:
+        kind = kinds.get(node.op_type)
+        if node.op_type == "Conv":
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            kind = "conv2d" if group == 1 else "depthwise_conv2d"
+        if kind is not None:
+            names.setdefault(kind, []).append(node.name or node.output[0])
+    return names
+
+
 def _name_layers(model: LoadedModel, metadata: dict) -> None:
-    """Attach the TFLite tensor names to the pipeline's layers, matched per op kind in order."""
+    """Attach the TFLite tensor names (ONNX QDQ: node names) to the pipeline's layers, matched per
+    op kind in order."""
     if model.tflite is None:
+        if model.format == "onnx" and model.arithmetic == "int8":
+            _attach_names(_onnx_layer_names(model), metadata)
         return
     kinds = {"CONV_2D": "conv2d", "DEPTHWISE_CONV_2D": "depthwise_conv2d", "FULLY_CONNECTED": "fully_connected",
              "ADD": "add", "MEAN": "mean", "SOFTMAX": "softmax", "AVERAGE_POOL_2D": "avg_pool2d",
@@ -49,6 +70,10 @@ def _name_layers(model: LoadedModel, metadata: dict) -> None:
     for op in model.tflite.operators:
         if op.opcode in kinds:
             names.setdefault(kinds[op.opcode], []).append(model.tflite.layer_name(op))
+    _attach_names(names, metadata)
+
+
+def _attach_names(names: dict[str, list[str]], metadata: dict) -> None:
     for layer in metadata.get("layers", []):
         op, _, index = layer.get("name", "").rpartition("_")
         candidates = names.get(layer.get("op"), [])

@@ -10,7 +10,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from relay_passes import DEFAULT_THRESHOLD, CheckIntegerOnly, DropZeroFilters, FilterletSparseConv, LowerQDQToInteger
+from relay_passes import (DEFAULT_THRESHOLD, CheckIntegerOnly, DropZeroFilters, FilterletSparseConv,
+                          LowerONNXQDQToInteger, LowerQDQToInteger)
 
 
 def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, integer: bool = True) -> list[tvm.transform.Pass]:
@@ -29,8 +30,18 @@ def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, integ
     return passes
 
 
+def onnx_qdq_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD) -> list[tvm.transform.Pass]:
+    """DTMM's graph passes for an ONNX QDQ int8 model (NCHW as imported): lowered to the integer
+    kernels with onnxruntime's float32 requantization, then the filterlet rewrite."""
+    passes = [LowerONNXQDQToInteger()]
+    if sparse:
+        passes += [DropZeroFilters(), FilterletSparseConv(threshold)]
+    return passes
+
+
 def dtmm_pipeline(
-    sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, layout_nhwc: bool = False, integer: bool = True
+    sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, layout_nhwc: bool = False, integer: bool = True,
+    onnx_qdq: bool = False,
 ) -> tvm.transform.Pass:
     """The whole Relax pipeline, ending in straight-line Relax over PrimFuncs.
 
@@ -44,12 +55,18 @@ def dtmm_pipeline(
         Convert NCHW convs (ONNX models) to NHWC/OHWI first, so filterlets are contiguous.
     integer
         Lower int8 quantize/dequantize chains to TFLite's integer arithmetic (TFLite models).
+    onnx_qdq
+        An ONNX QDQ int8 model: :func:`onnx_qdq_passes` (ONNX Runtime's numerics) instead of
+        ``integer`` and ``layout_nhwc`` (the lowering writes NHWC kernels itself).
     """
     passes = []
-    if layout_nhwc:
+    if onnx_qdq:
+        passes += onnx_qdq_passes(sparse, threshold)
+    elif layout_nhwc:
         passes.append(relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}))
         passes.append(relax.transform.Normalize())
-    passes += dtmm_passes(sparse, threshold, integer)
+    if not onnx_qdq:
+        passes += dtmm_passes(sparse, threshold, integer)
     passes += [
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),

@@ -9,6 +9,8 @@ pipeline ``"dtmm"`` (see :mod:`dtmm_tvm.pipeline`) strings them together.
 from .check_integer_only import CheckIntegerOnly
 from .drop_zero_filters import DropZeroFilters
 from .filterlet_sparse_conv import DEFAULT_THRESHOLD, FilterletSparseConv
+from .lower_onnx_qdq_to_integer import LowerONNXQDQToInteger
 from .lower_qdq_to_integer import LowerQDQToInteger
 
-__all__ = ["CheckIntegerOnly", "DropZeroFilters", "DEFAULT_THRESHOLD", "FilterletSparseConv", "LowerQDQToInteger"]
+__all__ = ["CheckIntegerOnly", "DropZeroFilters", "DEFAULT_THRESHOLD", "FilterletSparseConv", "LowerONNXQDQToInteger",
+           "LowerQDQToInteger"]

@@ -9,7 +9,9 @@ filterlet-sparse PrimFunc carrying values, offsets and row pointers as constants
 Convs recognised:
 - integer convs produced by :class:`LowerQDQToInteger` (int8 models; outputs stay TFLM-exact);
 - float ``relax.nn.conv2d`` in NHWC with a constant (or ``dequantize``-of-constant) HWIO or OHWI
-  kernel (float models, or a user pipeline that keeps QDQ as float). Sums run in the dense
+  kernel, also through ``permute_dims`` of the constant (ONNX models after ConvertLayout to
+  NHWC/OHWI; the transpose's axes are applied to the values), for float models or a user
+  pipeline that keeps QDQ as float. Sums run in the dense
   kernel's (kh, kw, ci) order, so skipping zeros does not change float results.
 """
 
@@ -143,6 +145,14 @@ class _Rewriter(PyExprMutator):
 
     def _float_constant(self, expr):
         expr = self.resolve(expr)
+        if is_op(expr, "relax.permute_dims"):
+            # ConvertLayout (ONNX OIHW -> OHWI) transposes the constant in the graph: apply the
+            # op's own axes to the values, so the layout comes from the IR, never from shapes.
+            inner = self._float_constant(expr.args[0])
+            if inner is None:
+                return None
+            axes = [int(a) for a in expr.attrs.axes] if expr.attrs.axes is not None else None
+            return np.ascontiguousarray(np.transpose(inner, axes))
         if is_const(expr) and "float" in dtype_of(expr):
             return const_value(expr)
         if is_op(expr, "relax.dequantize"):

@@ -30,9 +30,16 @@ def conv_weights(model_path: str) -> dict[str, np.ndarray]:
 
         graph = onnx.load_from_string(model.raw).graph
         inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        producers = {out: node for node in graph.node for out in node.output}
         for node in graph.node:
-            if node.op_type == "Conv" and node.input[1] in inits:
-                weights[node.name or node.output[0]] = inits[node.input[1]].transpose(0, 2, 3, 1)  # OIHW -> OHWI
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            if node.op_type != "Conv" or group != 1:
+                continue
+            name = node.input[1]
+            if name not in inits and name in producers and producers[name].op_type == "DequantizeLinear":
+                name = producers[name].input[0]  # QDQ model: the int8 weights (zeros stay zeros)
+            if name in inits:
+                weights[node.name or node.output[0]] = inits[name].transpose(0, 2, 3, 1)  # OIHW -> OHWI
     return weights
 
 

@@ -160,11 +160,12 @@ def _load_onnx(path: Path, raw: bytes) -> LoadedModel:
         mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs}, keep_params_in_input=False)
     except Exception as err:
         raise _importer_error(path, err) from None
-    loaded = LoadedModel(path, "onnx", "float32", mod, inputs, outputs, raw)
+    # A QDQ model computes in int8 with onnxruntime's float32 requantization (see
+    # relay_passes/lower_onnx_qdq_to_integer.py); its inputs and outputs stay float.
+    loaded = LoadedModel(path, "onnx", "int8" if quantized else "float32", mod, inputs, outputs, raw)
     if quantized:
-        # TVM imports ONNX QDQ as float quantize/dequantize; it compiles with ONNX's float
-        # requantization semantics (round half to even), not TFLite's integer pipeline.
-        loaded.notes.append("ONNX QDQ model: compiled with float quantize/dequantize (ONNX semantics)")
+        loaded.notes.append("ONNX QDQ model: int8 kernels with onnxruntime's requantization (float32 scale, "
+                            "round half to even); float input quantized and output dequantized as onnxruntime does")
     return loaded
 
 

@@ -7,7 +7,8 @@
  * output channel the kept filterlets are decoded into runs of consecutive kernel taps (a dense
  * row is one run; runs merge only when Cin is a multiple of the chunk), each run is one dot
  * product loop over its chunks into G accumulators, then bias, per-channel requantization
- * (TFLM double rounding), output offset, clamp.
+ * (TFLM double rounding, or ONNX float32 for records tagged DTMM_REQUANT_F32), output offset,
+ * clamp.
  *
  *   MVE (Helium):  chunk = 16 int8 per slot; per chunk 1 weight load + G x (VLDRB + VMLADAVA),
  *                  the weight load predicated (VCTP) on a partial chunk; offset folded into the
@@ -275,11 +276,36 @@ static inline void requant4(const int32_t *acc, int32_t nvalid, int32_t mult, in
   const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)ps);
   vstrbq_scatter_offset_p_s32(out, offs, v, vctp32q((uint32_t)nvalid));
 }
+#if (__ARM_FEATURE_MVE & 2)
+/* ONNX record on 4 lanes with MVE floating point: the same single-rounding steps as
+ * dtmm_requantize_f32 (convert, multiply, clamp to +-65536, round via + 1.5 * 2^23). */
+static inline void requant4_f32(const int32_t *acc, int32_t nvalid, int32_t scale_bits, int8_t *out,
+                                int32_t ps, int32_t out_offset, int32_t act_min, int32_t act_max) {
+  float32x4_t f = vmulq_n_f32(vcvtq_f32_s32(vldrwq_s32(acc)), dtmm_f32_from_bits(scale_bits));
+  f = vmaxnmq_f32(vminnmq_f32(f, vdupq_n_f32(65536.0f)), vdupq_n_f32(-65536.0f));
+  f = vaddq_n_f32(f, 12582912.0f);
+  int32x4_t v = vsubq_n_s32(vreinterpretq_s32_f32(f), 0x4B400000);
+  v = vaddq_n_s32(v, out_offset);
+  v = vmaxq_s32(vminq_s32(v, vdupq_n_s32(act_max)), vdupq_n_s32(act_min));
+  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)ps);
+  vstrbq_scatter_offset_p_s32(out, offs, v, vctp32q((uint32_t)nvalid));
+}
+#endif
 #endif
 
 static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, int32_t mult,
                                  int32_t sh, int8_t *out, int32_t ps, int32_t out_offset,
                                  int32_t act_min, int32_t act_max) {
+  if (sh == DTMM_REQUANT_F32) { /* ONNX record: float32 scale (dtmm_requant_f32.h) */
+#if defined(DTMM_ISA_MVE) && (__ARM_FEATURE_MVE & 2)
+    for (int32_t s = 0; s < g && s < nvalid; s += 4)
+      requant4_f32(acc + s, nvalid - s, mult, out + s * ps, ps, out_offset, act_min, act_max);
+    return;
+#endif
+    for (int32_t s = 0; s < nvalid; ++s)
+      out[s * ps] = clamp_out(dtmm_requantize_f32(acc[s], mult) + out_offset, act_min, act_max);
+    return;
+  }
 #if defined(DTMM_ISA_MVE)
   if (mult != INT32_MIN) {
     for (int32_t s = 0; s < g && s < nvalid; s += 4)

@@ -22,6 +22,11 @@
 #include <arm_acle.h>
 #define DTMM_DW_DSP 1
 #endif
+#if defined(DTMM_DW_MVE)
+#define DW_VECTOR_REQUANT 1
+#else
+#define DW_VECTOR_REQUANT 0
+#endif
 
 /* Exported API. Not declared in a header on purpose (see dtmm_kernels_dwfc.h): these are the
  * exact prototypes TVM's CodeGenC emits for the T.call_extern in dtmm_tvm/ops. */
@@ -316,7 +321,9 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
                         taps[t++] = (uint32_t)ix < (uint32_t)in_w ? row + ix * in_c : pad;
                     }
                 }
-                if (ch_mult == 1) {
+                /* the MVE pixel requantizes 4 channels at a time as TFLite records; ONNX float32
+                 * records (dtmm_requant_f32.h) take the scalar pixel */
+                if (ch_mult == 1 && !(DW_VECTOR_REQUANT && shift[0] == DTMM_REQUANT_F32)) {
                     dw_pixel_m1(taps, ntaps, weight, bias, mult, shift, output, in_c, output_zp, act_min, act_max,
                                 channel_block);
                 } else {

@@ -11,6 +11,7 @@
 #define DTMM_KERNELS_H_
 
 #include <stdint.h>
+#include "dtmm_requant_f32.h"
 
 #include "dtmm_kernels_isa.h" /* DTMM_ISA_MVE / DTMM_ISA_DSP / DTMM_ISA_PORTABLE */
 
@@ -35,8 +36,10 @@ static inline int32_t dtmm_rdbp(int32_t x, int32_t exponent) {
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* MultiplyByQuantizedMultiplier(acc, mult, shift) of TFLM. */
+/* MultiplyByQuantizedMultiplier(acc, mult, shift) of TFLM; an ONNX record (shift ==
+ * DTMM_REQUANT_F32, see dtmm_requant_f32.h) is requantized in float32 instead. */
 static inline int32_t dtmm_requantize(int32_t acc, int32_t mult, int32_t shift) {
+  if (shift == DTMM_REQUANT_F32) return dtmm_requantize_f32(acc, mult);
   const int32_t left = shift > 0 ? shift : 0;
   const int32_t right = shift > 0 ? 0 : -shift;
   return dtmm_rdbp(dtmm_srdhm((int32_t)((uint32_t)acc << left), mult), right);
@@ -111,6 +114,19 @@ void dtmm_add_s8(int8_t* input1, int8_t* input2, int8_t* output, int32_t size, i
                  int32_t input1_multiplier, int32_t input1_shift, int32_t input2_offset, int32_t input2_multiplier,
                  int32_t input2_shift, int32_t output_offset, int32_t output_multiplier, int32_t output_shift,
                  int32_t left_shift, int32_t act_min, int32_t act_max);
+
+/* ---- ONNX QDQ models: onnxruntime's QuantizeLinear / DequantizeLinear / QLinearGlobalAveragePool /
+ * QLinearSoftmax (float32 on the FPU, see dtmm_requant_f32.h), owner: ONNX lowering
+ * (relay_passes/lower_onnx_qdq_to_integer.py, dtmm_tvm/ops/qlinear.py). Float parameters come as
+ * 1-element (or table) constant arrays so their bits are exact. */
+void dtmm_quantize_linear_s8(float *input, float *scale, int8_t *output, int32_t size, int32_t zero_point);
+void dtmm_dequantize_linear_s8(int8_t *input, float *scale, float *output, int32_t size, int32_t zero_point);
+int32_t dtmm_qlinear_global_avg_pool_s8_get_buffer_size(int32_t channels);
+void dtmm_qlinear_global_avg_pool_s8(int8_t *input, float *scale, int8_t *output, int32_t *scratch,
+                                     int32_t batches, int32_t image_size, int32_t channels,
+                                     int32_t input_zp, int32_t output_zp);
+void dtmm_qlinear_softmax_s8(int8_t *input, float *table, float *y_scale_inv, int8_t *output, int32_t rows,
+                             int32_t depth, int32_t output_zp);
 
 #ifdef __cplusplus
 }

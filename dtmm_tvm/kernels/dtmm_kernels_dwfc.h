@@ -22,6 +22,7 @@
 #define DTMM_KERNELS_DWFC_H_
 
 #include <stdint.h>
+#include "dtmm_requant_f32.h"
 
 #include "dtmm_kernels_isa.h" /* DTMM_ISA_MVE / DTMM_ISA_DSP / DTMM_ISA_PORTABLE */
 
@@ -37,6 +38,8 @@ extern "C" {
  *    round half away from zero, no overflow since |h| <= 2^31 - 2. */
 static inline int32_t dtmm_dwfc_requantize(int32_t acc, int32_t multiplier, int32_t shift)
 {
+    if (shift == DTMM_REQUANT_F32) /* an ONNX record: float32 scale (dtmm_requant_f32.h) */
+        return dtmm_requantize_f32(acc, multiplier);
     if (shift < 0) { /* the usual case: scale < 1 */
         const int64_t ab = (int64_t)acc * multiplier + ((int64_t)1 << 30);
         const int32_t high = (int32_t)(ab >> 31);

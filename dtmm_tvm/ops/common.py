@@ -70,6 +70,22 @@ def requantize_store(out, index, total, mult, shift, out_zp, act_min, act_max):
     out[index] = T.Cast("int8", T.max(T.min(rq_scaled, act_max), act_min))
 
 
+@T.macro
+def requantize_store_f32(out, index, total, mult, shift, out_zp, act_min, act_max):
+    """``requantize_store`` for ONNX float32 records (``mult`` holds a float32 scale's bits):
+    ``out[index] = clamp(RoundHalfToEven(float(total) * scale) + out_zp)``, onnxruntime's
+    MlasRequantizeOutput (see :mod:`dtmm_tvm.quant.onnx`); ``shift`` carries only the tag."""
+    rq_value: T.let = T.Cast("float32", total) * T.reinterpret("float32", mult)
+    rq_clamped: T.let = T.max(T.min(rq_value, T.float32(65536)), T.float32(-65536))
+    rq_scaled: T.let = T.Cast("int32", T.nearbyint(rq_clamped)) + out_zp
+    out[index] = T.Cast("int8", T.max(T.min(rq_scaled, act_max), act_min))
+
+
+def requantize_macro(params):
+    """The requantize-and-store macro of a layer's requantization mode (``params.requantization``)."""
+    return requantize_store_f32 if getattr(params, "requantization", "tflite") == "onnx" else requantize_store
+
+
 def with_attrs(func: tirx.PrimFunc, op_name: str) -> tirx.PrimFunc:
     """Attach ``{"dtmm.op": op_name, "op_pattern": 8}`` to a freshly parsed kernel."""
     return func.with_attr({"dtmm.op": op_name, "op_pattern": OPAQUE})

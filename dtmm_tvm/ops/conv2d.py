@@ -12,7 +12,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from ..quant.conv import Conv2DParams
-from .common import requantize_store, tap_in_bounds, with_attrs
+from .common import requantize_macro, tap_in_bounds, with_attrs
 
 
 def conv2d_int8(params: Conv2DParams, *, target=None, schedule=None) -> tirx.PrimFunc:
@@ -61,6 +61,7 @@ def conv2d_int8(params: Conv2DParams, *, target=None, schedule=None) -> tirx.Pri
     out_zp, act_min, act_max = params.output_zero_point, params.act_min, params.act_max
     x_shape, w_shape, o_shape = params.input_shape, params.weight_shape, params.output_shape
 
+    requantize_store_of_layer = requantize_macro(params)  # TFLite or ONNX records
     @T.prim_func
     def conv2d(
         x: T.Buffer(x_shape, "int8"),
@@ -81,6 +82,6 @@ def conv2d_int8(params: Conv2DParams, *, target=None, schedule=None) -> tirx.Pri
                         acc[0] = acc[0] + (T.Cast("int32", x[n, ih, iw, ci]) + input_offset) * T.Cast(
                             "int32", w[o, kh, kw, ci]
                         )
-            requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+            requantize_store_of_layer(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
 
     return with_attrs(conv2d, "conv2d")

@@ -22,7 +22,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from ..quant.conv import Conv2DParams
-from .common import requantize_store, tap_in_bounds, with_attrs
+from .common import requantize_macro, tap_in_bounds, with_attrs
 
 
 def _check(params: Conv2DParams, kept_filterlets: int) -> None:
@@ -116,6 +116,7 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
     kept = kept_filterlets
     accumulate = _accumulate_tap(params)
 
+    requantize_store_of_layer = requantize_macro(params)  # TFLite or ONNX records
     @T.prim_func
     def conv2d_filterlet(
         x: T.Buffer(x_shape, "int8"),
@@ -134,7 +135,7 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
             for j in range(T.Cast("int32", row_ptr[o]), T.Cast("int32", row_ptr[o + 1])):
                 # col_idx = (kh*KW + kw)*Cin >= 0, so truncating division is exact and cheap in C.
                 accumulate(acc, x, values, n, oh, ow, T.truncdiv(T.Cast("int32", col_idx[j]), cin), j)
-            requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+            requantize_store_of_layer(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
 
     return with_attrs(conv2d_filterlet, "conv2d_filterlet")
 
@@ -151,6 +152,7 @@ def _plain_indexed(params: Conv2DParams, kept: int, fmt: str) -> tirx.PrimFunc:
     mask_bytes = (cout * kk + 7) // 8 + 3
     accumulate = _accumulate_tap(params)
 
+    requantize_store_of_layer = requantize_macro(params)  # TFLite or ONNX records
     @T.prim_func
     def conv2d_filterlet_u8(
         x: T.Buffer(x_shape, "int8"),
@@ -172,8 +174,9 @@ def _plain_indexed(params: Conv2DParams, kept: int, fmt: str) -> tirx.PrimFunc:
                     j: T.let = start[0] + jj
                     accumulate(acc, x, values, n, oh, ow, T.Cast("int32", taps[j]), j)
                 start[0] = start[0] + T.Cast("int32", counts[o])
-                requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+                requantize_store_of_layer(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
 
+    requantize_store_of_layer = requantize_macro(params)  # TFLite or ONNX records
     @T.prim_func
     def conv2d_filterlet_bitmask(
         x: T.Buffer(x_shape, "int8"),
@@ -196,7 +199,7 @@ def _plain_indexed(params: Conv2DParams, kept: int, fmt: str) -> tirx.PrimFunc:
                                                    T.bitwise_and(bit, 7)), 1) != 0:
                         accumulate(acc, x, values, n, oh, ow, tap, j[0])
                         j[0] = j[0] + 1
-                requantize_store(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+                requantize_store_of_layer(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
 
     func = conv2d_filterlet_u8 if fmt == "filterlet_u8" else conv2d_filterlet_bitmask
     return with_attrs(func, "conv2d_filterlet")

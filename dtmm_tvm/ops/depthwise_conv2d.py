@@ -27,7 +27,7 @@ from tvm.script import tirx as T
 
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
-from .common import BIAS_ATTR, FOLDED, requantize_store, tap_in_bounds, with_attrs
+from .common import BIAS_ATTR, FOLDED, requantize_macro, tap_in_bounds, with_attrs
 
 __all__ = ["DepthwiseSchedule", "default_schedule", "schedule_space", "scratch_bytes", "fold_bias",
            "depthwise_conv2d_int8", "C_KERNEL"]
@@ -192,6 +192,7 @@ def _depthwise_tir(params: Conv2DParams) -> tirx.PrimFunc:
     out_zp, act_min, act_max = params.output_zero_point, params.act_min, params.act_max
     x_shape, w_shape, o_shape = params.input_shape, params.weight_shape, params.output_shape
 
+    requantize_store_of_layer = requantize_macro(params)  # TFLite or ONNX records
     @T.prim_func
     def depthwise_conv2d(
         x: T.Buffer(x_shape, "int8"),
@@ -212,6 +213,6 @@ def _depthwise_tir(params: Conv2DParams) -> tirx.PrimFunc:
                     acc[0] = acc[0] + (T.Cast("int32", x[n, ih, iw, c]) + input_offset) * T.Cast(
                         "int32", w[0, kh, kw, oc]
                     )
-            requantize_store(out, (n, oh, ow, oc), acc[0] + bias[oc], mult[oc], shift[oc], out_zp, act_min, act_max)
+            requantize_store_of_layer(out, (n, oh, ow, oc), acc[0] + bias[oc], mult[oc], shift[oc], out_zp, act_min, act_max)
 
     return with_attrs(depthwise_conv2d, "depthwise_conv2d")

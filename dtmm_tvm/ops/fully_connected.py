@@ -28,7 +28,7 @@ from tvm.script import tirx as T
 
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import FullyConnectedParams
-from .common import BIAS_ATTR, FOLDED, requantize_store, with_attrs
+from .common import BIAS_ATTR, FOLDED, requantize_macro, with_attrs
 
 __all__ = ["FullyConnectedSchedule", "default_schedule", "schedule_space", "scratch_bytes", "fold_bias",
            "fully_connected_int8", "C_KERNEL"]
@@ -170,6 +170,7 @@ def _fully_connected_tir(params: FullyConnectedParams) -> tirx.PrimFunc:
         widened = tirx.Cast("int32", value)
         return widened + weights_offset if weights_offset else widened
 
+    requantize_store_of_layer = requantize_macro(params)  # TFLite or ONNX records
     @T.prim_func
     def fully_connected(
         x: T.Buffer((n_size, k_size), "int8"),
@@ -184,6 +185,6 @@ def _fully_connected_tir(params: FullyConnectedParams) -> tirx.PrimFunc:
             acc[0] = 0
             for k in range(k_size):
                 acc[0] = acc[0] + (T.Cast("int32", x[n, k]) + input_offset) * weight(w[o, k])
-            requantize_store(out, (n, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+            requantize_store_of_layer(out, (n, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
 
     return with_attrs(fully_connected, "fully_connected")

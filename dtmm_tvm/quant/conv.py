@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ModelError, UnsupportedOpError
-from .fixed_point import activation_range, quantize_multiplier, requantize
+from .fixed_point import activation_range, quantize_multiplier
+from .onnx import requantize_records
 
 INT8_MIN = -128
 INT8_MAX = 127
@@ -32,6 +33,13 @@ INT8_MAX = 127
 # --------------------------------------------------------------------------------------------
 # Layer parameters
 # --------------------------------------------------------------------------------------------
+
+
+def _check_requantization(mode: str) -> None:
+    from .onnx import REQUANTIZATION_MODES
+
+    if mode not in REQUANTIZATION_MODES:
+        raise ValueError(f"requantization must be one of {REQUANTIZATION_MODES}, got {mode!r}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,11 @@ class Conv2DParams:
         Depthwise only: output channels per input channel.
     depthwise
         True for DEPTHWISE_CONV_2D (selects the weight layout above).
+    requantization
+        ``"tflite"``: TFLM's fixed-point multiplier + shift (double rounding); ``"onnx"``:
+        onnxruntime's float32 scale multiply with round half to even
+        (:mod:`dtmm_tvm.quant.onnx`). Decides how the per-channel ``(mult, shift)`` records are
+        built and read (float32 records carry the tag :data:`~dtmm_tvm.quant.onnx.REQUANT_F32_TAG`).
     """
 
     input_shape: tuple[int, int, int, int]
@@ -72,8 +85,10 @@ class Conv2DParams:
     act_max: int = INT8_MAX
     depth_multiplier: int = 1
     depthwise: bool = False
+    requantization: str = "tflite"
 
     def __post_init__(self):
+        _check_requantization(self.requantization)
         # Normalize to plain int tuples so params built from numpy values hash and compare equal.
         for name in ("input_shape", "weight_shape", "strides", "padding", "dilation"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
@@ -148,6 +163,8 @@ class FullyConnectedParams:
         Output clamp in the quantized domain.
     weight_zero_point
         Always 0 for TFLite int8 (symmetric weights); kept for TFLM's ``weights_offset`` term.
+    requantization
+        ``"tflite"`` or ``"onnx"``, as for :class:`Conv2DParams`.
     """
 
     input_shape: tuple[int, int]
@@ -157,8 +174,10 @@ class FullyConnectedParams:
     act_min: int = INT8_MIN
     act_max: int = INT8_MAX
     weight_zero_point: int = 0
+    requantization: str = "tflite"
 
     def __post_init__(self):
+        _check_requantization(self.requantization)
         for name in ("input_shape", "weight_shape"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         for name in ("input_zero_point", "output_zero_point", "act_min", "act_max", "weight_zero_point"):
@@ -306,8 +325,8 @@ def conv2d(x, w_ohwi, bias_i32, mult, shift, params: Conv2DParams) -> np.ndarray
     for kh, kw, window in _taps(x.astype(np.int64) - params.input_zero_point, params):
         acc += window @ w[:, kh, kw, :].T
     acc = _wrap_int32(acc + _bias(bias_i32, cout))
-    return requantize(acc, _per_channel(mult, cout, np.int32), _per_channel(shift, cout, np.int32),
-                      params.output_zero_point, params.act_min, params.act_max)
+    return requantize_records(acc, _per_channel(mult, cout, np.int32), _per_channel(shift, cout, np.int32),
+                              params.output_zero_point, params.act_min, params.act_max)
 
 
 def conv2d_float32(x, w_ohwi, params: Conv2DParams) -> np.ndarray:
@@ -351,8 +370,8 @@ def depthwise_conv2d(x, w, bias_i32, mult, shift, params: Conv2DParams) -> np.nd
     for kh, kw, window in _taps(x.astype(np.int64) - params.input_zero_point, params):
         acc += np.repeat(window, params.depth_multiplier, axis=3) * w[kh, kw]
     acc = _wrap_int32(acc + _bias(bias_i32, cout))
-    return requantize(acc, _per_channel(mult, cout, np.int32), _per_channel(shift, cout, np.int32),
-                      params.output_zero_point, params.act_min, params.act_max)
+    return requantize_records(acc, _per_channel(mult, cout, np.int32), _per_channel(shift, cout, np.int32),
+                              params.output_zero_point, params.act_min, params.act_max)
 
 
 def fully_connected(x, w, bias_i32, mult, shift, params: FullyConnectedParams) -> np.ndarray:
@@ -375,8 +394,8 @@ def fully_connected(x, w, bias_i32, mult, shift, params: FullyConnectedParams) -
     w = np.asarray(w).reshape(params.weight_shape).astype(np.int64) - params.weight_zero_point
     o = params.weight_shape[0]
     acc = _wrap_int32(x @ w.T + _bias(bias_i32, o))
-    return requantize(acc, _per_channel(mult, o, np.int32), _per_channel(shift, o, np.int32),
-                      params.output_zero_point, params.act_min, params.act_max)
+    return requantize_records(acc, _per_channel(mult, o, np.int32), _per_channel(shift, o, np.int32),
+                              params.output_zero_point, params.act_min, params.act_max)
 
 
 # --------------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ def _jsonable(value):
 def params_json(params) -> dict:
     """The static parameters of a layer as plain JSON (a dataclass or an already-parsed dict)."""
     raw = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params)
+    if raw.get("requantization") == "tflite":
+        del raw["requantization"]  # the default: keys of TFLite layers stay what they were
     return _jsonable(raw)
 
 

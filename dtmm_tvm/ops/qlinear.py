@@ -1,0 +1,78 @@
+"""ONNX QDQ operators with no TFLite twin, as TIR kernels calling C micro-kernels.
+
+onnxruntime's QuantizeLinear (model input), DequantizeLinear (model output),
+QLinearGlobalAveragePool and QLinearSoftmax: semantics in :mod:`dtmm_tvm.quant.onnx`, C in
+``dtmm_tvm/kernels/dtmm_{quantize_linear,dequantize_linear,qlinear_global_avg_pool,
+qlinear_softmax}_s8.c``. Float parameters (scales, the softmax table) are kernel arguments backed
+by float32 constants, so their bits reach the C exactly. Conv, depthwise and Gemm/MatMul reuse
+the int8 kernels of :mod:`dtmm_tvm.ops` with ``requantization="onnx"`` records.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+from ..kernels import with_c_kernels
+from .common import with_attrs
+
+
+def quantize_linear(shape, zero_point: int) -> tirx.PrimFunc:
+    """``f(x: float32[shape], scale: float32[1], out: int8[shape])``: QuantizeLinear."""
+    shape = tuple(int(d) for d in shape)
+    size = math.prod(shape)
+
+    @T.prim_func
+    def quantize_linear_s8(x: T.Buffer(shape, "float32"), scale: T.Buffer((1,), "float32"),
+                           out: T.Buffer(shape, "int8")):
+        T.evaluate(T.call_extern("void", "dtmm_quantize_linear_s8", x.data, scale.data, out.data, size, zero_point))
+
+    return with_c_kernels(with_attrs(quantize_linear_s8, "quantize_linear"), ["dtmm_quantize_linear_s8"])
+
+
+def dequantize_linear(shape, zero_point: int) -> tirx.PrimFunc:
+    """``f(x: int8[shape], scale: float32[1], out: float32[shape])``: DequantizeLinear."""
+    shape = tuple(int(d) for d in shape)
+    size = math.prod(shape)
+
+    @T.prim_func
+    def dequantize_linear_s8(x: T.Buffer(shape, "int8"), scale: T.Buffer((1,), "float32"),
+                             out: T.Buffer(shape, "float32")):
+        T.evaluate(T.call_extern("void", "dtmm_dequantize_linear_s8", x.data, scale.data, out.data, size, zero_point))
+
+    return with_c_kernels(with_attrs(dequantize_linear_s8, "dequantize_linear"), ["dtmm_dequantize_linear_s8"])
+
+
+def global_avg_pool(input_shape, input_zp: int, output_zp: int) -> tirx.PrimFunc:
+    """``f(x: int8[N, H, W, C], scale: float32[1], out: int8[N, 1, 1, C])``: QLinearGlobalAveragePool
+    (NHWC), ``scale`` from :func:`dtmm_tvm.quant.onnx.global_avg_pool_scale`."""
+    n, h, w, c = (int(d) for d in input_shape)
+    out_shape = (n, 1, 1, c)
+
+    @T.prim_func
+    def qlinear_global_avg_pool(x: T.Buffer((n, h, w, c), "int8"), scale: T.Buffer((1,), "float32"),
+                                out: T.Buffer(out_shape, "int8")):
+        sums = T.decl_buffer((c,), "int32", scope="global")
+        T.evaluate(T.call_extern("void", "dtmm_qlinear_global_avg_pool_s8", x.data, scale.data, out.data,
+                                 sums.data, n, h * w, c, input_zp, output_zp))
+
+    func = with_attrs(qlinear_global_avg_pool, "global_avg_pool")
+    return with_c_kernels(func, ["dtmm_qlinear_global_avg_pool_s8"])
+
+
+def softmax(shape, output_zp: int) -> tirx.PrimFunc:
+    """``f(x: int8[shape], table: float32[256], y_scale_inv: float32[1], out: int8[shape])``:
+    QLinearSoftmax over the last axis (table and ``y_scale_inv`` from :mod:`dtmm_tvm.quant.onnx`)."""
+    shape = tuple(int(d) for d in shape)
+    depth = shape[-1]
+    rows = math.prod(shape) // depth
+
+    @T.prim_func
+    def qlinear_softmax(x: T.Buffer(shape, "int8"), table: T.Buffer((256,), "float32"),
+                        y_scale_inv: T.Buffer((1,), "float32"), out: T.Buffer(shape, "int8")):
+        T.evaluate(T.call_extern("void", "dtmm_qlinear_softmax_s8", x.data, table.data, y_scale_inv.data,
+                                 out.data, rows, depth, output_zp))
+
+    return with_c_kernels(with_attrs(qlinear_softmax, "softmax"), ["dtmm_qlinear_softmax_s8"])
