@@ -124,6 +124,12 @@ def test_zoo_int8_bit_exact_with_tflm(zoo_builds, zoo_results, zoo_int8, target,
     expected = run_tflm((ZOO / entry["file"]).read_bytes(), x)
     result = run_artifact(artifact, BOARDS[target], x)
     np.testing.assert_array_equal(result.outputs.reshape(expected.shape), expected)
+    if mode == "dtmm" and any(c["kernel"] != [1, 1] for c in entry["conv_layers"]):
+        # Every pruned KxK conv (50-90%, stems 90%) is one the filterlet rewrite takes.
+        from dtmm_tvm.codegen import read_metadata
+
+        formats = [l.get("format", "dense") for l in read_metadata(artifact)["layers"] if l.get("op") == "conv2d"]
+        assert any(f.startswith("filterlet_") for f in formats), formats
     record = result.to_dict()
     zoo_results.append({"model": zoo_int8, "target": target, "mode": mode, "bit_exact": True,
                         **{k: record[k] for k in ("board", "instructions", "flash_bytes", "ram_bytes", "flash", "ram")}})
