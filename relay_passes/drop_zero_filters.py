@@ -67,10 +67,10 @@ def _plan(mod: tvm.IRModule, func: relax.Function) -> _Plan:
     var2val = relax.analysis.get_var2val(func)
     users: dict = {}
     for var, value in var2val.items():
-        if isinstance(value, relax.Call):
-            for arg in (value.args[1].fields if is_op(value, "relax.call_tir") else value.args):
-                if isinstance(arg, relax.Var):
-                    users.setdefault(arg, []).append(var)
+        # Every variable the binding reads, also inside tuples (a CONCATENATION reads a tuple of
+        # tensors): a producer with a user that is not a conv keeps all its filters.
+        for arg in relax.analysis.free_vars(value):
+            users.setdefault(arg, []).append(var)
     outputs = set(relax.analysis.free_vars(func.body.body)) if hasattr(func.body, "body") else set()
     plan = _Plan()
     state = {}  # var -> current (params, weight, bias, mult, shift, layer)

@@ -109,7 +109,8 @@ def test_zoo_models_are_as_the_converter_wrote_them():
             assert tensor["shape_signature"][0] == -1 and tensor["shape"][0] == 1
             assert tensor["dtype"] == ("int8" if entry["mode"] == "int8" else "float32")
         sparse = [c for c in entry["conv_layers"] if c["kernel"] != [1, 1]]
-        assert all(0.5 <= c["filterlet_sparsity"] <= 0.9 for c in sparse), entry["file"]
+        # 50/75/90% of the filterlets (rounded per filter by the lowest-L2 choice).
+        assert all(0.5 <= c["filterlet_sparsity"] <= 0.91 for c in sparse), entry["file"]
         assert (ZOO / entry["file"]).stat().st_size == entry["bytes"]
     ops = {op for e in MANIFEST for op in e["op_list"]}
     assert {"CONCATENATION", "RESIZE_NEAREST_NEIGHBOR", "LOGISTIC", "DEPTHWISE_CONV_2D", "ADD",

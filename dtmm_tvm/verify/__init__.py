@@ -5,8 +5,8 @@
 - :func:`check_outputs` (``dtmm run --check``): a board's outputs against the reference.
 """
 
-from .check import (VerificationError, VerifyReport, check_outputs, host_target, load_inputs_file,
+from .check import (VerificationError, VerifyReport, check_outputs, compare, host_target, load_inputs_file,
                     random_inputs, verify_model)
 
-__all__ = ["VerificationError", "VerifyReport", "check_outputs", "host_target", "load_inputs_file",
+__all__ = ["VerificationError", "VerifyReport", "check_outputs", "compare", "host_target", "load_inputs_file",
            "random_inputs", "verify_model"]
