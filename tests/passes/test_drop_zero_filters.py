@@ -99,3 +99,31 @@ def test_padded_consumer_keeps_a_filter_whose_constant_is_not_the_zero_point():
     # Filter 2 (constant = zero point) goes; filter 5 (constant != zero point) would change the
     # padded border pixels, so it stays.
     assert shapes["conv2d_0"] == [5, 3, 3, 4] and shapes["conv2d_1"] == [5, 1, 1, 5]
+
+
+def test_a_producer_that_also_feeds_a_concatenation_keeps_its_filters():
+    """A user inside a tuple (CONCATENATION reads a tuple) is a user: no filter may go."""
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 6, 6, 4), "int8")):
+            with R.dataflow():
+                xf = R.dequantize(x, R.const(0.05, "float32"), R.const(0, "int32"), out_dtype="float32", axis=0)
+                w1 = R.dequantize(R.const(W1), R.const(S1), R.const(0, "int32"), out_dtype="float32", axis=3)
+                y1 = R.nn.conv2d(xf, w1, padding=[1, 1, 1, 1], data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC")
+                b1 = R.dequantize(R.const(B1), R.const(S1 * np.float32(0.05)), R.const(0, "int32"), out_dtype="float32", axis=0)
+                q1 = R.quantize(R.add(y1, b1), R.const(0.1, "float32"), R.const(-128, "int32"), out_dtype="int8", axis=0)
+                r1 = R.clip(q1, R.prim_value(T.float64(-128.0)), R.prim_value(T.float64(127.0)))
+                f1 = R.dequantize(r1, R.const(0.1, "float32"), R.const(-128, "int32"), out_dtype="float32", axis=0)
+                w2 = R.dequantize(R.const(W2), R.const(S2), R.const(0, "int32"), out_dtype="float32", axis=3)
+                y2 = R.nn.conv2d(f1, w2, padding=[0, 0, 0, 0], data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC")
+                q2 = R.quantize(y2, R.const(0.2, "float32"), R.const(3, "int32"), out_dtype="int8", axis=0)
+                cat = R.concat((r1, r1), axis=3)
+                out = (q2, cat)
+                R.output(out)
+            return out
+
+    after = DropZeroFilters()(LowerQDQToInteger()(Before))
+    shapes = _shapes(after)
+    assert shapes["conv2d_0"] == [6, 3, 3, 4] and shapes["conv2d_1"] == [5, 1, 1, 6]
