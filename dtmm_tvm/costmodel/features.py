@@ -38,6 +38,9 @@ class ConvShape:
     padding: tuple = (0, 0, 0, 0)
     depthwise: bool = False
     kept_filterlets: int | None = None
+    #: Runs of consecutive kept taps summed over filters (the kernel makes one dot-product call
+    #: per run when Cin fills whole SIMD chunks); None: estimated for a random placement.
+    kept_runs: int | None = None
 
     @property
     def out_hw(self) -> tuple:
@@ -55,6 +58,16 @@ class ConvShape:
         return self.cout * self.kh * self.kw if self.kept_filterlets is None else int(self.kept_filterlets)
 
     @property
+    def runs(self) -> float:
+        if self.kept_runs is not None:
+            return float(self.kept_runs)
+        taps = self.kh * self.kw
+        if taps <= 1 or self.cout == 0:
+            return float(self.kept)
+        k = self.kept / self.cout   # expected runs of k random positions out of taps: k (taps - k + 1) / taps
+        return self.cout * k * (taps - k + 1) / taps
+
+    @property
     def total_filterlets(self) -> int:
         return self.cout * self.kh * self.kw
 
@@ -67,23 +80,45 @@ def _core(target: str) -> str:
     return target.split("/")[-1]
 
 
+#: Dense convs with Cin not a multiple of the chunk and KH*KW*Cin up to this many bytes use the
+#: packed-patch im2col (mirrors dtmm_tvm.ops.conv_schedule.PACKED_MAX).
+PACKED_MAX = 256
+
+CONV_FEATURES = ["simd_mac_steps", "dot_calls", "chunk_tails", "filterlet_visits", "im2col_chunks", "outputs",
+                 "channel_blocks", "call"]
+
+
 def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
-    """Feature vector of a regular conv compiled in ``fmt`` for ``target``."""
+    """Feature vector of a regular conv compiled in ``fmt`` for ``target`` (the kernel's loop
+    structure: dtmm_conv_block_s8.c visits kept taps in runs, one dot-product call per run when
+    Cin fills whole chunks, else one call plus a tail chunk per filterlet)."""
     core = _core(target)
     ch = _CHUNK[core]
     ppb = _PIXELS_PER_BLOCK[core]
     p = shape.pixels
     taps = shape.kh * shape.kw
-    chunks = -(-shape.cin // ch)
+    cin = shape.cin
+    aligned = cin % ch == 0
+    chunks = -(-cin // ch)
     blocks = -(-p // ppb)
-    if fmt == "dense":
-        units = shape.cout * taps
+    if fmt == "dense" and not aligned and taps * cin <= PACKED_MAX:
+        # Packed patch: one contiguous run of ceil(KH*KW*Cin / CH) chunks per filter.
+        row = -(-(taps * cin) // ch)
+        mac, calls, tails, visits, im2col = shape.cout * row, shape.cout, 0.0, 0.0, row
     else:
-        units = shape.kept
+        kept = shape.cout * taps if fmt == "dense" else shape.kept
+        runs = shape.cout if fmt == "dense" else shape.runs
+        mac = kept * (cin // ch)
+        calls = runs if aligned else kept
+        tails = 0.0 if aligned else kept
+        visits = 0.0 if fmt == "dense" else kept
+        im2col = taps * chunks
     return [
-        float(p * units * chunks),        # SIMD MAC steps over kept (or all) filterlets
-        float(blocks * units),            # per filterlet per pixel block: weight loads, index decode
-        float(p * taps * chunks),         # im2col: chunks copied/widened per pixel
+        float(p * mac),                   # SIMD MAC steps (full chunks)
+        float(blocks * calls),            # dot-product calls per pixel block
+        float(blocks * tails),            # leftover-chunk handling per filterlet per block
+        float(blocks * visits),           # index decode per kept filterlet per block
+        float(p * im2col),                # im2col chunks per pixel
         float(p * shape.cout),            # requantize + store each output
         float(blocks * shape.cout),       # per output channel per block: loop + bias setup
         1.0,                              # call overhead

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features
+from .features import CONV_FEATURES, CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features
 
 SPARSE_FORMATS = CONV_FORMATS[1:]
 
@@ -76,12 +76,22 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
     return plan
 
 
+def _conv_shape(point: dict, index: int | None = None) -> ConvShape:
+    shape = point["shape"]
+    if isinstance(shape, dict):
+        shape = ConvShape(**{k: tuple(v) if isinstance(v, list) else v for k, v in shape.items()})
+    if shape.kept_runs is None and "seed" in point and point["fmt"] != "dense":
+        # Replay the measured mask (measure.conv_weights is deterministic in the seed).
+        from .measure import conv_weights, kept_runs
+
+        keep = conv_weights(shape, point["sparsity"], point["seed"])[1]
+        shape = ConvShape(**{**shape.__dict__, "kept_runs": kept_runs(keep)})
+    return shape
+
+
 def features_of(point: dict, target: str) -> list:
     if point["kind"] == "conv":
-        shape = point["shape"]
-        if isinstance(shape, dict):
-            shape = ConvShape(**{k: tuple(v) if isinstance(v, list) else v for k, v in shape.items()})
-        return conv_features(shape, point["fmt"], target)
+        return conv_features(_conv_shape(point), point["fmt"], target)
     if point["kind"] == "depthwise":
         shape = point["shape"]
         if isinstance(shape, dict):
@@ -175,8 +185,10 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
                     mod, ishape, kept = measure.build_conv_module(point["shape"], point["fmt"], point["sparsity"],
                                                                   seed=i)
             measure.write_module(mod, path, tag)
+            point = dict(point, seed=i)
             if kept is not None and point["kind"] == "conv":
                 point = dict(point, shape=ConvShape(**dict(asdict(point["shape"]), kept_filterlets=kept)))
+                point = dict(point, shape=_conv_shape(point))
             futures.append((point, pool.submit(measure.run_module, path, board, ishape, tmp, i)))
         for point, fut in futures:
             point = dict(point, instructions=int(fut.result()))
@@ -209,8 +221,7 @@ def document(points: list, tag: str, board: str, seed: int = 0, seconds: float =
         "seed": seed,
         "seconds": round(seconds, 1),
         "measure": "instructions per inference (QEMU -icount), one-layer artifacts, default schedules",
-        "features": {"conv": ["simd_mac_steps", "filterlet_blocks", "im2col_chunks", "outputs",
-                              "channel_blocks", "call"],
+        "features": {"conv": CONV_FEATURES,
                      "depthwise": ["macs", "outputs", "pixels", "call"],
                      "fc": ["mac_chunks", "outputs", "inputs", "call"]},
         "coefficients": coefficients,

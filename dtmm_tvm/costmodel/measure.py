@@ -34,6 +34,27 @@ def random_filterlet_mask(shape: ConvShape, sparsity: float, rng) -> np.ndarray:
     return keep.reshape(shape.cout, shape.kh, shape.kw)
 
 
+def kept_runs(keep_ohw: np.ndarray) -> int:
+    """Runs of consecutive kept taps (row-major over KH*KW), summed over filters."""
+    flat = np.asarray(keep_ohw, dtype=bool).reshape(keep_ohw.shape[0], -1)
+    starts = flat & ~np.concatenate([np.zeros((flat.shape[0], 1), bool), flat[:, :-1]], axis=1)
+    return int(starts.sum())
+
+
+def conv_weights(shape: ConvShape, sparsity: float, seed: int):
+    """The measured layer's constants: ``(weight OHWI, keep, bias, mult, shift)``, deterministic
+    in ``seed`` (the fit replays it to recover each measured mask)."""
+    rng = np.random.default_rng(seed)
+    params = conv_params(shape)
+    bias, mult, shift = _requant(params.output_shape[3], rng)
+    weight = rng.integers(-127, 128, size=params.weight_shape).astype(np.int8)
+    if shape.depthwise:
+        return weight, None, bias, mult, shift
+    weight[weight == 0] = 1
+    keep = random_filterlet_mask(shape, sparsity, rng)
+    return weight * keep[..., None].astype(np.int8), keep, bias, mult, shift
+
+
 def conv_params(shape: ConvShape):
     from ..quant.conv import Conv2DParams
 
@@ -73,18 +94,12 @@ def build_conv_module(shape: ConvShape, fmt: str, sparsity: float, seed: int = 0
     from ..ops.depthwise_conv2d import depthwise_conv2d_int8
     from ..sparsity import pack_filterlets_as
 
-    rng = np.random.default_rng(seed)
     params = conv_params(shape)
-    bias, mult, shift = _requant(params.output_shape[3], rng)
+    weight, keep, bias, mult, shift = conv_weights(shape, sparsity, seed)
     if shape.depthwise:
-        weight = rng.integers(-127, 128, size=params.weight_shape).astype(np.int8)
         func = depthwise_conv2d_int8(params)
         mod = _one_layer(func, params.input_shape, [weight, bias, mult, shift], params.output_shape, "dw")
         return mod, params.input_shape, shape.total_filterlets
-    weight = rng.integers(-127, 128, size=params.weight_shape).astype(np.int8)
-    weight[weight == 0] = 1
-    keep = random_filterlet_mask(shape, sparsity, rng)
-    weight = weight * keep[..., None].astype(np.int8)
     if fmt == "dense":
         func = conv2d_int8(params)
         consts = [weight, bias, mult, shift]
