@@ -159,7 +159,6 @@ class CostEvaluator:
                 kept = cout * taps - n_removed(cout * taps, ratio, keep_at_least=cout)
                 shape = cm.ConvShape(h, w, cin, cout, kh, kw, tuple(layer.strides), _same_pad(layer, (h, w)),
                                      kept_filterlets=kept)
-                by_fmt = cm.predict_conv_formats(shape, None, self.target) if False else None
                 fmt = cm.compiler_format((cout, kh, kw, cin), kept, self.threshold)
                 feats_i = self._conv_instr(shape, fmt)
                 nbytes = cm.format_bytes((cout, kh, kw, cin), kept, fmt) + cm.REQUANT_BYTES_PER_CHANNEL * cout

@@ -53,7 +53,7 @@ def trained(data):
     model = tiny_model()
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(data.x_train, data.y_train, epochs=3, batch_size=32, verbose=0)
+    model.fit(data.x_train, data.y_train, epochs=10, batch_size=16, verbose=0)
     return model
 
 
@@ -125,14 +125,16 @@ def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained,
                    search_kwargs={"t_min": 20.0, "moves": 20})
     dense = result.report["predicted"]["dense"]
     budget = Budget(flash_bytes=int(dense["flash_bytes"] * 0.6), sram_bytes=dense["sram_bytes"])
-    result = prune(str(path), data, budget, "dtmm/cortex-m4", epochs=1, eval_dense_int8=False,
+    result = prune(str(path), data, budget, "dtmm/cortex-m4", epochs=1, batch=16, lr=3e-3, eval_dense_int8=False,
                    search_kwargs={"t_min": 20.0, "moves": 20})
     rep = result.report
+    print(rep["accuracy"], rep["predicted"], rep["compiled"])
     assert path.read_bytes() == before
     # The budgets hold on the compiled artifact's own figures.
     assert rep["compiled"]["constants_bytes"] <= budget.flash_bytes
     assert rep["compiled"]["arena_bytes"] <= budget.sram_bytes
-    assert rep["accuracy"]["int8_pruned_tflm"] > 0.5           # one epoch of fine-tuning: far above chance
+    assert rep["accuracy"]["float_dense"] > 0.8
+    assert rep["accuracy"]["int8_pruned_tflm"] > 0.6           # one epoch of fine-tuning: far above chance
     out = tmp_path / "out.tflite"
     write_outputs(result, out)
     assert out.read_bytes() == result.tflite
