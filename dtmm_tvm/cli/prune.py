@@ -37,6 +37,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (Adam, cosine decay)")
     p.add_argument("--guard", type=float, default=0.9,
                    help="accuracy guard: the importance quantile below which units may be pruned (default 0.9)")
+    p.add_argument("--speed-weight", type=float, default=1.0,
+                   help="weight of predicted instructions against importance removed (default 1; small values "
+                        "prune only as far as the budgets need)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
@@ -82,7 +85,7 @@ def run(args) -> int:
 
     result = prune(args.model, args.data, budget, args.target, importance=args.importance, epochs=args.epochs,
                    schedule=args.schedule, lr=args.lr, guard=args.guard, seed=args.seed,
-                   compile_output=args.compile_output, run_on_board=bool(args.compile_output),
+                   objective_weight=args.speed_weight, compile_output=args.compile_output, run_on_board=bool(args.compile_output),
                    board_limit=args.board_images, progress=progress)
     write_outputs(result, args.output, force=args.force)
     report = result.report

@@ -80,7 +80,8 @@ def _int8_accuracy(tflite_bytes: bytes, x: np.ndarray, y: np.ndarray, limit: int
 
 def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-m4", *,
           importance: str = "taylor", epochs: int = 3, schedule: str = "oneshot", lr: float = 1e-3,
-          batch: int = 64, guard: float = 0.9, importance_weight: float = 1.0, seed: int = 0,
+          batch: int = 64, guard: float = 0.9, importance_weight: float = 1.0, objective_weight: float = 1.0,
+          seed: int = 0,
           check_compiled: bool = True, compile_output=None, run_on_board: bool = False, board_limit=None,
           eval_dense_int8: bool = True, progress=None, search_kwargs: dict | None = None) -> PruneResult:
     """Prune a trained Keras classifier for ``target`` under ``budget``.
@@ -98,6 +99,9 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         ``"taylor"``, ``"l1"`` or ``"l2"``.
     epochs, schedule, lr, batch
         Fine-tuning: epochs (0: none), ``"oneshot"`` / ``"gradual"``, Adam's initial rate.
+    importance_weight, objective_weight
+        Weights of the importance removed and of the objective (instructions, or flash under a
+        latency budget) in the search's energy; see :mod:`dtmm_tvm.pruning.search`.
     guard
         Accuracy guard quantile (see :meth:`CostEvaluator.caps`); higher allows more pruning.
     check_compiled
@@ -112,6 +116,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
     """
     started = time.time()
     budget = budget or Budget()
+    budget_in = budget
     say = progress or (lambda event, info: None)
     from .keras_adapter import build_pruned, compute_importance, parse_model
 
@@ -133,7 +138,8 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
     float_dense_acc = accuracy(keras_model, dataset.x_test, dataset.y_test)
     evaluator = CostEvaluator(graph, target, fl_imp, f_imp)
     kw = dict(search_kwargs or {})
-    result = anneal(evaluator, budget, importance_weight=importance_weight, guard_quantile=guard, seed=seed,
+    result = anneal(evaluator, budget, importance_weight=importance_weight, objective_weight=objective_weight,
+                    guard_quantile=guard, seed=seed,
                     progress=lambda i, n, cost: say("search", {"step": i, "total": n, "cost": cost}), **kw)
     plan = result.plan
     budget = result.budget  # fractions of the dense model resolved to bytes / instructions
@@ -170,7 +176,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
     export_rows = check_export(tflite, conv_rows)
     int8_acc, xq_test, y_test = _int8_accuracy(tflite, dataset.x_test, dataset.y_test)
     dense_tflite, dense_int8_acc = None, None
-    if eval_dense_int8:
+    if eval_dense_int8 or budget_in.flash_fraction is not None or budget_in.instructions_fraction is not None:
         dense_tflite = export_int8(keras_model, rep)
         dense_int8_acc = _int8_accuracy(dense_tflite, dataset.x_test, dataset.y_test)[0]
 
@@ -198,8 +204,10 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
     }
     metadata = None
     if check_compiled or compile_output or run_on_board:
+        fractions = (budget_in.flash_fraction, budget_in.instructions_fraction)
         metadata = _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq_test, y_test,
-                                      board_limit, say)
+                                      board_limit, say, dense_tflite if any(f is not None for f in fractions) else None,
+                                      fractions)
     report["seconds"] = round(time.time() - started, 1)
     return PruneResult(tflite, report, pruned, metadata, dense_tflite)
 
@@ -224,7 +232,11 @@ def _layer_rows(result, export_rows):
     return rows
 
 
-def _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq, y, limit, say):
+def _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq, y, limit, say,
+                       dense_tflite=None, fractions=(None, None)):
+    """Compile the pruned model and check the budgets on the artifact. Budgets given as fractions
+    of the dense model are checked against the unpruned int8 model compiled the same way
+    (``--dense`` build) and measured on the same board."""
     from ..compiler import compile_model
     from ..micro import run_artifact
     from ..target import DEFAULT_BOARD, resolve_target, target_tag
@@ -239,6 +251,26 @@ def _compile_and_check(tflite, target, budget, report, compile_output, run_on_bo
         compiled = {"constants_bytes": int(metadata["constants_bytes"]),
                     "arena_bytes": int(metadata["arena"]["bytes"])}
         bad = []
+        if dense_tflite is not None:
+            dpath = Path(tmp) / "dense.tflite"
+            dpath.write_bytes(dense_tflite)
+            dmeta = compile_model(dpath, Path(tmp) / "dense.tar", target=tag, mode="dense")
+            compiled["dense_constants_bytes"] = int(dmeta["constants_bytes"])
+            compiled["dense_arena_bytes"] = int(dmeta["arena"]["bytes"])
+            if fractions[0] is not None:
+                limit_bytes = int(fractions[0] * compiled["dense_constants_bytes"])
+                budget = Budget(min(limit_bytes, budget.flash_bytes or limit_bytes), budget.sram_bytes,
+                                budget.instructions)
+            if fractions[1] is not None:
+                say("board", {"images": 1, "model": "dense"})
+                spec = dmeta["inputs"][0]
+                dres = run_artifact(Path(tmp) / "dense.tar", DEFAULT_BOARD[tag],
+                                    xq[:1].reshape((1,) + tuple(spec["shape"])), timeout_s=3600)
+                compiled["dense_instructions"] = int(dres.instructions)
+                budget = Budget(budget.flash_bytes, budget.sram_bytes,
+                                int(fractions[1] * compiled["dense_instructions"]))
+            report["budget_checked"] = {"flash_bytes": budget.flash_bytes, "sram_bytes": budget.sram_bytes,
+                                        "instructions": budget.instructions}
         if budget.flash_bytes is not None and compiled["constants_bytes"] > budget.flash_bytes:
             bad.append(f"flash {compiled['constants_bytes']} B > budget {budget.flash_bytes} B")
         if budget.sram_bytes is not None and compiled["arena_bytes"] > budget.sram_bytes:

@@ -303,7 +303,7 @@ class SearchResult:
     budget: Budget = None
 
 
-def _energy(cost: Cost, dense: Cost, budget: Budget, importance_weight: float) -> float:
+def _energy(cost: Cost, dense: Cost, budget: Budget, importance_weight: float, objective_weight: float = 1.0) -> float:
     penalty = 0.0
     if budget.flash_bytes is not None and cost.flash_bytes > budget.flash_bytes:
         penalty += cost.flash_bytes / budget.flash_bytes - 1.0
@@ -315,7 +315,7 @@ def _energy(cost: Cost, dense: Cost, budget: Budget, importance_weight: float) -
         objective = cost.flash_bytes / max(dense.flash_bytes, 1)
     else:
         objective = cost.instructions / max(dense.instructions, 1)
-    return 100.0 * objective + 100.0 * importance_weight * cost.lost_importance + 1e4 * penalty + \
+    return 100.0 * objective_weight * objective + 100.0 * importance_weight * cost.lost_importance + 1e4 * penalty + \
         (1e3 if penalty > 0 else 0.0)
 
 
@@ -338,7 +338,8 @@ def describe_budget_failure(cost: Cost, budget: Budget) -> str:
 
 def anneal(evaluator: CostEvaluator, budget: Budget, *, t0: float = 100.0, cooling: float = 0.9,
            moves: int = 100, t_min: float = 0.05, step: float = 0.05, importance_weight: float = 1.0,
-           guard_quantile: float = 0.9, seed: int = 0, progress=None) -> SearchResult:
+           objective_weight: float = 1.0, guard_quantile: float = 0.9, seed: int = 0,
+           progress=None) -> SearchResult:
     """Simulated annealing over the plan (see the module docstring). Raises :class:`BudgetError`
     naming the smallest achievable figures when even the guard's largest ratios miss a budget."""
     rng = np.random.default_rng(seed)
@@ -363,12 +364,12 @@ def anneal(evaluator: CostEvaluator, budget: Budget, *, t0: float = 100.0, cooli
     upper = np.array([cap_of[k] for k in keys])
     current = upper * 0.5
     cur_cost = evaluator.evaluate(make(current))
-    cur_e = _energy(cur_cost, dense, budget, importance_weight)
+    cur_e = _energy(cur_cost, dense, budget, importance_weight, objective_weight)
     best, best_cost, best_e = current.copy(), cur_cost, cur_e
     # The most-pruned plan is feasible: start from it if the midpoint is not.
     if not feasible(cur_cost, budget):
         current, cur_cost = upper.copy(), most
-        cur_e = _energy(most, dense, budget, importance_weight)
+        cur_e = _energy(most, dense, budget, importance_weight, objective_weight)
         best, best_cost, best_e = current.copy(), cur_cost, cur_e
     temps = max(1, int(math.ceil(math.log(t_min / t0) / math.log(cooling))))
     evaluations = 0
@@ -378,7 +379,7 @@ def anneal(evaluator: CostEvaluator, budget: Budget, *, t0: float = 100.0, cooli
             cand = np.clip(current + rng.uniform(-step, step, size=current.size), 0.0, upper)
             cost = evaluator.evaluate(make(cand))
             evaluations += 1
-            e = _energy(cost, dense, budget, importance_weight)
+            e = _energy(cost, dense, budget, importance_weight, objective_weight)
             if e <= cur_e or rng.random() < math.exp(-(e - cur_e) / max(t, 1e-12)):
                 current, cur_cost, cur_e = cand, cost, e
                 if e < best_e and feasible(cost, budget):

@@ -95,6 +95,10 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=6, help="dense training epochs")
     ap.add_argument("--finetune-epochs", type=int, default=6, help="fine-tuning epochs after pruning")
     ap.add_argument("--flash-fraction", type=float, default=0.45, help="flash budget / dense model flash")
+    ap.add_argument("--instructions-fraction", type=float, default=0.45,
+                    help="latency budget / dense model's predicted instructions")
+    ap.add_argument("--speed-weight", type=float, default=0.05,
+                    help="small: prune only as far as the budgets need")
     ap.add_argument("--guard", type=float, default=0.9)
     ap.add_argument("--importance-weight", type=float, default=1.0)
     ap.add_argument("--dense-keras", type=Path, default=None,
@@ -141,9 +145,10 @@ def main() -> int:
             print(f"  {event} ...", flush=True)
 
     t1 = time.time()
-    result = prune(model, data, Budget(flash_fraction=args.flash_fraction), "dtmm/cortex-m4",
-                   epochs=args.finetune_epochs, schedule="gradual", guard=args.guard,
-                   importance_weight=args.importance_weight, seed=SEED, progress=progress)
+    budget = Budget(flash_fraction=args.flash_fraction, instructions_fraction=args.instructions_fraction)
+    result = prune(model, data, budget, "dtmm/cortex-m4", epochs=args.finetune_epochs, schedule="gradual",
+                   guard=args.guard, importance_weight=args.importance_weight, objective_weight=args.speed_weight,
+                   seed=SEED, progress=progress)
     t_prune = time.time() - t1
     rep = result.report
     rep["train_seconds"] = {"dense": round(t_dense, 1), "prune_and_finetune": round(t_prune, 1)}
