@@ -73,6 +73,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=8, help="vgg: dense training epochs")
     ap.add_argument("--finetune-epochs", type=int, default=4)
     ap.add_argument("--flash-fraction", type=float, default=0.25)
+    ap.add_argument("--instructions-fraction", type=float, default=0.33)
+    ap.add_argument("--speed-weight", type=float, default=0.05)
     ap.add_argument("--schedule", default="gradual")
     ap.add_argument("--images", type=int, default=200, help="test images run on the board")
     ap.add_argument("--dense-keras", type=Path, default=None, help="vgg: reuse/save the trained dense model")
@@ -106,8 +108,9 @@ def main() -> int:
                 model.save(args.dense_keras)
         record["train_dense_seconds"] = round(time.time() - t0, 1)
         t1 = time.time()
-        result = prune(model, data, Budget(flash_fraction=args.flash_fraction), "dtmm/cortex-m4",
-                       epochs=args.finetune_epochs, schedule=args.schedule, seed=1234,
+        budget = Budget(flash_fraction=args.flash_fraction, instructions_fraction=args.instructions_fraction)
+        result = prune(model, data, budget, "dtmm/cortex-m4", epochs=args.finetune_epochs,
+                       schedule=args.schedule, seed=1234, objective_weight=args.speed_weight,
                        progress=lambda e, i: print(f"  {e} {i.get('epoch', '')} {i.get('val_accuracy', '')}",
                                                    flush=True) if e != "search" else None)
         record["prune_finetune_seconds"] = round(time.time() - t1, 1)
