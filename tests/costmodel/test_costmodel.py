@@ -59,10 +59,10 @@ def test_nnls_relative_recovers_known_coefficients():
 def test_fit_points_and_heldout_errors_on_synthetic_measurements():
     target = "dtmm/cortex-m4"
     plan = cmfit.sample_plan(seed=3, conv_points=12, small_points=6)
-    true = {"conv/dense": [2.0, 30, 5, 40, 20, 500], "conv/filterlet_csr": [2.1, 45, 5, 40, 25, 600],
-            "conv/filterlet_u8": [2.1, 46, 5, 40, 25, 600], "conv/filterlet_bitmask": [2.1, 50, 5, 40, 25, 600],
+    true = {"conv/dense": [2.0, 30, 50, 0, 5, 40, 20, 500], "conv/filterlet_csr": [2.1, 45, 60, 20, 5, 40, 25, 600],
+            "conv/filterlet_u8": [2.1, 46, 60, 22, 5, 40, 25, 600],
+            "conv/filterlet_bitmask": [2.1, 50, 60, 18, 5, 40, 25, 600],
             "depthwise": [3.0, 20, 10, 400], "fc": [2.5, 30, 1, 300]}
-    rng = np.random.default_rng(4)
     points = []
     for p in plan:
         shape = p["shape"]
@@ -70,12 +70,13 @@ def test_fit_points_and_heldout_errors_on_synthetic_measurements():
             total = shape.total_filterlets
             shape = ConvShape(**{**shape.__dict__, "kept_filterlets": total - int(round(p["sparsity"] * total))})
         q = dict(p, shape=shape)
-        q["instructions"] = int(np.dot(true[cmfit.group_of(q)], cmfit.features_of(q, target))
-                                * rng.uniform(0.98, 1.02))
+        # Noise-free: the fit must recover the model (with few points per group it is sensitive to
+        # measurement noise, which is why the shipped fit's held-out error is tested separately).
+        q["instructions"] = int(np.dot(true[cmfit.group_of(q)], cmfit.features_of(q, target)))
         points.append(q)
     doc = cmfit.document(points, target, "mps2-an386")
     assert doc["heldout"], "the plan must hold shapes out of the fit"
-    assert doc["heldout_max_abs_error"] < 0.05
+    assert doc["heldout_max_abs_error"] < 0.01
 
 
 #: Held-out per-layer error bound the shipped fits keep. The goal is 10 %; the M55 fit misses it
