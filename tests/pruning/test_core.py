@@ -110,3 +110,13 @@ def test_unknown_consumer_or_output_blocks_filter_pruning():
     assert not g.group_of("c1").prunable and "Lambda" in g.group_of("c1").reason
     assert not g.group_of("c2").prunable and "output" in g.group_of("c2").reason
     assert [l.name for l in g.unknown()] == ["weird"]
+
+
+def test_core_imports_without_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, dtmm_tvm.pruning, dtmm_tvm.costmodel, dtmm_tvm.pruning.search, dtmm_tvm.pruning.data; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
