@@ -95,7 +95,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=6, help="dense training epochs")
     ap.add_argument("--finetune-epochs", type=int, default=6, help="fine-tuning epochs after pruning")
     ap.add_argument("--flash-fraction", type=float, default=0.45, help="flash budget / dense model flash")
-    ap.add_argument("--instructions-fraction", type=float, default=0.45,
+    ap.add_argument("--instructions-fraction", type=float, default=0.5,
                     help="latency budget / dense model's predicted instructions")
     ap.add_argument("--speed-weight", type=float, default=0.05,
                     help="small: prune only as far as the budgets need")
