@@ -16,6 +16,8 @@ import numpy as np
 import tvm
 
 from ..errors import ModelError, UnsupportedOpError
+from .renaming import generated_names, rename_onnx_values, renamed_tflite_model
+from .structure import check_onnx_structure, check_tflite_structure
 from .tflite_reader import TFLiteGraph, read_tflite
 from .validate import validate_tflite
 
@@ -82,11 +84,13 @@ def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
     import tflite
 
     graph = read_tflite(raw, name=str(path))
+    check_tflite_structure(graph)
     arithmetic = validate_tflite(graph)
     try:
         from tvm.relax.frontend.tflite import from_tflite
 
-        mod = from_tflite(tflite.Model.GetRootAsModel(raw, 0))
+        # Tensors renamed by position: TVM's importer looks tensors up by name.
+        mod = from_tflite(renamed_tflite_model(raw, generated_names([t.name for t in graph.tensors])))
     except Exception as err:  # TVM raises many types; the user gets one clear message
         raise _importer_error(path, err) from None
     # TVM's importer drops SOFTMAX's beta; keep it for the integer lowering (in op order).
@@ -128,6 +132,7 @@ def _load_onnx(path: Path, raw: bytes) -> LoadedModel:
             )
         if node.op_type in ("QLinearConv", "QLinearMatMul"):
             raise UnsupportedOpError(f"{path}: QOperator models are not supported; quantize with QuantFormat.QDQ")
+    check_onnx_structure(model, path)
     initializers = {init.name for init in graph.initializer}
     dtype_names = {1: "float32", 3: "int8", 2: "uint8", 10: "float16", 5: "int16", 6: "int32", 7: "int64"}
 
@@ -149,10 +154,11 @@ def _load_onnx(path: Path, raw: bytes) -> LoadedModel:
     inputs = [spec(v) for v in graph.input if v.name not in initializers]
     outputs = [spec(v) for v in graph.output]
     quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
+    renamed = rename_onnx_values(model)  # originals stay in inputs/outputs (TensorSpec)
     try:
         from tvm.relax.frontend.onnx import from_onnx
 
-        mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs}, keep_params_in_input=False)
+        mod = from_onnx(model, shape_dict={renamed[s.name]: list(s.shape) for s in inputs}, keep_params_in_input=False)
     except Exception as err:
         raise _importer_error(path, err) from None
     loaded = LoadedModel(path, "onnx", "float32", mod, inputs, outputs, raw)
