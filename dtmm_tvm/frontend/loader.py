@@ -17,7 +17,7 @@ import tvm
 
 from ..errors import ModelError, UnsupportedOpError
 from .renaming import generated_names, rename_onnx_values, renamed_tflite_model
-from .structure import check_onnx_structure, check_tflite_structure
+from .structure import check_onnx_structure, check_relax_shapes, check_tflite_structure
 from .tflite_reader import TFLiteGraph, read_tflite
 from .validate import validate_tflite
 
@@ -93,6 +93,7 @@ def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
         mod = from_tflite(renamed_tflite_model(raw, generated_names([t.name for t in graph.tensors])))
     except Exception as err:  # TVM raises many types; the user gets one clear message
         raise _importer_error(path, err) from None
+    check_relax_shapes(mod, path)
     # TVM's importer drops SOFTMAX's beta; keep it for the integer lowering (in op order).
     betas = [float(op.options.get("Beta", 1.0)) for op in graph.operators if op.opcode == "SOFTMAX"]
     mod = mod.with_attr("dtmm.softmax_betas", json.dumps(betas))
@@ -161,6 +162,7 @@ def _load_onnx(path: Path, raw: bytes) -> LoadedModel:
         mod = from_onnx(model, shape_dict={renamed[s.name]: list(s.shape) for s in inputs}, keep_params_in_input=False)
     except Exception as err:
         raise _importer_error(path, err) from None
+    check_relax_shapes(mod, path)
     loaded = LoadedModel(path, "onnx", "float32", mod, inputs, outputs, raw)
     if quantized:
         # TVM imports ONNX QDQ as float quantize/dequantize; it compiles with ONNX's float

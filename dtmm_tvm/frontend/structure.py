@@ -296,3 +296,45 @@ def check_onnx_structure(model, path) -> None:
     for value in graph.output:
         if value.name not in defined:
             raise ModelError(f"{path}: model output {_display(value.name)} is produced by no node")
+
+
+# ---------------------------------------------------------------------------------------------
+# After the import: the shapes TVM inferred
+
+
+def check_relax_shapes(mod, path) -> None:
+    """Refuse an imported model in which an inferred tensor shape is empty, negative or too
+    large -- e.g. a kernel or pooling window larger than its padded input. File-level checks
+    cannot see these: the importer computes them from shapes, strides and padding."""
+    from tvm import relax
+
+    problems = []
+
+    def shape_of(ty):
+        if isinstance(ty, relax.TupleType):
+            for field in ty.fields:
+                shape_of(field)
+            return
+        shape = getattr(ty, "shape", None)
+        values = getattr(shape, "values", None)
+        if values is None:
+            return
+        dims = [int(v.value) if hasattr(v, "value") else None for v in values]
+        if any(d is not None and d <= 0 for d in dims):
+            problems.append(dims)
+        elif all(d is not None for d in dims):
+            count = math.prod(dims)
+            if count > MAX_TENSOR_BYTES:
+                problems.append(dims)
+
+    def visit(expr):
+        if isinstance(expr, relax.Var) and not problems:
+            shape_of(expr.ty)
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+        if problems:
+            raise ModelError(f"{path}: an operator's output shape {problems[0]} is empty, negative or "
+                             f"larger than {MAX_TENSOR_BYTES} elements (a kernel or window larger than "
+                             "its padded input, or inconsistent shapes)")
