@@ -115,6 +115,14 @@ def _options(tflite, op, opcode: str) -> dict:
     return parsed
 
 
+def _printable_name(raw: bytes | None, limit: int = 200) -> str:
+    """A tensor name as messages and metadata.json may carry it: control characters escaped,
+    at most ``limit`` characters (names never reach C: tensors are renamed by position)."""
+    text = (raw or b"").decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def read_tflite(source: str | Path | bytes, name: str | None = None) -> TFLiteGraph:
     """Read a .tflite file (path or bytes) into a :class:`TFLiteGraph`.
 
@@ -148,7 +156,7 @@ def read_tflite(source: str | Path | bytes, name: str | None = None) -> TFLiteGr
             shape = tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else []))
             signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else shape
             dtype = _TFLITE_DTYPES.get(t.Type(), f"type{t.Type()}")
-            tensor = TFLiteTensor(i, (t.Name() or b"").decode("utf-8", "replace"), shape, signature, dtype)
+            tensor = TFLiteTensor(i, _printable_name(t.Name()), shape, signature, dtype)
             quant = t.Quantization()
             if quant is not None and quant.ScaleLength():
                 tensor.scale = quant.ScaleAsNumpy().astype(np.float32)
