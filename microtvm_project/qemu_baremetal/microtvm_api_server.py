@@ -31,6 +31,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATE_ENTRIES = ("microtvm_api_server.py", "Makefile", "boards.json", "src", "boards", "qemu_sandbox.py")
 #: Written by generate_project; its presence is what makes a directory a generated project.
 PROJECT_RECORD = "project.json"
+MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 INPUT_FILE = "dtmm_inputs.bin"
 OUTPUT_FILE = "dtmm_outputs.bin"
 C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -145,7 +146,12 @@ def _safe_extract(tar: tarfile.TarFile, dest: Path, artifact: Path) -> None:
 
     (``extractall(filter="data")`` does the same but needs Python >= 3.10.12 / 3.11.4.)
     """
+    total = 0
     for member in tar.getmembers():
+        total += member.size  # declared sizes: a small .tar.gz may declare gigabytes
+        if member.size > MAX_ARTIFACT_BYTES or total > MAX_ARTIFACT_BYTES:
+            raise ProjectError("artifact", f"{artifact}: archive unpacks to more than "
+                                           f"{MAX_ARTIFACT_BYTES} bytes")
         target = (dest / member.name).resolve()
         if dest.resolve() not in target.parents and target != dest.resolve():
             raise ProjectError("artifact", f"{artifact}: archive member {member.name!r} "
@@ -268,6 +274,8 @@ class Handler:
             raise ProjectError("artifact", f"model artifact {artifact} does not exist")
         with tempfile.TemporaryDirectory(prefix="dtmm-artifact-") as tmp:
             root = artifact
+            if artifact.exists() and not (artifact.is_file() or artifact.is_dir()):
+                raise ProjectError("artifact", f"{artifact}: not a regular file or directory")
             if artifact.is_file():
                 try:
                     with tarfile.open(artifact) as tar:
@@ -290,8 +298,9 @@ class Handler:
             shutil.copytree(root / "codegen/host/include", model_dir / "include")
         try:
             metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ProjectError("artifact", f"{artifact}: metadata.json is not JSON: {e}") from e
+        except (ValueError, RecursionError) as e:
+            raise ProjectError("artifact", f"{artifact}: metadata.json is not JSON: "
+                                           f"{type(e).__name__}") from None
         if not (model_dir / "include" / "tvmgen_default.h").exists():
             raise ProjectError("artifact", f"model artifact {artifact} has no "
                                            "codegen/host/include/tvmgen_default.h")
