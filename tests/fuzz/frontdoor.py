@@ -233,6 +233,23 @@ def fuzz(cases: int, seed: int, jobs: int = 2, time_limit: float = DEFAULT_TIME_
     return summary
 
 
+def replay(paths: list, time_limit: float = DEFAULT_TIME_LIMIT,
+           memory_limit: int = DEFAULT_MEMORY_LIMIT) -> dict:
+    """Run saved inputs (e.g. the regression corpus) in one worker; path -> result."""
+    results = {}
+    with open(os.devnull, "w") as log:
+        worker = Worker(memory_limit, log)
+        try:
+            for path in paths:
+                results[str(path)] = result = worker.run(str(path), time_limit)
+                if not worker.alive or result.get("kind") in ("hang", "crash", "memory"):
+                    worker.kill()
+                    worker = Worker(memory_limit, log)
+        finally:
+            worker.kill()
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", type=int, nargs="?", default=200)
