@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def run(args) -> int:
     metadata = read_metadata(args.artifact)
     if args.outputs and Path(args.outputs).exists() and not args.force:
         raise OutputExistsError(f"{args.outputs}: exists; pass --force to replace it")
+    if args.outputs:  # checked before the run, not after it
+        parent = Path(args.outputs).resolve().parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise DTMMError(f"{args.outputs}: cannot write outputs there ({parent} is not a writable directory)")
     spec = metadata["inputs"][0]
     inputs = load_inputs(args.inputs, spec)
     board = args.board or DEFAULT_BOARD.get(metadata["target"], "mps2-an386")
@@ -65,8 +70,12 @@ def run(args) -> int:
     if args.outputs:
         out_path = Path(args.outputs)
         tmp = out_path.with_name(out_path.name + ".partial.npy")
-        np.save(tmp, result.outputs)
-        tmp.replace(out_path)
+        try:
+            np.save(tmp, result.outputs)
+            tmp.replace(out_path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise DTMMError(f"{args.outputs}: cannot write outputs ({err.strerror or type(err).__name__})") from None
     record = result.to_dict()
     if args.json:
         print(json.dumps(record))

@@ -207,8 +207,11 @@ def write_archive(
     data = archive_bytes(aot, metadata)
 
     directory = os.path.dirname(os.path.abspath(out))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".dtmm-", suffix=".tar.part", dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".dtmm-", suffix=".tar.part", dir=directory)
+    except OSError as err:  # a parent is a file, a read-only directory, ...
+        raise DTMMError(f"{out}: cannot write the archive there ({err.strerror or type(err).__name__})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -216,9 +219,11 @@ def write_archive(
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         _publish(tmp, out, overwrite)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):  # e.g. the file system is full; nothing was left behind
+            raise DTMMError(f"{out}: cannot write the archive ({err.strerror or type(err).__name__})") from None
         raise
     return metadata
 
