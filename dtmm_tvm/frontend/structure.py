@@ -180,9 +180,10 @@ def check_tflite_structure(graph) -> None:
                     f"{where} reads tensor {index} {_display(graph.tensors[index].name)} "
                     + ("before an operator produces it (the graph has a cycle or is out of order)"
                        if later else "which no operator produces and which is not a model input"))
-        if graph.tensors[op.inputs[0]].is_constant:
+        data = op.inputs[:2] if op.opcode == "ADD" else op.inputs[:1]
+        if op.opcode in _MIN_INPUTS and all(i == -1 or graph.tensors[i].is_constant for i in data):
             # The whole op would be constant-folded at compile time, through a JIT that cannot
-            # call our kernels; no converter emits this, so refuse it.
+            # call our kernels (a segfault in TVM); no converter emits this, so refuse it.
             raise ModelError(f"{where}: its data input {_display(graph.tensors[op.inputs[0]].name)} is a "
                              "constant; operators on constants only are not supported")
         for index in op.outputs:
