@@ -11,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import frontdoor  # noqa: E402
 
-CORPUS = sorted((HERE / "corpus").iterdir())
+CORPUS = sorted(p for p in (HERE / "corpus").iterdir() if p.suffix in (".tflite", ".onnx"))
 #: CI slice; `./run.sh fuzz N` runs N cases with a fresh seed.
 SLICE_CASES = int(os.environ.get("DTMM_FUZZ_SLICE", "60"))
 
