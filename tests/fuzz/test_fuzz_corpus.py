@@ -13,7 +13,7 @@ import frontdoor  # noqa: E402
 
 CORPUS = sorted(p for p in (HERE / "corpus").iterdir() if p.suffix in (".tflite", ".onnx"))
 #: CI slice; `./run.sh fuzz N` runs N cases with a fresh seed.
-SLICE_CASES = int(os.environ.get("DTMM_FUZZ_SLICE", "60"))
+SLICE_CASES = int(os.environ.get("DTMM_FUZZ_SLICE", "40"))
 
 
 def test_corpus_is_small_and_present():

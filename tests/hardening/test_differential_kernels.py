@@ -17,8 +17,8 @@ import differential  # noqa: E402
 
 # CI runs a bounded slice; `./run.sh fuzz` raises these (see run.sh).
 HOST_BATCHES = int(os.environ.get("DTMM_DIFF_HOST_BATCHES", "1"))
-BATCH = int(os.environ.get("DTMM_DIFF_BATCH", "16"))
-QEMU_BATCH = int(os.environ.get("DTMM_DIFF_QEMU_BATCH", "6"))
+BATCH = int(os.environ.get("DTMM_DIFF_BATCH", "12"))
+QEMU_BATCH = int(os.environ.get("DTMM_DIFF_QEMU_BATCH", "4"))
 # No shrinking: a batch is expensive to rebuild; a failure is explained case by case instead.
 SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=list(HealthCheck))
