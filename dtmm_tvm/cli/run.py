@@ -57,14 +57,14 @@ def run(args) -> int:
             raise DTMMError(f"{args.outputs}: cannot write outputs there ({parent} is not a writable directory)")
     spec = metadata["inputs"][0]
     inputs = load_inputs(args.inputs, spec)
-    board = args.board or DEFAULT_BOARD.get(metadata["target"], "mps2-an386")
+    board = args.board or DEFAULT_BOARD.get(metadata.get("target"), "mps2-an386")
     from ..micro import get_board
 
     core = get_board(board).core
-    if metadata["target"] != f"dtmm/{core}":
+    if metadata.get("target", f"dtmm/{core}") != f"dtmm/{core}":
         # The archive is C: it builds for any core (its kernels take the board's ISA path), but
         # its schedules were chosen for another core, so the figures are not that target's.
-        print(f"dtmm run: note: {args.artifact} was compiled for {metadata['target']}; running it on "
+        print(f"dtmm run: note: {args.artifact} was compiled for {metadata.get('target')}; running it on "
               f"{board} ({core})", file=sys.stderr)
     result = run_artifact(args.artifact, board, inputs)
     if args.outputs:

@@ -211,7 +211,7 @@ def write_archive(
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".dtmm-", suffix=".tar.part", dir=directory)
     except OSError as err:  # a parent is a file, a read-only directory, ...
-        raise DTMMError(f"{out}: cannot write the archive there ({err.strerror or type(err).__name__})") from None
+        raise DTMMError(f"{out}: cannot write the archive there ({err.strerror or str(err) or type(err).__name__})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -223,7 +223,7 @@ def write_archive(
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(err, OSError):  # e.g. the file system is full; nothing was left behind
-            raise DTMMError(f"{out}: cannot write the archive ({err.strerror or type(err).__name__})") from None
+            raise DTMMError(f"{out}: cannot write the archive ({err.strerror or str(err) or type(err).__name__})") from None
         raise
     return metadata
 

@@ -206,7 +206,7 @@ def test_compressed_bomb_is_refused(tmp_path):
     (lambda m: m["inputs"][0].update(bytes=17), "'bytes'"),
     (lambda m: m["inputs"][0].update(c_name="x; system(1)"), "C identifier"),
     (lambda m: m["outputs"][0].update(dtype="complex"), "'dtype'"),
-    (lambda m: m.update(target=None), "'target'"),
+    (lambda m: m.update(target=7), "'target'"),
     (lambda m: m.update(arena="big"), "'arena'"),
 ])
 def test_tampered_metadata_gives_one_clear_error(tmp_path, edit, message):
