@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     print("  tracebacks, crashes, hangs, memory".ljust(47) + f"{failing} ({summary['distinct_failures']} distinct)")
     for key, f in summary["failures"].items():
         print(f"    {f['count']:4d}  {key}  ({f['seed_model']}: {f['mutation'][:80]})")
-    print("distinct failures found and fixed (corpus)".ljust(47)
+    print("regression corpus (inputs that once failed)".ljust(47)
           + f"{len(corpus)}, replaying clean: {len(corpus) - len(corpus_bad)}/{len(corpus)}")
     for where, (cases, exact) in diff.items():
         print(f"differential cases, {where}".ljust(47) + f"{cases}, bit-exact: {exact}/{cases}")
