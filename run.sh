@@ -4,16 +4,19 @@
 #                    emulated Cortex-M4, check against TFLM, print the side-by-side table
 #   ./run.sh test    the test suite
 #   ./run.sh bench   the benchmarks (results in bench/results/)
+#   ./run.sh fuzz N  N fresh front-door fuzz cases, the regression corpus, differential kernel
+#                    tests on the host and on QEMU per core; prints the hardening figures
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist"
+APT_PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist bubblewrap"
 VENV=.venv
 
 setup_system() {
     local missing=""
     command -v arm-none-eabi-gcc >/dev/null || missing=1
     command -v qemu-system-arm >/dev/null || missing=1
+    command -v bwrap >/dev/null || missing=1
     [ -d /usr/share/datasets/fashion-mnist ] || missing=1
     [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -d /usr/lib/arm-none-eabi/newlib ] || missing=1
     if [ -n "$missing" ]; then
@@ -54,5 +57,6 @@ case "$job" in
         [ $status = 5 ] && echo "pytest collected no tests" >&2 && exit 1
         exit $status ;;
     bench) exec "$VENV/bin/python" -m bench "$@" ;;
-    *) echo "usage: ./run.sh [demo|test|bench] [args...]" >&2; exit 2 ;;
+    fuzz)  exec "$VENV/bin/python" tests/fuzz/report.py "$@" ;;
+    *) echo "usage: ./run.sh [demo|test|bench|fuzz] [args...]" >&2; exit 2 ;;
 esac

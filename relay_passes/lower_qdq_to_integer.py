@@ -220,16 +220,21 @@ class _Lowerer(PyExprMutator):
     # --- dispatch -------------------------------------------------------------------------
     def visit_call_(self, call):
         lowered = None
-        if dtype_of(call) == "int8" and (
-            is_op(call, "relax.clip") or (is_op(call, "relax.quantize") and call not in self.wrapped)
-        ):
-            lowered = self._lower_quantized_root(call)
-        elif is_op(call, "relax.astype") and dtype_of(call) == "int8":
-            lowered = self._lower_avg_pool(call)
-        elif is_op(call, "relax.nn.max_pool2d") and dtype_of(call) == "int8":
-            lowered = self._lower_max_pool(call)
-        elif is_op(call, "relax.dequantize") or is_op(call, "relax.image.resize2d"):
-            lowered = _integer_ops.lower_call(self, call)
+        try:
+            if dtype_of(call) == "int8" and (
+                is_op(call, "relax.clip") or (is_op(call, "relax.quantize") and call not in self.wrapped)
+            ):
+                lowered = self._lower_quantized_root(call)
+            elif is_op(call, "relax.astype") and dtype_of(call) == "int8":
+                lowered = self._lower_avg_pool(call)
+            elif is_op(call, "relax.nn.max_pool2d") and dtype_of(call) == "int8":
+                lowered = self._lower_max_pool(call)
+            elif is_op(call, "relax.dequantize") or is_op(call, "relax.image.resize2d"):
+                lowered = _integer_ops.lower_call(self, call)
+        except ValueError as err:
+            # dtmm_tvm.quant refuses parameters TFLM's integer kernels cannot take (a softmax
+            # output scale other than 1/256, an ADD multiplier outside (0, 1), ...): the model's fault.
+            raise UnsupportedOpError(f"unsupported int8 quantization parameters: {err}") from None
         return lowered if lowered is not None else super().visit_call_(call)
 
     def _lower_quantized_root(self, root):

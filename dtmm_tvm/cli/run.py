@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -87,6 +88,9 @@ def _output_targets(arg: str, specs: list, force: bool) -> list:
     for path in paths:
         if Path(path).exists() and not force:
             raise OutputExistsError(f"{path}: exists; pass --force to replace it")
+        parent = Path(path).resolve().parent  # checked before the run, not after it
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise DTMMError(f"{path}: cannot write outputs there ({parent} is not a writable directory)")
     return paths
 
 
@@ -94,8 +98,12 @@ def _save(path: str, save) -> None:
     """Write through a temporary name so a failure leaves no partial file."""
     out_path = Path(path)
     tmp = out_path.with_name(out_path.name + ".partial" + out_path.suffix)
-    save(tmp)
-    tmp.replace(out_path)
+    try:
+        save(tmp)
+        tmp.replace(out_path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise DTMMError(f"{path}: cannot write outputs ({err.strerror or type(err).__name__})") from None
 
 
 def write_outputs(paths: list, specs: list, outputs: list) -> None:
@@ -111,6 +119,8 @@ def archive_isa(metadata: dict) -> str:
     written before metadata recorded it get their target's."""
     if "isa" in metadata:
         return metadata["isa"]
+    if "target" not in metadata:  # not ours (e.g. TVM's Model Library Format): no dtmm kernels
+        return "c"
     from ..kernels import target_isa
     from ..target import resolve_target
 
@@ -136,16 +146,16 @@ def run(args) -> int:
     metadata = read_metadata(args.artifact)
     out_paths = _output_targets(args.outputs, metadata["outputs"], args.force) if args.outputs else []
     inputs = load_all_inputs(args.inputs, metadata["inputs"])
-    board = args.board or DEFAULT_BOARD.get(metadata["target"], "mps2-an386")
+    board = args.board or DEFAULT_BOARD.get(metadata.get("target"), "mps2-an386")
     from ..micro import get_board
 
     board_info = get_board(board)
     core = board_info.core
     check_board_isa(args.artifact, metadata, board_info)
-    if metadata["target"] not in (f"dtmm/{core}", "dtmm/portable"):
+    if metadata.get("target", f"dtmm/{core}") not in (f"dtmm/{core}", "dtmm/portable"):
         # Same kernel ISA (checked above), other core: the schedules were chosen for another
         # core, so the figures are not that target's.
-        print(f"dtmm run: note: {args.artifact} was compiled for {metadata['target']}; running it on "
+        print(f"dtmm run: note: {args.artifact} was compiled for {metadata.get('target')}; running it on "
               f"{board} ({core})", file=sys.stderr)
     result = run_artifact(args.artifact, board, inputs if len(inputs) > 1 else inputs[0])
     if out_paths:

@@ -33,7 +33,8 @@ from tvm import relax, s_tir, tirx
 
 from ..errors import ModelError, UnsupportedOpError
 from . import planner
-from .c_source import CSource, build_c_kernels, c_type, dtype_bytes, sanitize_identifier
+from .c_source import CSource, build_c_kernels, c_type, dtype_bytes
+from .names import c_identifier, comment_text
 
 __all__ = ["AOTModule", "TensorInfo", "build_aot", "PREFIX", "ENTRY"]
 
@@ -181,14 +182,6 @@ def _is_reshape(func: tirx.PrimFunc) -> bool:
         return False
 
 
-def _unique(name: str, taken: set) -> str:
-    base, k, out = name, 1, name
-    while out in taken or out.upper() in {t.upper() for t in taken}:
-        out, k = f"{base}_{k}", k + 1
-    taken.add(out)
-    return out
-
-
 class _Builder:
     """Walks main once and records storages, steps and constants."""
 
@@ -243,7 +236,7 @@ class _Builder:
         return val
 
     def new_arena(self, name: str, nbytes: int) -> _Storage:
-        st = _Storage("arena", _unique(sanitize_identifier(name), self.names), nbytes)
+        st = _Storage("arena", c_identifier(name, self.names, "buf"), nbytes)
         self.arena_storages.append(st)
         return st
 
@@ -339,7 +332,7 @@ class _Builder:
             t = _Tensor(_Storage("input", i, 0), shape, dtype)
             t.storage.bytes = t.bytes
             self.env[p] = t
-            self.inputs.append(TensorInfo(p.name, _unique(sanitize_identifier(p.name), taken), shape,
+            self.inputs.append(TensorInfo(p.name, c_identifier(p.name, taken, f"input{i}"), shape,
                                           dtype, t.bytes))
         body = main.body
         if not isinstance(body, relax.SeqExpr):
@@ -420,10 +413,10 @@ def _header(inputs: list, outputs: list) -> str:
         "",
     ]
     for t in inputs:
-        lines.append(f"/* input {t.name!r}: {t.dtype}{list(t.shape)} */")
+        lines.append(f"/* input {comment_text(t.name)}: {t.dtype}{list(t.shape)} */")
         lines.append(f"#define {t.size_macro} {t.bytes}")
     for t in outputs:
-        lines.append(f"/* output {t.name!r}: {t.dtype}{list(t.shape)} */")
+        lines.append(f"/* output {comment_text(t.name)}: {t.dtype}{list(t.shape)} */")
         lines.append(f"#define {t.size_macro} {t.bytes}")
     lines.append("")
     lines += struct(PREFIX + "inputs", inputs)
@@ -493,10 +486,7 @@ def build_aot(
     taken = {t.c_name for t in b.inputs}
     outputs, copies = [], []
     for i, (t, name) in enumerate(zip(b.ret_tensors, output_names)):
-        c_name = sanitize_identifier(name)
-        if c_name in taken or c_name.upper() in {x.upper() for x in taken}:
-            raise ModelError(f"output name {name!r} collides with another input or output name")
-        taken.add(c_name)
+        c_name = c_identifier(name, taken, f"output{i}")  # unique: an input may be called "output"
         outputs.append(TensorInfo(name, c_name, t.shape, t.dtype, t.bytes))
         st = t.storage
         if st.kind == "arena":
@@ -575,7 +565,7 @@ def build_aot(
         args = [ptr(t.storage, dt) for t, dt in zip(s.args, k.param_dtypes)]
         args += [ptr(st, sc.dtype) for st, sc in zip(s.scratch, k.scratch)]
         call = f"{k.symbol}({', '.join(args)})"
-        runner.append(f"  /* {s.binding} */")
+        runner.append(f"  /* {comment_text(s.binding)} */")
         if k.return_type == "void":
             runner.append(f"  {call};")
         else:

@@ -20,6 +20,7 @@ import tvm
 
 from ..errors import DTMMError, ModelError, OutputExistsError
 from .aot import AOTModule, build_aot
+from .archive_guard import MAX_METADATA_BYTES, check_metadata, load_metadata_json, open_archive
 
 __all__ = ["archive_bytes", "build_metadata", "read_metadata", "write_archive"]
 
@@ -208,8 +209,11 @@ def write_archive(
     data = archive_bytes(aot, metadata)
 
     directory = os.path.dirname(os.path.abspath(out))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".dtmm-", suffix=".tar.part", dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".dtmm-", suffix=".tar.part", dir=directory)
+    except OSError as err:  # a parent is a file, a read-only directory, ...
+        raise DTMMError(f"{out}: cannot write the archive there ({err.strerror or str(err) or type(err).__name__})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -217,9 +221,11 @@ def write_archive(
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         _publish(tmp, out, overwrite)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):  # e.g. the file system is full; nothing was left behind
+            raise DTMMError(f"{out}: cannot write the archive ({err.strerror or str(err) or type(err).__name__})") from None
         raise
     return metadata
 
@@ -236,14 +242,14 @@ def read_metadata(archive: str | os.PathLike) -> dict:
     path = os.fspath(archive)
     try:
         if os.path.isdir(path):
-            with open(os.path.join(path, "metadata.json"), encoding="utf-8") as f:
-                meta = json.load(f)
-            return _check_schema(path, meta)
-        with tarfile.open(path, "r") as tar:
+            with open(os.path.join(path, "metadata.json"), "rb") as f:
+                meta = load_metadata_json(f.read(MAX_METADATA_BYTES + 1), path)
+            return check_metadata(_check_schema(path, meta), path)
+        with open_archive(path) as tar:  # a bounded regular file with bounded members
             member = tar.extractfile("metadata.json")
             if member is None:
                 raise KeyError("metadata.json")
-            meta = json.loads(member.read().decode("utf-8"))
+            meta = load_metadata_json(member.read(MAX_METADATA_BYTES + 1), path)
     except FileNotFoundError:
         raise DTMMError(f"{path}: no such artifact") from None
     except KeyError:
@@ -253,7 +259,7 @@ def read_metadata(archive: str | os.PathLike) -> dict:
     except (tarfile.TarError, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DTMMError(f"{path}: unreadable artifact: {first_line}") from None
-    return _check_schema(path, meta)
+    return check_metadata(_check_schema(path, meta), path)
 
 
 def _check_schema(path: str, meta) -> dict:

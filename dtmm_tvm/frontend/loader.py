@@ -16,6 +16,8 @@ import numpy as np
 import tvm
 
 from ..errors import ModelError, UnsupportedOpError
+from .renaming import generated_names, rename_onnx_values, renamed_tflite_model
+from .structure import check_onnx_structure, check_relax_shapes, check_tflite_structure
 from .tflite_reader import TFLiteGraph, read_tflite
 from .validate import validate_tflite
 
@@ -83,13 +85,16 @@ def _importer_error(path: Path, err: Exception) -> ModelError:
 
 def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
     graph = read_tflite(raw, name=str(path))
+    check_tflite_structure(graph)
     arithmetic = validate_tflite(graph)
     try:
         from .tflite_import import import_tflite
 
-        mod = import_tflite(raw)
+        # Tensors renamed by position: TVM's importer looks tensors up by name.
+        mod = import_tflite(renamed_tflite_model(raw, generated_names([t.name for t in graph.tensors])))
     except Exception as err:  # TVM raises many types; the user gets one clear message
         raise _importer_error(path, err) from None
+    check_relax_shapes(mod, path)
     # TVM's importer drops SOFTMAX's beta; keep it for the integer lowering (in op order).
     betas = [float(op.options.get("Beta", 1.0)) for op in graph.operators if op.opcode == "SOFTMAX"]
     mod = mod.with_attr("dtmm.softmax_betas", json.dumps(betas))
@@ -129,6 +134,7 @@ def _load_onnx(path: Path, raw: bytes) -> LoadedModel:
             )
         if node.op_type in ("QLinearConv", "QLinearMatMul"):
             raise UnsupportedOpError(f"{path}: QOperator models are not supported; quantize with QuantFormat.QDQ")
+    check_onnx_structure(model, path)
     initializers = {init.name for init in graph.initializer}
     dtype_names = {1: "float32", 3: "int8", 2: "uint8", 10: "float16", 5: "int16", 6: "int32", 7: "int64"}
 
@@ -154,12 +160,14 @@ def _load_onnx(path: Path, raw: bytes) -> LoadedModel:
     inputs = [spec(v) for v in graph.input if v.name not in initializers]
     outputs = [spec(v) for v in graph.output]
     quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
+    renamed = rename_onnx_values(model)  # originals stay in inputs/outputs (TensorSpec)
     try:
         from tvm.relax.frontend.onnx import from_onnx
 
-        mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs}, keep_params_in_input=False)
+        mod = from_onnx(model, shape_dict={renamed[s.name]: list(s.shape) for s in inputs}, keep_params_in_input=False)
     except Exception as err:
         raise _importer_error(path, err) from None
+    check_relax_shapes(mod, path)
     # A QDQ model computes in int8 with onnxruntime's float32 requantization (see
     # relay_passes/lower_onnx_qdq_to_integer.py); its inputs and outputs stay float.
     loaded = LoadedModel(path, "onnx", "int8" if quantized else "float32", mod, inputs, outputs, raw)

@@ -75,12 +75,10 @@ def release_block_builders(err: BaseException) -> None:
         tb = tb.tb_next
 
 
-def import_tflite(raw: bytes):
-    """Import a validated TFLite flatbuffer into Relax with :class:`TFLMOperatorConverter`."""
-    import tflite
-
+def import_tflite(model):
+    """Import a validated ``tflite.Model`` into Relax with :class:`TFLMOperatorConverter`."""
     try:
-        return from_tflite(tflite.Model.GetRootAsModel(raw, 0), op_converter=TFLMOperatorConverter)
+        return from_tflite(model, op_converter=TFLMOperatorConverter)
     except Exception as err:
         release_block_builders(err)
         raise

@@ -34,6 +34,7 @@ class TFLiteTensor:
     zero_point: np.ndarray | None = None  # int64, same length as scale
     quantized_dimension: int = 0
     data: np.ndarray | None = None  # constant contents, or None for activations
+    buffer_bytes: int = 0  # size of the constant buffer in the file (checked against the shape)
 
     @property
     def is_constant(self) -> bool:
@@ -123,6 +124,14 @@ def _options(tflite, op, opcode: str) -> dict:
     return parsed
 
 
+def _printable_name(raw: bytes | None, limit: int = 200) -> str:
+    """A tensor name as messages and metadata.json may carry it: control characters escaped,
+    at most ``limit`` characters (names never reach C: tensors are renamed by position)."""
+    text = (raw or b"").decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def read_tflite(source: str | Path | bytes, name: str | None = None) -> TFLiteGraph:
     """Read a .tflite file (path or bytes) into a :class:`TFLiteGraph`.
 
@@ -156,21 +165,32 @@ def read_tflite(source: str | Path | bytes, name: str | None = None) -> TFLiteGr
             shape = tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else []))
             signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else shape
             dtype = _TFLITE_DTYPES.get(t.Type(), f"type{t.Type()}")
-            tensor = TFLiteTensor(i, t.Name().decode("utf-8", "replace"), shape, signature, dtype)
+            tensor = TFLiteTensor(i, _printable_name(t.Name()), shape, signature, dtype)
             quant = t.Quantization()
             if quant is not None and quant.ScaleLength():
                 tensor.scale = quant.ScaleAsNumpy().astype(np.float32)
                 tensor.zero_point = quant.ZeroPointAsNumpy().astype(np.int64)
                 tensor.quantized_dimension = int(quant.QuantizedDimension())
+            if not 0 <= t.Buffer() < model.BuffersLength():
+                raise ModelError(f"{path}: tensor {i} refers to buffer {t.Buffer()}, but the model has "
+                                 f"{model.BuffersLength()} buffers")
             buffer = model.Buffers(t.Buffer())
             if buffer is not None and buffer.DataLength():
                 data = buffer.DataAsNumpy()
-                if dtype in ("float32", "float16", "int32", "uint8", "int64", "int16", "int8", "float64"):
+                tensor.buffer_bytes = int(data.size)
+                count = int(np.prod(shape, dtype=object)) if all(d > 0 for d in shape) else -1
+                if dtype in ("float32", "float16", "int32", "uint8", "int64", "int16", "int8", "float64") \
+                        and count * np.dtype(dtype).itemsize == data.size:
                     tensor.data = np.frombuffer(data.tobytes(), dtype=dtype).reshape(shape)
+                else:  # a size mismatch is reported by structure.check_tflite_structure
+                    tensor.data = np.zeros(0, dtype=np.uint8)
             tensors.append(tensor)
         operators = []
         for i in range(graph.OperatorsLength()):
             op = graph.Operators(i)
+            if not 0 <= op.OpcodeIndex() < model.OperatorCodesLength():
+                raise ModelError(f"{path}: operator {i} refers to operator code {op.OpcodeIndex()}, but the "
+                                 f"model has {model.OperatorCodesLength()}")
             code = model.OperatorCodes(op.OpcodeIndex())
             builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
             name = tflite.utils.opcode2name(builtin)

@@ -28,9 +28,10 @@ from typing import Any
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 #: Files and dirs of the template copied into each generated project.
-TEMPLATE_ENTRIES = ("microtvm_api_server.py", "Makefile", "boards.json", "src", "boards")
+TEMPLATE_ENTRIES = ("microtvm_api_server.py", "Makefile", "boards.json", "src", "boards", "qemu_sandbox.py")
 #: Written by generate_project; its presence is what makes a directory a generated project.
 PROJECT_RECORD = "project.json"
+MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 INPUT_FILE = "dtmm_inputs.bin"
 OUTPUT_FILE = "dtmm_outputs.bin"
 C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -145,7 +146,12 @@ def _safe_extract(tar: tarfile.TarFile, dest: Path, artifact: Path) -> None:
 
     (``extractall(filter="data")`` does the same but needs Python >= 3.10.12 / 3.11.4.)
     """
+    total = 0
     for member in tar.getmembers():
+        total += member.size  # declared sizes: a small .tar.gz may declare gigabytes
+        if member.size > MAX_ARTIFACT_BYTES or total > MAX_ARTIFACT_BYTES:
+            raise ProjectError("artifact", f"{artifact}: archive unpacks to more than "
+                                           f"{MAX_ARTIFACT_BYTES} bytes")
         target = (dest / member.name).resolve()
         if dest.resolve() not in target.parents and target != dest.resolve():
             raise ProjectError("artifact", f"{artifact}: archive member {member.name!r} "
@@ -268,6 +274,8 @@ class Handler:
             raise ProjectError("artifact", f"model artifact {artifact} does not exist")
         with tempfile.TemporaryDirectory(prefix="dtmm-artifact-") as tmp:
             root = artifact
+            if artifact.exists() and not (artifact.is_file() or artifact.is_dir()):
+                raise ProjectError("artifact", f"{artifact}: not a regular file or directory")
             if artifact.is_file():
                 try:
                     with tarfile.open(artifact) as tar:
@@ -290,8 +298,9 @@ class Handler:
             shutil.copytree(root / "codegen/host/include", model_dir / "include")
         try:
             metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ProjectError("artifact", f"{artifact}: metadata.json is not JSON: {e}") from e
+        except (ValueError, RecursionError) as e:
+            raise ProjectError("artifact", f"{artifact}: metadata.json is not JSON: "
+                                           f"{type(e).__name__}") from None
         if not (model_dir / "include" / "tvmgen_default.h").exists():
             raise ProjectError("artifact", f"model artifact {artifact} has no "
                                            "codegen/host/include/tvmgen_default.h")
@@ -415,18 +424,31 @@ class Handler:
         cmd = self.qemu_command(options)
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self.project_dir))
         shutil.copyfile(inputs_path, run_dir / INPUT_FILE)
+        sandbox = _load_sibling("qemu_sandbox")
         try:
+            # Confined (seccomp, bubblewrap, output cap, time limit: see qemu_sandbox.py).
             # Semihosting file names are relative to QEMU's working directory.
-            proc = subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            raise ProjectError("run", f"{info['board']}: QEMU did not finish within "
-                                      f"{timeout:g} s running {info['elf']}") from e
+            proc = sandbox.run_confined(cmd, run_dir, info["elf"], timeout)
+        except sandbox.SandboxError as e:
+            raise ProjectError(e.kind, f"{info['board']}: running {info['elf']}: {e}") from None
         if _option(options, "verbose", "run"):
-            print(" ".join(cmd), proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
-        return {"exit_status": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
+            print(" ".join(proc["command"]), proc["stdout"], proc["stderr"], sep="\n", file=sys.stderr)
+        return {"exit_status": proc["exit_status"], "stdout": proc["stdout"], "stderr": proc["stderr"],
                 "outputs_path": str(run_dir / OUTPUT_FILE), "run_dir": str(run_dir),
-                "command": cmd}
+                "command": proc["command"]}
+
+
+def _load_sibling(name: str):
+    """Import a standard-library module that sits next to this file (template or project)."""
+    import importlib.util
+
+    key = f"_dtmm_{name}_{abs(hash(str(Path(__file__).resolve())))}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def qemu_argv(qemu: str, machine: str, elf: str | os.PathLike, icount_shift: int) -> list:

@@ -8,7 +8,7 @@ import pytest
 
 import codegen_models as models
 from dtmm_tvm.codegen import mlf, read_metadata, write_archive
-from dtmm_tvm.errors import ModelError, OutputExistsError, UnsupportedOpError
+from dtmm_tvm.errors import DTMMError, ModelError, OutputExistsError, UnsupportedOpError
 
 FILES = {
     "metadata.json",
@@ -82,7 +82,7 @@ def test_failure_leaves_nothing(chain_mod, tmp_path, monkeypatch):
 
     # A failure while writing: the temporary file is removed, no .tar appears.
     monkeypatch.setattr(mlf.os, "fsync", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DTMMError, match="disk full"):  # one clear error, not an OSError traceback
         write_archive(chain_mod, tmp_path / "bad.tar", EXTRA)
     assert list(tmp_path.iterdir()) == []
 
