@@ -91,6 +91,64 @@ def check_fits(metadata: dict, board: Board, stack_bytes: int = DEFAULT_STACK_BY
             f"{constants} bytes, {board.flash_bytes} available")
 
 
+def pack_inputs(metadata: dict, inputs, artifact: str) -> dict:
+    """Check inputs against metadata.json and pack them as records; ``{"n", "data"}``."""
+    specs = metadata["inputs"]
+    if isinstance(inputs, dict):
+        missing = [s["name"] for s in specs if s["name"] not in inputs]
+        if missing:
+            raise DTMMError(f"inputs for {artifact}: missing {missing}")
+        arrays = [inputs[s["name"]] for s in specs]
+    elif isinstance(inputs, (list, tuple)):
+        arrays = list(inputs)
+    else:
+        arrays = [inputs]
+    if len(arrays) != len(specs):
+        raise DTMMError(f"{artifact} has {len(specs)} inputs, {len(arrays)} given")
+    n = None
+    for spec, arr in zip(specs, arrays):
+        arr = np.asarray(arr)
+        dtype = np.dtype(_DTYPES.get(spec["dtype"], np.uint8))
+        shape = tuple(spec["shape"])
+        if arr.dtype != dtype or arr.shape[1:] != shape:
+            raise DTMMError(f"input {spec['name']!r} of {artifact} must be "
+                            f"(N, {', '.join(map(str, shape))}) {dtype}, got "
+                            f"{arr.shape} {arr.dtype}")
+        if n is not None and arr.shape[0] != n:
+            raise DTMMError(f"inputs of {artifact} disagree on N: {n} vs "
+                            f"{arr.shape[0]} for {spec['name']!r}")
+        n = arr.shape[0]
+        if arr.nbytes // max(n, 1) != spec["bytes"]:
+            raise ModelError(f"{artifact}: input {spec['name']!r} is "
+                             f"{spec['bytes']} bytes in metadata.json but shape and "
+                             f"dtype give {arr.nbytes // max(n, 1)}")
+    if not n:
+        raise DTMMError(f"no inputs given for {artifact} (N = 0)")
+    # One record per inference: every input's bytes back to back (little-endian, the
+    # Cortex-M byte order).
+    per = [np.ascontiguousarray(a, dtype=np.asarray(a).dtype.newbyteorder("<"))
+           .reshape(n, -1).view(np.uint8) for a in arrays]
+    return {"n": n, "data": np.concatenate(per, axis=1).tobytes()}
+
+
+def unpack_outputs(metadata: dict, raw: bytes, n: int, where: str) -> list:
+    """Split ``n`` output records into one array per output, in metadata order."""
+    specs = metadata["outputs"]
+    record = sum(s["bytes"] for s in specs)
+    if len(raw) != n * record:
+        raise ToolchainError(f"{where}: expected {n * record} "
+                             f"output bytes, got {len(raw)}")
+    table = np.frombuffer(raw, dtype=np.uint8).reshape(n, record)
+    outs, off = [], 0
+    for s in specs:
+        dtype = np.dtype(_DTYPES.get(s["dtype"], np.uint8)).newbyteorder("<")
+        chunk = np.ascontiguousarray(table[:, off:off + s["bytes"]])
+        outs.append(chunk.view(dtype).astype(dtype.newbyteorder("=")).reshape(
+            n, *s["shape"]))
+        off += s["bytes"]
+    return outs
+
+
 class Project:
     """A generated project: one artifact built for one board.
 
@@ -225,75 +283,36 @@ class Project:
 
     # -- helpers ---------------------------------------------------------------------------
     def _pack_inputs(self, inputs) -> dict:
-        specs = self.metadata["inputs"]
-        if isinstance(inputs, dict):
-            missing = [s["name"] for s in specs if s["name"] not in inputs]
-            if missing:
-                raise DTMMError(f"inputs for {self.artifact}: missing {missing}")
-            arrays = [inputs[s["name"]] for s in specs]
-        elif isinstance(inputs, (list, tuple)):
-            arrays = list(inputs)
-        else:
-            arrays = [inputs]
-        if len(arrays) != len(specs):
-            raise DTMMError(f"{self.artifact} has {len(specs)} inputs, {len(arrays)} given")
-        n = None
-        for spec, arr in zip(specs, arrays):
-            arr = np.asarray(arr)
-            dtype = np.dtype(_DTYPES.get(spec["dtype"], np.uint8))
-            shape = tuple(spec["shape"])
-            if arr.dtype != dtype or arr.shape[1:] != shape:
-                raise DTMMError(f"input {spec['name']!r} of {self.artifact} must be "
-                                f"(N, {', '.join(map(str, shape))}) {dtype}, got "
-                                f"{arr.shape} {arr.dtype}")
-            if n is not None and arr.shape[0] != n:
-                raise DTMMError(f"inputs of {self.artifact} disagree on N: {n} vs "
-                                f"{arr.shape[0]} for {spec['name']!r}")
-            n = arr.shape[0]
-            if arr.nbytes // max(n, 1) != spec["bytes"]:
-                raise ModelError(f"{self.artifact}: input {spec['name']!r} is "
-                                 f"{spec['bytes']} bytes in metadata.json but shape and "
-                                 f"dtype give {arr.nbytes // max(n, 1)}")
-        if not n:
-            raise DTMMError(f"no inputs given for {self.artifact} (N = 0)")
-        # One record per inference: every input's bytes back to back (little-endian, the
-        # Cortex-M byte order).
-        per = [np.ascontiguousarray(a, dtype=np.asarray(a).dtype.newbyteorder("<"))
-               .reshape(n, -1).view(np.uint8) for a in arrays]
-        return {"n": n, "data": np.concatenate(per, axis=1).tobytes()}
+        return pack_inputs(self.metadata, inputs, str(self.artifact))
 
     def _unpack_outputs(self, raw: bytes, n: int) -> list:
-        specs = self.metadata["outputs"]
-        record = sum(s["bytes"] for s in specs)
-        if len(raw) != n * record:
-            raise ToolchainError(f"{self.elf} on {self.board.name}: expected {n * record} "
-                                 f"output bytes, got {len(raw)}")
-        table = np.frombuffer(raw, dtype=np.uint8).reshape(n, record)
-        outs, off = [], 0
-        for s in specs:
-            dtype = np.dtype(_DTYPES.get(s["dtype"], np.uint8)).newbyteorder("<")
-            chunk = np.ascontiguousarray(table[:, off:off + s["bytes"]])
-            outs.append(chunk.view(dtype).astype(dtype.newbyteorder("=")).reshape(
-                n, *s["shape"]))
-            off += s["bytes"]
-        return outs
+        return unpack_outputs(self.metadata, raw, n, f"{self.elf} on {self.board.name}")
 
     def _result(self, outputs, counts, empty, report) -> measure.RunResult:
-        mem = measure.elf_memory(self.elf)
-        model_objs = sorted((self.project_dir / "build" / "model").glob("*.o"))
-        model = measure.object_sizes(model_objs)
-        flash = {"text": mem["text"], "rodata": mem["rodata"], "data": mem["data"],
-                 "model_code": model["code"], "model_constants": model["constants"]}
-        ram = {"data": mem["data"], "bss": mem["bss"],
-               "arena": int(self.metadata.get("arena", {}).get("bytes", 0)),
-               "stack_high_water": report.stack_high_water}
-        names = [s["name"] for s in self.metadata["outputs"]]
-        return measure.RunResult(
-            board=self.board.name, outputs=outputs[0] if len(outputs) == 1 else outputs,
-            output_names=names, instructions_per_inference=counts,
-            empty_call_instructions=empty, flash=flash, ram=ram,
-            stack_reserved=mem["stack_reserved"],
-            project_dir=None if self._own_parent else str(self.project_dir))
+        return make_result(self.board, self.metadata, self.project_dir, outputs, counts, empty,
+                           report.stack_high_water, report.op_instructions,
+                           keep=not self._own_parent)
+
+
+def make_result(board: Board, metadata: dict, project_dir: Path, outputs, counts, empty,
+                stack_high_water, op_instructions=None, keep=True) -> measure.RunResult:
+    """The measurement record of a run: counts, plus flash and RAM from the built ELF."""
+    mem = measure.elf_memory(project_dir / "build" / "app.elf")
+    model_objs = sorted((project_dir / "build" / "model").glob("*.o"))
+    model = measure.object_sizes(model_objs)
+    flash = {"text": mem["text"], "rodata": mem["rodata"], "data": mem["data"],
+             "model_code": model["code"], "model_constants": model["constants"]}
+    ram = {"data": mem["data"], "bss": mem["bss"],
+           "arena": int(metadata.get("arena", {}).get("bytes", 0)),
+           "stack_high_water": stack_high_water}
+    names = [s["name"] for s in metadata["outputs"]]
+    return measure.RunResult(
+        board=board.name, outputs=outputs[0] if len(outputs) == 1 else outputs,
+        output_names=names, instructions_per_inference=counts,
+        empty_call_instructions=empty, flash=flash, ram=ram,
+        stack_reserved=mem["stack_reserved"],
+        project_dir=str(project_dir) if keep else None,
+        op_instructions=op_instructions or None)
 
 
 def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
