@@ -19,11 +19,14 @@ import time
 import tvm
 
 from ..errors import DTMMError, ModelError, OutputExistsError
-from .aot import AOTModule, build_aot
+from .aot import AOTModule, _header, build_aot, module_names
 
 __all__ = ["archive_bytes", "build_metadata", "read_metadata", "write_archive"]
 
-_RESERVED = {"schema", "inputs", "outputs", "arena", "constants_bytes", "functions", "layers", "entry"}
+_RESERVED = {"schema", "inputs", "outputs", "arena", "constants_bytes", "functions", "layers", "entry",
+             "module_name", "runner_steps", "version", "modules"}
+#: Model Library Format metadata version whose fields metadata.json carries (TVM's MLF, v7).
+MLF_VERSION = 7
 
 
 def _merge_one(entry: dict, fields: dict, kind: str) -> None:
@@ -99,6 +102,7 @@ def build_metadata(aot: AOTModule, metadata_extra: dict | None = None) -> dict:
         raise DTMMError(f"metadata_extra may not override generated fields {sorted(clash)}")
     meta = {
         "schema": generated["schema"],
+        "version": MLF_VERSION,
         "model": extra.pop("model", {"name": "default", "source": None, "sha256": None}),
         "target": extra.pop("target", None),
         "mode": extra.pop("mode", None),
@@ -106,8 +110,71 @@ def build_metadata(aot: AOTModule, metadata_extra: dict | None = None) -> dict:
     for key in ("inputs", "outputs", "arena", "constants_bytes", "functions", "layers"):
         meta[key] = generated[key]
     meta.update(extra)
+    meta["module_name"] = generated["module_name"]
+    meta["runner_steps"] = generated["runner_steps"]
+    meta["modules"] = {generated["module_name"]: _mlf_module(aot, meta)}
     meta["entry"] = generated["entry"]
     return meta
+
+
+def _mlf_module(aot: AOTModule, meta: dict) -> dict:
+    """The module entry of Model Library Format's metadata (``modules.<name>``), as TVM's
+    ``export_model_library_format`` wrote it for an AOT build with the C interface, plus the
+    memory pools: the static arena (workspace) and the constants."""
+    def io(entries):
+        return {e["name"]: {"size": e["bytes"], "dtype": e["dtype"]} for e in entries}
+
+    main = {"device": 1, "workspace_size_bytes": aot.arena.bytes, "constants_size_bytes": aot.constants_bytes,
+            "io_size_bytes": sum(e["bytes"] for e in meta["inputs"] + meta["outputs"]),
+            "inputs": io(meta["inputs"]), "outputs": io(meta["outputs"])}
+    operators = [{"function_name": f["c_name"], "workspace": [{"device": 1, "workspace_size_bytes": f["scratch_bytes"]}]}
+                 for f in aot.functions]
+    names = module_names(aot.module_name)
+    target = meta.get("target")
+    return {
+        "model_name": aot.module_name,
+        "export_datetime": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+        "memory": {"functions": {"main": [main], "operator_functions": operators},
+                   "pools": [{"pool_name": names["arena"], "kind": "workspace", "size_bytes": aot.arena.bytes,
+                              "placement": f"static .bss, or section {names['macro']}ARENA_SECTION"},
+                             {"pool_name": "constants", "kind": "constants", "size_bytes": aot.constants_bytes,
+                              "placement": "const (flash)"}]},
+        "target": [_target_string(target)] if target else [],
+        "executors": ["aot"],
+        "interface_api": "c",
+        "unpacked_api": True,
+        "style": "full-model",
+    }
+
+
+def _target_string(tag: str) -> str:
+    """A tag such as ``dtmm/cortex-m4`` as TVM prints the target (``c -keys=... -mcpu=...``)."""
+    mcpu = tag.split("/", 1)[1] if "/" in tag else tag
+    return f"c -keys=dtmm,arm_cpu,cpu -mcpu={mcpu}"
+
+
+def build_fragments(aot: AOTModule) -> dict:
+    """A CMake and a Makefile fragment that compile the archive's sources into a user's firmware."""
+    names = module_names(aot.module_name)
+    lib = names["prefix"][:-1]
+    srcs = sorted(p for p in aot.files if p.startswith("codegen/host/src/"))
+    var = lib.upper()
+    cmake = [f"# {lib}.cmake: the model as a static library. In your CMakeLists.txt:",
+             f"#   include(path/to/extracted/archive/{lib}.cmake)",
+             f"#   target_link_libraries(app PRIVATE {lib})",
+             "# Compile with your core's flags (e.g. -mcpu=cortex-m4 -mthumb -mfloat-abi=hard).",
+             f"add_library({lib} STATIC"]
+    cmake += [f"  ${{CMAKE_CURRENT_LIST_DIR}}/{p}" for p in srcs]
+    cmake += [")", f"target_include_directories({lib} PUBLIC ${{CMAKE_CURRENT_LIST_DIR}}/codegen/host/include)",
+              f"target_compile_options({lib} PRIVATE -std=gnu11 -ffunction-sections -fdata-sections)", ""]
+    make = [f"# {lib}.mk: the model's sources for a Makefile. In yours:",
+            f"#   include path/to/extracted/archive/{lib}.mk",
+            f"#   SRCS += $({var}_SRCS)",
+            f"#   CFLAGS += $({var}_CFLAGS)",
+            f"{var}_DIR := $(dir $(lastword $(MAKEFILE_LIST)))",
+            f"{var}_SRCS := " + " ".join(f"$({var}_DIR){p}" for p in srcs),
+            f"{var}_CFLAGS := -I$({var}_DIR)codegen/host/include -ffunction-sections -fdata-sections", ""]
+    return {f"{lib}.cmake": "\n".join(cmake), f"{lib}.mk": "\n".join(make)}
 
 
 def archive_bytes(aot: AOTModule, metadata: dict) -> bytes:
@@ -162,6 +229,7 @@ def write_archive(
     overwrite: bool = False,
     output_names: list | None = None,
     annotate=None,
+    module_name: str = "default",
 ) -> dict:
     """Compile ``mod`` and write the Model Library Format-style archive.
 
@@ -180,6 +248,8 @@ def write_archive(
     annotate : callable, optional
         ``annotate(metadata)`` may edit the metadata dict in place (or return a new dict)
         before it is written, e.g. to attach model layer names.
+    module_name : str
+        ``tvmgen_<module_name>_`` names every symbol, the header and its guard (``--module-name``).
 
     Returns
     -------
@@ -198,11 +268,16 @@ def write_archive(
         raise OutputExistsError(f"{out} is a directory, expected a .tar file path")
     if not overwrite and os.path.exists(out):
         raise OutputExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
-    aot = build_aot(mod, output_names=output_names)
+    aot = build_aot(mod, output_names=output_names, module_name=module_name)
     metadata = build_metadata(aot, metadata_extra)
     if annotate is not None:
         replaced = annotate(metadata)
         metadata = metadata if replaced is None else replaced
+    # The header carries the quantization the caller merged into metadata.json.
+    quantization = {t["c_name"]: t.get("quantization") for t in metadata["inputs"] + metadata["outputs"]}
+    aot.files[f"codegen/host/include/{module_names(module_name)['header']}"] = _header(
+        aot.inputs, aot.outputs, module_name, quantization, aot.arena.bytes)
+    aot.files.update(build_fragments(aot))
     data = archive_bytes(aot, metadata)
 
     directory = os.path.dirname(os.path.abspath(out))
