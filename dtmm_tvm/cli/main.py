@@ -20,8 +20,22 @@ from . import tune as tune_cmd
 SUBCOMMANDS = (compile_cmd, run_cmd, inspect_cmd, tune_cmd, micro_cmd)
 
 
+def _version() -> str:
+    """dtmm's version and the TVM it compiles with (read from the installed metadata, no import)."""
+    from importlib import metadata
+
+    from .. import __version__
+
+    try:
+        tvm = metadata.version("apache-tvm")
+    except metadata.PackageNotFoundError:
+        tvm = "not installed"
+    return f"dtmm {__version__} (Apache TVM {tvm})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dtmm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
         module.add_parser(subparsers)
