@@ -297,9 +297,10 @@ def write_archive(
     return metadata
 
 
-def read_metadata(archive: str | os.PathLike) -> dict:
+def read_metadata(archive: str | os.PathLike, *, allow_mlf: bool = False) -> dict:
     """Read ``metadata.json`` from an archive written by :func:`write_archive`, or from the
-    directory it was extracted to.
+    directory it was extracted to. With ``allow_mlf`` a Model Library Format metadata.json of
+    TVM's (``version`` and ``modules``, no dtmm schema) is returned as is.
 
     Raises
     ------
@@ -311,7 +312,7 @@ def read_metadata(archive: str | os.PathLike) -> dict:
         if os.path.isdir(path):
             with open(os.path.join(path, "metadata.json"), encoding="utf-8") as f:
                 meta = json.load(f)
-            return _check_schema(path, meta)
+            return _check_schema(path, meta, allow_mlf)
         with tarfile.open(path, "r") as tar:
             member = tar.extractfile("metadata.json")
             if member is None:
@@ -326,10 +327,12 @@ def read_metadata(archive: str | os.PathLike) -> dict:
     except (tarfile.TarError, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DTMMError(f"{path}: unreadable artifact: {first_line}") from None
-    return _check_schema(path, meta)
+    return _check_schema(path, meta, allow_mlf)
 
 
-def _check_schema(path: str, meta) -> dict:
+def _check_schema(path: str, meta, allow_mlf: bool = False) -> dict:
+    if allow_mlf and isinstance(meta, dict) and "schema" not in meta and isinstance(meta.get("modules"), dict):
+        return meta
     if not isinstance(meta, dict) or meta.get("schema") != "dtmm-mlf/1":
         raise DTMMError(f"{path}: metadata.json has an unknown schema {meta.get('schema') if isinstance(meta, dict) else None!r}")
     return meta

@@ -57,6 +57,19 @@ def load_server(directory: str | os.PathLike):
     return module
 
 
+def read_artifact_metadata(artifact: str | os.PathLike) -> dict:
+    """metadata.json of a dtmm archive, or of a Model Library Format archive of TVM's with the
+    same C interface (normalized by the template's server to inputs/outputs/module_name)."""
+    metadata = read_metadata(artifact, allow_mlf=True)
+    if metadata.get("schema") == "dtmm-mlf/1":
+        return metadata
+    server = load_server(template_dir())
+    try:
+        return server.normalize_metadata(metadata, str(artifact))
+    except server.ProjectError as e:
+        raise _translate(e) from None
+
+
 def _translate(err: Exception) -> DTMMError:
     """Map a template ProjectError to the dtmm error class of the same meaning."""
     cls = {"toolchain": ToolchainError, "resource": ResourceError, "artifact": ModelError,
@@ -179,7 +192,7 @@ class Project:
         self.board = get_board(board)
         if not self.artifact.exists():
             raise ModelError(f"model artifact {self.artifact} does not exist")
-        self.metadata = read_metadata(self.artifact)
+        self.metadata = read_artifact_metadata(self.artifact)
         self.stack_bytes = stack_bytes
         self.verbose = verbose
         self._options = {"board": self.board.name, "opt_level": opt_level,

@@ -16,7 +16,8 @@ from ..errors import DTMMError, ModelError, OutputExistsError, ResourceError, To
 from . import measure
 from .boards import get_board
 from .project_api import ProjectAPIClient, ProjectAPIError
-from .project import check_fits, make_result, pack_inputs, template_dir, unpack_outputs
+from .project import (check_fits, make_result, pack_inputs, read_artifact_metadata, template_dir,
+                      unpack_outputs)
 from .qemu import DEFAULT_ICOUNT_SHIFT
 from .transport import ModelSession
 
@@ -62,11 +63,9 @@ def create_project(artifact: str | os.PathLike, project_dir: str | os.PathLike, 
     An existing non-empty ``project_dir`` is refused unless ``force``; with ``force`` it is
     replaced only when it is itself a generated project.
     """
-    from ..codegen.mlf import read_metadata
-
     project_dir = Path(project_dir).resolve()
     board_info = get_board(board)
-    metadata = read_metadata(artifact)
+    metadata = read_artifact_metadata(artifact)
     check_fits(metadata, board_info, int((options or {}).get("stack_bytes", 64 * 1024)),
                str(artifact))
     if project_dir.exists() and any(project_dir.iterdir()):

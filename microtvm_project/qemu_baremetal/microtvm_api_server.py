@@ -173,6 +173,50 @@ def _safe_extract(tar: tarfile.TarFile, dest: Path, artifact: Path) -> None:
     tar.extractall(dest)
 
 
+_DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4, "float32": 4}
+
+
+def normalize_metadata(metadata: dict, artifact: str = "model") -> dict:
+    """metadata.json as the harness needs it: ours as is; a Model Library Format archive of
+    TVM's (``version`` + ``modules``, AOT executor, C interface) gets ``inputs``, ``outputs``
+    and ``module_name`` from its module's ``memory.functions.main`` (flat shapes: MLF records
+    sizes and dtypes only; C names sanitized as TVM's header does)."""
+    if not isinstance(metadata, dict):
+        raise ProjectError("artifact", f"{artifact}: metadata.json is not an object")
+    if "inputs" in metadata or "modules" not in metadata:
+        return metadata
+    modules = metadata["modules"]
+    if not isinstance(modules, dict) or len(modules) != 1:
+        raise ProjectError("artifact", f"{artifact}: a Model Library Format archive with "
+                                       f"{len(modules) if isinstance(modules, dict) else 0} "
+                                       "modules; exactly one is supported")
+    name, module = next(iter(modules.items()))
+    if module.get("executors") != ["aot"]:
+        raise ProjectError("artifact", f"{artifact}: module {name!r} uses executor "
+                                       f"{module.get('executors')}; only AOT with the C interface "
+                                       "(tvmgen_<name>_run) is supported")
+    try:
+        main = module["memory"]["functions"]["main"][0]
+        ios = {kind: main[kind] for kind in ("inputs", "outputs")}
+    except (KeyError, IndexError, TypeError):
+        raise ProjectError("artifact", f"{artifact}: module {name!r} has no "
+                                       "memory.functions.main inputs/outputs") from None
+    out = dict(metadata, module_name=name, entry=f"tvmgen_{name}_run")
+    for kind, tensors in ios.items():
+        out[kind] = []
+        for tname, info in tensors.items():
+            size, dtype = info.get("size"), info.get("dtype")
+            if dtype not in _DTYPE_BYTES or not isinstance(size, int) or size % _DTYPE_BYTES[dtype]:
+                raise ProjectError("artifact", f"{artifact}: {kind} {tname!r} has dtype {dtype!r} "
+                                               f"and size {size!r}, not supported")
+            out[kind].append({"name": tname, "c_name": re.sub(r"[^A-Za-z0-9_]", "_", tname),
+                              "shape": [size // _DTYPE_BYTES[dtype]], "dtype": dtype,
+                              "bytes": size, "quantization": None})
+    out.setdefault("arena", {"bytes": int(main.get("workspace_size_bytes", 0)), "buffers": []})
+    out.setdefault("constants_bytes", int(main.get("constants_size_bytes", 0)))
+    return out
+
+
 def _module_name(metadata: dict) -> str:
     """The model's module name (``tvmgen_<name>_run``): ours, or the first MLF module."""
     name = metadata.get("module_name")
@@ -350,6 +394,7 @@ class Handler:
             metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ProjectError("artifact", f"{artifact}: metadata.json is not JSON: {e}") from e
+        metadata = normalize_metadata(metadata, str(artifact))
         header = f"tvmgen_{_module_name(metadata)}.h"
         if not (model_dir / "include" / header).exists():
             raise ProjectError("artifact", f"model artifact {artifact} has no "

@@ -186,3 +186,49 @@ def test_session_checks_the_firmware_against_the_artifact():
     meta = {"inputs": [{"bytes": 16}], "outputs": [{"bytes": 16}]}
     with pytest.raises(Exception, match=r"inputs \[99\].*inputs \[16\]"):
         ModelSession(FakeClient(), meta).open()
+
+
+def tvm_mlf_archive(tmp_path, fake_artifact):
+    """The fake model packed as TVM's export_model_library_format wrote an AOT/C-interface build:
+    metadata.json has only MLF's fields (version 7, modules), no dtmm schema."""
+    import shutil
+    import tarfile
+
+    root = tmp_path / "mlf"
+    shutil.copytree(fake_artifact / "codegen", root / "codegen")
+    main = {"device": 1, "workspace_size_bytes": 32, "constants_size_bytes": 4, "io_size_bytes": 32,
+            "inputs": {"input": {"size": 16, "dtype": "int8"}},
+            "outputs": {"output": {"size": 16, "dtype": "int8"}}}
+    (root / "metadata.json").write_text(json.dumps({"version": 7, "modules": {"default": {
+        "model_name": "default", "export_datetime": "2024-01-01 00:00:00Z", "executors": ["aot"],
+        "style": "full-model", "target": ["c -keys=arm_cpu,cpu -mcpu=cortex-m4"],
+        "memory": {"functions": {"main": [main], "operator_functions": []}}}}}))
+    path = tmp_path / "model_mlf.tar"
+    with tarfile.open(path, "w") as tar:
+        for item in root.iterdir():
+            tar.add(item, arcname=item.name)
+    return path
+
+
+def test_template_accepts_tvm_model_library_format(needs_toolchain, tmp_path, fake_artifact):
+    from dtmm_tvm.micro import run_artifact
+
+    archive = tvm_mlf_archive(tmp_path, fake_artifact)
+    x = np.random.default_rng(6).integers(-128, 128, (2, 16)).astype(np.int8)
+    res = run_artifact(archive, "mps2-an386", x)
+    np.testing.assert_array_equal(res.outputs, reference(x))
+    # An MLF archive with a graph executor does not follow the C interface: refused, one line.
+    meta = json.loads(tarfile_text(archive, "metadata.json"))
+    meta["modules"]["default"]["executors"] = ["graph"]
+    from dtmm_tvm.micro.project import load_server
+
+    server = load_server(template_dir())
+    with pytest.raises(server.ProjectError, match="only AOT with the C interface"):
+        server.normalize_metadata(meta, "graph.tar")
+
+
+def tarfile_text(path, member):
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        return tar.extractfile(member).read().decode()
