@@ -21,9 +21,11 @@ from . import measure
 from .boards import Board, get_board
 from ..codegen.mlf import read_metadata
 from .qemu import DEFAULT_ICOUNT_SHIFT, require_tool
+from ..resources import templates_dir
 
-#: The template in the source tree; DTMM_PROJECT_TEMPLATE overrides it (e.g. an installed copy).
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "microtvm_project" / "qemu_baremetal"
+#: The template (source tree, or the copy inside an installed package); DTMM_PROJECT_TEMPLATE
+#: overrides it.
+DEFAULT_TEMPLATE_DIR = templates_dir() / "qemu_baremetal"
 DEFAULT_STACK_BYTES = 64 * 1024
 
 _DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
