@@ -20,6 +20,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--outputs", default=None, help=".npy to write the N outputs to")
     parser.add_argument("--json", action="store_true", help="print the measurement record as one JSON object")
     parser.add_argument("--force", action="store_true", help="replace OUTPUTS if it exists")
+    parser.add_argument("--profile", action="store_true",
+                        help="build with a timer read around every operator and print a per-layer table")
+    parser.add_argument("--profile-json", default=None, metavar="PROFILE.json",
+                        help="with --profile: also write the per-layer profile (for 'dtmm report --profile')")
     parser.set_defaults(handler=run)
 
 
@@ -61,16 +65,30 @@ def run(args) -> int:
         # its schedules were chosen for another core, so the figures are not that target's.
         print(f"dtmm run: note: {args.artifact} was compiled for {metadata['target']}; running it on "
               f"{board} ({core})", file=sys.stderr)
-    result = run_artifact(args.artifact, board, inputs)
+    profile_json = getattr(args, "profile_json", None)
+    if profile_json and Path(profile_json).exists() and not args.force:
+        raise OutputExistsError(f"{profile_json}: exists; pass --force to replace it")
+    do_profile = getattr(args, "profile", False) or bool(profile_json)
+    result = run_artifact(args.artifact, board, inputs, profile=do_profile)
     if args.outputs:
         out_path = Path(args.outputs)
         tmp = out_path.with_name(out_path.name + ".partial.npy")
         np.save(tmp, result.outputs)
         tmp.replace(out_path)
     record = result.to_dict()
+    profile = None
+    if do_profile:
+        from ..micro.profile import format_profile, profile_rows, save_profile
+
+        profile = profile_rows(metadata, result)
+        record["profile"] = profile
+        if profile_json:
+            save_profile(profile, profile_json)
     if args.json:
         print(json.dumps(record))
     else:
         print(f"{board}: {record['inferences']} inference(s), {record['instructions']} instructions per inference, "
               f"flash {record['flash_bytes']} B, RAM {record['ram_bytes']} B")
+        if profile is not None:
+            print(format_profile(profile))
     return 0

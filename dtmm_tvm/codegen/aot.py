@@ -87,6 +87,7 @@ class _Step:
     args: list  # _Tensor per PrimFunc buffer parameter
     scratch: list = field(default_factory=list)  # _Storage per scratch parameter
     binding: str = ""
+    n_out: int = 1  # the last n_out args are the call's outputs
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,7 @@ class _Builder:
                     f"{where}: buffer {param.name!r} of {gv.name_hint!r} has {nbytes} bytes but "
                     f"the tensor passed has {t.bytes}"
                 )
-        self.steps.append(_Step(gv.name_hint, arg_vals + out_tensors, binding=var.name))
+        self.steps.append(_Step(gv.name_hint, arg_vals + out_tensors, binding=var.name, n_out=len(out_tensors)))
         return out_tensors[0] if not isinstance(out_ty, relax.TupleType) else tuple(out_tensors)
 
     def binding(self, b):
@@ -656,8 +657,19 @@ def build_aot(
     runner_steps = []
     for index, s in enumerate(b.steps):
         calls[s.func] = calls.get(s.func, 0) + 1
+        outs = []
+        for t in s.args[len(s.args) - s.n_out:]:
+            st = t.storage
+            if st.kind == "arena":
+                place = {"arena": {"offset": offsets[st.key], "bytes": st.bytes}}
+            elif st.kind == "output":
+                place = {"output": outputs[st.key].c_name}
+            else:
+                place = {st.kind: str(st.key)}
+            outs.append({"shape": list(t.shape), "dtype": t.dtype, **place})
         runner_steps.append({"index": index, "binding": s.binding, "function": s.func,
-                             "c_name": kernels.kernels[s.func].symbol, "layers": []})
+                             "c_name": kernels.kernels[s.func].symbol, "layers": [], "outputs": outs,
+                             "scratch_bytes": sum(st.bytes for st in s.scratch)})
         attr = mod[s.func].attrs.get("dtmm.layer") if mod[s.func].attrs is not None else None
         if attr is None:
             continue

@@ -333,7 +333,8 @@ def make_result(board: Board, metadata: dict, project_dir: Path, outputs, counts
 def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
                  build_dir: str | os.PathLike | None = None, opt_level: str = "-O2",
                  extra_cflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
-                 timeout_s: float = 120.0, verbose: bool = False) -> measure.RunResult:
+                 timeout_s: float = 120.0, verbose: bool = False,
+                 profile: bool = False) -> measure.RunResult:
     """Build a model artifact for a board, run it on QEMU and measure it.
 
     Parameters
@@ -355,6 +356,10 @@ def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
         Wall-clock limit of the emulator run.
     verbose : bool
         Print the build and emulator commands and output.
+    profile : bool
+        Build with a timer read around every operator call of the runner
+        (``-DDTMM_PROFILE``); the result's ``op_instructions`` holds the per-operator counts
+        (:func:`dtmm_tvm.micro.profile.profile_rows` joins them with metadata.json).
 
     Returns
     -------
@@ -370,6 +375,8 @@ def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
     ModelError
         The artifact is malformed, or the model failed at run time.
     """
+    if profile:
+        extra_cflags = f"{extra_cflags} -DDTMM_PROFILE".strip()
     with Project(artifact_path, board, build_dir=build_dir, opt_level=opt_level,
                  extra_cflags=extra_cflags, stack_bytes=stack_bytes, verbose=verbose) as proj:
         proj.build()
