@@ -14,10 +14,11 @@ from ..errors import DTMMError
 from . import compile as compile_cmd
 from . import inspect as inspect_cmd
 from . import micro as micro_cmd
+from . import report as report_cmd
 from . import run as run_cmd
 from . import tune as tune_cmd
 
-SUBCOMMANDS = (compile_cmd, run_cmd, inspect_cmd, tune_cmd, micro_cmd)
+SUBCOMMANDS = (compile_cmd, run_cmd, inspect_cmd, tune_cmd, micro_cmd, report_cmd)
 
 
 def _version() -> str:

@@ -51,3 +51,57 @@ def test_layers_sum_to_the_whole_model(needs_toolchain, tmp_path, capsys):
     assert "instructions" in out and "conv2d_1" in out and "layers " in out
     saved = json.loads((tmp_path / "p.json").read_text())
     assert saved["rows"][0]["function"] == rows[0]["function"]
+
+
+def test_report_renders_in_chromium(needs_toolchain, tmp_path):
+    """dtmm report on a DTMM build, its dense twin and a measured profile, rendered by headless
+    Chromium: every plot's colour is on the screenshot and the numbers are in the page."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from dtmm_tvm.report import COLORS
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("missing tools: chromium (apt-get install --no-install-recommends chromium)")
+    from PIL import Image
+
+    archive, dense = tmp_path / "m.tar", tmp_path / "dense.tar"
+    meta = compile_model(MODEL, archive)
+    compile_model(MODEL, dense, mode="dense")
+    x = np.random.default_rng(5).integers(-128, 128, (1, *meta["inputs"][0]["shape"])).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    assert dtmm(["run", str(archive), "--inputs", str(tmp_path / "x.npy"), "--profile-json",
+                 str(tmp_path / "p.json")]) == 0
+    html = tmp_path / "report.html"
+    assert dtmm(["report", str(archive), "--compare", str(dense), "--profile", str(tmp_path / "p.json"),
+                 "-o", str(html)]) == 0
+    assert dtmm(["report", str(archive), "-o", str(html)]) == 2  # never overwritten without --force
+    text = html.read_text()
+    assert "<script" not in text and "http" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    profile = json.loads((tmp_path / "p.json").read_text())
+    png = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={png}", "--window-size=980,2200", html.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = Image.open(png).convert("RGB")
+    counts = {}
+    for count, rgb in pixels.getcolors(maxcolors=1 << 20):
+        counts[rgb] = count
+
+    def area(hex_colour):
+        rgb = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+        return sum(n for c, n in counts.items() if max(abs(a - b) for a, b in zip(c, rgb)) <= 6)
+
+    # Each plot's bars are on the screen (a legend swatch alone is 120 pixels; the index share
+    # of a small model's flash is only a few pixels wide).
+    for plot, least in (("sparsity", 1000), ("dtmm", 1000), ("dense", 1000), ("instructions", 1000),
+                        ("index", 121)):
+        assert area(COLORS[plot]) > least, plot
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", html.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    assert f"{profile['total_instructions']:,}" in dom
+    assert f"{meta['constants_bytes']:,}" in dom and f"{meta['arena']['bytes']:,}" in dom
+    assert "Arena memory timeline" in dom and "conv2d_1" in dom
