@@ -16,7 +16,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("artifact", help="the archive written by 'dtmm compile'")
     parser.add_argument("--board", default=None, help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55); "
                                                       "default: the artifact target's board")
-    parser.add_argument("--inputs", required=True, help=".npy with N inputs stacked on a new first axis")
+    parser.add_argument("--inputs", default=None, help=".npy with N inputs stacked on a new first axis")
+    parser.add_argument("--fill-mode", default=None, choices=["zeros", "ones", "random"],
+                        help="without --inputs: one input of zeros, ones or seeded random values (as tvmc)")
+    parser.add_argument("--print-top", type=int, default=None, metavar="N",
+                        help="print the N largest values of each output with their indices (as tvmc)")
     parser.add_argument("--outputs", default=None, help=".npy to write the N outputs to")
     parser.add_argument("--json", action="store_true", help="print the measurement record as one JSON object")
     parser.add_argument("--force", action="store_true", help="replace OUTPUTS if it exists")
@@ -46,6 +50,29 @@ def load_inputs(path: str, spec: dict) -> np.ndarray:
     raise DTMMError(f"{path}: shape {list(array.shape)} does not stack model inputs of shape {list(shape)}; expected {expected}")
 
 
+def fill_inputs(spec: dict, mode: str) -> np.ndarray:
+    """One input of the model's shape and dtype: zeros, ones or seeded random values."""
+    shape, dtype = (1, *spec["shape"]), np.dtype(spec["dtype"])
+    if mode == "zeros":
+        return np.zeros(shape, dtype)
+    if mode == "ones":
+        return np.ones(shape, dtype)
+    rng = np.random.default_rng(0)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    return rng.uniform(-1, 1, shape).astype(dtype)
+
+
+def print_top(outputs, names: list, n: int) -> None:
+    """The n largest values of each output of each inference, with their flat indices."""
+    for k, out in enumerate(outputs if isinstance(outputs, list) else [outputs]):
+        for i, row in enumerate(np.asarray(out).reshape(len(out), -1)):
+            top = np.argsort(-row.astype(np.float64), kind="stable")[:n]
+            pairs = ", ".join(f"{int(j)}: {row[j]}" for j in top)
+            print(f"output {names[k] if k < len(names) else k} [{i}] top {len(top)}: {pairs}")
+
+
 def run(args) -> int:
     from ..codegen import read_metadata
     from ..micro import run_artifact
@@ -55,7 +82,9 @@ def run(args) -> int:
     if args.outputs and Path(args.outputs).exists() and not args.force:
         raise OutputExistsError(f"{args.outputs}: exists; pass --force to replace it")
     spec = metadata["inputs"][0]
-    inputs = load_inputs(args.inputs, spec)
+    if args.inputs is None and getattr(args, "fill_mode", None) is None:
+        raise DTMMError("give the inputs (--inputs IN.npy) or --fill-mode zeros|ones|random")
+    inputs = load_inputs(args.inputs, spec) if args.inputs else fill_inputs(spec, args.fill_mode)
     board = args.board or DEFAULT_BOARD.get(metadata["target"], "mps2-an386")
     from ..micro import get_board
 
@@ -91,4 +120,6 @@ def run(args) -> int:
               f"flash {record['flash_bytes']} B, RAM {record['ram_bytes']} B")
         if profile is not None:
             print(format_profile(profile))
+    if getattr(args, "print_top", None):
+        print_top(result.outputs, result.output_names, args.print_top)
     return 0
