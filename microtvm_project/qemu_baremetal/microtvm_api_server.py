@@ -338,6 +338,8 @@ class Handler:
             timer_define = {"cmsdk_timer0": "-DDTMM_TIMER_CMSDK",
                             "sse300_syscounter": "-DDTMM_TIMER_SSE300_CNT"}[board["timer"]]
             timer_define += f" -DDTMM_UART_BASE={board['uart_base']}u"
+            if "timer_base" in board:
+                timer_define += f" -DDTMM_TIMER0_BASE={board['timer_base']}u"
             opt = _option(options, "opt_level", "generate_project")
             extra = _option(options, "extra_cflags", "generate_project")
             (staging / "board.mk").write_text(
