@@ -38,6 +38,18 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(handler=main)
 
 
+def _progress_bar(total: int, unit: str):
+    """A tqdm bar on an interactive stderr for runs of more than a few inferences, else None
+    (tqdm is optional: without it, or in logs and pipes, nothing is drawn)."""
+    if total < 4 or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit=unit[:-1], desc="running", file=sys.stderr)
+
+
 def main(args) -> int:
     from ..micro import session
 
@@ -60,7 +72,13 @@ def main(args) -> int:
         if args.outputs and Path(args.outputs).exists() and not args.force:
             raise OutputExistsError(f"{args.outputs}: exists; pass --force to replace it")
         inputs = load_inputs(args.inputs, record["metadata"]["inputs"][0])
-        result = session.run_project(args.project_dir, inputs, timeout_s=args.timeout)
+        bar = _progress_bar(len(inputs), "inferences")
+        try:
+            result = session.run_project(args.project_dir, inputs, timeout_s=args.timeout,
+                                         progress=None if bar is None else lambda done, total: bar.update(1))
+        finally:
+            if bar is not None:
+                bar.close()
         if args.outputs:
             out = Path(args.outputs)
             tmp = out.with_name(out.name + ".partial.npy")
