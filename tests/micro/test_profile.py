@@ -95,13 +95,14 @@ def test_report_renders_in_chromium(needs_toolchain, tmp_path):
         rgb = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
         return sum(n for c, n in counts.items() if max(abs(a - b) for a, b in zip(c, rgb)) <= 6)
 
-    # Each plot's bars are on the screen (a legend swatch alone is 120 pixels; the index share
-    # of a small model's flash is only a few pixels wide).
-    for plot, least in (("sparsity", 1000), ("dtmm", 1000), ("dense", 1000), ("instructions", 1000),
-                        ("index", 121)):
-        assert area(COLORS[plot]) > least, plot
+    # Each plot's bars are on the screen (a legend swatch alone is 120 pixels). The index share
+    # of this small model's flash is under a pixel wide: its number is checked in the page below.
+    for plot in ("sparsity", "dtmm", "dense", "instructions"):
+        assert area(COLORS[plot]) > 1000, plot
     dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", html.as_uri()],
                          check=True, capture_output=True, text=True, timeout=120).stdout
     assert f"{profile['total_instructions']:,}" in dom
     assert f"{meta['constants_bytes']:,}" in dom and f"{meta['arena']['bytes']:,}" in dom
     assert "Arena memory timeline" in dom and "conv2d_1" in dom
+    index_bytes = sum(layer.get("index_bytes") or 0 for layer in meta["layers"])
+    assert index_bytes > 0 and f"<td>{index_bytes:,}</td>" in dom
