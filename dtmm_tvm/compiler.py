@@ -129,6 +129,7 @@ def compile_model(
     threshold: float | None = None,
     force: bool = False,
     tuning_records=None,
+    module_name: str = "default",
 ) -> dict:
     """Compile ``model_path`` to the archive ``output``; return its metadata.
 
@@ -144,6 +145,9 @@ def compile_model(
         layers found in it get their best measured schedule, the others the default. The
         records must be for ``target``. metadata.json lists the tuned layers (``"tuning"``,
         and ``"schedule"`` on each tuned layer).
+    module_name
+        ``tvmgen_<module_name>_`` prefixes every C symbol, the header and its guard, so several
+        models link into one firmware (``--module-name``).
     """
     from .codegen import write_archive
     from .micro import check_fits, get_board
@@ -182,4 +186,4 @@ def compile_model(
             _note_tuning(lowered, metadata, records, tuning.hits)
         check_fits(metadata, board, artifact=model.path.name)
 
-    return write_archive(lowered, output, extra, overwrite=force, annotate=annotate)
+    return write_archive(lowered, output, extra, overwrite=force, annotate=annotate, module_name=module_name)

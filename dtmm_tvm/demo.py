@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DTMMError
+from .resources import bundled_model_dir
 
-ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "models" / "fashion_mnist" / "fashion_cnn_filterlet_int8.tflite"
-UNPRUNED = ROOT / "models" / "fashion_mnist" / "fashion_cnn_dense_int8.tflite"
-SUBSET = ROOT / "models" / "fashion_mnist" / "test_subset.npz"
+MODEL_DIR = bundled_model_dir()
+MODEL = MODEL_DIR / "fashion_cnn_filterlet_int8.tflite"
+UNPRUNED = MODEL_DIR / "fashion_cnn_dense_int8.tflite"
+SUBSET = MODEL_DIR / "test_subset.npz"
 DEBIAN_TEST = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -138,6 +138,8 @@ class _Rewriter(PyExprMutator):
         layer = _sparse_layer(layer, stats, packed)
         func = conv2d_filterlet_float32(params, packed.kept_filterlets)
         func = func.with_attr("dtmm.layer", json.dumps(layer, sort_keys=True))
+        # One symbol per layer: the builder's generic "conv2d_filterlet_float32" would repeat.
+        func = func.with_attr("global_symbol", name)
         gvar = self.builder_.add_func(func, name)
         args = [self.visit_expr(conv.args[0]), relax.const(packed.values.astype(np.float32)),
                 relax.const(packed.col_idx), relax.const(packed.row_ptr)]

@@ -23,13 +23,24 @@ def sparsity_threshold(text: str) -> float:
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("compile", help="compile a .tflite/.onnx model to a Model Library Format tar")
     parser.add_argument("model", help="the .tflite or .onnx model")
-    parser.add_argument("--target", default="dtmm/cortex-m4", help=f"one of {', '.join(TARGET_TAGS)}")
+    parser.add_argument("--target", default="dtmm/cortex-m4",
+                        help=f"one of {', '.join(TARGET_TAGS)}, or tvmc's \"c -mcpu=cortex-m4\"")
     parser.add_argument("-o", "--output", required=True, help="the archive to write (.tar)")
     parser.add_argument("--dense", action="store_true", help="baseline: the same pipeline without the filterlet rewrite")
     parser.add_argument("--threshold", type=sparsity_threshold, default=None,
                         help="filterlet sparsity above which a conv uses the sparse operator (default 0.1)")
     parser.add_argument("--tuning-records", default=None, metavar="RECORDS.json",
                         help="apply the best per-layer schedules from 'dtmm tune' (same target)")
+    parser.add_argument("--module-name", default="default",
+                        help="prefix of every C symbol and the header: tvmgen_NAME_run, tvmgen_NAME.h (default: default)")
+    parser.add_argument("--output-format", default="mlf", choices=["mlf"],
+                        help="mlf: Model Library Format tar (the only format; metadata.json has MLF's fields)")
+    parser.add_argument("--pass-config", action="append", default=[], metavar="NAME=VALUE",
+                        help="a TVM PassContext config option (repeatable), as in tvmc")
+    parser.add_argument("--disabled-pass", action="append", default=[], metavar="PASS[,PASS]",
+                        help="passes to disable (by name), as in tvmc")
+    parser.add_argument("--input-shapes", default=None, metavar="'name:[1,28,28,1]'",
+                        help="checked against the model's static input shapes (tvmc's spelling)")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the archive's metadata as JSON")
     parser.add_argument("--verify", action="store_true",
@@ -44,10 +55,16 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..compiler import compile_model
+    from . import tvmc_compat
 
+    target = tvmc_compat.map_target(args.target)
+    tvmc_compat.check_input_shapes(args.model, tvmc_compat.parse_input_shapes(args.input_shapes))
+    args.target = target
     report = _verify(args) if args.verify or args.verify_inputs else None
-    metadata = compile_model(args.model, args.output, target=args.target, mode="dense" if args.dense else "dtmm",
-                             threshold=args.threshold, force=args.force, tuning_records=args.tuning_records)
+    with tvmc_compat.pass_context(args.pass_config, args.disabled_pass):
+        metadata = compile_model(args.model, args.output, target=target, mode="dense" if args.dense else "dtmm",
+                                 threshold=args.threshold, force=args.force, tuning_records=args.tuning_records,
+                                 module_name=args.module_name)
     if args.json:
         print(json.dumps(metadata, indent=2))
         return 0

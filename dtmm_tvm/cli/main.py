@@ -14,16 +14,32 @@ import sys
 from ..errors import DTMMError
 from . import compile as compile_cmd
 from . import inspect as inspect_cmd
+from . import micro as micro_cmd
+from . import report as report_cmd
 from . import run as run_cmd
 from . import tune as tune_cmd
 from . import fit_cost_model as fit_cost_model_cmd
 from . import prune as prune_cmd
 
-SUBCOMMANDS = (compile_cmd, run_cmd, inspect_cmd, tune_cmd, fit_cost_model_cmd, prune_cmd)
+SUBCOMMANDS = (compile_cmd, run_cmd, inspect_cmd, tune_cmd, fit_cost_model_cmd, prune_cmd, micro_cmd, report_cmd)
+
+
+def _version() -> str:
+    """dtmm's version and the TVM it compiles with (read from the installed metadata, no import)."""
+    from importlib import metadata
+
+    from .. import __version__
+
+    try:
+        tvm = metadata.version("apache-tvm")
+    except metadata.PackageNotFoundError:
+        tvm = "not installed"
+    return f"dtmm {__version__} (Apache TVM {tvm})"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dtmm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
         module.add_parser(subparsers)

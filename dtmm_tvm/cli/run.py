@@ -17,17 +17,25 @@ def add_parser(subparsers) -> None:
     parser.add_argument("artifact", help="the archive written by 'dtmm compile'")
     parser.add_argument("--board", default=None, help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55); "
                                                       "default: the artifact target's board")
-    parser.add_argument("--inputs", required=True,
+    parser.add_argument("--inputs", default=None,
                         help=".npy with N inputs stacked on a new first axis; several inputs: one .npy per "
                              "input in the model's input order (a.npy,b.npy) or one .npz keyed by input name")
     parser.add_argument("--outputs", default=None,
                         help=".npy to write the N outputs to; several outputs: one .npy per output "
                              "(a.npy,b.npy) or one .npz keyed by output name")
+    parser.add_argument("--fill-mode", default=None, choices=["zeros", "ones", "random"],
+                        help="without --inputs: one input of zeros, ones or seeded random values (as tvmc)")
+    parser.add_argument("--print-top", type=int, default=None, metavar="N",
+                        help="print the N largest values of each output with their indices (as tvmc)")
     parser.add_argument("--json", action="store_true", help="print the measurement record as one JSON object")
     parser.add_argument("--check", default=None, metavar="MODEL",
                         help="compare the board's outputs with the reference run of MODEL (the .tflite/.onnx the "
                              "archive was compiled from): TFLM, bit for bit for int8; ONNX Runtime for .onnx")
     parser.add_argument("--force", action="store_true", help="replace OUTPUTS if it exists")
+    parser.add_argument("--profile", action="store_true",
+                        help="build with a timer read around every operator and print a per-layer table")
+    parser.add_argument("--profile-json", default=None, metavar="PROFILE.json",
+                        help="with --profile: also write the per-layer profile (for 'dtmm report --profile')")
     parser.set_defaults(handler=run)
 
 
@@ -138,6 +146,29 @@ def check_board_isa(artifact: str, metadata: dict, board) -> None:
                         "dtmm/portable")
 
 
+def fill_inputs(spec: dict, mode: str) -> np.ndarray:
+    """One input of the model's shape and dtype: zeros, ones or seeded random values."""
+    shape, dtype = (1, *spec["shape"]), np.dtype(spec["dtype"])
+    if mode == "zeros":
+        return np.zeros(shape, dtype)
+    if mode == "ones":
+        return np.ones(shape, dtype)
+    rng = np.random.default_rng(0)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    return rng.uniform(-1, 1, shape).astype(dtype)
+
+
+def print_top(outputs, names: list, n: int) -> None:
+    """The n largest values of each output of each inference, with their flat indices."""
+    for k, out in enumerate(outputs if isinstance(outputs, list) else [outputs]):
+        for i, row in enumerate(np.asarray(out).reshape(len(out), -1)):
+            top = np.argsort(-row.astype(np.float64), kind="stable")[:n]
+            pairs = ", ".join(f"{int(j)}: {row[j]}" for j in top)
+            print(f"output {names[k] if k < len(names) else k} [{i}] top {len(top)}: {pairs}")
+
+
 def run(args) -> int:
     from ..codegen import read_metadata
     from ..micro import run_artifact
@@ -145,7 +176,10 @@ def run(args) -> int:
 
     metadata = read_metadata(args.artifact)
     out_paths = _output_targets(args.outputs, metadata["outputs"], args.force) if args.outputs else []
-    inputs = load_all_inputs(args.inputs, metadata["inputs"])
+    if args.inputs is None and getattr(args, "fill_mode", None) is None:
+        raise DTMMError("give the inputs (--inputs IN.npy) or --fill-mode zeros|ones|random")
+    inputs = (load_all_inputs(args.inputs, metadata["inputs"]) if args.inputs
+              else [fill_inputs(spec, args.fill_mode) for spec in metadata["inputs"]])
     board = args.board or DEFAULT_BOARD.get(metadata.get("target"), "mps2-an386")
     from ..micro import get_board
 
@@ -157,7 +191,11 @@ def run(args) -> int:
         # core, so the figures are not that target's.
         print(f"dtmm run: note: {args.artifact} was compiled for {metadata.get('target')}; running it on "
               f"{board} ({core})", file=sys.stderr)
-    result = run_artifact(args.artifact, board, inputs if len(inputs) > 1 else inputs[0])
+    profile_json = getattr(args, "profile_json", None)
+    if profile_json and Path(profile_json).exists() and not args.force:
+        raise OutputExistsError(f"{profile_json}: exists; pass --force to replace it")
+    do_profile = getattr(args, "profile", False) or bool(profile_json)
+    result = run_artifact(args.artifact, board, inputs if len(inputs) > 1 else inputs[0], profile=do_profile)
     if out_paths:
         outputs = result.outputs if len(metadata["outputs"]) > 1 else [result.outputs]
         write_outputs(out_paths, metadata["outputs"], outputs)
@@ -171,9 +209,21 @@ def run(args) -> int:
         if not args.json:
             print(f"{board}: outputs of {report.inputs} input(s) equal {report.reference}'s"
                   + ("" if all(o["exact"] for o in report.outputs) else " within float tolerance"))
+    profile = None
+    if do_profile:
+        from ..micro.profile import format_profile, profile_rows, save_profile
+
+        profile = profile_rows(metadata, result)
+        record["profile"] = profile
+        if profile_json:
+            save_profile(profile, profile_json)
     if args.json:
         print(json.dumps(record))
     else:
         print(f"{board}: {record['inferences']} inference(s), {record['instructions']} instructions per inference, "
               f"flash {record['flash_bytes']} B, RAM {record['ram_bytes']} B")
+        if profile is not None:
+            print(format_profile(profile))
+    if getattr(args, "print_top", None):
+        print_top(result.outputs, result.output_names, args.print_top)
     return 0

@@ -25,6 +25,7 @@ pattern) - these alias the bytes of their input and emit no code; tuples and ``T
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,11 +37,26 @@ from . import planner
 from .c_source import CSource, build_c_kernels, c_type, dtype_bytes
 from .names import c_identifier, comment_text
 
-__all__ = ["AOTModule", "TensorInfo", "build_aot", "PREFIX", "ENTRY"]
+__all__ = ["AOTModule", "TensorInfo", "build_aot", "PREFIX", "ENTRY", "DEFAULT_MODULE", "module_names"]
 
 PREFIX = "tvmgen_default_"
 ENTRY = "tvmgen_default_run"
 _ARENA = PREFIX + "arena"
+DEFAULT_MODULE = "default"
+
+
+def module_names(module_name: str = DEFAULT_MODULE) -> dict:
+    """The C names of a module (``--module-name``): prefix, entry, header, guard, arena, sources.
+
+    Every global symbol, the header and its guard carry the name, so several models link into
+    one firmware (microTVM's ``tvmgen_<name>_`` convention).
+    """
+    if not isinstance(module_name, str) or not module_name.isidentifier() or not module_name.isascii():
+        raise ModelError(f"module name {module_name!r} is not a C identifier")
+    prefix = f"tvmgen_{module_name}_"
+    return {"module": module_name, "prefix": prefix, "entry": prefix + "run", "arena": prefix + "arena",
+            "header": f"tvmgen_{module_name}.h", "guard": f"TVMGEN_{module_name.upper()}_H_",
+            "macro": f"TVMGEN_{module_name.upper()}_", "lib": f"{module_name}_lib"}
 _VIEW_OPS = {"relax.reshape", "relax.expand_dims", "relax.flatten", "relax.squeeze"}
 
 
@@ -72,6 +88,7 @@ class _Step:
     args: list  # _Tensor per PrimFunc buffer parameter
     scratch: list = field(default_factory=list)  # _Storage per scratch parameter
     binding: str = ""
+    n_out: int = 1  # the last n_out args are the call's outputs
 
 
 @dataclass(frozen=True)
@@ -94,11 +111,12 @@ class TensorInfo:
     shape: tuple
     dtype: str
     bytes: int
+    module: str = DEFAULT_MODULE
 
     @property
     def size_macro(self) -> str:
-        """``TVMGEN_DEFAULT_<NAME>_SIZE``."""
-        return f"TVMGEN_DEFAULT_{self.c_name.upper()}_SIZE"
+        """``TVMGEN_<MODULE>_<NAME>_SIZE``."""
+        return f"TVMGEN_{self.module.upper()}_{self.c_name.upper()}_SIZE"
 
     def to_json(self) -> dict:
         """The metadata.json form (quantization is filled in by the caller)."""
@@ -142,18 +160,22 @@ class AOTModule:
     functions: list
     layers: list
     kernels: CSource
+    module_name: str = DEFAULT_MODULE
+    runner_steps: list = field(default_factory=list)
 
     def metadata(self) -> dict:
         """The generated part of metadata.json (schema ``dtmm-mlf/1``)."""
         return {
             "schema": "dtmm-mlf/1",
+            "module_name": self.module_name,
+            "runner_steps": self.runner_steps,
             "inputs": [t.to_json() for t in self.inputs],
             "outputs": [t.to_json() for t in self.outputs],
             "arena": {"bytes": self.arena.bytes, "buffers": [p.to_json() for p in self.arena.buffers]},
             "constants_bytes": self.constants_bytes,
             "functions": self.functions,
             "layers": self.layers,
-            "entry": ENTRY,
+            "entry": module_names(self.module_name)["entry"],
         }
 
 
@@ -185,8 +207,9 @@ def _is_reshape(func: tirx.PrimFunc) -> bool:
 class _Builder:
     """Walks main once and records storages, steps and constants."""
 
-    def __init__(self, mod: tvm.IRModule, func_name: str):
+    def __init__(self, mod: tvm.IRModule, func_name: str, prefix: str = PREFIX, module: str = DEFAULT_MODULE):
         self.mod = mod
+        self.prefix, self.module = prefix, module
         if func_name not in [gv.name_hint for gv in mod.functions.keys()]:
             raise ModelError(f"the module has no function {func_name!r}")
         self.main = mod[func_name]
@@ -207,7 +230,7 @@ class _Builder:
         key = (dtype, arr.tobytes())
         st = self.const_storages.get(key)
         if st is None:
-            symbol = f"{PREFIX}const_{len(self.const_storages)}"
+            symbol = f"{self.prefix}const_{len(self.const_storages)}"
             st = _Storage("const", symbol, arr.nbytes)
             self.const_storages[key] = st
             self.const_arrays[symbol] = np.ascontiguousarray(arr)
@@ -292,7 +315,7 @@ class _Builder:
                     f"{where}: buffer {param.name!r} of {gv.name_hint!r} has {nbytes} bytes but "
                     f"the tensor passed has {t.bytes}"
                 )
-        self.steps.append(_Step(gv.name_hint, arg_vals + out_tensors, binding=var.name))
+        self.steps.append(_Step(gv.name_hint, arg_vals + out_tensors, binding=var.name, n_out=len(out_tensors)))
         return out_tensors[0] if not isinstance(out_ty, relax.TupleType) else tuple(out_tensors)
 
     def binding(self, b):
@@ -333,7 +356,7 @@ class _Builder:
             t.storage.bytes = t.bytes
             self.env[p] = t
             self.inputs.append(TensorInfo(p.name, c_identifier(p.name, taken, f"input{i}"), shape,
-                                          dtype, t.bytes))
+                                          dtype, t.bytes, self.module))
         body = main.body
         if not isinstance(body, relax.SeqExpr):
             raise ModelError("main has no binding blocks")
@@ -396,15 +419,38 @@ def _constants_c(arrays: dict) -> str:
     return "\n".join(lines)
 
 
-def _header(inputs: list, outputs: list) -> str:
+def _tensor_macros(kind: str, t: TensorInfo, quantization) -> list:
+    """Size, shape and (per-tensor) quantization macros of one input or output."""
+    base = t.size_macro[: -len("_SIZE")]
+    lines = [f"/* {kind} {comment_text(t.name)}: {t.dtype}{list(t.shape)} */",
+             f"#define {t.size_macro} {t.bytes}",
+             f"#define {base}_NDIM {len(t.shape)}",
+             f"#define {base}_SHAPE {{{', '.join(str(d) for d in t.shape) or '1'}}}"]
+    q = quantization or {}
+    scale, zero = q.get("scale"), q.get("zero_point")
+    if isinstance(scale, (int, float)) and isinstance(zero, int):
+        # real = SCALE * (q - ZERO_POINT); %.9g round-trips a float32 scale.
+        lines += [f"#define {base}_SCALE {float(scale):.9g}f", f"#define {base}_ZERO_POINT {zero}"]
+    elif q:
+        lines.append(f"/* {kind} {comment_text(t.name)} is quantized per channel: see metadata.json */")
+    return lines
+
+
+def _header(inputs: list, outputs: list, module: str = DEFAULT_MODULE, quantization: dict | None = None,
+            arena_bytes: int | None = None) -> str:
+    """The model's C interface. ``quantization`` maps a tensor's c_name -> metadata.json quantization."""
+    names = module_names(module)
+    prefix, guard, macro = names["prefix"], names["guard"], names["macro"]
+
     def struct(name, tensors):
         fields = [f"  void* {t.c_name};" for t in tensors] or ["  void* unused; /* no tensors */"]
         return [f"struct {name} {{"] + fields + ["};"]
 
+    quantization = quantization or {}
     lines = [
         "/* Generated by dtmm_tvm.codegen: microTVM-style C interface of the model. */",
-        "#ifndef TVMGEN_DEFAULT_H_",
-        "#define TVMGEN_DEFAULT_H_",
+        f"#ifndef {guard}",
+        f"#define {guard}",
         "#include <stdint.h>",
         "",
         "#ifdef __cplusplus",
@@ -413,24 +459,28 @@ def _header(inputs: list, outputs: list) -> str:
         "",
     ]
     for t in inputs:
-        lines.append(f"/* input {comment_text(t.name)}: {t.dtype}{list(t.shape)} */")
-        lines.append(f"#define {t.size_macro} {t.bytes}")
+        lines += _tensor_macros("input", t, quantization.get(t.c_name))
     for t in outputs:
-        lines.append(f"/* output {comment_text(t.name)}: {t.dtype}{list(t.shape)} */")
-        lines.append(f"#define {t.size_macro} {t.bytes}")
+        lines += _tensor_macros("output", t, quantization.get(t.c_name))
+    if arena_bytes is not None:
+        lines += ["",
+                  f"/* The working memory: one static arena of {macro}WORKSPACE_SIZE bytes in .bss. Define",
+                  f"   {macro}ARENA_SECTION as a section name string to place it (e.g. in a faster RAM). */",
+                  f"#define {macro}WORKSPACE_SIZE {arena_bytes}"]
     lines.append("")
-    lines += struct(PREFIX + "inputs", inputs)
+    lines += struct(prefix + "inputs", inputs)
     lines.append("")
-    lines += struct(PREFIX + "outputs", outputs)
+    lines += struct(prefix + "outputs", outputs)
     lines += [
         "",
-        "/* Runs one inference; returns 0 on success. Outputs are written in place. */",
-        f"int32_t {ENTRY}(struct {PREFIX}inputs* inputs, struct {PREFIX}outputs* outputs);",
+        "/* Runs one inference; returns 0 on success. Outputs are written in place. Not reentrant:",
+        "   the arena is static, so calls must not overlap (one model per thread at a time). */",
+        f"int32_t {names['entry']}(struct {prefix}inputs* inputs, struct {prefix}outputs* outputs);",
         "",
         "#ifdef __cplusplus",
         "}",
         "#endif",
-        "#endif /* TVMGEN_DEFAULT_H_ */",
+        f"#endif /* {guard} */",
         "",
     ]
     return "\n".join(lines)
@@ -443,6 +493,7 @@ def build_aot(
     output_names: list | None = None,
     stack_threshold: int | None = None,
     isa: tuple[str, str] | None = None,
+    module_name: str = DEFAULT_MODULE,
 ) -> AOTModule:
     """Generate the kernels, constants, runner and header for a straight-line Relax module.
 
@@ -461,6 +512,10 @@ def build_aot(
         ``(target tag, kernel ISA)`` the module was lowered for: every generated C file then
         includes ``dtmm_isa.h`` (:mod:`dtmm_tvm.codegen.isa_guard`), which selects that ISA's
         kernel path and refuses a compiler without it.
+    module_name : str
+        ``tvmgen_<module_name>_`` prefixes every global symbol, the header name and its guard
+        (and the shipped micro-kernels' symbols when not ``"default"``), so several models link
+        into one firmware.
 
     Returns
     -------
@@ -474,7 +529,9 @@ def build_aot(
     ModelError
         Dynamic shapes, inconsistent buffer sizes, bad ``dtmm.layer`` attributes.
     """
-    b = _Builder(mod, func_name)
+    names = module_names(module_name)
+    prefix, entry, arena = names["prefix"], names["entry"], names["arena"]
+    b = _Builder(mod, func_name, prefix, module_name)
     b.run()
 
     # ---- outputs: write in place when the producing tensor lives in the arena ---------
@@ -487,7 +544,7 @@ def build_aot(
     outputs, copies = [], []
     for i, (t, name) in enumerate(zip(b.ret_tensors, output_names)):
         c_name = c_identifier(name, taken, f"output{i}")  # unique: an input may be called "output"
-        outputs.append(TensorInfo(name, c_name, t.shape, t.dtype, t.bytes))
+        outputs.append(TensorInfo(name, c_name, t.shape, t.dtype, t.bytes, module_name))
         st = t.storage
         if st.kind == "arena":
             st.kind, st.key = "output", i  # the producing kernel writes the caller's buffer
@@ -500,7 +557,7 @@ def build_aot(
     for s in b.steps:
         if s.func not in called:
             called.append(s.func)
-    kernels = build_c_kernels({n: mod[n] for n in called}, prefix=PREFIX,
+    kernels = build_c_kernels({n: mod[n] for n in called}, prefix=prefix,
                               **({} if stack_threshold is None else {"stack_threshold": stack_threshold}))
     for idx, s in enumerate(b.steps):
         k = kernels.kernels[s.func]
@@ -533,14 +590,23 @@ def build_aot(
             return f"({ct}*)outputs->{outputs[st.key].c_name}"
         if st.kind == "const":
             return f"({ct}*){st.key}"  # casting away const: kernels never write parameters
-        return f"({ct}*)({_ARENA} + {offsets[st.key]})"
+        return f"({ct}*)({arena} + {offsets[st.key]})"
 
     runner = [
         "/* Generated by dtmm_tvm.codegen: AOT runner with a static, liveness-packed arena. */",
         "#include <stdint.h>",
         "#include <stdbool.h>",
         "#include <string.h>",
-        '#include "tvmgen_default.h"',
+        f'#include "{names["header"]}"',
+        "",
+        "/* Built with -DDTMM_PROFILE, the runner calls dtmm_profile_mark(k) before operator k and",
+        "   once after the last (the application defines it, e.g. to read a cycle counter). */",
+        "#ifdef DTMM_PROFILE",
+        "void dtmm_profile_mark(uint32_t index);",
+        f"#define {names['macro']}MARK(k) dtmm_profile_mark(k)",
+        "#else",
+        f"#define {names['macro']}MARK(k) ((void)0)",
+        "#endif",
         "",
     ]
     if isa is not None:
@@ -553,23 +619,30 @@ def build_aot(
     runner.append("")
     if plan.bytes:
         runner.append(f"/* {len(plan.buffers)} buffers, {plan.total_buffer_bytes} bytes unpacked */")
-        runner.append(f"static uint8_t {_ARENA}[{plan.bytes}] __attribute__((aligned(16)));")
+        runner.append(f"#ifdef {names['macro']}ARENA_SECTION")
+        runner.append(f"static uint8_t {arena}[{plan.bytes}] __attribute__((aligned(16), "
+                      f"section({names['macro']}ARENA_SECTION)));")
+        runner.append("#else")
+        runner.append(f"static uint8_t {arena}[{plan.bytes}] __attribute__((aligned(16)));")
+        runner.append("#endif")
         runner.append("")
-    runner.append(f"int32_t {ENTRY}(struct {PREFIX}inputs* inputs, struct {PREFIX}outputs* outputs) {{")
+    runner.append(f"int32_t {entry}(struct {prefix}inputs* inputs, struct {prefix}outputs* outputs) {{")
     if not b.inputs:
         runner.append("  (void)inputs;")
     if not outputs:
         runner.append("  (void)outputs;")
-    for s in b.steps:
+    for index, s in enumerate(b.steps):
         k = kernels.kernels[s.func]
         args = [ptr(t.storage, dt) for t, dt in zip(s.args, k.param_dtypes)]
         args += [ptr(st, sc.dtype) for st, sc in zip(s.scratch, k.scratch)]
         call = f"{k.symbol}({', '.join(args)})"
         runner.append(f"  /* {comment_text(s.binding)} */")
+        runner.append(f"  {names['macro']}MARK({index}u);")
         if k.return_type == "void":
             runner.append(f"  {call};")
         else:
             runner.append(f"  if ({call} != 0) return -1;")
+    runner.append(f"  {names['macro']}MARK({len(b.steps)}u);")
     for i, t in copies:
         src = ptr(t.storage, t.dtype)
         runner.append(f"  memcpy(outputs->{outputs[i].c_name}, {src}, {t.bytes});")
@@ -578,8 +651,22 @@ def build_aot(
     # ---- metadata pieces ---------------------------------------------------------------
     calls = {}
     layers = []
-    for s in b.steps:
+    runner_steps = []
+    for index, s in enumerate(b.steps):
         calls[s.func] = calls.get(s.func, 0) + 1
+        outs = []
+        for t in s.args[len(s.args) - s.n_out:]:
+            st = t.storage
+            if st.kind == "arena":
+                place = {"arena": {"offset": offsets[st.key], "bytes": st.bytes}}
+            elif st.kind == "output":
+                place = {"output": outputs[st.key].c_name}
+            else:
+                place = {st.kind: str(st.key)}
+            outs.append({"shape": list(t.shape), "dtype": t.dtype, **place})
+        runner_steps.append({"index": index, "binding": s.binding, "function": s.func,
+                             "c_name": kernels.kernels[s.func].symbol, "layers": [], "outputs": outs,
+                             "scratch_bytes": sum(st.bytes for st in s.scratch)})
         attr = mod[s.func].attrs.get("dtmm.layer") if mod[s.func].attrs is not None else None
         if attr is None:
             continue
@@ -591,32 +678,45 @@ def build_aot(
             if not isinstance(layer, dict):
                 raise ModelError(f"PrimFunc {s.func!r}: dtmm.layer must be a JSON object or list")
             layers.append({**layer, "function": layer.get("function", s.func)})
+            runner_steps[-1]["layers"].append(layer.get("name"))
     functions = [
         {"name": n, "c_name": kernels.kernels[n].symbol, "calls": calls[n],
          "scratch_bytes": kernels.kernels[n].scratch_bytes}
         for n in called
     ]
+    lib = names["lib"]
+    kernels_code = kernels.code
     files = {
-        "codegen/host/include/tvmgen_default.h": _header(b.inputs, outputs),
-        "codegen/host/src/default_lib0.c": kernels.code,
-        "codegen/host/src/default_lib1.c": _constants_c(b.const_arrays),
-        "codegen/host/src/default_lib2.c": "\n".join(runner),
+        f"codegen/host/include/{names['header']}": _header(b.inputs, outputs, module_name,
+                                                           arena_bytes=plan.bytes),
+        f"codegen/host/src/{lib}0.c": kernels_code,
+        f"codegen/host/src/{lib}1.c": _constants_c(b.const_arrays),
+        f"codegen/host/src/{lib}2.c": "\n".join(runner),
     }
     if isa is not None:
         from .isa_guard import HEADER as ISA_HEADER, isa_header
 
         files[f"codegen/host/include/{ISA_HEADER}"] = isa_header(*isa)
-        for generated in ("default_lib0.c", "default_lib1.c"):
+        for generated in (f"{lib}0.c", f"{lib}1.c"):
             path = f"codegen/host/src/{generated}"
             files[path] = f'#include "{ISA_HEADER}"\n' + files[path]
     if kernels.c_kernels:
         # Hand-written micro-kernels called by the generated kernels (dtmm_tvm/kernels).
         from ..kernels import header_files, kernel_source
 
+        rename = ""
+        if module_name != DEFAULT_MODULE:
+            # The micro-kernels ship with every model: rename their global symbols into the
+            # module's namespace so two models' copies do not collide at link time.
+            rename_header = f"tvmgen_{module_name}_kernel_names.h"
+            sources = [*header_files().values(), *(kernel_source(k) for k in kernels.c_kernels)]
+            files[f"codegen/host/include/{rename_header}"] = _kernel_renames(sources, prefix)
+            rename = f'#include "{rename_header}"\n'
+            files[f"codegen/host/src/{lib}0.c"] = rename + kernels_code
         for hname, text in header_files().items():
             files[f"codegen/host/include/{hname}"] = text
         for kname in kernels.c_kernels:
-            files[f"codegen/host/src/{kname}.c"] = kernel_source(kname)
+            files[f"codegen/host/src/{kname}.c"] = rename + kernel_source(kname)
     return AOTModule(
         files=files,
         inputs=b.inputs,
@@ -626,5 +726,20 @@ def build_aot(
         functions=functions,
         layers=layers,
         kernels=kernels,
+        module_name=module_name,
+        runner_steps=runner_steps,
     )
+
+
+_EXPORTED = re.compile(r"^(?!static)[A-Za-z_][\w \t\*]*?\b(dtmm_\w+)\s*\(", re.M)
+
+
+def _kernel_renames(sources: list, prefix: str) -> str:
+    """``#define dtmm_x <prefix>dtmm_x`` for every non-static function the kernels declare."""
+    symbols = sorted({m.group(1) for text in sources for m in _EXPORTED.finditer(text)})
+    lines = ["/* Generated by dtmm_tvm.codegen: the micro-kernels' symbols in this module's namespace. */",
+             "#ifndef " + prefix.upper() + "KERNEL_NAMES_H_", "#define " + prefix.upper() + "KERNEL_NAMES_H_"]
+    lines += [f"#define {sym} {prefix}{sym}" for sym in symbols]
+    lines += ["#endif", ""]
+    return "\n".join(lines)
 

@@ -19,12 +19,15 @@ import time
 import tvm
 
 from ..errors import DTMMError, ModelError, OutputExistsError
-from .aot import AOTModule, build_aot
+from .aot import AOTModule, _header, build_aot, module_names
 from .archive_guard import MAX_METADATA_BYTES, check_metadata, load_metadata_json, open_archive
 
 __all__ = ["archive_bytes", "build_metadata", "read_metadata", "write_archive"]
 
-_RESERVED = {"schema", "inputs", "outputs", "arena", "constants_bytes", "functions", "layers", "entry"}
+_RESERVED = {"schema", "inputs", "outputs", "arena", "constants_bytes", "functions", "layers", "entry",
+             "module_name", "runner_steps", "version", "modules"}
+#: Model Library Format metadata version whose fields metadata.json carries (TVM's MLF, v7).
+MLF_VERSION = 7
 
 
 def _merge_one(entry: dict, fields: dict, kind: str) -> None:
@@ -100,6 +103,7 @@ def build_metadata(aot: AOTModule, metadata_extra: dict | None = None) -> dict:
         raise DTMMError(f"metadata_extra may not override generated fields {sorted(clash)}")
     meta = {
         "schema": generated["schema"],
+        "version": MLF_VERSION,
         "model": extra.pop("model", {"name": "default", "source": None, "sha256": None}),
         "target": extra.pop("target", None),
         "mode": extra.pop("mode", None),
@@ -107,8 +111,71 @@ def build_metadata(aot: AOTModule, metadata_extra: dict | None = None) -> dict:
     for key in ("inputs", "outputs", "arena", "constants_bytes", "functions", "layers"):
         meta[key] = generated[key]
     meta.update(extra)
+    meta["module_name"] = generated["module_name"]
+    meta["runner_steps"] = generated["runner_steps"]
+    meta["modules"] = {generated["module_name"]: _mlf_module(aot, meta)}
     meta["entry"] = generated["entry"]
     return meta
+
+
+def _mlf_module(aot: AOTModule, meta: dict) -> dict:
+    """The module entry of Model Library Format's metadata (``modules.<name>``), as TVM's
+    ``export_model_library_format`` wrote it for an AOT build with the C interface, plus the
+    memory pools: the static arena (workspace) and the constants."""
+    def io(entries):
+        return {e["name"]: {"size": e["bytes"], "dtype": e["dtype"]} for e in entries}
+
+    main = {"device": 1, "workspace_size_bytes": aot.arena.bytes, "constants_size_bytes": aot.constants_bytes,
+            "io_size_bytes": sum(e["bytes"] for e in meta["inputs"] + meta["outputs"]),
+            "inputs": io(meta["inputs"]), "outputs": io(meta["outputs"])}
+    operators = [{"function_name": f["c_name"], "workspace": [{"device": 1, "workspace_size_bytes": f["scratch_bytes"]}]}
+                 for f in aot.functions]
+    names = module_names(aot.module_name)
+    target = meta.get("target")
+    return {
+        "model_name": aot.module_name,
+        "export_datetime": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+        "memory": {"functions": {"main": [main], "operator_functions": operators},
+                   "pools": [{"pool_name": names["arena"], "kind": "workspace", "size_bytes": aot.arena.bytes,
+                              "placement": f"static .bss, or section {names['macro']}ARENA_SECTION"},
+                             {"pool_name": "constants", "kind": "constants", "size_bytes": aot.constants_bytes,
+                              "placement": "const (flash)"}]},
+        "target": [_target_string(target)] if target else [],
+        "executors": ["aot"],
+        "interface_api": "c",
+        "unpacked_api": True,
+        "style": "full-model",
+    }
+
+
+def _target_string(tag: str) -> str:
+    """A tag such as ``dtmm/cortex-m4`` as TVM prints the target (``c -keys=... -mcpu=...``)."""
+    mcpu = tag.split("/", 1)[1] if "/" in tag else tag
+    return f"c -keys=dtmm,arm_cpu,cpu -mcpu={mcpu}"
+
+
+def build_fragments(aot: AOTModule) -> dict:
+    """A CMake and a Makefile fragment that compile the archive's sources into a user's firmware."""
+    names = module_names(aot.module_name)
+    lib = names["prefix"][:-1]
+    srcs = sorted(p for p in aot.files if p.startswith("codegen/host/src/"))
+    var = lib.upper()
+    cmake = [f"# {lib}.cmake: the model as a static library. In your CMakeLists.txt:",
+             f"#   include(path/to/extracted/archive/{lib}.cmake)",
+             f"#   target_link_libraries(app PRIVATE {lib})",
+             "# Compile with your core's flags (e.g. -mcpu=cortex-m4 -mthumb -mfloat-abi=hard).",
+             f"add_library({lib} STATIC"]
+    cmake += [f"  ${{CMAKE_CURRENT_LIST_DIR}}/{p}" for p in srcs]
+    cmake += [")", f"target_include_directories({lib} PUBLIC ${{CMAKE_CURRENT_LIST_DIR}}/codegen/host/include)",
+              f"target_compile_options({lib} PRIVATE -std=gnu11 -ffunction-sections -fdata-sections)", ""]
+    make = [f"# {lib}.mk: the model's sources for a Makefile. In yours:",
+            f"#   include path/to/extracted/archive/{lib}.mk",
+            f"#   SRCS += $({var}_SRCS)",
+            f"#   CFLAGS += $({var}_CFLAGS)",
+            f"{var}_DIR := $(dir $(lastword $(MAKEFILE_LIST)))",
+            f"{var}_SRCS := " + " ".join(f"$({var}_DIR){p}" for p in srcs),
+            f"{var}_CFLAGS := -I$({var}_DIR)codegen/host/include -ffunction-sections -fdata-sections", ""]
+    return {f"{lib}.cmake": "\n".join(cmake), f"{lib}.mk": "\n".join(make)}
 
 
 def archive_bytes(aot: AOTModule, metadata: dict) -> bytes:
@@ -163,6 +230,7 @@ def write_archive(
     overwrite: bool = False,
     output_names: list | None = None,
     annotate=None,
+    module_name: str = "default",
 ) -> dict:
     """Compile ``mod`` and write the Model Library Format-style archive.
 
@@ -181,6 +249,8 @@ def write_archive(
     annotate : callable, optional
         ``annotate(metadata)`` may edit the metadata dict in place (or return a new dict)
         before it is written, e.g. to attach model layer names.
+    module_name : str
+        ``tvmgen_<module_name>_`` names every symbol, the header and its guard (``--module-name``).
 
     Returns
     -------
@@ -201,11 +271,16 @@ def write_archive(
         raise OutputExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
     extra = metadata_extra or {}
     isa = (extra.get("target"), extra["isa"]) if "isa" in extra else None  # the C's ISA guard
-    aot = build_aot(mod, output_names=output_names, isa=isa)
+    aot = build_aot(mod, output_names=output_names, isa=isa, module_name=module_name)
     metadata = build_metadata(aot, metadata_extra)
     if annotate is not None:
         replaced = annotate(metadata)
         metadata = metadata if replaced is None else replaced
+    # The header carries the quantization the caller merged into metadata.json.
+    quantization = {t["c_name"]: t.get("quantization") for t in metadata["inputs"] + metadata["outputs"]}
+    aot.files[f"codegen/host/include/{module_names(module_name)['header']}"] = _header(
+        aot.inputs, aot.outputs, module_name, quantization, aot.arena.bytes)
+    aot.files.update(build_fragments(aot))
     data = archive_bytes(aot, metadata)
 
     directory = os.path.dirname(os.path.abspath(out))
@@ -230,9 +305,10 @@ def write_archive(
     return metadata
 
 
-def read_metadata(archive: str | os.PathLike) -> dict:
+def read_metadata(archive: str | os.PathLike, *, allow_mlf: bool = False) -> dict:
     """Read ``metadata.json`` from an archive written by :func:`write_archive`, or from the
-    directory it was extracted to.
+    directory it was extracted to. With ``allow_mlf`` a Model Library Format metadata.json of
+    TVM's (``version`` and ``modules``, no dtmm schema) is returned as is.
 
     Raises
     ------
@@ -244,7 +320,7 @@ def read_metadata(archive: str | os.PathLike) -> dict:
         if os.path.isdir(path):
             with open(os.path.join(path, "metadata.json"), "rb") as f:
                 meta = load_metadata_json(f.read(MAX_METADATA_BYTES + 1), path)
-            return check_metadata(_check_schema(path, meta), path)
+            return _checked(path, meta, allow_mlf)
         with open_archive(path) as tar:  # a bounded regular file with bounded members
             member = tar.extractfile("metadata.json")
             if member is None:
@@ -259,10 +335,18 @@ def read_metadata(archive: str | os.PathLike) -> dict:
     except (tarfile.TarError, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DTMMError(f"{path}: unreadable artifact: {first_line}") from None
-    return check_metadata(_check_schema(path, meta), path)
+    return _checked(path, meta, allow_mlf)
 
 
-def _check_schema(path: str, meta) -> dict:
+def _checked(path: str, meta, allow_mlf: bool) -> dict:
+    """The schema check, then (for our own archives) every field the tools read."""
+    meta = _check_schema(path, meta, allow_mlf)
+    return meta if "schema" not in meta else check_metadata(meta, path)
+
+
+def _check_schema(path: str, meta, allow_mlf: bool = False) -> dict:
+    if allow_mlf and isinstance(meta, dict) and "schema" not in meta and isinstance(meta.get("modules"), dict):
+        return meta
     if not isinstance(meta, dict) or meta.get("schema") != "dtmm-mlf/1":
         raise DTMMError(f"{path}: metadata.json has an unknown schema {meta.get('schema') if isinstance(meta, dict) else None!r}")
     return meta

@@ -1,7 +1,10 @@
 """Run compiled model artifacts on emulated Cortex-M boards (QEMU) and measure them.
 
-Public entry point: :func:`run_artifact`. Lower level: :class:`Project` (generate / build /
-run steps through the template's Project API server), the board table and the QEMU runner.
+Public entry point: :func:`run_artifact` (in-process, a batch run through semihosting). Through
+microTVM's Project API protocol (the template's server as a separate process, JSON-RPC 2.0, the
+board's UART as transport): :mod:`.session` (``create_project``, ``build_project``,
+``run_project``), :mod:`.project_api` (the client), :mod:`.transport` (framing). Lower level:
+:class:`Project`, the board table and the QEMU runner.
 """
 
 from .boards import BOARDS, Board, get_board

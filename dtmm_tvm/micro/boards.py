@@ -77,6 +77,17 @@ BOARDS = {
               ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
               0x00000000, 4 * MiB, 0x20000000, 4 * MiB, "cmsdk_timer0", 40.0,
               has_dsp=True, has_mve=False),
+        # Cortex-M3: no DSP, no FPU; models run the kernels' portable C paths.
+        Board("mps2-an385", "mps2-an385", "cortex-m3",
+              ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
+              0x00000000, 4 * MiB, 0x20000000, 4 * MiB, "cmsdk_timer0", 40.0,
+              has_dsp=False, has_mve=False, has_fpu=False),
+        # Cortex-M33 (Armv8-M mainline with the DSP extension) on the SSE-200; boots secure, so
+        # code, data, timer and UART use their secure aliases. Its CMSDK timer runs at 20 MHz.
+        Board("mps2-an505", "mps2-an505", "cortex-m33",
+              ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
+              0x10000000, 4 * MiB, 0x38000000, 4 * MiB, "cmsdk_timer0", 50.0,
+              has_dsp=True, has_mve=False),
         Board("mps3-an547", "mps3-an547", "cortex-m55",
               ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
               0x00000000, 512 * KiB, 0x20000000, 512 * KiB, "sse300_syscounter", 31.25,

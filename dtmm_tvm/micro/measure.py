@@ -60,6 +60,9 @@ class HarnessReport:
     stack_size: int | None = None
     done: int | None = None
     error: tuple | None = None
+    mark_ticks: int | None = None
+    op_ticks: list = field(default_factory=list)
+    op_instructions: list = field(default_factory=list)
 
 
 def parse_harness_output(text: str) -> HarnessReport:
@@ -76,6 +79,14 @@ def parse_harness_output(text: str) -> HarnessReport:
             rep.ticks.append(nums[1])
         elif key == "empty_ticks":
             rep.empty_ticks.append(nums[1])
+        elif key == "mark_ticks":
+            rep.mark_ticks = nums[1]
+        elif key == "op_ticks":
+            if not rep.ticks:
+                raise ToolchainError(f"harness output out of order: {line!r}")
+            if len(rep.op_ticks) < len(rep.ticks):
+                rep.op_ticks.append([])
+            rep.op_ticks[len(rep.ticks) - 1].append(nums[1])
         elif key == "stack":
             rep.stack_high_water, rep.stack_size = nums[0], nums[1]
         elif key == "done":
@@ -206,6 +217,9 @@ class RunResult:
         Bytes reserved for the stack (its high-water mark is ``ram["stack_high_water"]``).
     project_dir : str or None
         Generated project (kept only when requested).
+    op_instructions : list of list of int or None
+        Profiled builds only: per inference, the instructions of each operator call of the
+        runner, in call order (``metadata.json`` ``runner_steps``).
     """
 
     board: str
@@ -217,6 +231,7 @@ class RunResult:
     ram: dict
     stack_reserved: int = 0
     project_dir: str | None = None
+    op_instructions: list | None = None
 
     @property
     def inferences(self) -> int:
@@ -241,7 +256,8 @@ class RunResult:
                 "instructions": self.instructions,
                 "instructions_per_inference": list(self.instructions_per_inference),
                 "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
-                "flash": dict(self.flash), "ram": dict(self.ram)}
+                "flash": dict(self.flash), "ram": dict(self.ram),
+                **({"op_instructions": self.op_instructions} if self.op_instructions else {})}
 
     def to_json(self, indent: int | None = 2) -> str:
         """The measurement record as JSON."""
@@ -258,4 +274,15 @@ def instructions_from_report(report: HarnessReport, board: Board, icount_shift: 
         raise ToolchainError(f"{board.name}: the harness reported no empty-call measurement")
     empty = min(board.ticks_to_instructions(t, icount_shift) for t in report.empty_ticks)
     counts = [board.ticks_to_instructions(t, icount_shift) - empty for t in report.ticks]
+    report.op_instructions = op_instructions(report.op_ticks, report.mark_ticks or 0, board,
+                                             icount_shift)
     return counts, empty
+
+
+def op_instructions(op_ticks: list, mark_pair_ticks: int, board: Board,
+                    icount_shift: int) -> list:
+    """Per-operator instructions of each inference: ticks between two profile marks, minus
+    the cost of a mark measured between two back-to-back marks."""
+    mark = board.ticks_to_instructions(mark_pair_ticks, icount_shift)
+    return [[board.ticks_to_instructions(t, icount_shift) - mark for t in per]
+            for per in op_ticks]

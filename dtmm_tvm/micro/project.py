@@ -21,9 +21,11 @@ from . import measure
 from .boards import Board, get_board
 from ..codegen.mlf import read_metadata
 from .qemu import DEFAULT_ICOUNT_SHIFT, require_tool
+from ..resources import templates_dir
 
-#: The template in the source tree; DTMM_PROJECT_TEMPLATE overrides it (e.g. an installed copy).
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "microtvm_project" / "qemu_baremetal"
+#: The template (source tree, or the copy inside an installed package); DTMM_PROJECT_TEMPLATE
+#: overrides it.
+DEFAULT_TEMPLATE_DIR = templates_dir() / "qemu_baremetal"
 DEFAULT_STACK_BYTES = 64 * 1024
 
 _DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
@@ -55,6 +57,19 @@ def load_server(directory: str | os.PathLike):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def read_artifact_metadata(artifact: str | os.PathLike) -> dict:
+    """metadata.json of a dtmm archive, or of a Model Library Format archive of TVM's with the
+    same C interface (normalized by the template's server to inputs/outputs/module_name)."""
+    metadata = read_metadata(artifact, allow_mlf=True)
+    if metadata.get("schema") == "dtmm-mlf/1":
+        return metadata
+    server = load_server(template_dir())
+    try:
+        return server.normalize_metadata(metadata, str(artifact))
+    except server.ProjectError as e:
+        raise _translate(e) from None
 
 
 def _translate(err: Exception) -> DTMMError:
@@ -91,6 +106,64 @@ def check_fits(metadata: dict, board: Board, stack_bytes: int = DEFAULT_STACK_BY
             f"{constants} bytes, {board.flash_bytes} available")
 
 
+def pack_inputs(metadata: dict, inputs, artifact: str) -> dict:
+    """Check inputs against metadata.json and pack them as records; ``{"n", "data"}``."""
+    specs = metadata["inputs"]
+    if isinstance(inputs, dict):
+        missing = [s["name"] for s in specs if s["name"] not in inputs]
+        if missing:
+            raise DTMMError(f"inputs for {artifact}: missing {missing}")
+        arrays = [inputs[s["name"]] for s in specs]
+    elif isinstance(inputs, (list, tuple)):
+        arrays = list(inputs)
+    else:
+        arrays = [inputs]
+    if len(arrays) != len(specs):
+        raise DTMMError(f"{artifact} has {len(specs)} inputs, {len(arrays)} given")
+    n = None
+    for spec, arr in zip(specs, arrays):
+        arr = np.asarray(arr)
+        dtype = np.dtype(_DTYPES.get(spec["dtype"], np.uint8))
+        shape = tuple(spec["shape"])
+        if arr.dtype != dtype or arr.shape[1:] != shape:
+            raise DTMMError(f"input {spec['name']!r} of {artifact} must be "
+                            f"(N, {', '.join(map(str, shape))}) {dtype}, got "
+                            f"{arr.shape} {arr.dtype}")
+        if n is not None and arr.shape[0] != n:
+            raise DTMMError(f"inputs of {artifact} disagree on N: {n} vs "
+                            f"{arr.shape[0]} for {spec['name']!r}")
+        n = arr.shape[0]
+        if arr.nbytes // max(n, 1) != spec["bytes"]:
+            raise ModelError(f"{artifact}: input {spec['name']!r} is "
+                             f"{spec['bytes']} bytes in metadata.json but shape and "
+                             f"dtype give {arr.nbytes // max(n, 1)}")
+    if not n:
+        raise DTMMError(f"no inputs given for {artifact} (N = 0)")
+    # One record per inference: every input's bytes back to back (little-endian, the
+    # Cortex-M byte order).
+    per = [np.ascontiguousarray(a, dtype=np.asarray(a).dtype.newbyteorder("<"))
+           .reshape(n, -1).view(np.uint8) for a in arrays]
+    return {"n": n, "data": np.concatenate(per, axis=1).tobytes()}
+
+
+def unpack_outputs(metadata: dict, raw: bytes, n: int, where: str) -> list:
+    """Split ``n`` output records into one array per output, in metadata order."""
+    specs = metadata["outputs"]
+    record = sum(s["bytes"] for s in specs)
+    if len(raw) != n * record:
+        raise ToolchainError(f"{where}: expected {n * record} "
+                             f"output bytes, got {len(raw)}")
+    table = np.frombuffer(raw, dtype=np.uint8).reshape(n, record)
+    outs, off = [], 0
+    for s in specs:
+        dtype = np.dtype(_DTYPES.get(s["dtype"], np.uint8)).newbyteorder("<")
+        chunk = np.ascontiguousarray(table[:, off:off + s["bytes"]])
+        outs.append(chunk.view(dtype).astype(dtype.newbyteorder("=")).reshape(
+            n, *s["shape"]))
+        off += s["bytes"]
+    return outs
+
+
 class Project:
     """A generated project: one artifact built for one board.
 
@@ -121,7 +194,7 @@ class Project:
         self.board = get_board(board)
         if not self.artifact.exists():
             raise ModelError(f"model artifact {self.artifact} does not exist")
-        self.metadata = read_metadata(self.artifact)
+        self.metadata = read_artifact_metadata(self.artifact)
         self.stack_bytes = stack_bytes
         self.verbose = verbose
         self._options = {"board": self.board.name, "opt_level": opt_level,
@@ -225,81 +298,43 @@ class Project:
 
     # -- helpers ---------------------------------------------------------------------------
     def _pack_inputs(self, inputs) -> dict:
-        specs = self.metadata["inputs"]
-        if isinstance(inputs, dict):
-            missing = [s["name"] for s in specs if s["name"] not in inputs]
-            if missing:
-                raise DTMMError(f"inputs for {self.artifact}: missing {missing}")
-            arrays = [inputs[s["name"]] for s in specs]
-        elif isinstance(inputs, (list, tuple)):
-            arrays = list(inputs)
-        else:
-            arrays = [inputs]
-        if len(arrays) != len(specs):
-            raise DTMMError(f"{self.artifact} has {len(specs)} inputs, {len(arrays)} given")
-        n = None
-        for spec, arr in zip(specs, arrays):
-            arr = np.asarray(arr)
-            dtype = np.dtype(_DTYPES.get(spec["dtype"], np.uint8))
-            shape = tuple(spec["shape"])
-            if arr.dtype != dtype or arr.shape[1:] != shape:
-                raise DTMMError(f"input {spec['name']!r} of {self.artifact} must be "
-                                f"(N, {', '.join(map(str, shape))}) {dtype}, got "
-                                f"{arr.shape} {arr.dtype}")
-            if n is not None and arr.shape[0] != n:
-                raise DTMMError(f"inputs of {self.artifact} disagree on N: {n} vs "
-                                f"{arr.shape[0]} for {spec['name']!r}")
-            n = arr.shape[0]
-            if arr.nbytes // max(n, 1) != spec["bytes"]:
-                raise ModelError(f"{self.artifact}: input {spec['name']!r} is "
-                                 f"{spec['bytes']} bytes in metadata.json but shape and "
-                                 f"dtype give {arr.nbytes // max(n, 1)}")
-        if not n:
-            raise DTMMError(f"no inputs given for {self.artifact} (N = 0)")
-        # One record per inference: every input's bytes back to back (little-endian, the
-        # Cortex-M byte order).
-        per = [np.ascontiguousarray(a, dtype=np.asarray(a).dtype.newbyteorder("<"))
-               .reshape(n, -1).view(np.uint8) for a in arrays]
-        return {"n": n, "data": np.concatenate(per, axis=1).tobytes()}
+        return pack_inputs(self.metadata, inputs, str(self.artifact))
 
     def _unpack_outputs(self, raw: bytes, n: int) -> list:
-        specs = self.metadata["outputs"]
-        record = sum(s["bytes"] for s in specs)
-        if len(raw) != n * record:
-            raise ToolchainError(f"{self.elf} on {self.board.name}: expected {n * record} "
-                                 f"output bytes, got {len(raw)}")
-        table = np.frombuffer(raw, dtype=np.uint8).reshape(n, record)
-        outs, off = [], 0
-        for s in specs:
-            dtype = np.dtype(_DTYPES.get(s["dtype"], np.uint8)).newbyteorder("<")
-            chunk = np.ascontiguousarray(table[:, off:off + s["bytes"]])
-            outs.append(chunk.view(dtype).astype(dtype.newbyteorder("=")).reshape(
-                n, *s["shape"]))
-            off += s["bytes"]
-        return outs
+        return unpack_outputs(self.metadata, raw, n, f"{self.elf} on {self.board.name}")
 
     def _result(self, outputs, counts, empty, report) -> measure.RunResult:
-        mem = measure.elf_memory(self.elf)
-        model_objs = sorted((self.project_dir / "build" / "model").glob("*.o"))
-        model = measure.object_sizes(model_objs)
-        flash = {"text": mem["text"], "rodata": mem["rodata"], "data": mem["data"],
-                 "model_code": model["code"], "model_constants": model["constants"]}
-        ram = {"data": mem["data"], "bss": mem["bss"],
-               "arena": int(self.metadata.get("arena", {}).get("bytes", 0)),
-               "stack_high_water": report.stack_high_water}
-        names = [s["name"] for s in self.metadata["outputs"]]
-        return measure.RunResult(
-            board=self.board.name, outputs=outputs[0] if len(outputs) == 1 else outputs,
-            output_names=names, instructions_per_inference=counts,
-            empty_call_instructions=empty, flash=flash, ram=ram,
-            stack_reserved=mem["stack_reserved"],
-            project_dir=None if self._own_parent else str(self.project_dir))
+        return make_result(self.board, self.metadata, self.project_dir, outputs, counts, empty,
+                           report.stack_high_water, report.op_instructions,
+                           keep=not self._own_parent)
+
+
+def make_result(board: Board, metadata: dict, project_dir: Path, outputs, counts, empty,
+                stack_high_water, op_instructions=None, keep=True) -> measure.RunResult:
+    """The measurement record of a run: counts, plus flash and RAM from the built ELF."""
+    mem = measure.elf_memory(project_dir / "build" / "app.elf")
+    model_objs = sorted((project_dir / "build" / "model").glob("*.o"))
+    model = measure.object_sizes(model_objs)
+    flash = {"text": mem["text"], "rodata": mem["rodata"], "data": mem["data"],
+             "model_code": model["code"], "model_constants": model["constants"]}
+    ram = {"data": mem["data"], "bss": mem["bss"],
+           "arena": int(metadata.get("arena", {}).get("bytes", 0)),
+           "stack_high_water": stack_high_water}
+    names = [s["name"] for s in metadata["outputs"]]
+    return measure.RunResult(
+        board=board.name, outputs=outputs[0] if len(outputs) == 1 else outputs,
+        output_names=names, instructions_per_inference=counts,
+        empty_call_instructions=empty, flash=flash, ram=ram,
+        stack_reserved=mem["stack_reserved"],
+        project_dir=str(project_dir) if keep else None,
+        op_instructions=op_instructions or None)
 
 
 def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
                  build_dir: str | os.PathLike | None = None, opt_level: str = "-O2",
                  extra_cflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
-                 timeout_s: float = 120.0, verbose: bool = False) -> measure.RunResult:
+                 timeout_s: float = 120.0, verbose: bool = False,
+                 profile: bool = False) -> measure.RunResult:
     """Build a model artifact for a board, run it on QEMU and measure it.
 
     Parameters
@@ -321,6 +356,10 @@ def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
         Wall-clock limit of the emulator run.
     verbose : bool
         Print the build and emulator commands and output.
+    profile : bool
+        Build with a timer read around every operator call of the runner
+        (``-DDTMM_PROFILE``); the result's ``op_instructions`` holds the per-operator counts
+        (:func:`dtmm_tvm.micro.profile.profile_rows` joins them with metadata.json).
 
     Returns
     -------
@@ -336,6 +375,8 @@ def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
     ModelError
         The artifact is malformed, or the model failed at run time.
     """
+    if profile:
+        extra_cflags = f"{extra_cflags} -DDTMM_PROFILE".strip()
     with Project(artifact_path, board, build_dir=build_dir, opt_level=opt_level,
                  extra_cflags=extra_cflags, stack_bytes=stack_bytes, verbose=verbose) as proj:
         proj.build()

@@ -16,6 +16,8 @@ FILES = {
     "codegen/host/src/default_lib0.c",
     "codegen/host/src/default_lib1.c",
     "codegen/host/src/default_lib2.c",
+    "tvmgen_default.cmake",
+    "tvmgen_default.mk",
 }
 
 EXTRA = {
@@ -58,6 +60,54 @@ def test_layout_and_metadata(chain_mod, tmp_path):
     assert "struct tvmgen_default_inputs {\n  void* x;\n};" in header
     assert "int32_t tvmgen_default_run(struct tvmgen_default_inputs* inputs, struct tvmgen_default_outputs* outputs);" in header
     json.dumps(meta)  # serializable
+
+
+def test_model_library_format_fields(chain_mod, tmp_path):
+    """metadata.json carries MLF's fields (TVM's export_model_library_format, v7) next to ours;
+    the header carries shapes and quantization."""
+    out = tmp_path / "model.tar"
+    meta = write_archive(chain_mod, out, EXTRA)
+    assert meta["version"] == 7 and list(meta["modules"]) == ["default"]
+    module = meta["modules"]["default"]
+    assert module["executors"] == ["aot"] and module["style"] == "full-model"
+    assert module["target"] == ["c -keys=dtmm,arm_cpu,cpu -mcpu=cortex-m4"]
+    (main,) = module["memory"]["functions"]["main"]
+    assert main["workspace_size_bytes"] == meta["arena"]["bytes"] == 128
+    assert main["constants_size_bytes"] == meta["constants_bytes"]
+    assert main["inputs"] == {"input": {"size": models.N, "dtype": "int8"}}
+    pools = {p["pool_name"]: p["size_bytes"] for p in module["memory"]["pools"]}
+    assert pools == {"tvmgen_default_arena": 128, "constants": models.N * 5}
+    # One entry per operator call of the runner, in call order, with the layers it computes.
+    assert [(s["function"], s["layers"]) for s in meta["runner_steps"]] == [
+        ("add_sat", ["add_0"]), ("scale_shift", []), ("add_sat", ["add_0"]), ("relu_acc", [])]
+    with tarfile.open(out) as tar:
+        header = tar.extractfile("codegen/host/include/tvmgen_default.h").read().decode()
+        runner = tar.extractfile("codegen/host/src/default_lib2.c").read().decode()
+        cmake = tar.extractfile("tvmgen_default.cmake").read().decode()
+    assert "#define TVMGEN_DEFAULT_X_SCALE 0.0039f" in header and "#define TVMGEN_DEFAULT_X_ZERO_POINT -128" in header
+    assert "#define TVMGEN_DEFAULT_OUTPUT_SHAPE {1, %d}" % models.N in header
+    assert "#define TVMGEN_DEFAULT_WORKSPACE_SIZE 128" in header
+    assert "section(TVMGEN_DEFAULT_ARENA_SECTION)" in runner
+    assert runner.count("TVMGEN_DEFAULT_MARK(") == len(meta["runner_steps"]) + 1 + 2  # + the two #defines
+    assert "${CMAKE_CURRENT_LIST_DIR}/codegen/host/src/default_lib2.c" in cmake
+
+
+def test_module_name_prefixes_everything(chain_mod, tmp_path):
+    out = tmp_path / "kws.tar"
+    meta = write_archive(chain_mod, out, EXTRA, module_name="kws")
+    assert meta["entry"] == "tvmgen_kws_run" and meta["module_name"] == "kws" and list(meta["modules"]) == ["kws"]
+    with tarfile.open(out) as tar:
+        files = {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
+    assert set(files) == {"metadata.json", "codegen/host/include/tvmgen_kws.h", "codegen/host/src/kws_lib0.c",
+                          "codegen/host/src/kws_lib1.c", "codegen/host/src/kws_lib2.c", "tvmgen_kws.cmake",
+                          "tvmgen_kws.mk"}
+    header = files["codegen/host/include/tvmgen_kws.h"]
+    assert "#ifndef TVMGEN_KWS_H_" in header and "TVMGEN_KWS_X_SIZE" in header
+    assert "int32_t tvmgen_kws_run(struct tvmgen_kws_inputs* inputs, struct tvmgen_kws_outputs* outputs);" in header
+    code = "".join(files.values())
+    assert "tvmgen_default" not in code and "TVMGEN_DEFAULT" not in code
+    with pytest.raises(ModelError, match="not a C identifier"):
+        write_archive(chain_mod, tmp_path / "bad.tar", EXTRA, module_name="my-model")
 
 
 def test_refuses_to_overwrite(chain_mod, tmp_path):

@@ -7,6 +7,7 @@
 #define SYS_WRITE0 0x04
 #define SYS_WRITE 0x05
 #define SYS_READ 0x06
+#define SYS_GET_CMDLINE 0x15
 #define SYS_EXIT_EXTENDED 0x20
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026
 
@@ -45,6 +46,13 @@ int32_t dtmm_sh_read(int32_t handle, void* buf, uint32_t len) {
 int32_t dtmm_sh_write(int32_t handle, const void* buf, uint32_t len) {
   uint32_t args[3] = {(uint32_t)handle, (uint32_t)buf, len};
   return semihost_call(SYS_WRITE, args) == 0 ? 0 : -1;
+}
+
+int32_t dtmm_sh_cmdline(char* buf, uint32_t len) {
+  uint32_t args[2] = {(uint32_t)buf, len};
+  if (len == 0u) return -1;
+  buf[0] = '\0';
+  return semihost_call(SYS_GET_CMDLINE, args) == 0 ? 0 : -1;
 }
 
 void dtmm_puts(const char* s) { semihost_call(SYS_WRITE0, s); }

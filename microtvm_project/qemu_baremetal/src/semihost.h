@@ -15,6 +15,9 @@ int32_t dtmm_sh_close(int32_t handle);
 int32_t dtmm_sh_read(int32_t handle, void* buf, uint32_t len);
 /* Returns 0 when all bytes were written, -1 otherwise. */
 int32_t dtmm_sh_write(int32_t handle, const void* buf, uint32_t len);
+/* Copies the semihosting command line (QEMU -semihosting-config arg=...) into buf, NUL-terminated; 0 on success, -1 when
+ * there is none or it does not fit. */
+int32_t dtmm_sh_cmdline(char* buf, uint32_t len);
 /* Writes a NUL-terminated string to the host console (QEMU's stderr). */
 void dtmm_puts(const char* s);
 /* Prints "DTMM <key> <a> <b>\n" with decimal numbers: the machine-readable result lines. */

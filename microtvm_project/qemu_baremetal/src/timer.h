@@ -9,7 +9,9 @@
 #if defined(DTMM_TIMER_CMSDK)
 /* MPS2 (AN386/AN500): CMSDK TIMER0, 32-bit down-counter at 25 MHz. Used instead of the
    24-bit SysTick, which would wrap after 0.67 s of virtual time. */
-#define DTMM_TIMER0_BASE 0x40000000u
+#ifndef DTMM_TIMER0_BASE
+#define DTMM_TIMER0_BASE 0x40000000u /* the board may move it (secure alias on SSE-200) */
+#endif
 #define DTMM_TIMER0_CTRL (*(volatile uint32_t*)(DTMM_TIMER0_BASE + 0x0u))
 #define DTMM_TIMER0_VALUE (*(volatile uint32_t*)(DTMM_TIMER0_BASE + 0x4u))
 #define DTMM_TIMER0_RELOAD (*(volatile uint32_t*)(DTMM_TIMER0_BASE + 0x8u))
