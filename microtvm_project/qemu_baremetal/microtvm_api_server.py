@@ -587,7 +587,7 @@ def _load_sibling(name: str):
         except sandbox.SandboxError as e:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise ProjectError(e.kind, str(e)) from None
-        proc = launch_qemu(cmd, run_dir, interactive=True)
+        proc = launch_qemu(cmd, run_dir)
         os.set_blocking(proc.stdout.fileno(), False)
         os.set_blocking(proc.stdin.fileno(), False)
         self._transport = {"proc": proc, "run_dir": run_dir, "command": cmd}
@@ -692,17 +692,11 @@ class IoTimeoutError(ProjectError):
         super().__init__("transport", message)
 
 
-def launch_qemu(argv: list, cwd: str | os.PathLike, *, interactive: bool = False):
-    """Start QEMU; the one place the server launches the emulator.
-
-    ``interactive`` connects stdin and stdout as binary pipes (the UART transport); otherwise
-    stdin is closed and stdout/stderr are captured as text (the batch run).
-    """
-    if interactive:
-        return subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, bufsize=0)
-    return subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def launch_qemu(argv: list, cwd: str | os.PathLike):
+    """Start QEMU for the UART transport: stdin and stdout are binary pipes (the batch run goes
+    through ``qemu_sandbox.run_confined``, which bounds its output and time)."""
+    return subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
 
 
 def qemu_argv(qemu: str, machine: str, elf: str | os.PathLike, icount_shift: int) -> list:
