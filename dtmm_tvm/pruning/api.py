@@ -207,9 +207,13 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
     metadata = None
     if check_compiled or compile_output or run_on_board:
         fractions = (budget_in.flash_fraction, budget_in.instructions_fraction)
-        metadata = _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq_test, y_test,
-                                      board_limit, say, dense_tflite if any(f is not None for f in fractions) else None,
-                                      fractions)
+        try:
+            metadata = _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq_test,
+                                          y_test, board_limit, say,
+                                          dense_tflite if any(f is not None for f in fractions) else None, fractions)
+        except BudgetError as err:
+            err.report = report  # what was measured, for scripts that want to show it; nothing is written
+            raise
     report["seconds"] = round(time.time() - started, 1)
     return PruneResult(tflite, report, pruned, metadata, dense_tflite)
 
@@ -298,6 +302,7 @@ def _compile_and_check(tflite, target, budget, report, compile_output, run_on_bo
                 bad.append(f"{compiled['instructions']} instructions > budget {budget.instructions}")
         report["compiled"] = compiled
         if bad:
+            report["budget_missed"] = bad
             raise BudgetError("the compiled model misses its budget: " + "; ".join(bad)
                               + " (the cost model's prediction was within budget; nothing was written)")
         if compile_output is not None:

@@ -146,9 +146,19 @@ def main() -> int:
 
     t1 = time.time()
     budget = Budget(flash_fraction=args.flash_fraction, instructions_fraction=args.instructions_fraction)
-    result = prune(model, data, budget, "dtmm/cortex-m4", epochs=args.finetune_epochs, schedule="gradual",
-                   guard=args.guard, importance_weight=args.importance_weight, objective_weight=args.speed_weight,
-                   seed=SEED, progress=progress)
+    from dtmm_tvm.errors import DTMMError
+
+    try:
+        result = prune(model, data, budget, "dtmm/cortex-m4", epochs=args.finetune_epochs, schedule="gradual",
+                       guard=args.guard, importance_weight=args.importance_weight,
+                       objective_weight=args.speed_weight, seed=SEED, progress=progress)
+    except DTMMError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        rep = getattr(err, "report", None)
+        if rep:
+            print(json.dumps({k: rep.get(k) for k in ("accuracy", "predicted", "compiled", "budget_checked")},
+                             indent=1, default=float))
+        return 2
     t_prune = time.time() - t1
     rep = result.report
     rep["train_seconds"] = {"dense": round(t_dense, 1), "prune_and_finetune": round(t_prune, 1)}
