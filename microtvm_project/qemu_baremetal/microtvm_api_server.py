@@ -552,18 +552,6 @@ class Handler:
                 "command": proc["command"]}
 
 
-def _load_sibling(name: str):
-    """Import a standard-library module that sits next to this file (template or project)."""
-    import importlib.util
-
-    key = f"_dtmm_{name}_{abs(hash(str(Path(__file__).resolve())))}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
     # -- transport (the board's UART on QEMU's stdio) ----------------------------------------
     def open_transport(self, options: dict | None = None) -> dict:
         """Start the firmware in UART mode on QEMU and connect its UART to this server.
@@ -690,6 +678,19 @@ class IoTimeoutError(ProjectError):
 
     def __init__(self, message: str):
         super().__init__("transport", message)
+
+
+def _load_sibling(name: str):
+    """Import a standard-library module that sits next to this file (template or project)."""
+    import importlib.util
+
+    key = f"_dtmm_{name}_{abs(hash(str(Path(__file__).resolve())))}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def launch_qemu(argv: list, cwd: str | os.PathLike):

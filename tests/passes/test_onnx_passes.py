@@ -64,7 +64,8 @@ def test_onnx_float_conv_behind_convert_layout_is_rewritten():
     x = relax.Var("x", relax.TensorType((1, 6, 6, 8), "float32"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            gvar = bb.add_func(conv2d_filterlet_float32(params, packed.kept_filterlets), "conv2d_filterlet_f32_0")
+            func = conv2d_filterlet_float32(params, packed.kept_filterlets)
+            gvar = bb.add_func(func.with_attr("global_symbol", "conv2d_filterlet_f32_0"), "conv2d_filterlet_f32_0")
             out = bb.emit_output(relax.call_tir(
                 gvar, [x, relax.const(packed.values.astype(np.float32)), relax.const(packed.col_idx),
                        relax.const(packed.row_ptr)], relax.TensorType((1, 6, 6, 8), "float32")))
