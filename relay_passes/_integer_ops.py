@@ -24,7 +24,7 @@ from tvm import relax
 
 from dtmm_tvm.errors import UnsupportedOpError
 
-from ._match import dtype_of, is_const, is_op, scalar, static_shape
+from ._match import dtype_of, is_op, scalar, static_shape
 
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -69,7 +69,7 @@ def _hard_swish_input(body, resolve):
     return x
 
 
-def lower_quantized(lw, body, activation, out_scale, out_zp, act_min, act_max, root):
+def lower_quantized(lw, body, activation, out_scale, out_zp, act_min, act_max):
     """Lower a ``quantize`` root whose (activation-stripped) operand is ``body``; None if not ours."""
     from dtmm_tvm.quant import activations as act
     from dtmm_tvm.quant.hard_swish import hard_swish_int8, hard_swish_params

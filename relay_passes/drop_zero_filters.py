@@ -26,7 +26,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from dtmm_tvm.quant.onnx import requantize_records
+from dtmm_tvm.quant.fixed_point import multiply_by_quantized_multiplier
 
 from ._match import const_value, drop_unreferenced_prim_funcs, func_attr_json, is_const, is_op, prim_func_of
 
@@ -67,10 +67,14 @@ def _plan(mod: tvm.IRModule, func: relax.Function) -> _Plan:
     var2val = relax.analysis.get_var2val(func)
     users: dict = {}
     for var, value in var2val.items():
-        # Every variable the binding reads, also inside tuples (a CONCATENATION reads a tuple of
-        # tensors): a producer with a user that is not a conv keeps all its filters.
-        for arg in relax.analysis.free_vars(value):
-            users.setdefault(arg, []).append(var)
+        if isinstance(value, (relax.Call, relax.Tuple)):
+            args = value.fields if isinstance(value, relax.Tuple) else (
+                value.args[1].fields if is_op(value, "relax.call_tir") else value.args)
+            for arg in args:
+                # Tuple arguments (an int8 concat's inputs) read every field.
+                for leaf in (arg.fields if isinstance(arg, relax.Tuple) else [arg]):
+                    if isinstance(leaf, relax.Var):
+                        users.setdefault(leaf, []).append(var)
     outputs = set(relax.analysis.free_vars(func.body.body)) if hasattr(func.body, "body") else set()
     plan = _Plan()
     state = {}  # var -> current (params, weight, bias, mult, shift, layer)
@@ -89,10 +93,10 @@ def _plan(mod: tvm.IRModule, func: relax.Function) -> _Plan:
         if zero_filters.size == 0 or zero_filters.size == producer["weight"].shape[0]:
             continue
         p = producer["params"]
-        # TFLite fixed-point or ONNX float32 records, whichever the layer carries.
-        constants = requantize_records(producer["bias"][zero_filters], producer["mult"][zero_filters],
-                                       producer["shift"][zero_filters], p.output_zero_point, p.act_min,
-                                       p.act_max).astype(np.int64)
+        constants = np.clip(
+            multiply_by_quantized_multiplier(producer["bias"][zero_filters], producer["mult"][zero_filters],
+                                             producer["shift"][zero_filters]) + p.output_zero_point,
+            p.act_min, p.act_max)
         removable = []
         for channel, constant in zip(zero_filters, constants):
             if all(constant == state[c]["params"].input_zero_point or not any(state[c]["params"].padding)

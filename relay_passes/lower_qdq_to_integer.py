@@ -248,7 +248,7 @@ class _Lowerer(PyExprMutator):
             act_min, act_max = max(act_min, low), min(act_max, high)
             body = self.resolve(body.args[0])
         # MUL, SUB, elementwise ops, requantize, concat, max/min, float input quantize.
-        lowered = _integer_ops.lower_quantized(self, body, activation, out_scale, out_zp, act_min, act_max, root)
+        lowered = _integer_ops.lower_quantized(self, body, activation, out_scale, out_zp, act_min, act_max)
         if lowered is not None:
             return lowered
         bias_expr = None

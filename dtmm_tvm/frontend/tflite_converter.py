@@ -10,6 +10,8 @@ TFLM's only after ``LowerQDQToInteger`` rewrites the resize to our gather kernel
 
 from __future__ import annotations
 
+import numpy as np
+from tvm import relax
 from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
 
 #: Quantized operators whose TVM conversion is a byte-exact move of int8 values.
@@ -25,14 +27,13 @@ class DTMMOperatorConverter(OperatorConverter):
     _SUPPORTED_QUANTIZED_OPS = OperatorConverter._SUPPORTED_QUANTIZED_OPS | INT8_DATA_MOVEMENT_OPS
 
     def convert_expand_dims(self, op):
-        """EXPAND_DIMS (Keras' Conv1D exports one before each CONV_2D). TVM 0.27's converter
-        passes ``relax.op.expand_dims`` a stray third argument and fails on every model; this is
-        the same conversion with the axis alone."""
-        import numpy as np
-        from tvm import relax
-
-        input_tensor, axis_tensor = self.get_input_tensors(op)[:2]
-        if input_tensor.qnn_params and not self.has_same_qnn_params(input_tensor, self.get_output_tensors(op)[0]):
-            raise ValueError("TFLite EXPAND_DIMS requires the same scale and zero point on input and output")
-        axis = int(np.asarray(self.get_tensor_value(axis_tensor)).flat[0])
-        return relax.op.expand_dims(self.get_tensor_expr(input_tensor), axis)
+        """EXPAND_DIMS: TVM 0.27's converter calls ``relax.op.expand_dims`` with a third argument it
+        does not take (every EXPAND_DIMS fails to import); this is its conversion, fixed."""
+        data, axis_tensor = self.get_input_tensors(op)
+        if data.qnn_params and not self.has_same_qnn_params(data, self.get_output_tensors(op)[0]):
+            raise ValueError("TFLite EXPAND_DIMS requires input and output scale and zero points to be equal")
+        axis = int(np.asarray(self.get_tensor_value(axis_tensor)).reshape(-1)[0])
+        rank = len(data.tensor.ShapeAsNumpy())
+        if not -1 - rank <= axis <= rank:
+            raise ValueError(f"EXPAND_DIMS axis {axis} out of range for a rank-{rank} tensor")
+        return relax.op.expand_dims(self.get_tensor_expr(data), axis if axis >= 0 else axis + rank + 1)

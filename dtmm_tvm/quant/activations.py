@@ -1,6 +1,6 @@
 """TFLM's int8 elementwise activations and (re)quantization, as exact numpy functions.
 
-Each is a function of one int8 value, so :func:`lookup_table` turns any of them into the
+Each is a function of one int8 value, so evaluating it on :data:`INT8_VALUES` gives the
 256-entry table the generic lookup kernel (:mod:`dtmm_tvm.ops.lookup_table`) indexes: the table is
 computed here, at compile time, with TFLM's own arithmetic, so the kernel is bit-exact by
 construction (CMSIS-NN and TFLM use lookup tables for the same ops).
@@ -29,11 +29,6 @@ INT8_VALUES = np.arange(-128, 128, dtype=np.int64)
 
 def _f32(v) -> np.float32:
     return np.float32(v)
-
-
-def lookup_table(fn) -> np.ndarray:
-    """The 256-entry table ``fn(q)`` for q = -128..127 (index ``q + 128``)."""
-    return np.asarray(fn(INT8_VALUES.astype(np.int8)))
 
 
 @dataclass(frozen=True)
