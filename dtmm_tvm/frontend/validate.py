@@ -76,6 +76,13 @@ def validate_tflite(graph: TFLiteGraph) -> str:
                     f"{_where(graph, op)}: tensor '{tensor.name}' is {tensor.dtype}; supported models are "
                     "full-integer int8 (int32 biases) or float32"
                 )
+        if op.opcode == "SHAPE" and op.opcode not in SUPPORTED_TFLITE_OPS:
+            raise UnsupportedOpError(
+                f"{_where(graph, op)}: the model computes a shape at run time (what Keras 3 writes for "
+                "Flatten/Reshape when the batch is dynamic); export it with a fixed batch of 1, e.g. "
+                "model.export(dir, input_signature=[tf.TensorSpec((1, ...), tf.float32)]) then "
+                "TFLiteConverter.from_saved_model(dir)"
+            )
         if op.opcode not in SUPPORTED_TFLITE_OPS:
             raise UnsupportedOpError(
                 f"{_where(graph, op)} [{_signature(graph, op)}] is not supported; supported operators: "

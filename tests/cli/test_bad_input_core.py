@@ -40,6 +40,13 @@ def test_other_quantization_schemes_say_what_the_model_is_and_how_to_reexport(tm
     assert list(tmp_path.iterdir()) == []
 
 
+def test_run_time_shape_computation_says_to_fix_the_batch(tmp_path, capsys):
+    """Keras 3's Flatten with a dynamic batch: SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE."""
+    status, _, err = _dtmm(capsys, "compile", FIXTURES / "keras_flatten_dynamic_batch.tflite", "-o", tmp_path / "o.tar")
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "operator 1 SHAPE" in err and "computes a shape at run time" in err and "fixed batch of 1" in err, err
+
+
 # Runs the CLI with TVM's TFLite importer made to fail inside its op conversion, as it does on a
 # model it cannot convert: the half-built Relax function must not leave TVM's "BlockBuilder
 # destroyed with remaining blocks!" warning after our message.
