@@ -152,3 +152,43 @@ def test_qdq_op_without_integer_lowering_is_refused(tmp_path):
     onnx.save(model, path)
     with pytest.raises(UnsupportedOpError, match=r"ONNX QDQ model: op 'relax.add'"):
         LowerONNXQDQToInteger()(load_model(path).mod)
+
+
+def test_qdq_max_pool_before_expected():
+    """Before/Expected: float input quantized, an NCHW QDQ MaxPool run as the int8 NHWC kernel
+    between explicit permutes, the output dequantized; no float op left."""
+    from dtmm_tvm.ops.pooling import max_pool2d_int8
+    from dtmm_tvm.ops.qlinear import dequantize_linear, quantize_linear
+    from dtmm_tvm.quant.pooling import Pool2DParams
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 2, 4, 4), "float32")) -> R.Tensor((1, 2, 2, 2), "float32"):
+            with R.dataflow():
+                q = R.quantize(x, R.const(0.05, "float32"), R.const(3, "int8"), out_dtype="int8", axis=1)
+                d = R.dequantize(q, R.const(0.05, "float32"), R.const(3, "int8"), out_dtype="float32", axis=1)
+                p = R.nn.max_pool2d(d, pool_size=[2, 2], strides=[2, 2], layout="NCHW")
+                q2 = R.quantize(p, R.const(0.05, "float32"), R.const(3, "int8"), out_dtype="int8", axis=1)
+                y = R.dequantize(q2, R.const(0.05, "float32"), R.const(3, "int8"), out_dtype="float32", axis=1)
+                R.output(y)
+            return y
+
+    scale = np.array([0.05], np.float32)
+    pool = Pool2DParams(input_shape=(1, 4, 4, 2), output_shape=(1, 2, 2, 2), filter_height=2, filter_width=2,
+                        stride_height=2, stride_width=2, pad_height=0, pad_width=0, act_min=-128, act_max=127)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 2, 4, 4), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            qf = bb.add_func(quantize_linear((1, 2, 4, 4), 3), "quantize_linear_0")
+            pf = bb.add_func(max_pool2d_int8(pool), "max_pool2d_0")
+            df = bb.add_func(dequantize_linear((1, 2, 2, 2), 3), "dequantize_linear_0")
+            q = bb.emit(relax.call_tir(qf, [x, relax.const(scale)], relax.TensorType((1, 2, 4, 4), "int8")))
+            nhwc = bb.emit(relax.op.permute_dims(q, [0, 2, 3, 1]))
+            pooled = bb.emit(relax.call_tir(pf, [nhwc], relax.TensorType((1, 2, 2, 2), "int8")))
+            nchw = bb.emit(relax.op.permute_dims(pooled, [0, 3, 1, 2]))
+            y = bb.emit_output(relax.call_tir(df, [nchw, relax.const(scale)], relax.TensorType((1, 2, 2, 2), "float32")))
+        bb.emit_func_output(y)
+    after = LowerONNXQDQToInteger()(Before)
+    tvm.ir.assert_structural_equal(_strip(after), bb.get(), map_free_vars=True)
