@@ -26,7 +26,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from dtmm_tvm.quant.fixed_point import multiply_by_quantized_multiplier
+from dtmm_tvm.quant.onnx import requantize_records
 
 from ._match import const_value, drop_unreferenced_prim_funcs, func_attr_json, is_const, is_op, prim_func_of
 
@@ -93,10 +93,10 @@ def _plan(mod: tvm.IRModule, func: relax.Function) -> _Plan:
         if zero_filters.size == 0 or zero_filters.size == producer["weight"].shape[0]:
             continue
         p = producer["params"]
-        constants = np.clip(
-            multiply_by_quantized_multiplier(producer["bias"][zero_filters], producer["mult"][zero_filters],
-                                             producer["shift"][zero_filters]) + p.output_zero_point,
-            p.act_min, p.act_max)
+        # TFLite fixed-point or ONNX float32 records, whichever the layer carries.
+        constants = requantize_records(producer["bias"][zero_filters], producer["mult"][zero_filters],
+                                       producer["shift"][zero_filters], p.output_zero_point, p.act_min,
+                                       p.act_max).astype(np.int64)
         removable = []
         for channel, constant in zip(zero_filters, constants):
             if all(constant == state[c]["params"].input_zero_point or not any(state[c]["params"].padding)

@@ -6,6 +6,8 @@ a user learns what to change in their model instead of reading a TVM traceback.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import ModelError, UnsupportedOpError
 from .tflite_reader import TFLiteGraph
 
@@ -21,6 +23,68 @@ SUPPORTED_TFLITE_OPS = {
 }
 SUPPORTED_ACTIVATIONS = {"NONE", "RELU", "RELU6"}
 ACTIVATION_DTYPES = {"int8", "float32"}
+
+
+def dynamic_axes(tensor) -> list[int]:
+    """Axes of a tensor's ``shape_signature`` that are dynamic (-1) as TFLM reads the model.
+
+    TFLM allocates from ``shape``, never the signature: a -1 batch (axis 0, which the Keras ->
+    TFLiteConverter path writes for every model) is the batch of 1 stored in ``shape``. Any other
+    -1 is a shape the model only knows at run time, which a static arena cannot hold.
+    """
+    return [axis for axis, size in enumerate(tensor.shape_signature)
+            if size < 0 and not (axis == 0 and tensor.shape[:1] == (1,))]
+
+
+def _dynamic_message(tensor) -> str:
+    axes = dynamic_axes(tensor)
+    return (f"has a dynamic shape {list(tensor.shape_signature)} (axis {', '.join(map(str, axes))}); only a "
+            "dynamic batch (axis 0, run as batch 1) is supported; re-export the model with fixed dimensions")
+
+
+def _fully_connected_shapes(graph: TFLiteGraph, op) -> None:
+    """TFLM's FULLY_CONNECTED: the input flattened to [batches, K] with K from the weights [O, K],
+    the output [batches, O] in the shape the model declares (keep_num_dims or not)."""
+    x, w, out = (graph.tensor(i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    size = int(np.prod(x.shape)) if x.shape else 1
+    if len(w.shape) != 2 or w.shape[1] <= 0 or size % w.shape[1] != 0:
+        raise ModelError(f"{_where(graph, op)}: input {list(x.shape)} does not flatten to rows of the "
+                         f"weights' depth (weights {list(w.shape)}, expected [units, depth])")
+    batches = size // w.shape[1]
+    if int(np.prod(out.shape)) != batches * w.shape[0]:
+        raise ModelError(f"{_where(graph, op)}: output {list(out.shape)} is not [{batches}, {w.shape[0]}] "
+                         f"(input {list(x.shape)} x weights {list(w.shape)})")
+
+
+_REEXPORT_INT8 = ("re-export it full-integer int8 (converter.optimizations = [tf.lite.Optimize.DEFAULT] with a "
+                  "representative_dataset, target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8], "
+                  "inference_input_type = inference_output_type = tf.int8) or as float32 (no optimizations)")
+
+
+def _refuse_other_quantization_schemes(graph: TFLiteGraph) -> None:
+    """Name the converter's other quantization schemes before any per-op rule could blame an
+    operator: hybrid (dynamic-range), float16 and int16x8 models, each with how to re-export."""
+    for op in graph.operators:
+        tensors = [graph.tensor(i) for i in op.inputs if i >= 0]
+        data = [t for t in tensors if not t.is_constant]
+        weights = [t for t in tensors if t.is_constant and t.dtype == "int8"]
+        if weights and any(t.dtype == "float32" for t in data):
+            raise ModelError(
+                f"{_where(graph, op)}: a hybrid (dynamic-range quantized) model: float32 activations with "
+                f"int8 weights '{weights[0].name}'; TFLM cannot run hybrid models either; {_REEXPORT_INT8}"
+            )
+    for tensor in graph.tensors:
+        if tensor.dtype == "float16":
+            raise ModelError(
+                f"{graph.path}: a float16-quantized model (float16 weights '{tensor.name}', dequantized to float32 "
+                f"at run time); drop target_spec.supported_types = [tf.float16] and {_REEXPORT_INT8}"
+            )
+        if tensor.dtype == "int16" and not tensor.is_constant:
+            raise ModelError(
+                f"{graph.path}: an int16x8 model (int16 activations '{tensor.name}', int8 weights); only int8 "
+                "activations are supported; re-export with target_spec.supported_ops = "
+                "[tf.lite.OpsSet.TFLITE_BUILTINS_INT8] and inference_input_type = inference_output_type = tf.int8"
+            )
 
 
 def _where(graph: TFLiteGraph, op) -> str:
@@ -50,13 +114,11 @@ def validate_tflite(graph: TFLiteGraph) -> str:
         raise ModelError(f"{graph.path}: {graph.subgraph_count} subgraphs; only single-subgraph models are supported")
     if not graph.operators:
         raise ModelError(f"{graph.path}: the model has no operators")
+    _refuse_other_quantization_schemes(graph)
     for index in list(graph.inputs) + list(graph.outputs):
         tensor = graph.tensor(index)
-        if tensor.is_dynamic:
-            raise ModelError(
-                f"{graph.path}: tensor '{tensor.name}' has a dynamic shape {list(tensor.shape_signature)}; "
-                "re-export the model with a fixed batch size of 1 and fixed dimensions"
-            )
+        if dynamic_axes(tensor):
+            raise ModelError(f"{graph.path}: tensor '{tensor.name}' {_dynamic_message(tensor)}")
         if tensor.dtype not in ACTIVATION_DTYPES:
             raise ModelError(
                 f"{graph.path}: model {'input' if index in graph.inputs else 'output'} '{tensor.name}' is "
@@ -69,8 +131,8 @@ def validate_tflite(graph: TFLiteGraph) -> str:
             if index < 0:
                 continue
             tensor = graph.tensor(index)
-            if tensor.is_dynamic and not tensor.is_constant:
-                raise ModelError(f"{_where(graph, op)}: tensor '{tensor.name}' has a dynamic shape {list(tensor.shape_signature)}")
+            if dynamic_axes(tensor) and not tensor.is_constant:
+                raise ModelError(f"{_where(graph, op)}: tensor '{tensor.name}' {_dynamic_message(tensor)}")
             if tensor.dtype in ("float16", "int16", "uint8", "int4", "float64"):
                 raise ModelError(
                     f"{_where(graph, op)}: tensor '{tensor.name}' is {tensor.dtype}; supported models are "
@@ -91,6 +153,8 @@ def validate_tflite(graph: TFLiteGraph) -> str:
         activation = op.options.get("FusedActivationFunction", "NONE")
         if activation not in SUPPORTED_ACTIVATIONS:
             raise UnsupportedOpError(f"{_where(graph, op)} has fused activation {activation}; supported: NONE, RELU, RELU6")
+        if op.opcode == "FULLY_CONNECTED":
+            _fully_connected_shapes(graph, op)
         data_dtype = graph.tensor(op.inputs[0]).dtype
         # QUANTIZE of a float input and DEQUANTIZE to a float output frame an int8 model.
         if data_dtype in ACTIVATION_DTYPES and op.opcode not in ("QUANTIZE", "DEQUANTIZE"):
