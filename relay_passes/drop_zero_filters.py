@@ -67,10 +67,14 @@ def _plan(mod: tvm.IRModule, func: relax.Function) -> _Plan:
     var2val = relax.analysis.get_var2val(func)
     users: dict = {}
     for var, value in var2val.items():
-        # Every variable the binding reads, also inside tuples (a CONCATENATION reads a tuple of
-        # tensors): a producer with a user that is not a conv keeps all its filters.
-        for arg in relax.analysis.free_vars(value):
-            users.setdefault(arg, []).append(var)
+        if isinstance(value, (relax.Call, relax.Tuple)):
+            args = value.fields if isinstance(value, relax.Tuple) else (
+                value.args[1].fields if is_op(value, "relax.call_tir") else value.args)
+            for arg in args:
+                # Tuple arguments (an int8 concat's inputs) read every field.
+                for leaf in (arg.fields if isinstance(arg, relax.Tuple) else [arg]):
+                    if isinstance(leaf, relax.Var):
+                        users.setdefault(leaf, []).append(var)
     outputs = set(relax.analysis.free_vars(func.body.body)) if hasattr(func.body, "body") else set()
     plan = _Plan()
     state = {}  # var -> current (params, weight, bias, mult, shift, layer)
