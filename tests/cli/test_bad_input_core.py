@@ -1,5 +1,5 @@
 """Bad input, part two: other quantization schemes, importer failures, out-of-range options,
-an .npz where a .npy is expected, a closed stdout pipe — one clear line (or silence, for the pipe),
+an .npz without the model's input, a closed stdout pipe — one clear line (or silence, for the pipe),
 exit status 2, never a traceback nor a TVM log line after the message."""
 
 import subprocess
@@ -92,12 +92,13 @@ def test_threshold_out_of_range_from_python(tmp_path):
     assert not (tmp_path / "o.tar").exists()
 
 
-def test_npz_inputs_get_one_line(tmp_path, capsys):
+def test_npz_inputs_without_the_model_inputs_name_get_one_line(tmp_path, capsys):
+    """An .npz is keyed by input name (tvmc style); one that lacks the model's input says so."""
     inputs = tmp_path / "x.npz"
-    np.savez(inputs, input=np.zeros((1, 16), np.int8))
+    np.savez(inputs, not_an_input=np.zeros((1, 16), np.int8))
     status, _, err = _dtmm(capsys, "run", FAKE_ARTIFACT, "--inputs", inputs)
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert "x.npz" in err, err
+    assert "x.npz" in err and "no array for model input" in err and "not_an_input" in err, err
 
 
 def test_closed_stdout_pipe_is_quiet(tmp_path):
