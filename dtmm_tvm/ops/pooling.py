@@ -53,6 +53,18 @@ def pool2d_int8(kind: str, params: Pool2DParams, name: str | None = None) -> tir
     }
     is_avg = kind == "avg"
 
+    if fh == 1 and fw == 1 and ph == 0 and pw == 0:
+        # A 1x1 window is a strided copy through the clamp. Written without the accumulator: with
+        # the window loops gone, TVM 0.27's StmtSimplify forwards the accumulator's initial value
+        # past its update and the C clamps that stale value (LLVM builds are right).
+        @T.prim_func
+        def pool_1x1(x: T.Buffer((n, h, w, c), "int8"), out: T.Buffer((n, oh, ow, c), "int8")):
+            T.func_attr(attrs)
+            for b, oy, ox, ch in T.grid(n, oh, ow, c):
+                out[b, oy, ox, ch] = _clamp(T.Cast("int32", x[b, oy * sh, ox * sw, ch]), p)
+
+        return pool_1x1
+
     @T.prim_func
     def pool(x: T.Buffer((n, h, w, c), "int8"), out: T.Buffer((n, oh, ow, c), "int8")):
         T.func_attr(attrs)
