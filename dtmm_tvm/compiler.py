@@ -10,7 +10,7 @@ from pathlib import Path
 import tvm
 
 from .errors import DTMMError, OutputExistsError
-from .tuning import TuningRecords, TuningRecordsError, apply_records
+from .schedules.records import TuningRecords, TuningRecordsError, apply_records
 from .frontend.loader import LoadedModel, load_model
 from .pipeline import dtmm_pipeline
 from .target import DEFAULT_BOARD, resolve_target, target_tag
@@ -65,8 +65,8 @@ def _load_records(tuning_records, tag: str):
 
 def _note_tuning(lowered, metadata: dict, records, hits: dict) -> None:
     """Mark the layers whose kernels were built from the records (metadata ``"tuning"``)."""
-    from .tuning import schedule_str
-    from .tuning.tuner import tunable_layers
+    from .schedules.layers import tunable_layers
+    from .schedules.records import schedule_str
 
     by_function = {}
     for layer in tunable_layers(lowered):

@@ -28,7 +28,7 @@ from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dt
 
 DEFAULT_THRESHOLD = 0.1  # the paper applies its format above 10% filterlet sparsity
 #: Small-Cin rule: an integer conv whose Cin is not a multiple of 4 with KH*KW*Cin <= 256 runs
-#: dense through the packed-patch fast path (dtmm_tvm.ops.conv_schedule.packed_patch: the whole
+#: dense through the packed-patch fast path (dtmm_tvm.schedules.conv.packed_patch: the whole
 #: patch is one dot product, on every ISA since CH is 4 or 16), which beats skipping Cin-byte
 #: filterlets unless almost all of them are pruned. Such a layer stays dense up to this filterlet
 #: sparsity. Measured (QEMU instructions, first conv of the demo model, 28x28x1->16 3x3, 60%):

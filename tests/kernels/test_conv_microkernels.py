@@ -21,7 +21,7 @@ from dtmm_tvm.codegen import primfunc_to_c
 from dtmm_tvm.kernels import available_kernels, header_files, kernel_source
 from dtmm_tvm.ops.conv2d import conv2d_int8
 from dtmm_tvm.ops.conv2d_filterlet import conv2d_filterlet_int8
-from dtmm_tvm.ops.conv_schedule import ConvSchedule, default_schedule, schedule_space
+from dtmm_tvm.schedules.conv import ConvSchedule, default_schedule, schedule_space
 from dtmm_tvm.quant import conv as qc
 from dtmm_tvm.sparsity.storage import pack_filterlets
 
