@@ -1,0 +1,276 @@
+"""The compiler's cost model: what one layer or one model will cost on a target, before compiling.
+
+This is the one interface the pruner (:mod:`dtmm_tvm.pruning`) uses to ask the compiler about
+costs; other compiler code (e.g. choosing a conv's weight format) may use it too. Everything
+here needs numpy only at import time; fitting imports TVM and the QEMU runner.
+
+API
+---
+``predict_conv(params, mask, target) -> ConvCost``
+    ``params``: a :class:`dtmm_tvm.quant.conv.Conv2DParams` (regular conv, OHWI weights) or a
+    :class:`ConvShape`; ``mask``: bool keep-mask of filterlets ``(Cout, KH, KW)`` (``None`` =
+    dense; OHWI int8 weights are accepted too: a filterlet is kept when any weight is non-zero);
+    ``target``: ``"dtmm/cortex-m4"`` / ``"dtmm/cortex-m7"`` / ``"dtmm/cortex-m55"``.
+    Returns a ``ConvCost`` (a tuple ``(instructions, flash_bytes, chosen_format)`` with the
+    per-format alternatives in ``.by_format``): the format is the one ``dtmm compile`` picks
+    (dense at or below the sparsity threshold or on the small-Cin dense fast path, otherwise
+    the fewest bytes, ties by measured speed, exactly as
+    :func:`dtmm_tvm.sparsity.storage.choose_format`); ``flash_bytes`` are exact: the stored
+    weights in that format (values + index, the storage module's own byte counts) plus the int32
+    bias, multiplier and shift per output channel; ``instructions`` are predicted by the fitted
+    linear model.
+``predict_conv_formats(params, mask, target) -> {format: (instructions, flash_bytes)}``
+    Every weight format the layer fits (``"dense"`` and the filterlet formats), for a caller that
+    chooses the format by predicted instructions.
+``predict_depthwise(params, target)``, ``predict_fc(in_features, out_features, target)``
+    ``(instructions, flash_bytes)`` of a depthwise conv / fully connected layer.
+``format_bytes(weight_shape, kept_filterlets, fmt)``
+    Stored weight bytes from the kept-filterlet count alone (closed form of the storage
+    module's packings, tested equal to them), for search loops that must be fast.
+``peak_sram(calls, target) -> int``
+    Arena bytes the codegen planner (:func:`dtmm_tvm.codegen.planner.plan_arena`) lays out for
+    a straight-line graph: ``calls`` is a list of :class:`ArenaCall` (output bytes, the indices
+    of the calls it reads, its kernel scratch bytes). The compiled artifact's
+    ``metadata.json["arena"]["bytes"]`` is the final word; this is the same planner on the
+    same buffers, without compiling.
+``load_coefficients(target)``
+    The fitted coefficients shipped in ``dtmm_tvm/costmodel/coefficients/<target>.json``
+    (regenerate with ``dtmm fit-cost-model --target ...``; the file also holds every measured
+    point and the per-layer error on held-out shapes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .features import CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features
+
+__all__ = ["ArenaCall", "ConvCost", "ConvShape", "CONV_FORMATS", "format_bytes", "load_coefficients",
+           "peak_sram", "predict_conv", "predict_conv_formats", "predict_depthwise", "predict_fc",
+           "conv_shape_of", "CostModelError"]
+
+from ..errors import DTMMError
+
+
+class CostModelError(DTMMError):
+    """No coefficients for a target, or a layer the model does not cover."""
+
+
+#: Per output channel: int32 bias, multiplier and shift (stored next to the weights).
+REQUANT_BYTES_PER_CHANNEL = 12
+
+
+class ConvCost(NamedTuple):
+    instructions: int
+    flash_bytes: int
+    chosen_format: str
+    by_format: dict = {}
+
+
+def _tag(target) -> str:
+    if not isinstance(target, str):
+        from ..target import target_tag
+
+        return target_tag(target)
+    from ..target import TARGET_TAGS
+
+    name = target if target.startswith("dtmm/") else f"dtmm/{target}"
+    if name not in TARGET_TAGS:
+        raise CostModelError(f"unknown target '{target}'; choose one of: {', '.join(TARGET_TAGS)}")
+    return name
+
+
+@lru_cache(maxsize=None)
+def _load(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_coefficients(target) -> dict:
+    """The coefficients document of ``target`` (M7 uses M4's fit when it has none: same ISA)."""
+    from .fit import coefficients_path
+
+    tag = _tag(target)
+    path = coefficients_path(tag)
+    if not path.exists() and tag == "dtmm/cortex-m7":
+        path = coefficients_path("dtmm/cortex-m4")
+    if not path.exists():
+        raise CostModelError(f"no cost model for {tag} ({path.name} missing); run "
+                             f"'dtmm fit-cost-model --target {tag}'")
+    return _load(str(path))
+
+
+def conv_shape_of(params, kept_filterlets: int | None = None) -> ConvShape:
+    """A :class:`ConvShape` from ``Conv2DParams`` (or a ConvShape, returned with ``kept``)."""
+    if isinstance(params, ConvShape):
+        if kept_filterlets is None:
+            return params
+        return ConvShape(**{**params.__dict__, "kept_filterlets": int(kept_filterlets)})
+    n, h, w, cin = params.input_shape
+    if n != 1:
+        raise CostModelError(f"cost model: batch {n} conv; only batch 1 is modelled")
+    if tuple(params.dilation) != (1, 1):
+        raise CostModelError(f"cost model: dilated conv {params.dilation} is not modelled")
+    cout = params.output_shape[3]
+    kh, kw = params.kernel_size
+    return ConvShape(h, w, cin, cout, kh, kw, tuple(params.strides), tuple(params.padding),
+                     depthwise=bool(params.depthwise), kept_filterlets=kept_filterlets)
+
+
+def _keep_mask(mask, shape: ConvShape) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.ndim == 4:  # OHWI weights
+        mask = np.any(mask != 0, axis=3)
+    if mask.shape != (shape.cout, shape.kh, shape.kw):
+        raise CostModelError(f"mask shape {mask.shape} does not match the conv's filterlets "
+                             f"({shape.cout}, {shape.kh}, {shape.kw})")
+    return mask.astype(bool)
+
+
+def format_bytes(weight_shape, kept_filterlets: int, fmt: str) -> int | None:
+    """Stored weight bytes (values + index) of a conv in ``fmt``; None if the layer does not fit
+    the format. Equal to ``pack_filterlets_as(w, fmt).nbytes`` (tested)."""
+    from ..sparsity.storage import BITMASK_MAX_TAPS, INT16_MAX, U8_MAX
+
+    o, kh, kw, cin = (int(d) for d in weight_shape)
+    kept = int(kept_filterlets)
+    taps = kh * kw
+    if fmt == "dense":
+        return o * taps * cin
+    if fmt == "filterlet_csr":
+        if (taps - 1) * cin > INT16_MAX or kept > INT16_MAX:
+            return None
+        return kept * cin + 2 * kept + 2 * (o + 1)
+    if fmt == "filterlet_u8":
+        if taps > U8_MAX:
+            return None
+        return kept * cin + kept + o
+    if fmt == "filterlet_bitmask":
+        if taps > BITMASK_MAX_TAPS:
+            return None
+        return kept * cin + -(-(o * taps) // 8) + 3
+    raise CostModelError(f"unknown weight format {fmt!r}; known: {CONV_FORMATS}")
+
+
+def _coef(doc: dict, group: str) -> list:
+    coef = doc["coefficients"].get(group)
+    if coef is None:
+        raise CostModelError(f"cost model for {doc['target']} has no fit for {group}; run "
+                             f"'dtmm fit-cost-model --target {doc['target']}'")
+    return coef
+
+
+def _predict(doc, group, feats) -> int:
+    return int(round(float(np.dot(_coef(doc, group), feats))))
+
+
+def predict_conv_formats(params, mask=None, target="dtmm/cortex-m4") -> dict:
+    """``{format: (instructions, flash_bytes)}`` for every format the conv fits."""
+    tag = _tag(target)
+    doc = load_coefficients(tag)
+    shape = conv_shape_of(params)
+    keep = _keep_mask(mask, shape)
+    kept = shape.total_filterlets if keep is None else int(keep.sum())
+    shape = conv_shape_of(shape, kept)
+    weight_shape = (shape.cout, shape.kh, shape.kw, shape.cin)
+    requant = REQUANT_BYTES_PER_CHANNEL * shape.cout
+    out = {}
+    for fmt in CONV_FORMATS:
+        nbytes = format_bytes(weight_shape, kept, fmt)
+        if nbytes is None:
+            continue
+        out[fmt] = (_predict(doc, f"conv/{fmt}", conv_features(shape, fmt, tag)), nbytes + requant)
+    return out
+
+
+def compiler_format(weight_shape, kept_filterlets: int, threshold: float | None = None) -> str:
+    """The weight format ``dtmm compile`` gives a conv with this many kept filterlets (see
+    relay_passes.filterlet_sparse_conv): dense at or below the threshold or on the small-Cin
+    dense path, else the fewest bytes (ties: FORMAT_SPEED_RANK)."""
+    from relay_passes import DEFAULT_THRESHOLD
+    from relay_passes.filterlet_sparse_conv import small_cin_dense
+    from ..sparsity.storage import FORMAT_SPEED_RANK, FORMATS
+
+    o, kh, kw, _ = weight_shape
+    total = o * kh * kw
+    sparsity = 1.0 - kept_filterlets / total if total else 0.0
+    if sparsity <= (DEFAULT_THRESHOLD if threshold is None else threshold) or small_cin_dense(weight_shape, sparsity):
+        return "dense"
+    best = min((format_bytes(weight_shape, kept_filterlets, f), FORMAT_SPEED_RANK[f], f) for f in FORMATS
+               if format_bytes(weight_shape, kept_filterlets, f) is not None)
+    return best[2]
+
+
+def predict_conv(params, mask=None, target="dtmm/cortex-m4", threshold: float | None = None) -> ConvCost:
+    """``(instructions, flash_bytes, chosen_format)`` of a regular conv as ``dtmm compile``
+    builds it (see the module docstring)."""
+    shape = conv_shape_of(params)
+    if shape.depthwise:
+        raise CostModelError("predict_conv is for regular convs; use predict_depthwise")
+    keep = _keep_mask(mask, shape)
+    kept = shape.total_filterlets if keep is None else int(keep.sum())
+    by_format = predict_conv_formats(shape, keep, target)
+    fmt = compiler_format((shape.cout, shape.kh, shape.kw, shape.cin), kept, threshold)
+    if keep is not None and fmt != "dense":
+        # Exact bytes straight from the storage module's packing of this mask.
+        from ..sparsity.storage import pack_filterlets_as
+
+        weight = np.repeat(keep[..., None], shape.cin, axis=3).astype(np.int8)
+        packed = pack_filterlets_as(weight, fmt)
+        assert packed.nbytes + REQUANT_BYTES_PER_CHANNEL * shape.cout == by_format[fmt][1]
+    instr, nbytes = by_format[fmt]
+    return ConvCost(instr, nbytes, fmt, by_format)
+
+
+def predict_depthwise(params, target="dtmm/cortex-m4") -> tuple:
+    shape = conv_shape_of(params)
+    doc = load_coefficients(_tag(target))
+    nbytes = shape.kh * shape.kw * shape.cout + REQUANT_BYTES_PER_CHANNEL * shape.cout
+    return _predict(doc, "depthwise", depthwise_features(shape, _tag(target))), nbytes
+
+
+def predict_fc(in_features: int, out_features: int, target="dtmm/cortex-m4") -> tuple:
+    doc = load_coefficients(_tag(target))
+    nbytes = in_features * out_features + REQUANT_BYTES_PER_CHANNEL * out_features
+    return _predict(doc, "fc", fc_features(in_features, out_features, _tag(target))), nbytes
+
+
+@dataclass(frozen=True)
+class ArenaCall:
+    """One kernel call of a straight-line graph for :func:`peak_sram`.
+
+    ``output_bytes``: its output tensor (0 for an in-place / aliasing op); ``reads``: indices of
+    earlier calls whose outputs it reads (-1 = the model input, which lives outside the arena
+    as in the AOT runner); ``scratch_bytes``: its kernel scratch; ``is_output``: the model
+    output (also outside the arena)."""
+
+    name: str
+    output_bytes: int
+    reads: tuple = ()
+    scratch_bytes: int = 0
+    is_output: bool = False
+
+
+def peak_sram(calls: list, target="dtmm/cortex-m4") -> int:
+    """Arena bytes of a straight-line graph, laid out by the codegen planner itself."""
+    from ..codegen.planner import BufferRequest, plan_arena
+
+    last = {}
+    for i, call in enumerate(calls):
+        for r in call.reads:
+            if r >= 0:
+                last[r] = max(last.get(r, r), i)
+    requests = []
+    for i, call in enumerate(calls):
+        if call.output_bytes and not call.is_output:
+            requests.append(BufferRequest(f"{i}:{call.name}", int(call.output_bytes), i, last.get(i, i)))
+        if call.scratch_bytes:
+            requests.append(BufferRequest(f"{i}:{call.name}:scratch", int(call.scratch_bytes), i, i))
+    return int(plan_arena(requests).bytes)

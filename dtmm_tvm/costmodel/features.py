@@ -1,0 +1,136 @@
+"""Features of one layer for the linear latency model, and the layer description they read.
+
+A layer's predicted instructions are ``coefficients[op/format] . features(layer)``: a sum of
+work counts that our micro-kernels repeat (MACs in SIMD chunks, kept filterlets visited per
+output pixel, im2col bytes, requantized outputs, per-call overhead). The counts are exact
+functions of the shape and the mask; only the per-count costs are fitted (see
+:mod:`dtmm_tvm.costmodel.fit`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Weight formats a regular conv can be compiled to ("dense" = the dense micro-kernel).
+CONV_FORMATS = ("dense", "filterlet_csr", "filterlet_u8", "filterlet_bitmask")
+
+#: SIMD chunk (int8 elements per inner step) per core: DSP q15 pairs of 4, MVE 16 lanes.
+_CHUNK = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
+#: Output pixels per im2col block of the default schedule (conv_schedule.default_schedule).
+_PIXELS_PER_BLOCK = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 8}
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """A regular or depthwise conv, NHWC / OHWI, batch 1.
+
+    ``padding`` is explicit ``(top, left, bottom, right)``; ``kept_filterlets`` is the number of
+    filterlets ``W[o, kh, kw, :]`` with a non-zero weight (``cout * kh * kw`` when dense).
+    """
+
+    height: int
+    width: int
+    cin: int
+    cout: int
+    kh: int
+    kw: int
+    strides: tuple = (1, 1)
+    padding: tuple = (0, 0, 0, 0)
+    depthwise: bool = False
+    kept_filterlets: int | None = None
+    #: Runs of consecutive kept taps summed over filters (the kernel makes one dot-product call
+    #: per run when Cin fills whole SIMD chunks); None: estimated for a random placement.
+    kept_runs: int | None = None
+
+    @property
+    def out_hw(self) -> tuple:
+        oh = (self.height + self.padding[0] + self.padding[2] - self.kh) // self.strides[0] + 1
+        ow = (self.width + self.padding[1] + self.padding[3] - self.kw) // self.strides[1] + 1
+        return oh, ow
+
+    @property
+    def pixels(self) -> int:
+        oh, ow = self.out_hw
+        return oh * ow
+
+    @property
+    def kept(self) -> int:
+        return self.cout * self.kh * self.kw if self.kept_filterlets is None else int(self.kept_filterlets)
+
+    @property
+    def runs(self) -> float:
+        if self.kept_runs is not None:
+            return float(self.kept_runs)
+        taps = self.kh * self.kw
+        if taps <= 1 or self.cout == 0:
+            return float(self.kept)
+        k = self.kept / self.cout   # expected runs of k random positions out of taps: k (taps - k + 1) / taps
+        return self.cout * k * (taps - k + 1) / taps
+
+    @property
+    def total_filterlets(self) -> int:
+        return self.cout * self.kh * self.kw
+
+    @property
+    def macs(self) -> int:
+        return self.pixels * self.cout * self.kh * self.kw * (1 if self.depthwise else self.cin)
+
+
+def _core(target: str) -> str:
+    return target.split("/")[-1]
+
+
+#: Dense convs with Cin not a multiple of the chunk and KH*KW*Cin up to this many bytes use the
+#: packed-patch im2col (mirrors dtmm_tvm.ops.conv_schedule.PACKED_MAX).
+PACKED_MAX = 256
+
+CONV_FEATURES = ["simd_mac_steps", "dot_calls", "chunk_tails", "filterlet_visits", "im2col_chunks", "outputs",
+                 "channel_blocks", "call"]
+
+
+def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
+    """Feature vector of a regular conv compiled in ``fmt`` for ``target`` (the kernel's loop
+    structure: dtmm_conv_block_s8.c visits kept taps in runs, one dot-product call per run when
+    Cin fills whole chunks, else one call plus a tail chunk per filterlet)."""
+    core = _core(target)
+    ch = _CHUNK[core]
+    ppb = _PIXELS_PER_BLOCK[core]
+    p = shape.pixels
+    taps = shape.kh * shape.kw
+    cin = shape.cin
+    aligned = cin % ch == 0
+    chunks = -(-cin // ch)
+    blocks = -(-p // ppb)
+    if fmt == "dense" and not aligned and taps * cin <= PACKED_MAX:
+        # Packed patch: one contiguous run of ceil(KH*KW*Cin / CH) chunks per filter.
+        row = -(-(taps * cin) // ch)
+        mac, calls, tails, visits, im2col = shape.cout * row, shape.cout, 0.0, 0.0, row
+    else:
+        kept = shape.cout * taps if fmt == "dense" else shape.kept
+        runs = shape.cout if fmt == "dense" else shape.runs
+        mac = kept * (cin // ch)
+        calls = runs if aligned else kept
+        tails = 0.0 if aligned else kept
+        visits = 0.0 if fmt == "dense" else kept
+        im2col = taps * chunks
+    return [
+        float(p * mac),                   # SIMD MAC steps (full chunks)
+        float(blocks * calls),            # dot-product calls per pixel block
+        float(blocks * tails),            # leftover-chunk handling per filterlet per block
+        float(blocks * visits),           # index decode per kept filterlet per block
+        float(p * im2col),                # im2col chunks per pixel
+        float(p * shape.cout),            # requantize + store each output
+        float(blocks * shape.cout),       # per output channel per block: loop + bias setup
+        1.0,                              # call overhead
+    ]
+
+
+def depthwise_features(shape: ConvShape, target: str) -> list:
+    p = shape.pixels
+    taps = shape.kh * shape.kw
+    return [float(p * shape.cout * taps), float(p * shape.cout), float(p), 1.0]
+
+
+def fc_features(in_features: int, out_features: int, target: str) -> list:
+    ch = _CHUNK[_core(target)]
+    return [float(out_features * -(-in_features // ch)), float(out_features), float(in_features), 1.0]

@@ -1,0 +1,142 @@
+"""Measure one layer's instructions on the emulated board: build it alone, run it on QEMU.
+
+The layer is built with the same PrimFunc builders the compiler uses (default schedules, the
+target's micro-kernels), wrapped in a one-layer Relax ``main`` as :mod:`dtmm_tvm.tuning.tuner`
+does, written with :func:`dtmm_tvm.codegen.write_archive` and run with
+:func:`dtmm_tvm.micro.run_artifact`. Weights are random int8 with whole filterlets zeroed by a
+random mask of the requested sparsity (the kernels' work depends on the mask, not the values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .features import ConvShape
+
+
+@dataclass
+class Measurement:
+    kind: str            # "conv" | "depthwise" | "fc"
+    fmt: str             # conv weight format, "dense" for depthwise / fc
+    shape: dict          # ConvShape fields, or {"in_features", "out_features"}
+    instructions: int
+
+
+def random_filterlet_mask(shape: ConvShape, sparsity: float, rng) -> np.ndarray:
+    """Boolean keep-mask ``(Cout, KH, KW)`` with ``round(sparsity * total)`` filterlets pruned."""
+    total = shape.total_filterlets
+    pruned = int(round(sparsity * total))
+    keep = np.ones(total, dtype=bool)
+    keep[rng.permutation(total)[:pruned]] = False
+    return keep.reshape(shape.cout, shape.kh, shape.kw)
+
+
+def kept_runs(keep_ohw: np.ndarray) -> int:
+    """Runs of consecutive kept taps (row-major over KH*KW), summed over filters."""
+    flat = np.asarray(keep_ohw, dtype=bool).reshape(keep_ohw.shape[0], -1)
+    starts = flat & ~np.concatenate([np.zeros((flat.shape[0], 1), bool), flat[:, :-1]], axis=1)
+    return int(starts.sum())
+
+
+def conv_weights(shape: ConvShape, sparsity: float, seed: int):
+    """The measured layer's constants: ``(weight OHWI, keep, bias, mult, shift)``, deterministic
+    in ``seed`` (the fit replays it to recover each measured mask)."""
+    rng = np.random.default_rng(seed)
+    params = conv_params(shape)
+    bias, mult, shift = _requant(params.output_shape[3], rng)
+    weight = rng.integers(-127, 128, size=params.weight_shape).astype(np.int8)
+    if shape.depthwise:
+        return weight, None, bias, mult, shift
+    weight[weight == 0] = 1
+    keep = random_filterlet_mask(shape, sparsity, rng)
+    return weight * keep[..., None].astype(np.int8), keep, bias, mult, shift
+
+
+def conv_params(shape: ConvShape):
+    from ..quant.conv import Conv2DParams
+
+    weight_shape = (1, shape.kh, shape.kw, shape.cin) if shape.depthwise else (shape.cout, shape.kh, shape.kw,
+                                                                             shape.cin)
+    return Conv2DParams(input_shape=(1, shape.height, shape.width, shape.cin), weight_shape=weight_shape,
+                        strides=tuple(shape.strides), padding=tuple(shape.padding), input_zero_point=-3,
+                        output_zero_point=5, depthwise=shape.depthwise)
+
+
+def _one_layer(func, input_shape, constants, out_shape, name):
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("input", relax.TensorType(list(input_shape), "int8"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            gvar = bb.add_func(func, name)
+            out = bb.emit_output(relax.call_tir(gvar, [x, *[relax.const(c) for c in constants]],
+                                                relax.TensorType(list(out_shape), "int8")))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _requant(cout: int, rng):
+    bias = rng.integers(-2000, 2000, size=cout).astype(np.int32)
+    mult = np.full(cout, 1 << 30, dtype=np.int32)
+    shift = np.full(cout, -7, dtype=np.int32)
+    return bias, mult, shift
+
+
+def build_conv_module(shape: ConvShape, fmt: str, sparsity: float, seed: int = 0):
+    """(module, input shape) of one conv layer in ``fmt`` at ``sparsity``; the current target
+    selects the kernels. Returns also the kept-filterlet count of the mask used."""
+    from ..ops.conv2d import conv2d_int8
+    from ..ops.conv2d_filterlet import conv2d_filterlet_int8
+    from ..ops.depthwise_conv2d import depthwise_conv2d_int8
+    from ..sparsity import pack_filterlets_as
+
+    params = conv_params(shape)
+    weight, keep, bias, mult, shift = conv_weights(shape, sparsity, seed)
+    if shape.depthwise:
+        func = depthwise_conv2d_int8(params)
+        mod = _one_layer(func, params.input_shape, [weight, bias, mult, shift], params.output_shape, "dw")
+        return mod, params.input_shape, shape.total_filterlets
+    if fmt == "dense":
+        func = conv2d_int8(params)
+        consts = [weight, bias, mult, shift]
+        kept = int(keep.sum())
+    else:
+        packed = pack_filterlets_as(weight, fmt)
+        func = conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=fmt)
+        consts = [packed.values, *packed.index_arrays, bias, mult, shift]
+        kept = packed.kept_filterlets
+    return _one_layer(func, params.input_shape, consts, params.output_shape, "conv"), params.input_shape, kept
+
+
+def build_fc_module(in_features: int, out_features: int, seed: int = 0):
+    from ..ops.fully_connected import fully_connected_int8
+    from ..quant.conv import FullyConnectedParams
+
+    rng = np.random.default_rng(seed)
+    params = FullyConnectedParams(input_shape=(1, in_features), weight_shape=(out_features, in_features),
+                                  input_zero_point=-3, output_zero_point=5)
+    weight = rng.integers(-127, 128, size=params.weight_shape).astype(np.int8)
+    bias, mult, shift = _requant(out_features, rng)
+    func = fully_connected_int8(params)
+    return _one_layer(func, params.input_shape, [weight, bias, mult, shift], params.output_shape, "fc"), \
+        params.input_shape
+
+
+def write_module(mod, path: Path, target_tag: str) -> None:
+    from ..codegen import write_archive
+
+    write_archive(mod, path, {"target": target_tag, "mode": "costmodel",
+                              "model": {"name": path.stem, "source": None, "sha256": None}}, overwrite=True)
+
+
+def run_module(path: Path, board: str, input_shape, build_dir, seed: int = 0) -> int:
+    """Instructions per inference (max over 2 random inputs) of an archive on ``board``."""
+    from ..micro import run_artifact
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(2, *input_shape)).astype(np.int8)
+    return int(run_artifact(path, board, x, build_dir=build_dir, timeout_s=600).instructions)
