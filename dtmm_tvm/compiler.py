@@ -16,9 +16,11 @@ from .pipeline import dtmm_pipeline
 from .target import DEFAULT_BOARD, resolve_target, target_tag
 
 MODES = ("dtmm", "dense")
+OPTIMIZE = ("speed", "size")
 
 
-def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None = None) -> tvm.IRModule:
+def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None = None,
+                optimize: str = "speed") -> tvm.IRModule:
     """Run the dtmm pipeline on an imported model; errors name the model file."""
     from relay_passes import DEFAULT_THRESHOLD
 
@@ -28,6 +30,7 @@ def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None
         layout_nhwc=model.format == "onnx",
         # TFLite int8 models get TFLM's integer arithmetic; ONNX QDQ keeps its float semantics.
         integer=model.format == "tflite",
+        optimize=optimize,
     )
     try:
         return pipeline(model.mod)
@@ -100,6 +103,7 @@ def compile_model(
     threshold: float | None = None,
     force: bool = False,
     tuning_records=None,
+    optimize: str = "speed",
 ) -> dict:
     """Compile ``model_path`` to the archive ``output``; return its metadata.
 
@@ -115,12 +119,19 @@ def compile_model(
         layers found in it get their best measured schedule, the others the default. The
         records must be for ``target``. metadata.json lists the tuned layers (``"tuning"``,
         and ``"schedule"`` on each tuned layer).
+    optimize
+        ``"speed"`` (default): each pruned conv gets the weight format (dense or filterlet) with
+        the fewest predicted instructions on ``target``, never one predicted slower than dense;
+        ``"size"``: the fewest bytes. metadata.json records the choice per layer
+        (``"format_choice"``).
     """
     from .codegen import write_archive
     from .micro import check_fits, get_board
 
     if mode not in MODES:
         raise DTMMError(f"unknown mode '{mode}'; choose one of {MODES}")
+    if optimize not in OPTIMIZE:
+        raise DTMMError(f"unknown --optimize '{optimize}'; choose one of {OPTIMIZE}")
     output = Path(output)
     if output.exists() and not force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
@@ -130,12 +141,13 @@ def compile_model(
     # Kernel builders pick their micro-kernels from Target.current() and, inside
     # apply_records, their schedules from the records.
     with tvm_target, apply_records(records) as tuning:
-        lowered = lower_model(model, sparse=(mode == "dtmm"), threshold=threshold)
+        lowered = lower_model(model, sparse=(mode == "dtmm"), threshold=threshold, optimize=optimize)
     extra = {
         "model": {"name": model.name, "source": model.path.name, "sha256": model.sha256, "format": model.format,
                   "arithmetic": model.arithmetic},
         "target": target_tag(tvm_target),
         "mode": mode,
+        **({"optimize": optimize} if mode == "dtmm" else {}),
         "inputs": [s.to_json() for s in model.inputs],
         "outputs": [s.to_json() for s in model.outputs],
         "notes": model.notes,

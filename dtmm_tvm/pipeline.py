@@ -13,24 +13,28 @@ from tvm import relax
 from relay_passes import DEFAULT_THRESHOLD, CheckIntegerOnly, DropZeroFilters, FilterletSparseConv, LowerQDQToInteger
 
 
-def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, integer: bool = True) -> list[tvm.transform.Pass]:
+def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, integer: bool = True,
+                optimize: str = "speed") -> list[tvm.transform.Pass]:
     """DTMM's graph passes in order.
 
     ``sparse=False`` is the dense baseline (``--dense``). ``integer=False`` keeps quantize /
     dequantize as float (ONNX QDQ models, whose defined semantics are float requantization).
+    ``optimize`` (``"speed"`` / ``"size"``): how each conv's weight format is chosen
+    (:class:`relay_passes.FilterletSparseConv`).
     """
     passes = [LowerQDQToInteger()] if integer else []
     if sparse:
         if integer:
             passes.append(DropZeroFilters())
-        passes.append(FilterletSparseConv(threshold))
+        passes.append(FilterletSparseConv(threshold, optimize=optimize))
     if integer:
         passes.append(CheckIntegerOnly())
     return passes
 
 
 def dtmm_pipeline(
-    sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, layout_nhwc: bool = False, integer: bool = True
+    sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, layout_nhwc: bool = False, integer: bool = True,
+    optimize: str = "speed",
 ) -> tvm.transform.Pass:
     """The whole Relax pipeline, ending in straight-line Relax over PrimFuncs.
 
@@ -49,7 +53,7 @@ def dtmm_pipeline(
     if layout_nhwc:
         passes.append(relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}))
         passes.append(relax.transform.Normalize())
-    passes += dtmm_passes(sparse, threshold, integer)
+    passes += dtmm_passes(sparse, threshold, integer, optimize)
     passes += [
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),

@@ -17,6 +17,9 @@ def add_parser(subparsers) -> None:
                         help="filterlet sparsity above which a conv uses the sparse operator (default 0.1)")
     parser.add_argument("--tuning-records", default=None, metavar="RECORDS.json",
                         help="apply the best per-layer schedules from 'dtmm tune' (same target)")
+    parser.add_argument("--optimize", choices=("speed", "size"), default="speed",
+                        help="per pruned conv: the weight format with the fewest predicted instructions "
+                             "(never slower than dense; default) or the fewest bytes")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the archive's metadata as JSON")
     parser.set_defaults(handler=run)
@@ -26,7 +29,8 @@ def run(args) -> int:
     from ..compiler import compile_model
 
     metadata = compile_model(args.model, args.output, target=args.target, mode="dense" if args.dense else "dtmm",
-                             threshold=args.threshold, force=args.force, tuning_records=args.tuning_records)
+                             threshold=args.threshold, force=args.force, tuning_records=args.tuning_records,
+                             optimize=args.optimize)
     if args.json:
         print(json.dumps(metadata, indent=2))
         return 0
