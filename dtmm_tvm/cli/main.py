@@ -16,8 +16,9 @@ from . import inspect as inspect_cmd
 from . import run as run_cmd
 from . import tune as tune_cmd
 from . import fit_cost_model as fit_cost_model_cmd
+from . import prune as prune_cmd
 
-SUBCOMMANDS = (compile_cmd, run_cmd, inspect_cmd, tune_cmd, fit_cost_model_cmd)
+SUBCOMMANDS = (compile_cmd, run_cmd, inspect_cmd, tune_cmd, fit_cost_model_cmd, prune_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -179,6 +179,10 @@ def predict_conv_formats(params, mask=None, target="dtmm/cortex-m4") -> dict:
     keep = _keep_mask(mask, shape)
     kept = shape.total_filterlets if keep is None else int(keep.sum())
     shape = conv_shape_of(shape, kept)
+    if keep is not None:
+        from .measure import kept_runs
+
+        shape = ConvShape(**{**shape.__dict__, "kept_runs": kept_runs(keep)})
     weight_shape = (shape.cout, shape.kh, shape.kw, shape.cin)
     requant = REQUANT_BYTES_PER_CHANNEL * shape.cout
     out = {}

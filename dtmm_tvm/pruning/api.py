@@ -1,0 +1,288 @@
+"""``prune(model, data, budget, target)``: the whole pruner, as ``dtmm prune`` runs it.
+
+Steps: read the Keras model (never written to) and the data, check they fit; the channel groups
+and the layers not understood; importance on the validation split; simulated annealing for the
+per-layer ratios under the budget (cost model); masks; the physically smaller model with
+filterlets zeroed; fine-tuning with masks enforced; full-int8 export and its sparsity check;
+compile the int8 model and check the budgets on the artifact's own figures. Nothing is written
+unless every step succeeded (then the ``.tflite`` is written atomically).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DTMMError, OutputExistsError
+from .data import DataError, Dataset, load_data
+from .masks import filter_keep, filterlet_keep
+from .search import Budget, BudgetError, CostEvaluator, Plan, anneal, describe_budget_failure
+
+
+class PruneError(DTMMError):
+    """A model the pruner cannot work on."""
+
+
+@dataclass
+class PruneResult:
+    tflite: bytes
+    report: dict
+    keras_model: object = None
+    artifact_metadata: dict | None = None
+    dense_tflite: bytes | None = None
+
+
+def _load_keras(model):
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.exists():
+            raise PruneError(f"{path}: no such file")
+        import keras
+
+        try:
+            return keras.models.load_model(path, compile=False), path
+        except Exception as err:  # keras raises many types for a file that is not a model
+            msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise PruneError(f"{path}: not a Keras model this pruner can read ({msg})") from None
+    return model, None
+
+
+def _kernel_masks(graph, fl_imp, channel_keep, ratios, fraction=1.0):
+    """{conv: bool (Cout_kept, KH, KW)} at ``fraction`` of the plan's filterlet ratios."""
+    out = {}
+    for name, ratio in ratios.items():
+        g = graph.group_of(name)
+        keep = channel_keep.get(g.id) if g is not None else None
+        imp = fl_imp[name] if keep is None else fl_imp[name][keep]
+        out[name] = filterlet_keep(imp, ratio * fraction)
+    return out
+
+
+def _int8_accuracy(tflite_bytes: bytes, x: np.ndarray, y: np.ndarray, limit: int | None = None) -> tuple:
+    """TFLM (host) top-1 accuracy and the quantized inputs."""
+    from ..frontend.tflite_reader import read_tflite
+    from ..reference import run_tflm
+
+    g = read_tflite(tflite_bytes, name="pruned")
+    t = g.tensor(g.inputs[0])
+    scale, zp = float(t.scale[0]), int(t.zero_point[0])
+    if limit:
+        x, y = x[:limit], y[:limit]
+    xq = np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+    out = run_tflm(tflite_bytes, xq)
+    return float(np.mean(out.reshape(len(y), -1).argmax(axis=1) == y)), xq, y
+
+
+def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-m4", *,
+          importance: str = "taylor", epochs: int = 3, schedule: str = "oneshot", lr: float = 1e-3,
+          batch: int = 64, guard: float = 0.9, importance_weight: float = 1.0, seed: int = 0,
+          check_compiled: bool = True, compile_output=None, run_on_board: bool = False, board_limit=None,
+          eval_dense_int8: bool = True, progress=None, search_kwargs: dict | None = None) -> PruneResult:
+    """Prune a trained Keras classifier for ``target`` under ``budget``.
+
+    Parameters
+    ----------
+    model
+        A Keras model or the path of a ``.keras`` file (read only).
+    data
+        ``"fashion-mnist"``, ``"digits"``, an ``.npz`` path or a :class:`Dataset`.
+    budget
+        :class:`Budget` (flash and SRAM bytes, or instructions); flash = the artifact's stored
+        constants (weights, index, requantization), SRAM = its arena.
+    importance
+        ``"taylor"``, ``"l1"`` or ``"l2"``.
+    epochs, schedule, lr, batch
+        Fine-tuning: epochs (0: none), ``"oneshot"`` / ``"gradual"``, Adam's initial rate.
+    guard
+        Accuracy guard quantile (see :meth:`CostEvaluator.caps`); higher allows more pruning.
+    check_compiled
+        Compile the int8 model and check the budgets on the artifact (default True).
+    compile_output
+        Also keep that artifact here (``.tar``).
+    run_on_board
+        Run the test set (``board_limit`` images at most) on the emulated board, report on-board
+        accuracy and measured instructions.
+    progress
+        ``progress(event: str, info: dict)`` callback (the CLI draws bars from it).
+    """
+    started = time.time()
+    budget = budget or Budget()
+    say = progress or (lambda event, info: None)
+    from .keras_adapter import build_pruned, compute_importance, parse_model
+
+    keras_model, model_path = _load_keras(model)
+    dataset = load_data(data)
+    in_shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:])
+    n_out = int(keras_model.outputs[0].shape[-1])
+    dataset.check_fits(in_shape, n_out, model_name=str(model_path or keras_model.name))
+    graph = parse_model(keras_model)
+    convs = graph.convs()
+    if not convs:
+        raise PruneError(f"{model_path or keras_model.name}: no Conv2D layer to prune")
+    unknown = [f"{l.class_name} '{l.name}' ({l.unknown_reason})" for l in graph.unknown()]
+    say("graph", {"convs": len(convs), "unknown": unknown})
+
+    fl_imp, f_imp = compute_importance(keras_model, graph, dataset.x_val, dataset.y_val, importance)
+    from .finetune import accuracy
+
+    float_dense_acc = accuracy(keras_model, dataset.x_test, dataset.y_test)
+    evaluator = CostEvaluator(graph, target, fl_imp, f_imp)
+    kw = dict(search_kwargs or {})
+    result = anneal(evaluator, budget, importance_weight=importance_weight, guard_quantile=guard, seed=seed,
+                    progress=lambda i, n, cost: say("search", {"step": i, "total": n, "cost": cost}), **kw)
+    plan = result.plan
+    budget = result.budget  # fractions of the dense model resolved to bytes / instructions
+    channel_keep = {gid: filter_keep(f_imp[gid], r) for gid, r in plan.filter_ratio.items()}
+    fl_ratios = {n: r for n, r in plan.filterlet_ratio.items()}
+    final_keep = _kernel_masks(graph, fl_imp, channel_keep, fl_ratios)
+    pruned, masks = build_pruned(keras_model, graph, channel_keep,
+                                 final_keep if schedule == "oneshot" else {})
+    float_pruned_no_ft = accuracy(pruned, dataset.x_test, dataset.y_test)
+
+    def masks_at(fraction):
+        keep = _kernel_masks(graph, fl_imp, channel_keep, fl_ratios, fraction)
+        out = {}
+        for name, k in keep.items():
+            kernel = pruned.get_layer(name).kernel
+            out[name] = np.broadcast_to(k.transpose(1, 2, 0)[:, :, None, :], kernel.shape).astype(np.float32)
+        return out
+
+    from .finetune import check_export, export_int8, finetune
+
+    history = finetune(pruned, dataset, masks_at, epochs=epochs, schedule=schedule, lr=lr, batch=batch,
+                       progress=lambda h: say("epoch", dict(h, total=epochs)), seed=seed)
+    float_pruned_acc = accuracy(pruned, dataset.x_test, dataset.y_test)
+    rng = np.random.default_rng(seed)
+    rep = dataset.x_train[rng.choice(len(dataset.x_train), min(200, len(dataset.x_train)), replace=False)]
+    say("export", {})
+    tflite = export_int8(pruned, rep)
+    conv_rows = []
+    for l in convs:
+        g = graph.group_of(l.name)
+        keep = channel_keep.get(g.id) if g is not None else None
+        kept = int(keep.sum()) if keep is not None else l.channels
+        conv_rows.append((l.name, kept, l.channels, final_keep.get(l.name)))
+    export_rows = check_export(tflite, conv_rows)
+    int8_acc, xq_test, y_test = _int8_accuracy(tflite, dataset.x_test, dataset.y_test)
+    dense_tflite, dense_int8_acc = None, None
+    if eval_dense_int8:
+        dense_tflite = export_int8(keras_model, rep)
+        dense_int8_acc = _int8_accuracy(dense_tflite, dataset.x_test, dataset.y_test)[0]
+
+    report = {
+        "model": str(model_path) if model_path else keras_model.name,
+        "data": dataset.name,
+        "target": target,
+        "importance": importance,
+        "schedule": schedule,
+        "epochs": epochs,
+        "budget": {"flash_bytes": budget.flash_bytes, "sram_bytes": budget.sram_bytes,
+                   "instructions": budget.instructions},
+        "not_understood": unknown,
+        "not_filter_pruned": [{"channels": g.carriers[0], "reason": g.reason} for g in graph.groups()
+                              if not g.prunable and g.producers],
+        "plan": plan.to_json(),
+        "guard_caps": result.caps.to_json(),
+        "search": {"evaluations": result.evaluations},
+        "predicted": {"dense": _cost_json(result.dense), "pruned": _cost_json(result.cost)},
+        "layers": _layer_rows(result, export_rows),
+        "accuracy": {"float_dense": float_dense_acc, "float_pruned_before_finetune": float_pruned_no_ft,
+                     "float_pruned": float_pruned_acc, "int8_pruned_tflm": int8_acc,
+                     "int8_dense_tflm": dense_int8_acc},
+        "finetune": history,
+    }
+    metadata = None
+    if check_compiled or compile_output or run_on_board:
+        metadata = _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq_test, y_test,
+                                      board_limit, say)
+    report["seconds"] = round(time.time() - started, 1)
+    return PruneResult(tflite, report, pruned, metadata, dense_tflite)
+
+
+def _cost_json(c):
+    return {"instructions": c.instructions, "flash_bytes": c.flash_bytes, "sram_bytes": c.sram_bytes,
+            "lost_importance": round(c.lost_importance, 5)}
+
+
+def _layer_rows(result, export_rows):
+    exp = {r["layer"]: r for r in export_rows}
+    rows = []
+    for name, d in result.cost.layers.items():
+        dense = result.dense.layers.get(name, {})
+        row = {"layer": name, "kind": d["kind"], "filters": d.get("filters"), "filters_total": d.get("filters_total"),
+               "format": d.get("format"), "filterlet_sparsity": round(d.get("filterlet_sparsity", 0.0), 4),
+               "bytes": d["bytes"], "dense_bytes": dense.get("bytes"),
+               "predicted_instructions": d["instructions"], "dense_predicted_instructions": dense.get("instructions")}
+        if name in exp:
+            row["int8_filterlet_sparsity"] = round(exp[name]["filterlet_sparsity"], 4)
+        rows.append(row)
+    return rows
+
+
+def _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq, y, limit, say):
+    from ..compiler import compile_model
+    from ..micro import run_artifact
+    from ..target import DEFAULT_BOARD, resolve_target, target_tag
+
+    tag = target_tag(resolve_target(target))
+    with tempfile.TemporaryDirectory(prefix="dtmm-prune-") as tmp:
+        model_path = Path(tmp) / "pruned.tflite"
+        model_path.write_bytes(tflite)
+        art = Path(tmp) / "pruned.tar"
+        say("compile", {})
+        metadata = compile_model(model_path, art, target=tag)
+        compiled = {"constants_bytes": int(metadata["constants_bytes"]),
+                    "arena_bytes": int(metadata["arena"]["bytes"])}
+        bad = []
+        if budget.flash_bytes is not None and compiled["constants_bytes"] > budget.flash_bytes:
+            bad.append(f"flash {compiled['constants_bytes']} B > budget {budget.flash_bytes} B")
+        if budget.sram_bytes is not None and compiled["arena_bytes"] > budget.sram_bytes:
+            bad.append(f"SRAM (arena) {compiled['arena_bytes']} B > budget {budget.sram_bytes} B")
+        need_run = run_on_board or budget.instructions is not None
+        if need_run:
+            n = len(xq) if (run_on_board and not limit) else (min(len(xq), limit) if run_on_board else 1)
+            say("board", {"images": n})
+            spec = metadata["inputs"][0]
+            inputs = xq[:n].reshape((n,) + tuple(spec["shape"]))
+            res = run_artifact(art, DEFAULT_BOARD[tag], inputs, timeout_s=3600)
+            compiled["instructions"] = int(res.instructions)
+            compiled["flash_total_bytes"] = int(res.flash_bytes)
+            if run_on_board:
+                out = res.outputs.reshape(n, -1)
+                compiled["board_accuracy"] = float(np.mean(out.argmax(axis=1) == y[:n]))
+                compiled["board_images"] = n
+                from ..reference import run_tflm
+
+                ref = run_tflm(tflite, inputs)
+                compiled["bit_exact_vs_tflm"] = bool(np.array_equal(ref.reshape(res.outputs.shape), res.outputs))
+            if budget.instructions is not None and compiled["instructions"] > budget.instructions:
+                bad.append(f"{compiled['instructions']} instructions > budget {budget.instructions}")
+        report["compiled"] = compiled
+        if bad:
+            raise BudgetError("the compiled model misses its budget: " + "; ".join(bad)
+                              + " (the cost model's prediction was within budget; nothing was written)")
+        if compile_output is not None:
+            out = Path(compile_output)
+            tmp_out = out.with_name(out.name + ".tmp")
+            tmp_out.write_bytes(art.read_bytes())
+            report["compiled"]["artifact"] = str(out)
+            report["_pending_artifact"] = (str(tmp_out), str(out))
+    return metadata
+
+
+def write_outputs(result: PruneResult, output, force: bool = False) -> None:
+    """Write the .tflite (and move a pending artifact into place) atomically."""
+    output = Path(output)
+    if output.exists() and not force:
+        raise OutputExistsError(f"{output}: exists; pass --force to replace it")
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_bytes(result.tflite)
+    tmp.replace(output)
+    pending = result.report.pop("_pending_artifact", None)
+    if pending:
+        os.replace(pending[0], pending[1])

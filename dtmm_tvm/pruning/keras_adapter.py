@@ -1,0 +1,304 @@
+"""Keras side of the pruner (imports TensorFlow / Keras lazily, only when called).
+
+- :func:`parse_model`: a Keras 3 functional or sequential model -> :class:`PruneGraph`;
+- :func:`compute_importance`: filterlet and filter importance (Taylor over the validation
+  split, or L1 / L2);
+- :func:`build_pruned`: a new Keras model with removed filters physically gone (batch norms
+  that directly follow a conv folded into it first, consumers' input channels and dense input
+  features sliced) and pruned filterlets zeroed;
+- :class:`MaskEnforcer`: a callback re-applying the filterlet masks after every training step.
+
+Understood layers: InputLayer, Conv2D (groups 1, dilation 1, channels_last), DepthwiseConv2D
+(depth multiplier 1), Dense (on a flat input), BatchNormalization, Add, ReLU, Activation,
+LeakyReLU, Softmax, Dropout, SpatialDropout2D, GaussianNoise, MaxPooling2D, AveragePooling2D,
+GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten. Any other layer is kept as it is (its
+weights copied) and named in the report; channels it reads or produces are not filter-pruned.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .graph import Layer, PruneGraph
+from .importance import depthwise_channel_importance, filter_importance, filterlet_importance
+from .masks import dense_flat_keep
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PASSTHROUGH = {"ReLU", "Activation", "LeakyReLU", "Softmax", "Dropout", "SpatialDropout2D", "GaussianNoise",
+               "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"}
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _inputs_of(layer) -> list:
+    nodes = layer._inbound_nodes
+    if not nodes:
+        return []
+    return [t._keras_history.operation.name for t in nodes[0].input_tensors]
+
+
+def _shape(t) -> tuple:
+    return tuple(int(d) for d in t.shape[1:])
+
+
+def parse_model(model) -> PruneGraph:
+    """The model's layers in order with their kinds (see the module docstring)."""
+    layers = []
+    names = {l.name for l in model.layers}
+    input_names = []
+    for t in model.inputs:
+        op = t._keras_history.operation
+        input_names.append(op.name)
+        if op.name not in names:
+            layers.append(Layer(op.name, "input", [], _shape(t), class_name="InputLayer"))
+    for l in model.layers:
+        cls = type(l).__name__
+        if len(l._inbound_nodes) > 1:
+            kind, reason = "unknown", "layer used more than once"
+        else:
+            kind, reason = _kind(l, cls)
+        ins = _inputs_of(l)
+        try:
+            out_shape = _shape(l.output)
+        except (AttributeError, ValueError):
+            out_shape = ()
+        layer = Layer(l.name, kind, ins, out_shape, class_name=cls, unknown_reason=reason)
+        if kind in ("conv", "depthwise"):
+            layer.kernel_shape = tuple(int(d) for d in l.kernel.shape)
+            layer.strides = tuple(int(s) for s in l.strides)
+            layer.padding = l.padding
+        elif kind == "dense":
+            layer.kernel_shape = tuple(int(d) for d in l.kernel.shape)
+        layers.append(layer)
+    outputs = [t._keras_history.operation.name for t in model.outputs]
+    return PruneGraph(layers, outputs)
+
+
+def _kind(l, cls) -> tuple:
+    cfg = l.get_config()
+    if cls == "InputLayer":
+        return "input", ""
+    if cls == "Conv2D":
+        if cfg.get("groups", 1) != 1:
+            return "unknown", "grouped conv"
+        if tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1):
+            return "unknown", "dilated conv"
+        if cfg.get("data_format", "channels_last") != "channels_last":
+            return "unknown", "channels_first"
+        return "conv", ""
+    if cls == "DepthwiseConv2D":
+        if cfg.get("depth_multiplier", 1) != 1:
+            return "unknown", "depth multiplier > 1"
+        if tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1):
+            return "unknown", "dilated depthwise conv"
+        return "depthwise", ""
+    if cls == "Dense":
+        if len(l.input.shape) != 2:
+            return "unknown", "dense on a non-flat input"
+        return "dense", ""
+    if cls == "BatchNormalization":
+        axis = cfg.get("axis", -1)
+        axis = axis[0] if isinstance(axis, (list, tuple)) else axis
+        if axis not in (-1, len(l.input.shape) - 1):
+            return "unknown", "batch norm over a non-channel axis"
+        return "batchnorm", ""
+    if cls == "Add":
+        return "add", ""
+    if cls == "Flatten":
+        return "flatten", ""
+    if cls in PASSTHROUGH:
+        return "passthrough", ""
+    return "unknown", "layer type not understood by the pruner"
+
+
+# ---- importance -------------------------------------------------------------------------
+def compute_importance(model, graph: PruneGraph, x_val, y_val, criterion: str = "taylor", batch: int = 256):
+    """``(filterlet_importance {conv: (Cout,KH,KW)}, filter_importance {group id: (C,)})``."""
+    grads = {}
+    convs = [model.get_layer(l.name) for l in graph.layers.values() if l.kind in ("conv", "depthwise")]
+    if criterion == "taylor":
+        grads = _mean_gradients(model, convs, x_val, y_val, batch)
+    fl = {}
+    per_filter = {}
+    for l in convs:
+        k = l.kernel.numpy()
+        g = grads.get(l.name)
+        if graph.layers[l.name].kind == "conv":
+            fl[l.name] = filterlet_importance(k, g, criterion)
+            per_filter[l.name] = filter_importance(k, g, criterion)
+        else:
+            per_filter[l.name] = depthwise_channel_importance(k, g, criterion)
+    groups = {}
+    for g in graph.groups():
+        if not g.prunable:
+            continue
+        total = np.zeros(g.channels)
+        for name in g.producers + [f for f in g.followers if graph.layers[f].kind == "depthwise"]:
+            v = per_filter[name]
+            total += v / max(v.sum(), 1e-30)   # each layer's share, so big layers do not dominate
+        groups[g.id] = total
+    return fl, groups
+
+
+def _mean_gradients(model, layers, x, y, batch):
+    import tensorflow as tf
+
+    loss_fn = _keras().losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
+    variables = [l.kernel for l in layers]
+    sums = [np.zeros(v.shape, dtype=np.float64) for v in variables]
+    n = 0
+    for i in range(0, len(x), batch):
+        xb, yb = x[i:i + batch], y[i:i + batch]
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, model(xb, training=False))
+        for s, g in zip(sums, tape.gradient(loss, variables)):
+            if g is not None:
+                s += g.numpy() * len(xb)
+        n += len(xb)
+    return {l.name: s / max(n, 1) for l, s in zip(layers, sums)}
+
+
+def _ends_in_softmax(model) -> bool:
+    last = model.layers[-1]
+    cls = type(last).__name__
+    if cls == "Softmax":
+        return True
+    act = getattr(last, "activation", None)
+    return getattr(act, "__name__", "") == "softmax"
+
+
+# ---- rebuild ----------------------------------------------------------------------------
+def build_pruned(model, graph: PruneGraph, channel_keep: dict, filterlet_keep: dict):
+    """A new Keras model: filters removed per ``channel_keep`` ({group id: bool (C,)}), BN after a
+    conv folded into it, filterlets zeroed per ``filterlet_keep`` ({conv: bool (Cout_kept,KH,KW)},
+    indexed over the *kept* filters). Returns ``(model, kernel_masks {layer: mask})``."""
+    keras = _keras()
+    keep_of = {}
+    for g in graph.groups():
+        keep = channel_keep.get(g.id)
+        for name in g.carriers:
+            keep_of[name] = keep if keep is not None else np.ones(graph.layers[name].channels, dtype=bool)
+    folded = {}   # bn name -> conv name it is folded into
+    for name in graph.order:
+        layer = graph.layers[name]
+        if layer.kind == "batchnorm" and layer.inputs:
+            src = graph.layers[layer.inputs[0]]
+            if src.kind in ("conv", "depthwise") and len(graph.consumers_of(src.name)) == 1 and \
+                    model.get_layer(src.name).get_config().get("activation", "linear") == "linear":
+                folded[name] = src.name
+    fold_into = {v: k for k, v in folded.items()}
+    tensors = {}
+    new_inputs = []
+    for t in model.inputs:
+        op = t._keras_history.operation
+        inp = keras.Input(shape=_shape(t), name=op.name, dtype=t.dtype)
+        tensors[op.name] = inp
+        new_inputs.append(inp)
+    masks = {}
+    for name in graph.order:
+        layer = graph.layers[name]
+        if layer.kind == "input":
+            continue
+        old = model.get_layer(name)
+        ins = [tensors[i] for i in layer.inputs]
+        if name in folded:
+            tensors[name] = tensors[layer.inputs[0]]
+            continue
+        cfg = old.get_config()
+        weights = [w.numpy() for w in old.weights]
+        in_keep = keep_of.get(layer.inputs[0]) if layer.inputs else None
+        if layer.kind == "conv":
+            out_keep = keep_of[name]
+            kernel = weights[0][:, :, in_keep if in_keep is not None else slice(None), :][..., out_keep]
+            bias = weights[1][out_keep] if cfg.get("use_bias", True) else np.zeros(int(out_keep.sum()), np.float32)
+            if name in fold_into:
+                kernel, bias = _fold_bn(model.get_layer(fold_into[name]), kernel, bias, out_keep)
+            cfg.update(filters=int(out_keep.sum()), use_bias=True)
+            new = type(old).from_config(cfg)
+            out = new(ins[0])
+            mask = None
+            if name in filterlet_keep:
+                fk = filterlet_keep[name]  # (Cout_kept, KH, KW)
+                mask = np.broadcast_to(fk.transpose(1, 2, 0)[:, :, None, :], kernel.shape).astype(np.float32)
+                kernel = kernel * mask
+                masks[name] = mask
+            new.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+        elif layer.kind == "depthwise":
+            keep = keep_of[name]
+            kernel = weights[0][:, :, keep, :]
+            bias = weights[1][keep] if cfg.get("use_bias", True) else np.zeros(int(keep.sum()), np.float32)
+            if name in fold_into:
+                k2, bias = _fold_bn(model.get_layer(fold_into[name]), kernel.transpose(0, 1, 3, 2), bias, keep)
+                kernel = k2.transpose(0, 1, 3, 2)
+            cfg.update(use_bias=True)
+            new = type(old).from_config(cfg)
+            out = new(ins[0])
+            new.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+        elif layer.kind == "batchnorm":
+            keep = keep_of[name]
+            new = type(old).from_config(cfg)
+            out = new(ins[0])
+            new.set_weights([w[keep] for w in weights])
+        elif layer.kind == "dense":
+            src = graph.layers[layer.inputs[0]]
+            if src.kind == "flatten":
+                ckeep = keep_of.get(src.inputs[0])
+                rows = (dense_flat_keep(ckeep, int(np.prod(graph.layers[src.inputs[0]].output_shape[:-1])))
+                        if ckeep is not None else None)
+            else:
+                rows = keep_of.get(layer.inputs[0])
+            kernel = weights[0] if rows is None else weights[0][rows]
+            new = type(old).from_config(cfg)
+            out = new(ins[0])
+            new.set_weights([kernel] + weights[1:])
+        else:  # passthrough, add, flatten, unknown: same layer config, same weights
+            new = type(old).from_config(cfg)
+            out = new(ins if layer.kind == "add" or len(ins) > 1 else ins[0])
+            if weights:
+                new.set_weights(weights)
+        tensors[name] = out
+    outputs = [tensors[t._keras_history.operation.name] for t in model.outputs]
+    pruned = keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0],
+                         outputs if len(outputs) > 1 else outputs[0], name=model.name)
+    return pruned, masks
+
+
+def _fold_bn(bn, kernel_hwio, bias, keep):
+    """Fold an inference-mode batch norm into the preceding conv's (sliced) kernel and bias."""
+    cfg = bn.get_config()
+    w = {v.path.split("/")[-1]: v.numpy() for v in bn.weights}
+    gamma = w.get("gamma", np.ones_like(w["moving_mean"]))[keep]
+    beta = w.get("beta", np.zeros_like(w["moving_mean"]))[keep]
+    mean, var = w["moving_mean"][keep], w["moving_variance"][keep]
+    scale = gamma / np.sqrt(var + cfg.get("epsilon", 1e-3))
+    return kernel_hwio * scale, (bias - mean) * scale + beta
+
+
+def mask_enforcer(masks: dict):
+    """A Keras callback multiplying each masked kernel by its mask after every training step."""
+    keras = _keras()
+
+    class MaskEnforcer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.masks = dict(masks)
+
+        def apply(self):
+            for name, mask in self.masks.items():
+                layer = self.model.get_layer(name)
+                layer.kernel.assign(layer.kernel * mask)
+
+        def on_train_begin(self, logs=None):
+            self.apply()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.apply()
+
+    return MaskEnforcer()

@@ -1,0 +1,172 @@
+"""A small end-to-end prune (digits, one epoch), the Keras structure rules, the export check and
+bad input. Needs TensorFlow (the [train] extra, also in [test])."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+try:
+    import keras
+    import tensorflow  # noqa: F401
+except ImportError:  # under CI (DTMM_REQUIRE_TOOLS=1) this skip is a failure
+    pytest.skip("tensorflow not installed (pip install 'dtmm-tvm[train]')", allow_module_level=True)
+
+from dtmm_tvm.pruning import Budget, prune
+from dtmm_tvm.pruning.api import PruneError, write_outputs
+from dtmm_tvm.pruning.data import DataError, digits
+from dtmm_tvm.pruning.finetune import ExportError, TrainingError, check_export
+from dtmm_tvm.pruning.keras_adapter import build_pruned, parse_model
+from dtmm_tvm.pruning.search import BudgetError
+
+TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
+
+
+def tiny_model(seed=0):
+    """Conv+BN, a residual pair, a depthwise conv, flatten -> dense: every structure rule."""
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inp = keras.Input((8, 8, 1), name="image")
+    x = L.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(inp)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU(name="r1")(x)
+    y = L.Conv2D(8, 3, padding="same", activation="relu", name="c2")(x)
+    y = L.Conv2D(8, 3, padding="same", name="c3")(y)
+    x = L.Add(name="add")([x, y])
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
+    x = L.Conv2D(12, 3, strides=2, padding="same", activation="relu", name="c4")(x)
+    x = L.Flatten(name="flat")(x)
+    out = L.Dense(10, activation="softmax", name="fc")(x)
+    model = keras.Model(inp, out, name="tiny")
+    return model
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(data.x_train, data.y_train, epochs=3, batch_size=32, verbose=0)
+    return model
+
+
+def test_structure_rules_on_keras(trained):
+    g = parse_model(trained)
+    res = g.group_of("c1")
+    assert set(res.producers) == {"c1", "c3"} and "dw" in res.followers and "bn1" in res.followers
+    assert ("c4", "dense_flat") not in res.consumers and ("fc", "dense_flat") in g.group_of("c4").consumers
+    keep_res = np.array([True, False] * 4)
+    keep_c2 = np.array([True] * 5 + [False] * 3)
+    keep_c4 = np.arange(12) % 3 != 0
+    fl = {"c2": np.ones((5, 3, 3), bool)}
+    fl["c2"][0, 0, 0] = False
+    pruned, masks = build_pruned(trained, g, {res.id: keep_res, g.group_of("c2").id: keep_c2,
+                                              g.group_of("c4").id: keep_c4}, fl)
+    assert [l.name for l in pruned.layers if l.name == "bn1"] == []     # folded into c1
+    assert pruned.get_layer("c1").kernel.shape == (3, 3, 1, 4)
+    assert pruned.get_layer("c2").kernel.shape == (3, 3, 4, 5)
+    assert pruned.get_layer("c3").kernel.shape == (3, 3, 5, 4)
+    assert pruned.get_layer("dw").kernel.shape == (3, 3, 4, 1)
+    assert pruned.get_layer("fc").kernel.shape == (4 * 4 * 8, 10)
+    assert np.all(pruned.get_layer("c2").kernel.numpy()[0, 0, :, 0] == 0)
+    # With nothing removed, the rebuilt model (BN folded) computes what the original does.
+    same, _ = build_pruned(trained, g, {}, {})
+    x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(same(x).numpy(), trained(x).numpy(), atol=1e-5)
+    # Removing channels = zeroing them: the smaller model equals the masked original.
+    bn = trained.get_layer("bn1")
+    ref = keras.models.clone_model(trained)
+    ref.set_weights(trained.get_weights())
+    for name, keep in (("c1", keep_res), ("c3", keep_res), ("c2", keep_c2), ("c4", keep_c4)):
+        layer = ref.get_layer(name)
+        layer.kernel.assign(layer.kernel.numpy() * keep)
+        if layer.use_bias:
+            layer.bias.assign(layer.bias.numpy() * keep)
+    rbn = ref.get_layer("bn1")
+    w = [v.numpy() for v in bn.weights]  # gamma, beta, mean, var: beta and mean zeroed -> output 0
+    rbn.set_weights([w[0], w[1] * keep_res, w[2] * keep_res, w[3]])
+    small, _ = build_pruned(trained, g, {res.id: keep_res, g.group_of("c2").id: keep_c2,
+                                         g.group_of("c4").id: keep_c4}, {})
+    # The depthwise bias of removed channels is dropped in the small model; zero it in the reference.
+    rdw = ref.get_layer("dw")
+    rdw.bias.assign(rdw.bias.numpy() * keep_res)
+    np.testing.assert_allclose(small(x).numpy(), ref(x).numpy(), atol=1e-4)
+
+
+def test_export_check_catches_a_nonzero_pruned_filterlet(trained, data):
+    from dtmm_tvm.pruning.finetune import export_int8
+
+    tfl = export_int8(trained, data.x_train[:20])
+    keep = np.ones((8, 3, 3), bool)
+    keep[0, 1, 1] = False           # claims a filterlet is pruned that the model still has
+    convs = [("c1", 8, 8, None), ("c2", 8, 8, keep), ("c3", 8, 8, None), ("c4", 12, 12, None)]
+    with pytest.raises(ExportError, match="c2: 1 pruned filterlets are non-zero"):
+        check_export(tfl, convs)
+    with pytest.raises(ExportError, match="filters in the int8 model"):
+        check_export(tfl, [("c1", 6, 8, None)] + convs[1:])
+    assert len(check_export(tfl, [("c1", 8, 8, None), ("c2", 8, 8, None)] + convs[2:])) == 4
+
+
+def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained, data, tmp_path):
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing tools: {', '.join(missing)}")
+    path = tmp_path / "tiny.keras"
+    trained.save(path)
+    before = path.read_bytes()
+    result = prune(str(path), data, None, "dtmm/cortex-m4", epochs=1, eval_dense_int8=False,
+                   search_kwargs={"t_min": 20.0, "moves": 20})
+    dense = result.report["predicted"]["dense"]
+    budget = Budget(flash_bytes=int(dense["flash_bytes"] * 0.6), sram_bytes=dense["sram_bytes"])
+    result = prune(str(path), data, budget, "dtmm/cortex-m4", epochs=1, eval_dense_int8=False,
+                   search_kwargs={"t_min": 20.0, "moves": 20})
+    rep = result.report
+    assert path.read_bytes() == before
+    # The budgets hold on the compiled artifact's own figures.
+    assert rep["compiled"]["constants_bytes"] <= budget.flash_bytes
+    assert rep["compiled"]["arena_bytes"] <= budget.sram_bytes
+    assert rep["accuracy"]["int8_pruned_tflm"] > 0.5           # one epoch of fine-tuning: far above chance
+    out = tmp_path / "out.tflite"
+    write_outputs(result, out)
+    assert out.read_bytes() == result.tflite
+
+
+def test_bad_input_one_clear_error_nothing_written(trained, data, tmp_path):
+    path = tmp_path / "m.keras"
+    trained.save(path)
+    with pytest.raises(BudgetError, match="cannot be met.*flash"):
+        prune(str(path), data, Budget(flash_bytes=100), "dtmm/cortex-m4", epochs=0, check_compiled=False)
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x_train=np.zeros((20, 9, 9, 1), np.float32), y_train=np.zeros(20, np.int64),
+             x_test=np.zeros((5, 9, 9, 1), np.float32), y_test=np.zeros(5, np.int64))
+    with pytest.raises(DataError, match=r"\(9, 9, 1\) but .* takes \(8, 8, 1\)"):
+        prune(str(path), str(wrong), None, epochs=0, check_compiled=False)
+    dense_only = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(PruneError, match="no Conv2D"):
+        prune(dense_only, data, None, epochs=0, check_compiled=False)
+    with pytest.raises(TrainingError, match="loss became"):
+        prune(str(path), data, None, epochs=1, lr=1e12, check_compiled=False, eval_dense_int8=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras", "wrong.npz"]
+
+
+def test_unknown_layers_are_named_and_the_rest_is_pruned(data):
+    L = keras.layers
+    inp = keras.Input((8, 8, 1))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="a")(inp)
+    x = L.UpSampling2D(1, name="odd")(x)
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="b")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inp, L.Dense(10, name="fc")(x))
+    g = parse_model(model)
+    assert [u.name for u in g.unknown()] == ["odd"]
+    assert not g.group_of("a").prunable and g.group_of("b").prunable
+    result = prune(model, data, None, epochs=0, check_compiled=False, eval_dense_int8=False,
+                   search_kwargs={"t_min": 50.0, "moves": 10})
+    assert any("odd" in u for u in result.report["not_understood"])
