@@ -177,28 +177,40 @@ INLINE void dot_g(const int G, const int8_t *w, const int8_t *x, int32_t n, int3
     register uint32_t d __asm__("r11");
     int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
     uint32_t t0, t1;
-    __asm__ volatile(
-        "1:\n\t"
-        "ldr %[t0], [%[w]], #4\n\t"
-        "sxtb16 %[t1], %[t0], ror #8\n\t"
-        "sxtb16 %[t0], %[t0]\n\t"
-        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t"
-        "smlad %[s0], %[t0], %[a], %[s0]\n\t"
-        "smlad %[s1], %[t0], %[b], %[s1]\n\t"
-        "smlad %[s2], %[t0], %[c], %[s2]\n\t"
-        "smlad %[s3], %[t0], %[d], %[s3]\n\t"
-        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t"
-        "smlad %[s0], %[t1], %[a], %[s0]\n\t"
-        "smlad %[s1], %[t1], %[b], %[s1]\n\t"
-        "smlad %[s2], %[t1], %[c], %[s2]\n\t"
+    /* an odd chunk first, then two chunks per iteration (one loop branch per 32 MACs) */
+#define DTMM_DSP_CHUNK4 \
+        "ldr %[t0], [%[w]], #4\n\t" \
+        "sxtb16 %[t1], %[t0], ror #8\n\t" \
+        "sxtb16 %[t0], %[t0]\n\t" \
+        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t" \
+        "smlad %[s0], %[t0], %[a], %[s0]\n\t" \
+        "smlad %[s1], %[t0], %[b], %[s1]\n\t" \
+        "smlad %[s2], %[t0], %[c], %[s2]\n\t" \
+        "smlad %[s3], %[t0], %[d], %[s3]\n\t" \
+        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t" \
+        "smlad %[s0], %[t1], %[a], %[s0]\n\t" \
+        "smlad %[s1], %[t1], %[b], %[s1]\n\t" \
+        "smlad %[s2], %[t1], %[c], %[s2]\n\t" \
         "smlad %[s3], %[t1], %[d], %[s3]\n\t"
+    __asm__ volatile(
+        "tst %[n], #1\n\t"
+        "beq 2f\n\t"
+        DTMM_DSP_CHUNK4
+        "2:\n\t"
+        "lsrs %[n], %[n], #1\n\t"
+        "beq 3f\n\t"
+        "1:\n\t"
+        DTMM_DSP_CHUNK4
+        DTMM_DSP_CHUNK4
         "subs %[n], %[n], #1\n\t"
         "bne 1b\n\t"
+        "3:\n\t"
         : [w] "+r"(w), [x] "+r"(x), [n] "+r"(n), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
           [s3] "+r"(s3), [t0] "=&r"(t0), [t1] "=&r"(t1), [a] "=&r"(a), [b] "=&r"(b),
           [c] "=&r"(c), [d] "=&r"(d)
         :
         : "cc", "memory");
+#undef DTMM_DSP_CHUNK4
     acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
   } else {
     for (; n > 0; --n) {
