@@ -195,14 +195,14 @@ def predict_conv_formats(params, mask=None, target="dtmm/cortex-m4") -> dict:
 
 
 def compiler_format(by_format: dict, sparsity: float, threshold: float | None = None,
-                    optimize: str = "speed") -> str:
+                    optimize: str = "speed", margin: float = 0.0) -> str:
     """The weight format ``dtmm compile`` gives a conv whose per-format ``(instructions, bytes)``
     are ``by_format`` (the one decision of :mod:`dtmm_tvm.costmodel.format_choice`)."""
     from relay_passes import DEFAULT_THRESHOLD
     from .format_choice import pick
 
     return pick({f: v[1] for f, v in by_format.items()}, {f: v[0] for f, v in by_format.items()}, sparsity,
-                DEFAULT_THRESHOLD if threshold is None else threshold, optimize)[0]
+                DEFAULT_THRESHOLD if threshold is None else threshold, optimize, margin)[0]
 
 
 def predict_conv(params, mask=None, target="dtmm/cortex-m4", threshold: float | None = None) -> ConvCost:
@@ -215,7 +215,7 @@ def predict_conv(params, mask=None, target="dtmm/cortex-m4", threshold: float | 
     kept = shape.total_filterlets if keep is None else int(keep.sum())
     by_format = predict_conv_formats(shape, keep, target)
     fmt = compiler_format(by_format, 1.0 - kept / shape.total_filterlets if shape.total_filterlets else 0.0,
-                          threshold)
+                          threshold, margin=float(load_coefficients(target).get("heldout_max_abs_error") or 0.0))
     if keep is not None and fmt != "dense":
         # Exact bytes straight from the storage module's packing of this mask.
         from ..sparsity.storage import pack_filterlets_as

@@ -8,10 +8,11 @@ compiler builds):
 - ``optimize="speed"`` (default): the candidate with the fewest *predicted* instructions
   (:func:`dtmm_tvm.costmodel.predict_conv_formats`, fitted on QEMU measurements of the kernels);
   candidates within :data:`TIE_FRACTION` of the fastest are tied and the fewest bytes wins. A
-  filterlet format replaces dense only when it is predicted at least :data:`DENSE_MARGIN`
-  faster: the fit's per-layer error is a few percent, and the promise is *never slower than
-  dense* (small-Cin first convs, whose dense kernel takes the packed-patch path, stay dense
-  this way up to very high sparsity, measured instead of the old estimated 85% rule);
+  filterlet format replaces dense only when it is predicted faster by more than the fit's
+  held-out per-layer error (``heldout_max_abs_error`` of the target's coefficients, at least
+  :data:`DENSE_MARGIN`): the promise is *never slower than dense* (small-Cin first convs, whose
+  dense kernel takes the packed-patch path, stay dense this way up to very high sparsity,
+  measured instead of the old estimated 85% rule);
 - ``optimize="size"``: the fewest bytes (values + index), ties by predicted instructions.
 
 Without a target (host builds) or without a cost model for it, ``speed`` cannot predict and
@@ -60,10 +61,12 @@ def kept_runs(keep_ohw: np.ndarray) -> int:
 
 
 def pick(bytes_by_format: dict, predicted: dict, sparsity: float, threshold: float,
-         optimize: str = "speed") -> tuple[str, str]:
+         optimize: str = "speed", margin: float = DENSE_MARGIN) -> tuple[str, str]:
     """``(format, reason)`` from per-format bytes and predicted instructions (``predicted``
     empty: no prediction, bytes decide). ``bytes_by_format`` holds ``"dense"`` and every
-    filterlet format the layer fits."""
+    filterlet format the layer fits; ``margin``: how much faster than dense a filterlet format
+    must be predicted (at least :data:`DENSE_MARGIN`)."""
+    margin = max(margin, DENSE_MARGIN)
     if optimize not in OPTIMIZE:
         raise ValueError(f"optimize must be one of {OPTIMIZE}, got {optimize!r}")
     if sparsity <= threshold:
@@ -76,9 +79,9 @@ def pick(bytes_by_format: dict, predicted: dict, sparsity: float, threshold: flo
         tied = [f for f in sparse if predicted[f] <= best * (1 + TIE_FRACTION)]
         fmt = min(tied, key=lambda f: (bytes_by_format[f], predicted[f]))
         dense = predicted["dense"]
-        if predicted[fmt] > dense * (1 - DENSE_MARGIN):
+        if predicted[fmt] > dense * (1 - margin):
             return "dense", (f"speed: dense predicted {dense:,} instructions, best filterlet format "
-                             f"{fmt} {predicted[fmt]:,} (not {DENSE_MARGIN:.0%} faster)")
+                             f"{fmt} {predicted[fmt]:,} (not {margin:.0%} faster)")
         return fmt, (f"speed: {fmt} predicted {predicted[fmt]:,} instructions vs dense {dense:,}"
                      + (f"; tied within {TIE_FRACTION:.0%} with {', '.join(t for t in tied if t != fmt)}, "
                         "fewest bytes" if len(tied) > 1 else ""))
@@ -103,7 +106,7 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
         Filterlet formats allowed (default all of :data:`dtmm_tvm.sparsity.FORMATS`).
     """
     from ..sparsity.storage import FORMATS
-    from . import CostModelError, conv_shape_of, format_bytes, predict_conv_formats
+    from . import CostModelError, conv_shape_of, format_bytes, load_coefficients, predict_conv_formats
 
     formats = FORMATS if formats is None else tuple(formats)
     keep = np.any(np.asarray(weight_ohwi) != 0, axis=3)
@@ -115,7 +118,7 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
         b = format_bytes(shape, kept, fmt)
         if b is not None:
             nbytes[fmt] = b
-    predicted, source, note = {}, None, ""
+    predicted, source, note, margin = {}, None, "", DENSE_MARGIN
     if sparsity > threshold:  # predicted in both modes: metadata shows every candidate
         tag = _target_tag(target)
         if tag is None:
@@ -127,9 +130,11 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
                 by_format = predict_conv_formats(conv, keep, tag)
                 predicted = {f: int(v[0]) for f, v in by_format.items() if f in nbytes}
                 source = tag
+                # the fit's own held-out error: a prediction closer to dense than that is a tie
+                margin = float(load_coefficients(tag).get("heldout_max_abs_error") or DENSE_MARGIN)
             except CostModelError as err:
                 note = str(err)
-    fmt, reason = pick(nbytes, predicted, sparsity, threshold, optimize)
+    fmt, reason = pick(nbytes, predicted, sparsity, threshold, optimize, margin)
     if note:
         reason += f" ({note})"
     return FormatDecision(fmt, optimize, reason, nbytes, predicted, source)

@@ -34,6 +34,7 @@ def test_pick_rules():
     slow = 100 * (1 - DENSE_MARGIN) + 1
     fmt, reason = pick(nbytes, {"dense": 100, "filterlet_csr": slow, "filterlet_u8": 200}, 0.9, 0.1)
     assert fmt == "dense" and "not 5% faster" in reason
+    assert pick(nbytes, {"dense": 100, "filterlet_csr": 85, "filterlet_u8": 200}, 0.9, 0.1, margin=0.2)[0] == "dense"
     # size: fewest bytes, whatever the speed; no prediction falls back to size
     assert pick(nbytes, {"dense": 100, "filterlet_csr": 50, "filterlet_u8": 300}, 0.5, 0.1, "size")[0] == "filterlet_u8"
     assert pick(nbytes, {}, 0.5, 0.1, "speed")[0] == "filterlet_u8"
