@@ -60,6 +60,10 @@ def _parse(argv):
     p.add_argument("--no-ref", action="store_true",
                    help="skip the reference-style models, their per-layer breakdown and the phases")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer breakdown")
+    p.add_argument("--micro-names", default=None,
+                   help="comma list: only these bench/models microbenchmarks (default all)")
+    p.add_argument("--ref-families", default=None,
+                   help="comma list: only these reference-style model families (default all)")
     p.add_argument("--inputs", type=int, default=2, help="inputs per model (default 2; the "
                    "reported count is the maximum over them)")
     p.add_argument("--jobs", type=int, default=2, help="parallel build/run workers (default 2)")
@@ -172,7 +176,10 @@ def main(argv=None) -> int:
     if args.micro:
         micro = {Path(m).stem: Path(m) for m in args.micro}
     else:
-        micro = {n: MODELS / f"{n}.tflite" for n in (MICRO_QUICK if args.quick else MICRO)}
+        names = MICRO_QUICK if args.quick else MICRO
+        if args.micro_names:
+            names = [n.strip() for n in args.micro_names.split(",") if n.strip()]
+        micro = {n: MODELS / f"{n}.tflite" for n in names}
     if args.e2e:
         e2e = {Path(m).stem: Path(m) for m in args.e2e}
     else:
@@ -234,6 +241,8 @@ def main(argv=None) -> int:
     ref_of, phase_of, ref_x, layer_work = {}, {}, {}, []
     if not args.no_ref and not args.micro and not args.e2e:
         fams = FAMILIES_QUICK if args.quick else list(FAMILIES)
+        if args.ref_families:
+            fams = [f.strip() for f in args.ref_families.split(",") if f.strip() in FAMILIES]
         results["ref"] = {"models": {f: {str(sp): {} for sp in FAMILIES[f]} for f in fams}, "layers": {},
                           "phases": {}}
 

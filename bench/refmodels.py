@@ -36,7 +36,7 @@ FAMILIES = {
 }
 FAMILIES_QUICK = ["ds_cnn", "kws_1d"]
 #: Per-layer breakdown: the 90 % variant of these families, on these cores.
-LAYER_FAMILIES = ["resnet8", "ds_cnn", "kws_1d"]
+LAYER_FAMILIES = ["ds_cnn", "kws_1d"]
 LAYER_CORES = ["m4", "m55"]
 #: Phase breakdown: the paper conv at these sparsities, on these cores.
 PHASE_MODELS = ["paper_3x3_s00", "paper_3x3_s75", "paper_3x3_s90"]
