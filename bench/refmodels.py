@@ -39,7 +39,7 @@ FAMILIES_QUICK = ["ds_cnn", "kws_1d"]
 LAYER_FAMILIES = ["ds_cnn", "kws_1d"]
 LAYER_CORES = ["m4", "m55"]
 #: Phase breakdown: the paper conv at these sparsities, on these cores.
-PHASE_MODELS = ["paper_3x3_s00", "paper_3x3_s75", "paper_3x3_s90"]
+PHASE_MODELS = ["paper_3x3_s90"]
 PHASE_CORES = ["m4", "m55"]
 PHASE_FLAGS = {"im2col": "-DDTMM_BENCH_SKIP_IM2COL", "mac": "-DDTMM_BENCH_SKIP_MAC",
                "requant": "-DDTMM_BENCH_SKIP_REQUANT"}
@@ -209,7 +209,7 @@ def write_markdown_sections(results: dict) -> list:
                 q = QUOTED.get(fam, {}).get(core)
                 d = get(0)
                 r90 = get(90)
-                fmts = ", ".join(f"{k}x{v}" for k, v in sorted(_count(r90.get("layer_formats_all", []) if r90
+                fmts = ", ".join(f"{k.replace('filterlet_', '')}: {v}" for k, v in sorted(_count(r90.get("layer_formats_all", []) if r90
                                                                        else []).items())) or "-"
                 rows.append([fam, CORE_LABEL[core], *cells, f"{q:.2f}" if q else "-",
                              f"{d['instructions'] / 1e6 / q:.2f}" if (d and q) else "-",
