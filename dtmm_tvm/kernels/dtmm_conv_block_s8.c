@@ -316,7 +316,7 @@ static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, 
 static void requant_tile(const int32_t *tile, int32_t nvalid, int32_t nch, const int32_t *mult,
                          const int32_t *shift, int8_t *out, int32_t ps, int32_t out_offset,
                          int32_t act_min, int32_t act_max) {
-#if defined(DTMM_BENCH_SKIP_REQUANT) /* bench-only phase build (bench/phases.py) */
+#if defined(DTMM_BENCH_SKIP_REQUANT) /* bench-only phase build (bench/refmodels.py) */
   __asm__ volatile("" : : "r"(tile), "r"(out) : "memory");
   return;
 #endif
@@ -393,10 +393,14 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
   const int32_t cpt = (cin + CH - 1) / CH;
   const int32_t tap_bytes = cpt * CHB * g;
   const int32_t aligned = (cin % CH) == 0;
+#if defined(DTMM_BENCH_SKIP_MAC) /* bench-only phase build (bench/refmodels.py): no dot products */
+#define DOTCALL(w_, x_, n_, r_) __asm__ volatile("" : : "r"(w_), "r"(x_), "r"(acc) : "memory")
+#else
 #define DOTCALL(w_, x_, n_, r_)                                                             \
   do {                                                                                      \
     if (G) dot_g(G, (w_), (x_), (n_), (r_), acc); else dot_any(g, (w_), (x_), (n_), (r_), acc); \
   } while (0)
+#endif
   const int8_t *w = values + (int32_t)filterlets_before(FMT, idx0, idx1, kk, o_begin) * cin;
   const int16_t *col = (const int16_t *)idx0;
   const uint8_t *pos = (const uint8_t *)idx0;

@@ -136,7 +136,7 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
                          int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw,
                          int32_t sh, int32_t sw, int32_t dh, int32_t dw, int32_t pad_top,
                          int32_t pad_left, int32_t input_offset, int8_t *buf) {
-#if defined(DTMM_BENCH_SKIP_IM2COL) /* bench-only phase build (bench/phases.py) */
+#if defined(DTMM_BENCH_SKIP_IM2COL) /* bench-only phase build (bench/refmodels.py) */
   __asm__ volatile("" : : "r"(x), "r"(buf) : "memory");
   return;
 #endif
@@ -240,7 +240,7 @@ void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int
                                 int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t dh,
                                 int32_t dw, int32_t pad_top, int32_t pad_left,
                                 int32_t input_offset, int8_t *buf) {
-#if defined(DTMM_BENCH_SKIP_IM2COL) /* bench-only phase build (bench/phases.py) */
+#if defined(DTMM_BENCH_SKIP_IM2COL) /* bench-only phase build (bench/refmodels.py) */
   __asm__ volatile("" : : "r"(x), "r"(buf) : "memory");
   return;
 #endif
