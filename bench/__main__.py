@@ -57,6 +57,13 @@ def _parse(argv):
                    help="end-to-end benchmark these models instead of Fashion CNN + ResNet-8")
     p.add_argument("--no-micro", action="store_true")
     p.add_argument("--no-e2e", action="store_true")
+    p.add_argument("--no-ref", action="store_true",
+                   help="skip the reference-style models, their per-layer breakdown and the phases")
+    p.add_argument("--no-layers", action="store_true", help="skip the per-layer breakdown")
+    p.add_argument("--micro-names", default=None,
+                   help="comma list: only these bench/models microbenchmarks (default all)")
+    p.add_argument("--ref-families", default=None,
+                   help="comma list: only these reference-style model families (default all)")
     p.add_argument("--inputs", type=int, default=2, help="inputs per model (default 2; the "
                    "reported count is the maximum over them)")
     p.add_argument("--jobs", type=int, default=2, help="parallel build/run workers (default 2)")
@@ -169,7 +176,10 @@ def main(argv=None) -> int:
     if args.micro:
         micro = {Path(m).stem: Path(m) for m in args.micro}
     else:
-        micro = {n: MODELS / f"{n}.tflite" for n in (MICRO_QUICK if args.quick else MICRO)}
+        names = MICRO_QUICK if args.quick else MICRO
+        if args.micro_names:
+            names = [n.strip() for n in args.micro_names.split(",") if n.strip()]
+        micro = {n: MODELS / f"{n}.tflite" for n in names}
     if args.e2e:
         e2e = {Path(m).stem: Path(m) for m in args.e2e}
     else:
@@ -224,8 +234,34 @@ def main(argv=None) -> int:
         for core in args.cores:
             for mode in ("dense", "dtmm"):
                 jobs.append(Job("e2e", name, str(path), mode, core, str(work), x))
+    # Reference-style models (issue 11): whole models, per-phase builds, per-layer breakdown.
+    from .refmodels import FAMILIES, FAMILIES_QUICK, LAYER_CORES, LAYER_FAMILIES, layer_breakdown, phase_jobs, \
+        phases_of, ref_jobs
+
+    ref_of, phase_of, ref_x, layer_work = {}, {}, {}, []
+    if not args.no_ref and not args.micro and not args.e2e:
+        fams = FAMILIES_QUICK if args.quick else list(FAMILIES)
+        if args.ref_families:
+            fams = [f.strip() for f in args.ref_families.split(",") if f.strip() in FAMILIES]
+        results["ref"] = {"models": {f: {str(sp): {} for sp in FAMILIES[f]} for f in fams}, "layers": {},
+                          "phases": {}}
+
+        def inputs_of(path):
+            x = _model_inputs(path, args.inputs)[0]
+            ref_x[path.stem] = (path, x)
+            return x
+
+        for fam, sp, job in ref_jobs(fams, args.cores, MODELS, str(work), inputs_of):
+            jobs.append(job)
+            ref_of[job.key] = (fam, sp)
+        if not args.quick:
+            for name, phase, job in phase_jobs(args.cores, MODELS, str(work), inputs_of):
+                jobs.append(job)
+                phase_of[job.key] = (name, phase)
+        if not args.no_layers and not args.quick:
+            layer_work = [(f, c) for f in LAYER_FAMILIES if f in fams for c in LAYER_CORES if c in args.cores]
     jobs.sort(key=lambda j: -j.cost)
-    print(f"bench: {len(jobs)} builds/runs on {args.jobs} workers "
+    print(f"bench: {len(jobs)} builds/runs + {len(layer_work)} per-layer breakdowns on {args.jobs} workers "
           f"({len(micro)} micro models x {len(args.columns)} columns, {len(e2e)} end-to-end "
           f"models x 2 builds; cores {','.join(args.cores)})", file=sys.stderr, flush=True)
 
@@ -235,6 +271,10 @@ def main(argv=None) -> int:
     done = 0
     with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx) as pool:
         futures = {pool.submit(run_job, j): j for j in jobs}
+        layer_futures = {pool.submit(layer_breakdown, str(MODELS / f"{FAMILIES[f][90]}.tflite"), c, str(work)):
+                         (f, c) for f, c in layer_work}
+        for stem, (path, x) in ref_x.items():
+            refs[("ref", stem)] = run_tflm(path.read_bytes(), x)
         for kind in ("micro", "e2e"):
             for name, entry in results[kind].items():
                 path = Path(entry["model"]) if Path(entry["model"]).is_absolute() else ROOT / entry["model"]
@@ -243,6 +283,25 @@ def main(argv=None) -> int:
             job = futures[fut]
             rec = fut.result()
             done += 1
+            if job.kind == "phase":
+                name, phase = phase_of[job.key]
+                rec.pop("outputs", None)  # a phase-less build computes garbage by design
+                results["ref"].setdefault("_phase_runs", {}).setdefault(f"{name}|{job.core}", {})[phase] = rec
+                print(f"[{done}/{len(jobs)}] {job.name} {job.core}: "
+                      + (f"{rec['instructions']:,} instr" if rec["ok"] else "FAILED: " + rec["error"]),
+                      file=sys.stderr, flush=True)
+                continue
+            if job.kind == "ref":
+                fam, sp = ref_of[job.key]
+                if rec["ok"]:
+                    ref = refs[("ref", job.name)]
+                    out = rec.pop("outputs")
+                    rec["exact"] = bool(out.size == ref.size and np.array_equal(out.reshape(ref.shape), ref))
+                results["ref"]["models"][fam][str(sp)][job.core] = rec
+                print(f"[{done}/{len(jobs)}] {job.name} {job.core} {job.column}: "
+                      + (f"{rec['instructions']:,} instr, {'bit-exact' if rec['exact'] else 'NOT bit-exact'}"
+                         if rec["ok"] else "FAILED: " + rec["error"]), file=sys.stderr, flush=True)
+                continue
             entry = results[job.kind][job.name]
             if rec["ok"]:
                 ref = refs[(job.kind, job.name)]
@@ -264,6 +323,15 @@ def main(argv=None) -> int:
             entry["runs"][job.core][job.column] = rec
             print(f"[{done}/{len(jobs)}] {job.name} {job.core} {job.column}: {msg}",
                   file=sys.stderr, flush=True)
+
+        for fut in cf.as_completed(layer_futures):
+            fam, core = layer_futures[fut]
+            results["ref"]["layers"][f"{fam}|{core}"] = rec = fut.result()
+            print(f"per-layer {fam} {core}: " + ("ok" if rec["ok"] else "FAILED: " + rec["error"]),
+                  file=sys.stderr, flush=True)
+    if "ref" in results:
+        for key, runs in sorted(results["ref"].pop("_phase_runs", {}).items()):
+            results["ref"]["phases"][key] = phases_of(runs)
 
     # kept MACs: what the DTMM build executes (per core identical); fall back to the weights.
     for name, entry in results["micro"].items():
@@ -299,6 +367,10 @@ def main(argv=None) -> int:
           + (f", {plot}" if plot else " (no plot)") + f" in {results['wall_s']} s", file=sys.stderr)
     failed = [(k, n, c, col) for k in ("micro", "e2e") for n, e in results[k].items()
               for c, runs in e["runs"].items() for col, r in runs.items() if not r.get("ok")]
+    for fam, by_sp in results.get("ref", {}).get("models", {}).items():
+        failed += [("ref", fam, c, sp) for sp, runs in by_sp.items() for c, r in runs.items()
+                   if not r.get("ok") or not r.get("exact")]
+    failed += [("layers", k) for k, r in results.get("ref", {}).get("layers", {}).items() if not r.get("ok")]
     if failed:
         print(f"bench: {len(failed)} build/run(s) failed: {failed}", file=sys.stderr)
     return 1 if failed else 0

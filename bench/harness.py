@@ -27,17 +27,18 @@ class Job:
     core: str  # m4 | m7 | m55
     workdir: str
     inputs: np.ndarray
+    cflags: str = ""  # extra C flags of the board build (bench-only phase switches)
 
     @property
     def key(self) -> tuple:
-        return (self.kind, self.name, self.core, self.column)
+        return (self.kind, self.name, self.core, self.column, self.cflags)
 
     @property
     def cost(self) -> float:
         """Rough relative cost, to start long jobs first."""
         size = Path(self.model).stat().st_size
         return size * {"tvm": 4.0, "naive": 1.5, "dense": 1.2, "dtmm": 1.0}[self.column] \
-            * (3.0 if self.kind == "e2e" else 1.0)
+            * (3.0 if self.kind in ("e2e", "ref") else 1.0)
 
 
 def run_job(job: Job) -> dict:
@@ -45,14 +46,14 @@ def run_job(job: Job) -> dict:
     from dtmm_tvm.micro import run_artifact
 
     board, target = CORES[job.core]
-    tar = Path(job.workdir) / f"{job.name}-{job.column}-{job.core}.tar"
+    tar = Path(job.workdir) / f"{job.name.replace(':', '-')}-{job.column}-{job.core}{'-p' if job.cflags else ''}.tar"
     rec: dict = {"ok": False, "board": board, "target": target}
     try:
         t0 = time.monotonic()
         meta = build_artifact(job.column, job.model, tar, target)
         t1 = time.monotonic()
         res = run_artifact(tar, board, job.inputs, timeout_s=600,
-                           build_dir=Path(job.workdir) / "projects")
+                           build_dir=Path(job.workdir) / "projects", extra_cflags=job.cflags)
         t2 = time.monotonic()
     except Exception as err:  # a failed column is reported, the rest of the benchmark goes on
         rec["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:400] if str(err).strip() else ''}"
@@ -75,6 +76,7 @@ def run_job(job: Job) -> dict:
         "kept_macs": int(sum(int(l.get("kept_macs", l.get("macs", 0))) for l in layers)),
         "stored_weight_bytes": int(sum(int(l.get("stored_weight_bytes", 0)) for l in layers)),
         "layer_formats": sorted({l.get("format", "?") for l in layers if "format" in l}),
+        "layer_formats_all": [l.get("format", "?") for l in layers if l.get("op") == "conv2d"],
         "build_s": round(t1 - t0, 2),
         "run_s": round(t2 - t1, 2),
         "outputs": np.asarray(outputs),

@@ -197,6 +197,9 @@ def write_markdown(results: dict, path: Path) -> None:
               "*Static* is .data + .bss of the whole program (arena and the harness's input/output "
               "buffers included); *RAM total* = static + stack high-water.", ""]
 
+    from .refmodels import write_markdown_sections
+
+    L += write_markdown_sections(results)
     L += ["## Reference figures (NOT measured here)", "",
           "Quoted from issue 3 for comparison only; they come from other setups (CMSIS-NN, TFLM, "
           "the DTMM authors' Corstone-300 measurements in cycles) and were not reproduced by this "

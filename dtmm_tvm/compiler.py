@@ -10,16 +10,18 @@ from pathlib import Path
 import tvm
 
 from .errors import DTMMError, OutputExistsError
-from .tuning import TuningRecords, TuningRecordsError, apply_records
+from .schedules.records import TuningRecords, TuningRecordsError, apply_records
 from .frontend.loader import LoadedModel, load_model
 from .kernels import target_isa
 from .pipeline import dtmm_pipeline
 from .target import DEFAULT_BOARD, resolve_target, target_tag
 
 MODES = ("dtmm", "dense")
+OPTIMIZE = ("speed", "size")
 
 
-def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None = None) -> tvm.IRModule:
+def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None = None,
+                optimize: str = "speed") -> tvm.IRModule:
     """Run the dtmm pipeline on an imported model; errors name the model file."""
     from relay_passes import DEFAULT_THRESHOLD
 
@@ -30,6 +32,7 @@ def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None
         # TFLite int8 models get TFLM's integer arithmetic, ONNX QDQ models onnxruntime's.
         integer=model.format == "tflite",
         onnx_qdq=model.format == "onnx" and model.arithmetic == "int8",
+        optimize=optimize,
     )
     try:
         return pipeline(model.mod)
@@ -94,8 +97,8 @@ def _load_records(tuning_records, tag: str):
 
 def _note_tuning(lowered, metadata: dict, records, hits: dict) -> None:
     """Mark the layers whose kernels were built from the records (metadata ``"tuning"``)."""
-    from .tuning import schedule_str
-    from .tuning.tuner import tunable_layers
+    from .schedules.layers import tunable_layers
+    from .schedules.records import schedule_str
 
     by_function = {}
     for layer in tunable_layers(lowered):
@@ -130,6 +133,7 @@ def compile_model(
     force: bool = False,
     tuning_records=None,
     module_name: str = "default",
+    optimize: str = "speed",
 ) -> dict:
     """Compile ``model_path`` to the archive ``output``; return its metadata.
 
@@ -148,6 +152,11 @@ def compile_model(
     module_name
         ``tvmgen_<module_name>_`` prefixes every C symbol, the header and its guard, so several
         models link into one firmware (``--module-name``).
+    optimize
+        ``"speed"`` (default): each pruned conv gets the weight format (dense or filterlet) with
+        the fewest predicted instructions on ``target``, never one predicted slower than dense;
+        ``"size"``: the fewest bytes. metadata.json records the choice per layer
+        (``"format_choice"``).
     """
     from .codegen import write_archive
     from .micro import check_fits, get_board
@@ -157,6 +166,8 @@ def compile_model(
     if threshold is not None and not 0.0 <= threshold < 1.0:
         raise DTMMError(f"threshold {threshold} is outside [0, 1): it is the filterlet sparsity above which a conv "
                         "uses the sparse operator")
+    if optimize not in OPTIMIZE:
+        raise DTMMError(f"unknown --optimize '{optimize}'; choose one of {OPTIMIZE}")
     output = Path(output)
     if output.exists() and not force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
@@ -166,13 +177,14 @@ def compile_model(
     # Kernel builders pick their micro-kernels from Target.current() and, inside
     # apply_records, their schedules from the records.
     with tvm_target, apply_records(records) as tuning:
-        lowered = lower_model(model, sparse=(mode == "dtmm"), threshold=threshold)
+        lowered = lower_model(model, sparse=(mode == "dtmm"), threshold=threshold, optimize=optimize)
     extra = {
         "model": {"name": model.name, "source": model.path.name, "sha256": model.sha256, "format": model.format,
                   "arithmetic": model.arithmetic},
         "target": target_tag(tvm_target),
         "isa": target_isa(tvm_target),  # the kernel path the archive was specialized for
         "mode": mode,
+        **({"optimize": optimize} if mode == "dtmm" else {}),
         "inputs": [s.to_json() for s in model.inputs],
         "outputs": [s.to_json() for s in model.outputs],
         "notes": model.notes,

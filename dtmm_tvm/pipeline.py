@@ -14,34 +14,39 @@ from relay_passes import (DEFAULT_THRESHOLD, CheckIntegerOnly, DropZeroFilters, 
                           LowerONNXQDQToInteger, LowerQDQToInteger)
 
 
-def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, integer: bool = True) -> list[tvm.transform.Pass]:
+def dtmm_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, integer: bool = True,
+                optimize: str = "speed") -> list[tvm.transform.Pass]:
     """DTMM's graph passes in order.
 
     ``sparse=False`` is the dense baseline (``--dense``). ``integer=False`` keeps quantize /
     dequantize as float (ONNX QDQ models, whose defined semantics are float requantization).
+    ``optimize`` (``"speed"`` / ``"size"``): how each conv's weight format is chosen
+    (:class:`relay_passes.FilterletSparseConv`).
     """
     passes = [LowerQDQToInteger()] if integer else []
     if sparse:
         if integer:
             passes.append(DropZeroFilters())
-        passes.append(FilterletSparseConv(threshold))
+        passes.append(FilterletSparseConv(threshold, optimize=optimize))
     if integer:
         passes.append(CheckIntegerOnly())
     return passes
 
 
-def onnx_qdq_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD) -> list[tvm.transform.Pass]:
+def onnx_qdq_passes(sparse: bool = True, threshold: float = DEFAULT_THRESHOLD,
+                    optimize: str = "speed") -> list[tvm.transform.Pass]:
     """DTMM's graph passes for an ONNX QDQ int8 model (NCHW as imported): lowered to the integer
     kernels with onnxruntime's float32 requantization, then the filterlet rewrite."""
     passes = [LowerONNXQDQToInteger()]
     if sparse:
-        passes += [DropZeroFilters(), FilterletSparseConv(threshold)]
+        passes += [DropZeroFilters(), FilterletSparseConv(threshold, optimize=optimize)]
     return passes
 
 
 def dtmm_pipeline(
     sparse: bool = True, threshold: float = DEFAULT_THRESHOLD, layout_nhwc: bool = False, integer: bool = True,
     onnx_qdq: bool = False,
+    optimize: str = "speed",
 ) -> tvm.transform.Pass:
     """The whole Relax pipeline, ending in straight-line Relax over PrimFuncs.
 
@@ -61,12 +66,12 @@ def dtmm_pipeline(
     """
     passes = []
     if onnx_qdq:
-        passes += onnx_qdq_passes(sparse, threshold)
+        passes += onnx_qdq_passes(sparse, threshold, optimize)
     elif layout_nhwc:
         passes.append(relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}))
         passes.append(relax.transform.Normalize())
     if not onnx_qdq:
-        passes += dtmm_passes(sparse, threshold, integer)
+        passes += dtmm_passes(sparse, threshold, integer, optimize)
     passes += [
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),

@@ -44,6 +44,17 @@ def _conv_call(mod, value):
     return layer, params, args
 
 
+def _chunk() -> int:
+    """Input channels per SIMD chunk of the conv kernels for ``Target.current()`` (16 with MVE,
+    4 with DSP or portable C, as in :func:`dtmm_tvm.schedules.conv.chunk_elems`)."""
+    from dtmm_tvm.kernels import target_isa
+    from dtmm_tvm.schedules.conv import chunk_elems
+
+    target = tvm.target.Target.current(allow_none=True)
+    isa = target_isa(target) if target is not None and str(target.kind.name) == "c" else "c"
+    return chunk_elems(isa)
+
+
 def _params_from_json(params_json: dict):
     from dtmm_tvm.quant.conv import Conv2DParams
 
@@ -102,6 +113,13 @@ def _plan(mod: tvm.IRModule, func: relax.Function) -> _Plan:
             if all(constant == state[c]["params"].input_zero_point or not any(state[c]["params"].padding)
                    for c in consumers):
                 removable.append((int(channel), int(constant)))
+        # Keep the consumers' Cin a multiple of the kernels' SIMD chunk when it was one: an
+        # unaligned Cin costs a partial chunk per tap in every consumer, more than the dropped
+        # channels save (measured: ResNet-8 at 75% on M55, Cin 32 -> 30).
+        align = _chunk()
+        count = producer["weight"].shape[0]
+        if count % align == 0:
+            removable = removable[:len(removable) // align * align]
         if not removable:
             continue
         drop = [c for c, _ in removable]

@@ -24,22 +24,12 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from dtmm_tvm.sparsity import FORMATS, analyze_filterlets, choose_format, pack_filterlets
+from dtmm_tvm.costmodel.format_choice import OPTIMIZE, decide_conv_format
+from dtmm_tvm.sparsity import FORMATS, analyze_filterlets, pack_filterlets, pack_filterlets_as
 
 from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dtype_of, func_attr_json, is_const, is_op, prim_func_of, static_shape
 
 DEFAULT_THRESHOLD = 0.1  # the paper applies its format above 10% filterlet sparsity
-#: Small-Cin rule: an integer conv whose Cin is not a multiple of 4 with KH*KW*Cin <= 256 runs
-#: dense through the packed-patch fast path (dtmm_tvm.ops.conv_schedule.packed_patch: the whole
-#: patch is one dot product, on every ISA since CH is 4 or 16), which beats skipping Cin-byte
-#: filterlets unless almost all of them are pruned. Such a layer stays dense up to this filterlet
-#: sparsity. Measured (QEMU instructions, first conv of the demo model, 28x28x1->16 3x3, 60%):
-#: M4 dense 1.24 M vs bitmask 2.20 M, M55 0.48 M vs 0.93 M; resnet8 conv 1 (32x32x3->16):
-#: M4 1.93 M vs 2.35 M, M55 0.69 M vs 0.98 M. The sparse cost is ~linear in kept filterlets
-#: above a base (requantization + im2col) shared with dense, so the break-even is estimated at
-#: ~85% sparsity (not measured there). The bytes are small for such layers (432 vs 108 B, 144 vs 79 B).
-SMALL_CIN_DENSE_UP_TO = 0.85
-SMALL_CIN_PATCH_MAX = 256
 #: When not None, the formats every FilterletSparseConv() without ``formats=`` may choose from
 #: (tests and benchmarks force one format through the compile flow with this).
 FORMATS_OVERRIDE = None
@@ -47,11 +37,12 @@ FORMATS_OVERRIDE = None
 
 @mutator
 class _Rewriter(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, threshold: float, formats=FORMATS):
+    def __init__(self, mod: tvm.IRModule, threshold: float, formats=FORMATS, optimize: str = "speed"):
         super().__init__(mod)
         self.mod_ = mod
         self.threshold = threshold
         self.formats = tuple(formats)
+        self.optimize = optimize
         self.resolve = None
         self.float_count = 0
 
@@ -83,12 +74,17 @@ class _Rewriter(PyExprMutator):
         stats = analyze_filterlets(weight_ohwi)
         if stats.filterlet_sparsity <= self.threshold:
             return None
-        if small_cin_dense(weight_ohwi.shape, stats.filterlet_sparsity):
-            return None  # the dense packed-patch kernel is faster (see SMALL_CIN_DENSE_UP_TO)
-        packed = choose_format(weight_ohwi, layer=layer["name"], formats=self.formats)
         params = Conv2DParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params_json.items()})
+        decision = decide_conv_format(weight_ohwi, params, None, self.optimize, self.threshold, self.formats)
+        if decision.format == "dense":
+            # Stays dense; the layer's metadata says why (predicted instructions per format).
+            dense = func.with_attr("dtmm.layer", json.dumps(dict(layer, format_choice=decision.to_json()),
+                                                            sort_keys=True))
+            gvar = self.builder_.add_func(dense, layer["name"])
+            return relax.call_tir(gvar, [self.visit_expr(a) for a in call.args[1].fields], call.ty)
+        packed = pack_filterlets_as(weight_ohwi, decision.format, layer["name"])
         sparse = conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=packed.format)
-        layer = _sparse_layer(layer, stats, packed)
+        layer = dict(_sparse_layer(layer, stats, packed), format_choice=decision.to_json())
         sparse = sparse.with_attr("dtmm.layer", json.dumps(layer, sort_keys=True))
         sparse = sparse.with_attr("dtmm.params", json.dumps(params_json))
         gvar = self.builder_.add_func(sparse, layer["name"].replace("conv2d", "conv2d_filterlet"))
@@ -172,13 +168,6 @@ class _Rewriter(PyExprMutator):
         return None
 
 
-def small_cin_dense(weight_shape, filterlet_sparsity: float) -> bool:
-    """Whether an integer conv with OHWI ``weight_shape`` stays dense at ``filterlet_sparsity``
-    because its dense kernel takes the packed-patch fast path (see :data:`SMALL_CIN_DENSE_UP_TO`)."""
-    _, kh, kw, cin = (int(d) for d in weight_shape)
-    return cin % 4 != 0 and kh * kw * cin <= SMALL_CIN_PATCH_MAX and filterlet_sparsity <= SMALL_CIN_DENSE_UP_TO
-
-
 def _sparse_layer(layer: dict, stats, packed) -> dict:
     cin = packed.weight_shape[3]
     n, oh, ow, _ = layer["output_shape"]
@@ -223,16 +212,24 @@ class FilterletSparseConv:
     formats : sequence of str, optional
         Index formats the integer rewrite may choose from (default: all of
         :data:`dtmm_tvm.sparsity.FORMATS`; module default :data:`FORMATS_OVERRIDE` when set).
-        Per layer the one with the fewest bytes (values + index) wins, ties broken by measured
-        decode speed (:func:`dtmm_tvm.sparsity.choose_format`); the choice is recorded in the
-        ``"dtmm.layer"`` metadata as ``"format"`` with ``"stored_weight_bytes"``,
-        ``"index_bytes"`` and ``"format_bytes"`` (bytes of every format that fits). Float convs
-        always use ``"filterlet_csr"``.
+        Float convs always use ``"filterlet_csr"``.
+    optimize : {"speed", "size"}
+        How an integer conv's format is chosen among dense and the fitting filterlet formats
+        (:func:`dtmm_tvm.costmodel.format_choice.decide_conv_format`): ``"speed"`` by the cost
+        model's predicted instructions for ``Target.current()`` (bytes break ties; a filterlet
+        format must be predicted faster than dense, so no layer gets slower), ``"size"`` by
+        fewest bytes. The choice and its reason (predicted instructions and bytes of every
+        candidate) go to the layer's ``"dtmm.layer"`` metadata as ``"format_choice"``, with
+        ``"format"``, ``"stored_weight_bytes"``, ``"index_bytes"`` and ``"format_bytes"`` on a
+        rewritten layer.
     """
 
-    def __init__(self, threshold: float = DEFAULT_THRESHOLD, formats=None):
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, formats=None, optimize: str = "speed"):
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        if optimize not in OPTIMIZE:
+            raise ValueError(f"optimize must be one of {OPTIMIZE}, got {optimize!r}")
+        self.optimize = optimize
         self.threshold = threshold
         formats = FORMATS_OVERRIDE if formats is None else formats
         formats = FORMATS if formats is None else tuple(formats)
@@ -242,7 +239,7 @@ class FilterletSparseConv:
         self.formats = formats
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        rewriter = _Rewriter(mod, self.threshold, self.formats)
+        rewriter = _Rewriter(mod, self.threshold, self.formats, self.optimize)
         for gvar, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 rewriter.builder_.update_func(gvar, rewriter.rewrite(func))

@@ -21,6 +21,20 @@ sparsity *before* conversion, lowest-L2 first; the script checks the zeros survi
                                   stacks (16, 32 s2, 64 s2) of two 3x3 convs each, 1x1 s2
                                   projection shortcuts, ADD+ReLU, MEAN, FC 10, softmax; the
                                   seven 3x3 convs at 60-80 % filterlet sparsity
+``resnet8_s{50,75,90}``           the same ResNet-8 with every conv (1x1 projections included)
+                                  at 50 / 75 / 90 % filterlet sparsity
+``ds_cnn_s{00,50,75,90}``         MLPerf-Tiny KWS DS-CNN-like, 49x10x1: conv 10x4 s2 64 + ReLU,
+                                  four depthwise-separable blocks (dw 3x3 64 + pw 1x1 64, ReLU),
+                                  average pool 25x5, FC 12, softmax; every regular conv at the
+                                  stated filterlet sparsity (pw 1x1: whole filters)
+``mobilenet_v1_025_s{00,90}``     MobileNetV1-0.25 VWW-like, 96x96x3: conv 3x3 s2 8, 13 dw/pw
+                                  blocks (16 .. 256 channels, dw s2 at 2, 4, 6, 12), average
+                                  pool 3x3, FC 2, softmax (two sparsities: 200 KB per file)
+``kws_1d_s{00,50,75,90}``         streaming wake-word-like 1-D conv net, 49x1x40 (time x 1 x
+                                  features): four (3, 1) convs 64 (stride 2 on the 2nd and 4th),
+                                  ReLU, MEAN over time, FC 12, softmax
+``ad_autoencoder``                MLPerf-Tiny anomaly-detection FC autoencoder 640-128x4-8-128x4-640
+                                  (ReLU), dense (filterlet sparsity applies to convs only)
 ================================  ==============================================================
 
 ``bench/models/manifest.json`` lists every file with its ops and per-conv sparsity.
@@ -52,6 +66,13 @@ SPECS = {
     "conv_5x5": "5x5 conv 16x16x32->32 SAME s1",
     "fc_256_64": "fully connected 256->64",
     "resnet8": "MLPerf-Tiny-like ResNet-8 32x32x3, 3x3 convs at 60-80% filterlet sparsity",
+    **{f"resnet8_s{r}": f"ResNet-8 32x32x3, every conv at {r}% filterlet sparsity" for r in (50, 75, 90)},
+    **{f"ds_cnn_s{r:02d}": f"DS-CNN-like KWS 49x10x1 (conv 10x4 s2, 4 dw/pw blocks), {r}% filterlet sparsity"
+       for r in (0, 50, 75, 90)},
+    **{f"mobilenet_v1_025_s{r:02d}": f"MobileNetV1-0.25 VWW-like 96x96x3, {r}% filterlet sparsity" for r in (0, 90)},
+    **{f"kws_1d_s{r:02d}": f"streaming wake-word-like 1-D conv net 49x1x40, {r}% filterlet sparsity"
+       for r in (0, 50, 75, 90)},
+    "ad_autoencoder": "MLPerf-Tiny-like anomaly-detection FC autoencoder 640-128x4-8-128x4-640",
 }
 
 
@@ -150,8 +171,71 @@ def build(names: list[str]) -> list[dict]:
         randomize(m, prune)
         return m
 
+    def resnet8_uniform(ratio):
+        m = resnet8()
+        randomize(m, {l.name: ratio for l in m.layers if isinstance(l, L.Conv2D)})
+        return m
+
+    def ds_cnn(ratio):
+        inp = tf.keras.Input((49, 10, 1))
+        x = L.Conv2D(64, (10, 4), strides=2, padding="same", activation="relu", name="conv1")(inp)
+        convs = ["conv1"]
+        for i in range(4):
+            x = L.DepthwiseConv2D(3, padding="same", activation="relu", name=f"dw{i}")(x)
+            x = L.Conv2D(64, 1, activation="relu", name=f"pw{i}")(x)
+            convs.append(f"pw{i}")
+        x = L.AveragePooling2D((25, 5))(x)
+        x = L.Reshape((64,))(x)
+        out = L.Softmax()(L.Dense(12)(x))
+        m = tf.keras.Model(inp, out, name="ds_cnn")
+        randomize(m, {c: ratio for c in convs} if ratio else {})
+        return m
+
+    def mobilenet(ratio):
+        inp = tf.keras.Input((96, 96, 3))
+        x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv1")(inp)
+        convs = ["conv1"]
+        blocks = [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2)] + [(128, 1)] * 5 + [(256, 2), (256, 1)]
+        for i, (filters, stride) in enumerate(blocks):
+            x = L.DepthwiseConv2D(3, strides=stride, padding="same", activation="relu", name=f"dw{i}")(x)
+            x = L.Conv2D(filters, 1, activation="relu", name=f"pw{i}")(x)
+            convs.append(f"pw{i}")
+        x = L.AveragePooling2D((3, 3))(x)
+        x = L.Reshape((256,))(x)
+        out = L.Softmax()(L.Dense(2)(x))
+        m = tf.keras.Model(inp, out, name="mobilenet_v1_025")
+        randomize(m, {c: ratio for c in convs} if ratio else {})
+        return m
+
+    def kws_1d(ratio):
+        inp = tf.keras.Input((49, 1, 40))
+        x = inp
+        convs = []
+        for i, stride in enumerate((1, 2, 1, 2)):
+            x = L.Conv2D(64, (3, 1), strides=(stride, 1), padding="same", activation="relu", name=f"tc{i}")(x)
+            convs.append(f"tc{i}")
+        x = L.GlobalAveragePooling2D()(x)
+        out = L.Softmax()(L.Dense(12)(x))
+        m = tf.keras.Model(inp, out, name="kws_1d")
+        randomize(m, {c: ratio for c in convs} if ratio else {})
+        return m
+
+    def ad_autoencoder():
+        inp = tf.keras.Input((640,))
+        x = inp
+        for units in (128, 128, 128, 128, 8, 128, 128, 128, 128):
+            x = L.Dense(units, activation="relu")(x)
+        m = tf.keras.Model(inp, L.Dense(640)(x), name="ad_autoencoder")
+        randomize(m, {})
+        return m
+
     paper = (16, 16, 64)
     makers = {
+        **{f"resnet8_s{r}": (lambda r=r: resnet8_uniform(r / 100)) for r in (50, 75, 90)},
+        **{f"ds_cnn_s{r:02d}": (lambda r=r: ds_cnn(r / 100)) for r in (0, 50, 75, 90)},
+        **{f"mobilenet_v1_025_s{r:02d}": (lambda r=r: mobilenet(r / 100)) for r in (0, 90)},
+        **{f"kws_1d_s{r:02d}": (lambda r=r: kws_1d(r / 100)) for r in (0, 50, 75, 90)},
+        "ad_autoencoder": ad_autoencoder,
         "paper_3x3_s00": lambda: single("p0", lambda: L.Conv2D(64, 3, padding="same", name="conv"), paper, 0.0),
         "paper_3x3_s50": lambda: single("p50", lambda: L.Conv2D(64, 3, padding="same", name="conv"), paper, 0.5),
         "paper_3x3_s75": lambda: single("p75", lambda: L.Conv2D(64, 3, padding="same", name="conv"), paper, 0.75),

@@ -41,6 +41,9 @@ def add_parser(subparsers) -> None:
                         help="passes to disable (by name), as in tvmc")
     parser.add_argument("--input-shapes", default=None, metavar="'name:[1,28,28,1]'",
                         help="checked against the model's static input shapes (tvmc's spelling)")
+    parser.add_argument("--optimize", choices=("speed", "size"), default="speed",
+                        help="per pruned conv: the weight format with the fewest predicted instructions "
+                             "(never slower than dense; default) or the fewest bytes")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the archive's metadata as JSON")
     parser.add_argument("--verify", action="store_true",
@@ -64,7 +67,7 @@ def run(args) -> int:
     with tvmc_compat.pass_context(args.pass_config, args.disabled_pass):
         metadata = compile_model(args.model, args.output, target=target, mode="dense" if args.dense else "dtmm",
                                  threshold=args.threshold, force=args.force, tuning_records=args.tuning_records,
-                                 module_name=args.module_name)
+                                 module_name=args.module_name, optimize=args.optimize)
     if args.json:
         print(json.dumps(metadata, indent=2))
         return 0

@@ -1,15 +1,20 @@
-"""``dtmm inspect MODEL``: per-layer filterlet sparsity and dense vs packed weight bytes."""
+"""``dtmm inspect MODEL``: per-layer filterlet sparsity and dense vs packed weight bytes.
+
+``dtmm inspect ARTIFACT.tar`` (a compiled artifact): per conv the weight format the compiler
+chose and why (``--optimize``, predicted instructions and bytes of every candidate)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("inspect", help="report per-layer filterlet sparsity and storage of a model")
-    parser.add_argument("model", help="the .tflite or .onnx model")
+    parser.add_argument("model", help="the .tflite or .onnx model, or a compiled artifact (.tar: the weight "
+                                      "formats chosen per conv and why)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run)
 
@@ -46,6 +51,9 @@ def conv_weights(model_path: str) -> dict[str, np.ndarray]:
 def run(args) -> int:
     from ..sparsity import storage_report
 
+    if str(args.model).endswith(".tar") or Path(args.model).is_dir():
+        return _inspect_artifact(args)
+
     rows = storage_report(conv_weights(args.model))
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -55,4 +63,26 @@ def run(args) -> int:
         packed = row["packed_bytes"] if row["packable"] else "n/a"
         print(f"{row['layer'][:40]:40s} {'x'.join(map(str, row['weight_shape'])):>16s} "
               f"{row['filterlet_sparsity']:9.1%} {row['filter_sparsity']:7.1%} {row['dense_bytes']:8d} {packed!s:>9s}")
+    return 0
+
+
+def _inspect_artifact(args) -> int:
+    """The weight-format decisions recorded in a compiled artifact's metadata.json."""
+    from ..codegen.mlf import read_metadata
+
+    meta = read_metadata(args.model)
+    rows = [dict(layer=l.get("model_layer", l["name"]), format=l.get("format", "dense"), **l["format_choice"])
+            for l in meta.get("layers", []) if "format_choice" in l]
+    if args.json:
+        print(json.dumps({"target": meta.get("target"), "optimize": meta.get("optimize"), "layers": rows}, indent=2))
+        return 0
+    print(f"{args.model}: {meta.get('target')}, mode {meta.get('mode')}, optimize {meta.get('optimize', '-')}")
+    if not rows:
+        print("  no pruned conv above the threshold: every conv is dense")
+    for row in rows:
+        print(f"  {row['layer']}: {row['chosen']} - {row['reason']}")
+        pred = row.get("predicted_instructions", {})
+        for fmt, nbytes in row["bytes"].items():
+            instr = f"{pred[fmt]:>12,} instr" if fmt in pred else " " * 18
+            print(f"      {'*' if fmt == row['chosen'] else ' '} {fmt:18s} {instr} {nbytes:>9,} B")
     return 0

@@ -13,9 +13,9 @@ API
     ``target``: ``"dtmm/cortex-m4"`` / ``"dtmm/cortex-m7"`` / ``"dtmm/cortex-m55"``.
     Returns a ``ConvCost`` (a tuple ``(instructions, flash_bytes, chosen_format)`` with the
     per-format alternatives in ``.by_format``): the format is the one ``dtmm compile`` picks
-    (dense at or below the sparsity threshold or on the small-Cin dense fast path, otherwise
-    the fewest bytes, ties by measured speed, exactly as
-    :func:`dtmm_tvm.sparsity.storage.choose_format`); ``flash_bytes`` are exact: the stored
+    with ``--optimize speed`` (dense at or below the sparsity threshold, otherwise the fewest
+    predicted instructions, never a format not predicted faster than dense: one decision,
+    :mod:`dtmm_tvm.costmodel.format_choice`); ``flash_bytes`` are exact: the stored
     weights in that format (values + index, the storage module's own byte counts) plus the int32
     bias, multiplier and shift per output channel; ``instructions`` are predicted by the fitted
     linear model.
@@ -194,22 +194,15 @@ def predict_conv_formats(params, mask=None, target="dtmm/cortex-m4") -> dict:
     return out
 
 
-def compiler_format(weight_shape, kept_filterlets: int, threshold: float | None = None) -> str:
-    """The weight format ``dtmm compile`` gives a conv with this many kept filterlets (see
-    relay_passes.filterlet_sparse_conv): dense at or below the threshold or on the small-Cin
-    dense path, else the fewest bytes (ties: FORMAT_SPEED_RANK)."""
+def compiler_format(by_format: dict, sparsity: float, threshold: float | None = None,
+                    optimize: str = "speed", margin: float = 0.0) -> str:
+    """The weight format ``dtmm compile`` gives a conv whose per-format ``(instructions, bytes)``
+    are ``by_format`` (the one decision of :mod:`dtmm_tvm.costmodel.format_choice`)."""
     from relay_passes import DEFAULT_THRESHOLD
-    from relay_passes.filterlet_sparse_conv import small_cin_dense
-    from ..sparsity.storage import FORMAT_SPEED_RANK, FORMATS
+    from .format_choice import pick
 
-    o, kh, kw, _ = weight_shape
-    total = o * kh * kw
-    sparsity = 1.0 - kept_filterlets / total if total else 0.0
-    if sparsity <= (DEFAULT_THRESHOLD if threshold is None else threshold) or small_cin_dense(weight_shape, sparsity):
-        return "dense"
-    best = min((format_bytes(weight_shape, kept_filterlets, f), FORMAT_SPEED_RANK[f], f) for f in FORMATS
-               if format_bytes(weight_shape, kept_filterlets, f) is not None)
-    return best[2]
+    return pick({f: v[1] for f, v in by_format.items()}, {f: v[0] for f, v in by_format.items()}, sparsity,
+                DEFAULT_THRESHOLD if threshold is None else threshold, optimize, margin)[0]
 
 
 def predict_conv(params, mask=None, target="dtmm/cortex-m4", threshold: float | None = None) -> ConvCost:
@@ -221,7 +214,8 @@ def predict_conv(params, mask=None, target="dtmm/cortex-m4", threshold: float | 
     keep = _keep_mask(mask, shape)
     kept = shape.total_filterlets if keep is None else int(keep.sum())
     by_format = predict_conv_formats(shape, keep, target)
-    fmt = compiler_format((shape.cout, shape.kh, shape.kw, shape.cin), kept, threshold)
+    fmt = compiler_format(by_format, 1.0 - kept / shape.total_filterlets if shape.total_filterlets else 0.0,
+                          threshold, margin=float(load_coefficients(target).get("heldout_max_abs_error") or 0.0))
     if keep is not None and fmt != "dense":
         # Exact bytes straight from the storage module's packing of this mask.
         from ..sparsity.storage import pack_filterlets_as

@@ -38,15 +38,22 @@ void dtmm_conv_bias_s8(int32_t fmt, const int8_t *values, const void *idx0, cons
 #if defined(DTMM_ISA_MVE)
   const int8_t *w = values;
   for (int32_t o = 0; o < cout; ++o) {
-    int32_t n = kept_of(fmt, idx0, idx1, kk, o) * cin;
-    int32_t sum = 0;
-    while (n > 0) {
-      const mve_pred16_t p = vctp8q((uint32_t)n);
-      sum = vaddvaq_s8(sum, vldrbq_z_s8(w, p));
-      w += 16;
-      n -= 16;
+    const int32_t n = kept_of(fmt, idx0, idx1, kk, o) * cin;
+    register int32_t sum __asm__("r6") = 0; /* VADDVA needs an even register */
+    if (n > 0) {
+      /* tail-predicated low-overhead loop: 3 instructions per 16 weights */
+      const int8_t *p = w;
+      __asm__ volatile(
+          "dlstp.8 lr, %[n]\n\t"
+          "1:\n\t"
+          "vldrb.8 q0, [%[p]], #16\n\t"
+          "vaddva.s8 %[s], q0\n\t"
+          "letp lr, 1b\n\t"
+          : [p] "+r"(p), [s] "+r"(sum)
+          : [n] "r"(n)
+          : "q0", "lr", "memory");
+      w += n;
     }
-    w += n; /* n <= 0: back to the end of this filter */
     bias_out[o] = bias[o] + input_offset * sum;
   }
 #else

@@ -66,23 +66,22 @@ INLINE void dot_g(const int G, const int8_t *w, const int8_t *x, int32_t n, int3
       __asm__ volatile(
           "1:\n\t"
           "vldrb.8 q0, [%[w]], #16\n\t"
-          "vldrw.32 q1, [%[x]]\n\t"
+          "vldrw.32 q1, [%[x]], #128\n\t" /* post-increment: no separate pointer add */
           "vmladava.s8 %[s0], q1, q0\n\t"
-          "vldrw.32 q2, [%[x], #16]\n\t"
+          "vldrw.32 q2, [%[x], #-112]\n\t"
           "vmladava.s8 %[s1], q2, q0\n\t"
-          "vldrw.32 q1, [%[x], #32]\n\t"
+          "vldrw.32 q1, [%[x], #-96]\n\t"
           "vmladava.s8 %[s2], q1, q0\n\t"
-          "vldrw.32 q2, [%[x], #48]\n\t"
+          "vldrw.32 q2, [%[x], #-80]\n\t"
           "vmladava.s8 %[s3], q2, q0\n\t"
-          "vldrw.32 q1, [%[x], #64]\n\t"
+          "vldrw.32 q1, [%[x], #-64]\n\t"
           "vmladava.s8 %[s4], q1, q0\n\t"
-          "vldrw.32 q2, [%[x], #80]\n\t"
+          "vldrw.32 q2, [%[x], #-48]\n\t"
           "vmladava.s8 %[s5], q2, q0\n\t"
-          "vldrw.32 q1, [%[x], #96]\n\t"
+          "vldrw.32 q1, [%[x], #-32]\n\t"
           "vmladava.s8 %[s6], q1, q0\n\t"
-          "vldrw.32 q2, [%[x], #112]\n\t"
+          "vldrw.32 q2, [%[x], #-16]\n\t"
           "vmladava.s8 %[s7], q2, q0\n\t"
-          "adds %[x], %[x], #128\n\t"
           "subs %[c], %[c], #1\n\t"
           "bne 1b\n\t"
           : [w] "+r"(w), [x] "+r"(x), [c] "+r"(cnt), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
@@ -179,28 +178,40 @@ INLINE void dot_g(const int G, const int8_t *w, const int8_t *x, int32_t n, int3
     register uint32_t d __asm__("r11");
     int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
     uint32_t t0, t1;
-    __asm__ volatile(
-        "1:\n\t"
-        "ldr %[t0], [%[w]], #4\n\t"
-        "sxtb16 %[t1], %[t0], ror #8\n\t"
-        "sxtb16 %[t0], %[t0]\n\t"
-        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t"
-        "smlad %[s0], %[t0], %[a], %[s0]\n\t"
-        "smlad %[s1], %[t0], %[b], %[s1]\n\t"
-        "smlad %[s2], %[t0], %[c], %[s2]\n\t"
-        "smlad %[s3], %[t0], %[d], %[s3]\n\t"
-        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t"
-        "smlad %[s0], %[t1], %[a], %[s0]\n\t"
-        "smlad %[s1], %[t1], %[b], %[s1]\n\t"
-        "smlad %[s2], %[t1], %[c], %[s2]\n\t"
+    /* an odd chunk first, then two chunks per iteration (one loop branch per 32 MACs) */
+#define DTMM_DSP_CHUNK4 \
+        "ldr %[t0], [%[w]], #4\n\t" \
+        "sxtb16 %[t1], %[t0], ror #8\n\t" \
+        "sxtb16 %[t0], %[t0]\n\t" \
+        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t" \
+        "smlad %[s0], %[t0], %[a], %[s0]\n\t" \
+        "smlad %[s1], %[t0], %[b], %[s1]\n\t" \
+        "smlad %[s2], %[t0], %[c], %[s2]\n\t" \
+        "smlad %[s3], %[t0], %[d], %[s3]\n\t" \
+        "ldmia %[x]!, {%[a], %[b], %[c], %[d]}\n\t" \
+        "smlad %[s0], %[t1], %[a], %[s0]\n\t" \
+        "smlad %[s1], %[t1], %[b], %[s1]\n\t" \
+        "smlad %[s2], %[t1], %[c], %[s2]\n\t" \
         "smlad %[s3], %[t1], %[d], %[s3]\n\t"
+    __asm__ volatile(
+        "tst %[n], #1\n\t"
+        "beq 2f\n\t"
+        DTMM_DSP_CHUNK4
+        "2:\n\t"
+        "lsrs %[n], %[n], #1\n\t"
+        "beq 3f\n\t"
+        "1:\n\t"
+        DTMM_DSP_CHUNK4
+        DTMM_DSP_CHUNK4
         "subs %[n], %[n], #1\n\t"
         "bne 1b\n\t"
+        "3:\n\t"
         : [w] "+r"(w), [x] "+r"(x), [n] "+r"(n), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
           [s3] "+r"(s3), [t0] "=&r"(t0), [t1] "=&r"(t1), [a] "=&r"(a), [b] "=&r"(b),
           [c] "=&r"(c), [d] "=&r"(d)
         :
         : "cc", "memory");
+#undef DTMM_DSP_CHUNK4
     acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
   } else {
     for (; n > 0; --n) {
@@ -296,6 +307,10 @@ static inline void requant4_f32(const int32_t *acc, int32_t nvalid, int32_t scal
 static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, int32_t mult,
                                  int32_t sh, int8_t *out, int32_t ps, int32_t out_offset,
                                  int32_t act_min, int32_t act_max) {
+#if defined(DTMM_BENCH_SKIP_REQUANT) /* bench-only phase build (bench/refmodels.py) */
+  __asm__ volatile("" : : "r"(acc), "r"(out) : "memory");
+  return;
+#endif
   if (sh == DTMM_REQUANT_F32) { /* ONNX record: float32 scale (dtmm_requant_f32.h) */
 #if defined(DTMM_ISA_MVE) && (__ARM_FEATURE_MVE & 2)
     for (int32_t s = 0; s < g && s < nvalid; s += 4)
@@ -320,6 +335,43 @@ static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, 
     out[s * ps] = clamp_out(dtmm_rdbp(dtmm_srdhm((int32_t)((uint32_t)acc[s] << left), mult), right)
                                 + out_offset, act_min, act_max);
 }
+
+#if defined(DTMM_ISA_MVE)
+/* Channels per requantization tile. The accumulators of a pixel group live channel-major in a
+ * stack tile (8 int32 per channel, the dot product's acc[] itself), and are requantized 4
+ * channels x 1 pixel per vector (a gather of 4 channels' accumulators): per-channel multiplier
+ * and shift vectors are loaded once per 4 channels, the 4 results of a pixel are contiguous in
+ * the NHWC output (no scatter), instead of one requantization pass per channel. */
+#define TILE_CH 32
+static void requant_tile(const int32_t *tile, int32_t nvalid, int32_t nch, const int32_t *mult,
+                         const int32_t *shift, int8_t *out, int32_t ps, int32_t out_offset,
+                         int32_t act_min, int32_t act_max) {
+#if defined(DTMM_BENCH_SKIP_REQUANT) /* bench-only phase build (bench/refmodels.py) */
+  __asm__ volatile("" : : "r"(tile), "r"(out) : "memory");
+  return;
+#endif
+  const int32x4_t vmin = vdupq_n_s32(act_min), vmax = vdupq_n_s32(act_max);
+  const int32x4_t zero = vdupq_n_s32(0);
+  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), 8); /* channel stride in the tile */
+  for (int32_t c = 0; c < nch; c += 4) {
+    const mve_pred16_t p = vctp32q((uint32_t)(nch - c));
+    const int32x4_t m = vldrwq_z_s32(mult + c, p);
+    const int32x4_t sh = vldrwq_z_s32(shift + c, p);
+    const int32x4_t left = vmaxq_s32(sh, zero);
+    const int32x4_t right = vminq_s32(sh, zero); /* -exponent of RoundingDivideByPOT */
+    const int32_t *t = tile + c * 8;
+    int8_t *o = out + c;
+    for (int32_t s = 0; s < nvalid; ++s) {
+      int32x4_t v = vshlq_s32(vldrwq_gather_shifted_offset_z_s32(t + s, offs, p), left);
+      v = vqrdmulhq_s32(v, m);                                  /* TFLM SRDHM, bit-exact */
+      v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
+      v = vmaxq_s32(vminq_s32(vaddq_n_s32(v, out_offset), vmax), vmin);
+      vstrbq_p_s32(o, v, p);
+      o += ps;
+    }
+  }
+}
+#endif
 
 /* ------------------------------------------------------------------ format decode + block */
 static inline int32_t mask_bits(const uint8_t *m, int32_t o, int32_t kk) {
@@ -371,17 +423,33 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
   const int32_t cpt = (cin + CH - 1) / CH;
   const int32_t tap_bytes = cpt * CHB * g;
   const int32_t aligned = (cin % CH) == 0;
+#if defined(DTMM_BENCH_SKIP_MAC) /* bench-only phase build (bench/refmodels.py): no dot products */
+#define DOTCALL(w_, x_, n_, r_) __asm__ volatile("" : : "r"(w_), "r"(x_), "r"(acc) : "memory")
+#else
 #define DOTCALL(w_, x_, n_, r_)                                                             \
   do {                                                                                      \
     if (G) dot_g(G, (w_), (x_), (n_), (r_), acc); else dot_any(g, (w_), (x_), (n_), (r_), acc); \
   } while (0)
+#endif
   const int8_t *w = values + (int32_t)filterlets_before(FMT, idx0, idx1, kk, o_begin) * cin;
   const int16_t *col = (const int16_t *)idx0;
   const uint8_t *pos = (const uint8_t *)idx0;
   int32_t j = (FMT == DTMM_FMT_CSR) ? ((const int16_t *)idx1)[o_begin]
               : (FMT == DTMM_FMT_U8) ? (int32_t)(w - values) / (cin ? cin : 1) : 0;
-  for (int32_t o = o_begin; o < o_end; ++o) {
+#if defined(DTMM_ISA_MVE)
+  int32_t tile[8 * TILE_CH] __attribute__((aligned(16)));
+  for (int32_t o_t = o_begin; o_t < o_end; o_t += TILE_CH) {
+  const int32_t o_tend = o_end - o_t < TILE_CH ? o_end : o_t + TILE_CH;
+#else
+  {
+  const int32_t o_t = o_begin, o_tend = o_end;
+#endif
+  for (int32_t o = o_t; o < o_tend; ++o) {
+#if defined(DTMM_ISA_MVE)
+    int32_t *acc = tile + (o - o_t) * 8;
+#else
     int32_t acc[8];
+#endif
     const int32_t b = bias[o];
     for (int32_t s = 0; s < g; ++s) acc[s] = b;
     if (FMT == DTMM_FMT_DENSE) {
@@ -418,7 +486,14 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
         m = nt + t >= 32 ? 0 : (rest >> nt) << (nt + t);
       }
     }
+#if !defined(DTMM_ISA_MVE)
     requant_store(acc, g, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min, act_max);
+#endif
+  }
+#if defined(DTMM_ISA_MVE)
+  requant_tile(tile, nvalid, o_tend - o_t, mult + o_t, shift + o_t, out + o_t, ps, out_offset,
+               act_min, act_max);
+#endif
   }
 #undef DOTCALL
 }

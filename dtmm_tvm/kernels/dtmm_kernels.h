@@ -24,9 +24,9 @@ extern "C" {
  * then RoundingDivideByPOT). */
 static inline int32_t dtmm_srdhm(int32_t a, int32_t b) {
   if (a == b && a == INT32_MIN) return INT32_MAX;
-  int64_t ab = (int64_t)a * (int64_t)b;
-  int64_t nudge = ab >= 0 ? (1LL << 30) : (1LL - (1LL << 30));
-  return (int32_t)((ab + nudge) / (1LL << 31));
+  /* gemmlowp's (ab + nudge) / 2^31 with nudge = ab >= 0 ? 2^30 : 1 - 2^30 (division truncating
+   * toward zero) equals floor((ab + 2^30) / 2^31) for every ab: one SMLAL and a 64-bit shift. */
+  return (int32_t)(((int64_t)a * (int64_t)b + (1LL << 30)) >> 31);
 }
 
 static inline int32_t dtmm_rdbp(int32_t x, int32_t exponent) {

@@ -12,6 +12,8 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from ..quant.conv import Conv2DParams
+from ..schedules.conv import resolve
+from ..schedules.records import lookup_schedule
 from .common import requantize_macro, tap_in_bounds, with_attrs
 
 
@@ -27,8 +29,8 @@ def conv2d_int8(params: Conv2DParams, *, target=None, schedule=None) -> tirx.Pri
         version (:mod:`dtmm_tvm.ops.conv2d_micro`, MVE/DSP/portable C chosen by the target's
         features); no target or a non-C one gets the plain TIR loop nest below.
     schedule
-        :class:`dtmm_tvm.ops.conv_schedule.ConvSchedule`; default
-        :func:`~dtmm_tvm.ops.conv_schedule.default_schedule` for the target.
+        :class:`dtmm_tvm.schedules.conv.ConvSchedule`; default
+        :func:`~dtmm_tvm.schedules.conv.default_schedule` for the target.
 
     Returns
     -------
@@ -40,11 +42,7 @@ def conv2d_int8(params: Conv2DParams, *, target=None, schedule=None) -> tirx.Pri
     """
     if params.depthwise:
         raise ValueError("conv2d_int8 got depthwise params; use depthwise_conv2d_int8")
-    from .conv_schedule import resolve
-
-    if schedule is None:  # tuning records (dtmm_tvm.tuning.apply_records) first, then the default
-        from ..tuning import lookup_schedule
-
+    if schedule is None:  # tuning records (dtmm_tvm.schedules.apply_records) first, then the default
         schedule = lookup_schedule("conv2d", params, target)
     target, schedule = resolve(params, target, schedule)
     if schedule.micro_kernel:

@@ -22,6 +22,8 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from ..quant.conv import Conv2DParams
+from ..schedules.conv import resolve
+from ..schedules.records import lookup_schedule
 from .common import requantize_macro, tap_in_bounds, with_attrs
 
 
@@ -96,11 +98,7 @@ def conv2d_filterlet_int8(params: Conv2DParams, kept_filterlets: int, *, target=
         _check(params, kept_filterlets)
     elif params.depthwise or not fits(fmt, params.weight_shape):
         raise ValueError(f"weights {params.weight_shape} do not fit the {fmt} format")
-    from .conv_schedule import resolve
-
-    if schedule is None:  # tuning records (dtmm_tvm.tuning.apply_records) first, then the default
-        from ..tuning import lookup_schedule
-
+    if schedule is None:  # tuning records (dtmm_tvm.schedules.apply_records) first, then the default
         schedule = lookup_schedule("conv2d_filterlet", params, target, kept_filterlets=kept_filterlets)
     target, schedule = resolve(params, target, schedule)
     if schedule.micro_kernel:

@@ -1,6 +1,6 @@
 """Regular int8 conv (dense and filterlet-sparse) as TIR + C micro-kernel calls.
 
-Loop structure (set by :class:`dtmm_tvm.ops.conv_schedule.ConvSchedule`)::
+Loop structure (set by :class:`dtmm_tvm.schedules.conv.ConvSchedule`)::
 
     bias_eff = dtmm_conv_bias_s8(fmt, weights, index, bias)  # once; MVE folds the input offset in
     for n, block in grid(N, ceil(OH*OW / P)):                 # P = pixels_per_block
@@ -8,14 +8,14 @@ Loop structure (set by :class:`dtmm_tvm.ops.conv_schedule.ConvSchedule`)::
         for ob in range(ceil(Cout / OB)):                     # OB = channels_per_block
             dtmm_conv_block_s8(im2col, G, fmt, weights, index, channels ob*OB.., &out[...])
 
-Small Cin (dense only, :func:`dtmm_tvm.ops.conv_schedule.packed_patch`): the im2col call is
+Small Cin (dense only, :func:`dtmm_tvm.schedules.conv.packed_patch`): the im2col call is
 ``dtmm_conv_im2col_packed_s8`` (the whole KH*KW*Cin patch as one run of chunks) and the block
 call gets ``kk = 1, cin = KH*KW*Cin`` - one dense dot product per channel over the OHWI filter.
 
 The im2col block and ``bias_eff`` are TIR allocations, so codegen places them in the arena.
 The micro-kernels (``dtmm_tvm/kernels``) pick their MVE / DSP / portable path from the C
 compiler's macros; the builder only needs the im2col layout sizes of the target
-(:func:`dtmm_tvm.ops.conv_schedule.group_width`, :func:`~dtmm_tvm.ops.conv_schedule.row_bytes`).
+(:func:`dtmm_tvm.schedules.conv.group_width`, :func:`~dtmm_tvm.schedules.conv.row_bytes`).
 
 Weight formats (``fmt``, see :mod:`dtmm_tvm.sparsity.storage`): ``"dense"`` (args
 ``x, w, bias, mult, shift, out``), ``"filterlet_csr"`` (``x, values, col_idx, row_ptr, ...``),
@@ -31,7 +31,7 @@ from tvm.script import tirx as T
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
 from .common import with_attrs
-from .conv_schedule import ConvSchedule, group_width, packed_patch, row_bytes
+from ..schedules.conv import ConvSchedule, group_width, packed_patch, row_bytes
 
 C_KERNELS = ["dtmm_conv_im2col_s8", "dtmm_conv_bias_s8", "dtmm_conv_block_s8"]  # + packed im2col (same file)
 

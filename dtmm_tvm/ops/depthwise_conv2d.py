@@ -18,8 +18,6 @@ Two implementations behind one builder:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tvm
 from tvm import tirx
@@ -27,71 +25,18 @@ from tvm.script import tirx as T
 
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
+from ..schedules.depthwise import CHANNEL_BLOCKS, DepthwiseSchedule, c_target, default_schedule, schedule_space
+from ..schedules.records import lookup_schedule
 from .common import BIAS_ATTR, FOLDED, requantize_macro, tap_in_bounds, with_attrs
 
 __all__ = ["DepthwiseSchedule", "default_schedule", "schedule_space", "scratch_bytes", "fold_bias",
            "depthwise_conv2d_int8", "C_KERNEL"]
 
 C_KERNEL = "dtmm_depthwise_conv_s8"
-#: PrimFunc attribute telling the caller which bias the kernel expects.
-#: Channel blocks the C kernel implements per ISA (others fall back to the next smaller one).
-CHANNEL_BLOCKS = {"mve": (4, 8, 16), "dsp": (4, 8), "c": (1, 2, 4)}
 _POINTER_BYTES = 4  # Cortex-M
 
 
-@dataclass(frozen=True)
-class DepthwiseSchedule:
-    """Knobs of the depthwise kernel.
-
-    Attributes
-    ----------
-    channel_block
-        Output channels the micro-kernel accumulates together per pass over the taps (one
-        SXTB16/SMLAxy group = 4 on DSP, one int32x4 vector = 4 on MVE). Larger blocks share the
-        tap-pointer loads but need more registers.
-    micro_kernel
-        False: the plain TIR loop nest (no extern call; what host builds use).
-    """
-
-    channel_block: int = 4
-    micro_kernel: bool = True
-
-    def __post_init__(self):
-        if self.channel_block not in (1, 2, 4, 8, 16):
-            raise ValueError(f"channel_block={self.channel_block} not in (1, 2, 4, 8, 16)")
-
-
-def _c_target(target):
-    if target is None:
-        target = tvm.target.Target.current(allow_none=True)
-    return target if target is not None and str(target.kind.name) == "c" else None
-
-
-def default_schedule(params: Conv2DParams, target=None) -> DepthwiseSchedule:
-    """Per-target default (measured on 16x16x64 3x3 and the fixtures, see the kernel bench).
-
-    MVE: 16 channels (4 vectors) per pass; DSP: 4 (8 spills on Cortex-M4); portable C: 4.
-    Without a C target (host LLVM builds): the TIR loop nest.
-    """
-    target = _c_target(target)
-    if target is None:
-        return DepthwiseSchedule(micro_kernel=False)
-    return DepthwiseSchedule(channel_block={"mve": 16, "dsp": 4, "c": 4}[target_isa(target)])
-
-
-def schedule_space(params: Conv2DParams, target=None) -> list[DepthwiseSchedule]:
-    """Every schedule worth measuring for ``params`` on ``target`` (default first)."""
-    default = default_schedule(params, target)
-    if not default.micro_kernel:
-        return [default]
-    space = [default]
-    for cb in CHANNEL_BLOCKS[target_isa(_c_target(target))]:
-        s = DepthwiseSchedule(channel_block=cb)
-        if s not in space:
-            space.append(s)
-    return space
-
-
+#: PrimFunc attribute telling the caller which bias the kernel expects.
 def scratch_bytes(params: Conv2DParams) -> int:
     """Arena scratch of the micro-kernel (mirrors ``dtmm_depthwise_conv_s8_get_buffer_size``
     for 32-bit pointers): the tap-pointer table plus one pad pixel, at least 20 bytes so the
@@ -140,12 +85,10 @@ def depthwise_conv2d_int8(params: Conv2DParams, *, target=None,
     """
     if not params.depthwise:
         raise ValueError("depthwise_conv2d_int8 needs depthwise params (depthwise=True)")
-    if schedule is None:  # tuning records (dtmm_tvm.tuning.apply_records) first, then the default
-        from ..tuning import lookup_schedule
-
+    if schedule is None:  # tuning records (dtmm_tvm.schedules.apply_records) first, then the default
         schedule = lookup_schedule("depthwise_conv2d", params, target)
     schedule = schedule or default_schedule(params, target)
-    if not schedule.micro_kernel or _c_target(target) is None:
+    if not schedule.micro_kernel or c_target(target) is None:
         return _depthwise_tir(params)
     return _depthwise_micro(params, schedule)
 

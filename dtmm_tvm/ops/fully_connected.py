@@ -19,8 +19,6 @@ Two implementations behind one builder:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tvm
 from tvm import tirx
@@ -28,67 +26,15 @@ from tvm.script import tirx as T
 
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import FullyConnectedParams
+from ..schedules.fully_connected import (ROWS_PER_BLOCK, FullyConnectedSchedule, c_target, default_schedule,
+                                         schedule_space)
+from ..schedules.records import lookup_schedule
 from .common import BIAS_ATTR, FOLDED, requantize_macro, with_attrs
 
 __all__ = ["FullyConnectedSchedule", "default_schedule", "schedule_space", "scratch_bytes", "fold_bias",
            "fully_connected_int8", "C_KERNEL"]
 
 C_KERNEL = "dtmm_fully_connected_s8"
-ROWS_PER_BLOCK = (1, 2, 4)
-
-
-@dataclass(frozen=True)
-class FullyConnectedSchedule:
-    """Knobs of the fully connected kernel.
-
-    Attributes
-    ----------
-    rows_per_block
-        Output rows (1, 2 or 4) whose dot products run together, sharing every input load (and
-        on DSP its SXTB16 unpacking).
-    micro_kernel
-        False: the plain TIR loop nest (no extern call; what host builds use).
-    """
-
-    rows_per_block: int = 2
-    micro_kernel: bool = True
-
-    def __post_init__(self):
-        if self.rows_per_block not in ROWS_PER_BLOCK:
-            raise ValueError(f"rows_per_block={self.rows_per_block} not in {ROWS_PER_BLOCK}")
-
-
-def _c_target(target):
-    if target is None:
-        target = tvm.target.Target.current(allow_none=True)
-    return target if target is not None and str(target.kind.name) == "c" else None
-
-
-def default_schedule(params: FullyConnectedParams, target=None) -> FullyConnectedSchedule:
-    """Per-target default (measured on 256->64, 250->10 and the fixtures, see the kernel bench).
-
-    4 rows per block on MVE, DSP and portable C. Without a C target (host LLVM builds) or with a
-    non-zero weight zero point: the TIR loop nest.
-    """
-    target = _c_target(target)
-    if target is None or params.weight_zero_point != 0:
-        return FullyConnectedSchedule(micro_kernel=False)
-    return FullyConnectedSchedule(rows_per_block={"mve": 4, "dsp": 4, "c": 4}[target_isa(target)])
-
-
-def schedule_space(params: FullyConnectedParams, target=None) -> list[FullyConnectedSchedule]:
-    """Every schedule worth measuring for ``params`` on ``target`` (default first)."""
-    default = default_schedule(params, target)
-    if not default.micro_kernel:
-        return [default]
-    space = [default]
-    for rows in ROWS_PER_BLOCK:
-        s = FullyConnectedSchedule(rows_per_block=rows)
-        if s not in space and rows <= max(params.weight_shape[0], 1):
-            space.append(s)
-    return space
-
-
 def scratch_bytes(params: FullyConnectedParams) -> int:
     """Arena scratch of the micro-kernel (``dtmm_fully_connected_s8_get_buffer_size``): none."""
     return 0
@@ -124,12 +70,10 @@ def fully_connected_int8(params: FullyConnectedParams, *, target=None,
         the micro-kernel version also ``"dtmm.c_kernels"``, ``"dtmm.schedule"`` and
         ``"dtmm.bias"`` (see :func:`kernel_bias`).
     """
-    if schedule is None:  # tuning records (dtmm_tvm.tuning.apply_records) first, then the default
-        from ..tuning import lookup_schedule
-
+    if schedule is None:  # tuning records (dtmm_tvm.schedules.apply_records) first, then the default
         schedule = lookup_schedule("fully_connected", params, target)
     schedule = schedule or default_schedule(params, target)
-    if not schedule.micro_kernel or _c_target(target) is None or params.weight_zero_point != 0:
+    if not schedule.micro_kernel or c_target(target) is None or params.weight_zero_point != 0:
         return _fully_connected_tir(params)
     return _fully_connected_micro(params, schedule)
 

@@ -4,15 +4,14 @@
   model, build a one-layer artifact per candidate schedule (the op's ``schedule_space``), run it
   on a board and keep the candidate with the fewest instructions whose outputs equal the
   default schedule's. ``dtmm tune`` is its CLI.
-- :class:`TuningRecords` (records): the JSON file, schema ``dtmm-tuning/1``.
-- :func:`apply_records`: context manager; inside it the kernel builders take the recorded best
-  schedule (:func:`lookup_schedule`) when called with ``schedule=None``. ``dtmm compile
-  --tuning-records`` and ``compile_model(tuning_records=...)`` use it.
+- :class:`TuningRecords`, :func:`apply_records`, :func:`lookup_schedule` live in
+  :mod:`dtmm_tvm.schedules` (below the ops, which consult them) and are re-exported here.
+  ``dtmm compile --tuning-records`` and ``compile_model(tuning_records=...)`` use them.
 
-This module stays light (no TVM import): the kernel builders import it.
+Import order: tuning -> compiler / ops -> schedules; nothing below imports this package.
 """
 
-from .records import (
+from ..schedules.records import (
     SCHEMA,
     TUNABLE_OPS,
     TuningRecords,

@@ -32,34 +32,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DTMMError
-from .records import (
-    TUNABLE_OPS,
+from ..schedules.layers import TunableLayer, attr as _attr, tunable_layers
+from ..schedules.records import (
     TuningRecords,
     apply_records,
-    layer_key,
+    params_json,
     schedule_str,
     schedule_to_json,
 )
 
 #: Random inputs per measurement (instructions = the maximum over them, outputs all compared).
 N_INPUTS = 2
-
-
-@dataclass
-class TunableLayer:
-    """One distinct tunable layer of a lowered model."""
-
-    key: str
-    op: str
-    names: list            # PrimFunc names sharing this key (identical layers are tuned once)
-    params: object         # Conv2DParams / FullyConnectedParams
-    extra: dict            # extra key fields (kept_filterlets for the filterlet conv)
-    func: object           # the lowered PrimFunc (attributes to carry over)
-    input_ty: object       # relax TensorType of the layer's input
-    constants: list        # the call's constant arguments, in order
-    out_ty: object
-    layer: dict = field(default_factory=dict)
-    build_kwargs: dict = field(default_factory=dict)  # extra builder arguments (e.g. fmt), not in the key
 
 
 @dataclass
@@ -95,84 +78,14 @@ def _builder(op: str):
     raise KeyError(op)
 
 
-def _builder_func(op: str):
-    from ..ops.conv2d_filterlet import conv2d_filterlet_int8
-
-    return conv2d_filterlet_int8
-
-
-def _accepts(func, name: str) -> bool:
-    import inspect
-
-    return name in inspect.signature(func).parameters
-
-
 def _space(op: str):
     if op in ("conv2d", "conv2d_filterlet"):
-        from ..ops.conv_schedule import schedule_space
+        from ..schedules.conv import schedule_space
     elif op == "depthwise_conv2d":
-        from ..ops.depthwise_conv2d import schedule_space
+        from ..schedules.depthwise import schedule_space
     else:
-        from ..ops.fully_connected import schedule_space
+        from ..schedules.fully_connected import schedule_space
     return schedule_space
-
-
-def _params_cls(op: str):
-    from ..quant.conv import Conv2DParams, FullyConnectedParams
-
-    return FullyConnectedParams if op == "fully_connected" else Conv2DParams
-
-
-def _attr(func, name):
-    attrs = func.attrs
-    return str(attrs[name]) if attrs is not None and name in attrs else None
-
-
-def tunable_layers(mod) -> list[TunableLayer]:
-    """The distinct tunable layers of a lowered module, in call order."""
-    from tvm import relax
-
-    main = mod["main"]
-    found: dict[str, TunableLayer] = {}
-    for block in main.body.blocks:
-        for binding in block.bindings:
-            call = binding.value
-            if not (isinstance(call, relax.Call) and getattr(call.op, "name", None) == "relax.call_tir"):
-                continue
-            gvar = call.args[0]
-            func = mod[gvar]
-            op, params_attr, layer_attr = _attr(func, "dtmm.op"), _attr(func, "dtmm.params"), _attr(func, "dtmm.layer")
-            if op not in TUNABLE_OPS or params_attr is None:
-                continue
-            args = list(call.args[1].fields)
-            if _is_const(args[0]) or not all(_is_const(a) for a in args[1:]):
-                continue  # a layer whose parameters are not constants (not produced by our passes)
-            raw = json.loads(params_attr)
-            params = _params_cls(op)(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-            layer = json.loads(layer_attr) if layer_attr else {}
-            extra, build_kwargs = {}, {}
-            if op == "conv2d_filterlet":
-                # Index formats other than the CSR one (filterlet_u8, filterlet_bitmask, ...).
-                fmt = layer.get("format")
-                if fmt and fmt != "filterlet_csr" and _accepts(_builder_func(op), "fmt"):
-                    build_kwargs["fmt"] = fmt
-                kept = layer.get("kept_filterlets")
-                if kept is None:
-                    kept = int(args[1].ty.shape[0]) // params.weight_shape[3]  # values: [kept * Cin]
-                extra["kept_filterlets"] = int(kept)
-            key = layer_key(op, params, **extra)
-            if key in found:
-                found[key].names.append(gvar.name_hint)
-                continue
-            found[key] = TunableLayer(key, op, [gvar.name_hint], params, extra, func, args[0].ty, args[1:],
-                                      call.ty, layer, build_kwargs)
-    return list(found.values())
-
-
-def _is_const(expr) -> bool:
-    import tvm
-
-    return isinstance(expr, tvm.ir.GenericConst)
 
 
 def select_candidates(space: list, trials: int, seed: int, key: str) -> list:
@@ -388,8 +301,6 @@ def _same(a, b) -> bool:
 
 
 def _entry(layer: TunableLayer, space: list, cands: list[Candidate]) -> dict:
-    from .records import params_json
-
     default = cands[0]
     valid = [c for c in cands if c.error is None and c.instructions is not None]
     best = min(valid, key=lambda c: (c.instructions, c.index)) if valid and default.error is None else None

@@ -50,5 +50,9 @@ def test_bench_smoke(tmp_path, needs_toolchain):
         assert runs[column]["exact"], column
     # TVM's float requantization may be off by one LSB, never more on this layer.
     assert runs["tvm"]["max_abs_diff"] <= 1
-    # The fixture is filterlet-pruned (40 %): DTMM stores fewer weight+index bytes than dense.
-    assert runs["dtmm"]["stored_weight_bytes"] < runs["dense"]["stored_weight_bytes"]
+    # The fixture is filterlet-pruned (40 %); DTMM (--optimize speed) takes a filterlet format only
+    # where it is predicted faster, so it is never bigger, nor slower than dense beyond the
+    # prediction's tolerance (the kept-dense case builds the same kernel).
+    assert runs["dtmm"]["stored_weight_bytes"] <= runs["dense"]["stored_weight_bytes"]
+    if runs["dtmm"]["layer_formats"] == ["dense"]:
+        assert runs["dtmm"]["instructions"] == runs["dense"]["instructions"]

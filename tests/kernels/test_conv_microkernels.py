@@ -21,7 +21,7 @@ from dtmm_tvm.codegen import primfunc_to_c
 from dtmm_tvm.kernels import available_kernels, header_files, kernel_source
 from dtmm_tvm.ops.conv2d import conv2d_int8
 from dtmm_tvm.ops.conv2d_filterlet import conv2d_filterlet_int8
-from dtmm_tvm.ops.conv_schedule import ConvSchedule, default_schedule, schedule_space
+from dtmm_tvm.schedules.conv import ConvSchedule, default_schedule, schedule_space
 from dtmm_tvm.quant import conv as qc
 from dtmm_tvm.sparsity.storage import pack_filterlets
 
@@ -171,12 +171,13 @@ def test_every_format_on_qemu(tmp_path, monkeypatch, target, board, fmt):
 
     monkeypatch.setattr(fsc, "FORMATS_OVERRIDE", (fmt,))
     models = [m for m in QEMU_MODELS if "10x4" not in m or fmt != "filterlet_bitmask"]
-    metas = _run_qemu_fixtures(tmp_path, target, board, models, (("dtmm", 0.0),))
+    # optimize="size": the forced format on every pruned layer, even where dense is faster
+    metas = _run_qemu_fixtures(tmp_path, target, board, models, (("dtmm", 0.0),), optimize="size")
     formats = {layer.get("format") for meta in metas for layer in meta["layers"] if layer.get("op") == "conv2d"}
     assert fmt in formats
 
 
-def _run_qemu_fixtures(tmp_path, target, board, models, modes):
+def _run_qemu_fixtures(tmp_path, target, board, models, modes, optimize="speed"):
     from dtmm_tvm.compiler import compile_model
     from dtmm_tvm.micro import run_artifact
     from dtmm_tvm.reference import run_tflm
@@ -187,7 +188,7 @@ def _run_qemu_fixtures(tmp_path, target, board, models, modes):
         path = FIXTURES / model
         for mode, threshold in modes:
             out = tmp_path / f"{path.stem}-{mode}.tar"
-            meta = compile_model(path, out, target=target, mode=mode, threshold=threshold)
+            meta = compile_model(path, out, target=target, mode=mode, threshold=threshold, optimize=optimize)
             metas.append(meta)
             x = rng.integers(-128, 128, size=(2, *meta["inputs"][0]["shape"])).astype(np.int8)
             x[0] = -128

@@ -130,3 +130,34 @@ def test_a_producer_also_read_by_a_concat_keeps_its_filters():
     shapes = _shapes(after)
     assert shapes["conv2d_0"] == [6, 3, 3, 4] and shapes["conv2d_1"] == [5, 1, 1, 6]
     tvm.ir.assert_structural_equal(after, lowered)
+
+
+def test_an_aligned_channel_count_stays_aligned():
+    # 8 filters, 2 all-zero: dropping them would leave the consumer Cin = 6, not a multiple of the
+    # SIMD chunk (4 on DSP / portable), which costs a partial chunk per tap: nothing is dropped.
+    w1 = RNG.integers(-100, 100, size=(3, 3, 4, 8)).astype(np.int8)
+    w1[:, :, :, 1] = 0
+    w1[:, :, :, 6] = 0
+    b1 = np.full(8, -40, np.int32)
+    w2 = RNG.integers(-100, 100, size=(1, 1, 8, 5)).astype(np.int8)
+    s1 = np.full(8, 0.01, np.float32)
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 6, 6, 4), "int8")):
+            with R.dataflow():
+                xf = R.dequantize(x, R.const(0.05, "float32"), R.const(0, "int32"), out_dtype="float32", axis=0)
+                w = R.dequantize(R.const(w1), R.const(s1), R.const(0, "int32"), out_dtype="float32", axis=3)
+                y1 = R.nn.conv2d(xf, w, padding=[1, 1, 1, 1], data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC")
+                b = R.dequantize(R.const(b1), R.const(s1 * np.float32(0.05)), R.const(0, "int32"), out_dtype="float32", axis=0)
+                q1 = R.quantize(R.add(y1, b), R.const(0.1, "float32"), R.const(-128, "int32"), out_dtype="int8", axis=0)
+                f1 = R.dequantize(q1, R.const(0.1, "float32"), R.const(-128, "int32"), out_dtype="float32", axis=0)
+                v = R.dequantize(R.const(w2), R.const(S2), R.const(0, "int32"), out_dtype="float32", axis=3)
+                y2 = R.nn.conv2d(f1, v, padding=[0, 0, 0, 0], data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC")
+                q2 = R.quantize(y2, R.const(0.2, "float32"), R.const(3, "int32"), out_dtype="int8", axis=0)
+                R.output(q2)
+            return q2
+
+    lowered = LowerQDQToInteger()(Before)
+    assert _shapes(DropZeroFilters()(lowered))["conv2d_1"] == [5, 1, 1, 8]

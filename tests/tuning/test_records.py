@@ -7,8 +7,9 @@ import pytest
 import tvm
 
 from dtmm_tvm.cli.main import main
-from dtmm_tvm.ops.conv_schedule import ConvSchedule
-from dtmm_tvm.ops.fully_connected import FullyConnectedSchedule, fully_connected_int8
+from dtmm_tvm.schedules.conv import ConvSchedule
+from dtmm_tvm.ops.fully_connected import fully_connected_int8
+from dtmm_tvm.schedules.fully_connected import FullyConnectedSchedule
 from dtmm_tvm.quant.conv import Conv2DParams, FullyConnectedParams
 from dtmm_tvm.target import resolve_target
 from dtmm_tvm.tuning import (
@@ -33,7 +34,7 @@ def _records(target="dtmm/cortex-m4", layers=None):
 
 
 def _entry(op, params, best, default, **extra):
-    from dtmm_tvm.tuning.records import params_json
+    from dtmm_tvm.schedules.records import params_json
 
     return {"op": op, "layers": [f"{op}_0"], "params": params_json(params), "space_size": 3,
             "default": {"schedule": schedule_to_json(default), "instructions": 100},

@@ -21,6 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import DTMMError
+from .conv import ConvSchedule
+from .depthwise import DepthwiseSchedule
+from .fully_connected import FullyConnectedSchedule
 
 SCHEMA = "dtmm-tuning/1"
 
@@ -38,11 +41,7 @@ class TuningRecordsError(DTMMError):
 
 
 def schedule_classes() -> dict:
-    """Schedule dataclass name -> class (imported lazily: the ops import this module)."""
-    from ..ops.conv_schedule import ConvSchedule
-    from ..ops.depthwise_conv2d import DepthwiseSchedule
-    from ..ops.fully_connected import FullyConnectedSchedule
-
+    """Schedule dataclass name -> class."""
     return {c.__name__: c for c in (ConvSchedule, DepthwiseSchedule, FullyConnectedSchedule)}
 
 

@@ -1,0 +1,159 @@
+"""The weight format of one regular conv: dense or a filterlet format, by predicted instructions.
+
+One decision, used by the compiler's rewrite (:class:`relay_passes.FilterletSparseConv`) and by
+the cost model's :func:`dtmm_tvm.costmodel.predict_conv` (so the pruner predicts what the
+compiler builds):
+
+- at or below the filterlet-sparsity ``threshold`` the layer stays dense;
+- ``optimize="speed"`` (default): the candidate with the fewest *predicted* instructions
+  (:func:`dtmm_tvm.costmodel.predict_conv_formats`, fitted on QEMU measurements of the kernels);
+  candidates within :data:`TIE_FRACTION` of the fastest are tied and the fewest bytes wins. A
+  filterlet format replaces dense only when it is predicted faster by more than the fit's
+  held-out per-layer error (``heldout_max_abs_error`` of the target's coefficients, at least
+  :data:`DENSE_MARGIN`): the promise is *never slower than dense* (small-Cin first convs, whose
+  dense kernel takes the packed-patch path, stay dense this way up to very high sparsity,
+  measured instead of the old estimated 85% rule);
+- ``optimize="size"``: the fewest bytes (values + index), ties by predicted instructions.
+
+Without a target (host builds) or without a cost model for it, ``speed`` cannot predict and
+falls back to ``size``; the decision says so in its ``reason``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OPTIMIZE = ("speed", "size")
+#: A filterlet format must be predicted this much faster than dense to replace it.
+DENSE_MARGIN = 0.05
+#: Filterlet formats predicted within this fraction of the fastest one are tied (bytes decide).
+TIE_FRACTION = 0.02
+
+
+@dataclass
+class FormatDecision:
+    """What was chosen for one conv, and why (recorded in metadata.json)."""
+
+    format: str
+    optimize: str
+    reason: str
+    bytes: dict = field(default_factory=dict)          # format -> stored weight bytes (values + index)
+    predicted: dict = field(default_factory=dict)      # format -> predicted instructions (empty: none)
+    cost_model: str | None = None                      # target whose coefficients predicted
+
+    def to_json(self) -> dict:
+        out = {"chosen": self.format, "optimize": self.optimize, "reason": self.reason,
+               "bytes": dict(self.bytes)}
+        if self.predicted:
+            out["predicted_instructions"] = dict(self.predicted)
+            out["cost_model"] = self.cost_model
+        return out
+
+
+def kept_runs(keep_ohw: np.ndarray) -> int:
+    """Runs of consecutive kept taps (row-major over KH*KW), summed over filters: the kernel's
+    dot-product calls per pixel group when Cin fills whole SIMD chunks."""
+    flat = np.asarray(keep_ohw, dtype=bool).reshape(keep_ohw.shape[0], -1)
+    starts = flat & ~np.concatenate([np.zeros((flat.shape[0], 1), bool), flat[:, :-1]], axis=1)
+    return int(starts.sum())
+
+
+def pick(bytes_by_format: dict, predicted: dict, sparsity: float, threshold: float,
+         optimize: str = "speed", margin: float = DENSE_MARGIN) -> tuple[str, str]:
+    """``(format, reason)`` from per-format bytes and predicted instructions (``predicted``
+    empty: no prediction, bytes decide). ``bytes_by_format`` holds ``"dense"`` and every
+    filterlet format the layer fits; ``margin``: how much faster than dense a filterlet format
+    must be predicted (at least :data:`DENSE_MARGIN`)."""
+    margin = max(margin, DENSE_MARGIN)
+    if optimize not in OPTIMIZE:
+        raise ValueError(f"optimize must be one of {OPTIMIZE}, got {optimize!r}")
+    if sparsity <= threshold:
+        return "dense", f"filterlet sparsity {sparsity:.0%} <= threshold {threshold:.0%}"
+    sparse = [f for f in bytes_by_format if f != "dense"]
+    if not sparse:
+        return "dense", "no filterlet format fits the layer"
+    if optimize == "speed" and predicted:
+        best = min(predicted[f] for f in sparse)
+        tied = [f for f in sparse if predicted[f] <= best * (1 + TIE_FRACTION)]
+        fmt = min(tied, key=lambda f: (bytes_by_format[f], predicted[f]))
+        dense = predicted["dense"]
+        if predicted[fmt] > dense * (1 - margin):
+            return "dense", (f"speed: dense predicted {dense:,} instructions, best filterlet format "
+                             f"{fmt} {predicted[fmt]:,} (not {margin:.0%} faster)")
+        return fmt, (f"speed: {fmt} predicted {predicted[fmt]:,} instructions vs dense {dense:,}"
+                     + (f"; tied within {TIE_FRACTION:.0%} with {', '.join(t for t in tied if t != fmt)}, "
+                        "fewest bytes" if len(tied) > 1 else ""))
+    fmt = min(sparse, key=lambda f: (bytes_by_format[f], predicted.get(f, 0)))
+    why = "size" if optimize == "size" else "speed requested but no prediction, so size"
+    if bytes_by_format[fmt] >= bytes_by_format["dense"]:
+        return "dense", f"{why}: dense {bytes_by_format['dense']:,} B <= {fmt} {bytes_by_format[fmt]:,} B"
+    return fmt, f"{why}: {fmt} {bytes_by_format[fmt]:,} B, fewest bytes"
+
+
+def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: str = "speed",
+                       threshold: float = 0.1, formats=None) -> FormatDecision:
+    """The format of a regular conv with OHWI int8 ``weight_ohwi`` (see the module docstring).
+
+    Parameters
+    ----------
+    params
+        The layer's :class:`dtmm_tvm.quant.conv.Conv2DParams`.
+    target
+        A ``tvm.target.Target``, a target tag, or None (no prediction: bytes decide).
+    formats
+        Filterlet formats allowed (default all of :data:`dtmm_tvm.sparsity.FORMATS`).
+    """
+    from ..sparsity.storage import FORMATS
+    from . import CostModelError, conv_shape_of, format_bytes, load_coefficients, predict_conv_formats
+
+    formats = FORMATS if formats is None else tuple(formats)
+    keep = np.any(np.asarray(weight_ohwi) != 0, axis=3)
+    kept = int(keep.sum())
+    sparsity = 1.0 - kept / keep.size if keep.size else 0.0
+    shape = tuple(int(d) for d in np.shape(weight_ohwi))
+    nbytes = {"dense": format_bytes(shape, kept, "dense")}
+    for fmt in formats:
+        b = format_bytes(shape, kept, fmt)
+        if b is not None:
+            nbytes[fmt] = b
+    predicted, source, note, margin = {}, None, "", DENSE_MARGIN
+    if sparsity > threshold:  # predicted in both modes: metadata shows every candidate
+        tag = _target_tag(target)
+        if tag is None:
+            note = "no target"
+        else:
+            try:
+                conv = conv_shape_of(params)
+                conv = type(conv)(**{**conv.__dict__, "kept_filterlets": kept, "kept_runs": kept_runs(keep)})
+                by_format = predict_conv_formats(conv, keep, tag)
+                predicted = {f: int(v[0]) for f, v in by_format.items() if f in nbytes}
+                source = tag
+                # the fit's own held-out error: a prediction closer to dense than that is a tie
+                margin = float(load_coefficients(tag).get("heldout_max_abs_error") or DENSE_MARGIN)
+            except CostModelError as err:
+                note = str(err)
+    fmt, reason = pick(nbytes, predicted, sparsity, threshold, optimize, margin)
+    if note:
+        reason += f" ({note})"
+    return FormatDecision(fmt, optimize, reason, nbytes, predicted, source)
+
+
+def _target_tag(target) -> str | None:
+    if target is None:
+        import tvm
+
+        target = tvm.target.Target.current(allow_none=True)
+    if target is None:
+        return None
+    if isinstance(target, str):
+        return target if target.startswith("dtmm/") else f"dtmm/{target}"
+    if str(target.kind.name) != "c":
+        return None
+    from ..target import target_tag
+
+    try:
+        return target_tag(target)
+    except Exception:  # a C target that is not one of ours: no cost model
+        return None
