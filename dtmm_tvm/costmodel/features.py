@@ -16,7 +16,7 @@ CONV_FORMATS = ("dense", "filterlet_csr", "filterlet_u8", "filterlet_bitmask")
 
 #: SIMD chunk (int8 elements per inner step) per core: DSP q15 pairs of 4, MVE 16 lanes.
 _CHUNK = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
-#: Output pixels per im2col block of the default schedule (conv_schedule.default_schedule).
+#: Output pixels per im2col block of the default schedule (dtmm_tvm.schedules.conv.default_schedule).
 _PIXELS_PER_BLOCK = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 8}
 
 
@@ -81,7 +81,7 @@ def _core(target: str) -> str:
 
 
 #: Dense convs with Cin not a multiple of the chunk and KH*KW*Cin up to this many bytes use the
-#: packed-patch im2col (mirrors dtmm_tvm.ops.conv_schedule.PACKED_MAX).
+#: packed-patch im2col (mirrors dtmm_tvm.schedules.conv.PACKED_MAX).
 PACKED_MAX = 256
 
 CONV_FEATURES = ["simd_mac_steps", "dot_calls", "chunk_tails", "filterlet_visits", "im2col_chunks", "outputs",

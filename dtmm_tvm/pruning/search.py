@@ -159,9 +159,16 @@ class CostEvaluator:
                 kept = cout * taps - n_removed(cout * taps, ratio, keep_at_least=cout)
                 shape = cm.ConvShape(h, w, cin, cout, kh, kw, tuple(layer.strides), _same_pad(layer, (h, w)),
                                      kept_filterlets=kept)
-                fmt = cm.compiler_format((cout, kh, kw, cin), kept, self.threshold)
-                feats_i = self._conv_instr(shape, fmt)
-                nbytes = cm.format_bytes((cout, kh, kw, cin), kept, fmt) + cm.REQUANT_BYTES_PER_CHANNEL * cout
+                # The compiler's own decision (dtmm_tvm.costmodel.format_choice) over every format.
+                by_format = {}
+                for candidate in cm.CONV_FORMATS:
+                    weight_bytes = cm.format_bytes((cout, kh, kw, cin), kept, candidate)
+                    if weight_bytes is not None:
+                        by_format[candidate] = (self._conv_instr(shape, candidate),
+                                                weight_bytes + cm.REQUANT_BYTES_PER_CHANNEL * cout)
+                margin = float(cm.load_coefficients(self.target).get("heldout_max_abs_error") or 0.0)
+                fmt = cm.compiler_format(by_format, 1.0 - kept / (cout * taps), self.threshold, margin=margin)
+                feats_i, nbytes = by_format[fmt]
                 scratch = self._scratch(shape, fmt)
                 instr += feats_i
                 flash += nbytes
@@ -235,7 +242,7 @@ class CostEvaluator:
         key = (shape.height, shape.width, shape.cin, shape.cout, shape.kh, shape.kw, shape.strides, shape.padding,
                fmt)
         if key not in self._scratch_cache:
-            from ..ops.conv_schedule import default_schedule, scratch_bytes, target_isa
+            from ..schedules.conv import default_schedule, scratch_bytes, target_isa
             from ..target import resolve_target
 
             t = resolve_target(self.target)
