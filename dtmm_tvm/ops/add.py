@@ -87,14 +87,23 @@ def add_int8(shape1, shape2, params: AddParams, name: str = "add_int8", *, targe
     """
     shape1, shape2 = tuple(int(d) for d in shape1), tuple(int(d) for d in shape2)
     out_shape = tuple(int(d) for d in np.broadcast_shapes(shape1, shape2))
-    n1, n2, n = math.prod(shape1), math.prod(shape2), math.prod(out_shape)
-    attrs = {"global_symbol": name, "dtmm.op": "add", "op_pattern": 8, "tirx.noalias": True}
     if uses_micro_kernel(shape1, shape2, params, target):
+        attrs = {"global_symbol": name, "dtmm.op": "add", "op_pattern": 8, "tirx.noalias": True}
         return _add_micro(shape1, shape2, out_shape, params, attrs)
+    return binary_int8(shape1, shape2, _add_value, params, "add", name)
+
+
+def binary_int8(shape1, shape2, value, params, op: str, name: str) -> tirx.PrimFunc:
+    """An int8 elementwise binary op with numpy broadcasting (ADD, MUL, SUB): ``value(a, b,
+    params, t32, t64)`` gives one output element in TFLM's fixed-point arithmetic."""
+    shape1, shape2 = tuple(int(d) for d in shape1), tuple(int(d) for d in shape2)
+    out_shape = tuple(int(d) for d in np.broadcast_shapes(shape1, shape2))
+    n1, n2, n = math.prod(shape1), math.prod(shape2), math.prod(out_shape)
+    attrs = {"global_symbol": name, "dtmm.op": op, "op_pattern": 8, "tirx.noalias": True}
 
     def build(n32: int, n64: int):
         @T.prim_func
-        def add(x1: T.Buffer(shape1, "int8"), x2: T.Buffer(shape2, "int8"), out: T.Buffer(out_shape, "int8")):
+        def binary(x1: T.Buffer(shape1, "int8"), x2: T.Buffer(shape2, "int8"), out: T.Buffer(out_shape, "int8")):
             T.func_attr(attrs)
             a = T.decl_buffer((n1,), "int8", data=x1.data)
             b = T.decl_buffer((n2,), "int8", data=x2.data)
@@ -102,15 +111,13 @@ def add_int8(shape1, shape2, params: AddParams, name: str = "add_int8", *, targe
             t32 = T.alloc_buffer((n32,), "int32")
             t64 = T.alloc_buffer((n64,), "int64")
             for i in range(n):
-                o[i] = _add_value(
+                o[i] = value(
                     T.Cast("int32", a[_broadcast_offset(i, out_shape, shape1)]),
                     T.Cast("int32", b[_broadcast_offset(i, out_shape, shape2)]),
-                    params,
-                    t32,
-                    t64,
+                    params, t32, t64,
                 )
 
-        return add
+        return binary
 
     return build(*scratch_slots(build))
 
