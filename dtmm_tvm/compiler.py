@@ -145,7 +145,7 @@ def compile_model(
     force
         Replace an existing ``output``; otherwise an existing file is an error.
     tuning_records
-        A records file of ``dtmm tune`` (path) or a :class:`dtmm_tvm.tuning.TuningRecords`:
+        A records file of ``dtmm tune`` (path) or a :class:`dtmm_tvm.schedules.TuningRecords`:
         layers found in it get their best measured schedule, the others the default. The
         records must be for ``target``. metadata.json lists the tuned layers (``"tuning"``,
         and ``"schedule"`` on each tuned layer).

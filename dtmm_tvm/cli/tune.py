@@ -54,7 +54,7 @@ def run(args) -> int:
             continue
         total_default += default
         total_best += best["instructions"]
-        from ..tuning import schedule_from_json, schedule_str
+        from ..schedules import schedule_from_json, schedule_str
 
         print(f"  {name} ({entry['op']}): {default} -> {best['instructions']} instructions "
               f"({best['instructions'] / default:.2f}x), {schedule_str(schedule_from_json(best['schedule']))}, "

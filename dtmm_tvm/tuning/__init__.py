@@ -5,25 +5,11 @@
   on a board and keep the candidate with the fewest instructions whose outputs equal the
   default schedule's. ``dtmm tune`` is its CLI.
 - :class:`TuningRecords`, :func:`apply_records`, :func:`lookup_schedule` live in
-  :mod:`dtmm_tvm.schedules` (below the ops, which consult them) and are re-exported here.
+  :mod:`dtmm_tvm.schedules` (below the ops, which consult them); import them from there.
   ``dtmm compile --tuning-records`` and ``compile_model(tuning_records=...)`` use them.
 
 Import order: tuning -> compiler / ops -> schedules; nothing below imports this package.
 """
-
-from ..schedules.records import (
-    SCHEMA,
-    TUNABLE_OPS,
-    TuningRecords,
-    TuningRecordsError,
-    apply_records,
-    current_records,
-    layer_key,
-    lookup_schedule,
-    schedule_from_json,
-    schedule_str,
-    schedule_to_json,
-)
 
 
 def tune_model(*args, **kwargs):
@@ -33,5 +19,4 @@ def tune_model(*args, **kwargs):
     return _tune_model(*args, **kwargs)
 
 
-__all__ = ["SCHEMA", "TUNABLE_OPS", "TuningRecords", "TuningRecordsError", "apply_records", "current_records",
-           "layer_key", "lookup_schedule", "schedule_from_json", "schedule_str", "schedule_to_json", "tune_model"]
+__all__ = ["tune_model"]

@@ -12,7 +12,7 @@ from dtmm_tvm.ops.fully_connected import fully_connected_int8
 from dtmm_tvm.schedules.fully_connected import FullyConnectedSchedule
 from dtmm_tvm.quant.conv import Conv2DParams, FullyConnectedParams
 from dtmm_tvm.target import resolve_target
-from dtmm_tvm.tuning import (
+from dtmm_tvm.schedules import (
     SCHEMA,
     TuningRecords,
     TuningRecordsError,

@@ -9,7 +9,8 @@ from dtmm_tvm.cli.main import main
 from dtmm_tvm.codegen import read_metadata
 from dtmm_tvm.micro import run_artifact
 from dtmm_tvm.reference import run_tflm
-from dtmm_tvm.tuning import SCHEMA, TuningRecords, schedule_from_json, tune_model
+from dtmm_tvm.schedules import SCHEMA, TuningRecords, schedule_from_json
+from dtmm_tvm.tuning import tune_model
 from dtmm_tvm.tuning import tuner as tuner_mod
 
 from .conftest import FIXTURES
