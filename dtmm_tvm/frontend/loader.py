@@ -111,7 +111,7 @@ def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
 
 
 SUPPORTED_ONNX_OPS = {
-    "Conv", "Relu", "Clip", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul",
+    "Conv", "Relu", "Clip", "Add", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul",
     "Flatten", "Reshape", "Softmax", "QuantizeLinear", "DequantizeLinear", "BatchNormalization",
     "Transpose", "ReduceMean", "Squeeze", "Identity",
 }
