@@ -208,7 +208,9 @@ def locate_first_difference(ref_ops: list, ref_tensors: dict, graph_inputs: set,
             # Whatever unmatched chain fed this op was fused into it.
             stack = [t for t in live if t in suspects]
             while stack:
-                op_in = suspects.pop(stack.pop())
+                op_in = suspects.pop(stack.pop(), None)
+                if op_in is None:  # a tensor read twice along the chain: already forgiven
+                    continue
                 stack += [t for t in op_in.inputs if t in suspects]
             continue
         for t in op.outputs:
