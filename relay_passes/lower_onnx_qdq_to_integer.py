@@ -27,6 +27,13 @@ Chains recognised (NCHW, as TVM 0.27 imports ONNX; root first):
 - ``quantize(mean(dequantize(x), axis=[2, 3], keepdims))`` -> QLinearGlobalAveragePool;
 - ``quantize(reshape(dequantize(x)))`` with equal quantization (Flatten, Reshape) -> int8 reshape;
 - ``quantize(softmax(dequantize(x)))`` over the last axis -> QLinearSoftmax;
+- ``quantize(avg_pool2d(dequantize(x)))`` -> QLinearAveragePool (a whole-image window:
+  QLinearGlobalAveragePool, as onnxruntime falls back);
+- ``quantize(add|multiply(dequantize(a), dequantize(b)))`` of one shape -> QLinearAdd / QLinearMul
+  (in the model's own activation type: uint8 models compute on x + 128, as ORT does);
+- ``quantize(relu|clip(dequantize(x)))`` whose output zero point is not the type's minimum -> a
+  256-entry table of ORT's float steps (one whose zero point is the minimum is folded by ORT into
+  its producer and refused here);
 - ``dequantize(x)`` returned by the function -> DequantizeLinear kernel.
 Anything else that is left computing in float is refused by name (:class:`UnsupportedOpError`).
 """
@@ -195,6 +202,8 @@ class _Lowerer(PyExprMutator):
             return self._lower_max_pool(body, out_scale, out_zp, root)
         if is_op(body, "relax.mean"):
             return self._lower_global_avg_pool(body, out_scale, out_zp, root)
+        if is_op(body, "relax.nn.avg_pool2d"):
+            return self._lower_avg_pool(body, out_scale, out_zp, root)
         if is_op(body, "relax.reshape"):
             return self._lower_reshape(body, out_scale, out_zp, root)
         if is_op(body, "relax.nn.softmax"):
@@ -384,6 +393,39 @@ class _Lowerer(PyExprMutator):
                           [self._as_nhwc(x_var), np.array([scale], np.float32)], (n, 1, 1, c), layer=layer)
         return self._emit_nhwc_result(call)
 
+    def _lower_avg_pool(self, pool, out_scale, out_zp, root):
+        """AveragePool -> QLinearAveragePool: a window covering the whole unpadded image is
+        onnxruntime's QLinearGlobalAveragePool (its own fallback), any other the float32 kernel."""
+        from dtmm_tvm.ops.qlinear import avg_pool, global_avg_pool
+        from dtmm_tvm.quant.activations import INT8_VALUES
+        from dtmm_tvm.quant.onnx import dequantize_linear, global_avg_pool_scale
+
+        attrs = pool.attrs
+        x = self._dequantized(pool.args[0])
+        if x is None or attrs.layout != "NCHW":
+            return None
+        x_var, in_scale, in_zp = x
+        if any(int(d) != 1 for d in attrs.dilation) or bool(attrs.ceil_mode):
+            raise UnsupportedOpError(f"ONNX AveragePool with dilations {list(attrs.dilation)} / ceil_mode: not supported")
+        n, c, h, w = static_shape(x_var)
+        _, _, oh, ow = static_shape(root)
+        kernel = tuple(int(k) for k in attrs.pool_size)
+        pads = [int(p) for p in attrs.padding]
+        layer = {"input_shape": [n, h, w, c], "output_shape": [n, oh, ow, c], "kernel": list(kernel),
+                 "strides": [int(s) for s in attrs.strides]}
+        if kernel == (h, w) and not any(pads):
+            scale = global_avg_pool_scale(in_scale, out_scale, h * w)
+            call = self._call(global_avg_pool((n, h, w, c), in_zp, out_zp), "global_avg_pool",
+                              [self._as_nhwc(x_var), np.array([scale], np.float32)], (n, 1, 1, c), layer=layer)
+            return self._emit_nhwc_result(call)
+        offset = -ACTIVATION_OFFSET[dtype_of(root)]
+        table = dequantize_linear(INT8_VALUES, in_scale, in_zp)
+        func = avg_pool((n, h, w, c), (n, oh, ow, c), kernel, tuple(int(s) for s in attrs.strides), pads[:2],
+                        bool(attrs.count_include_pad), offset, out_zp + offset, -128 + offset, 127 + offset)
+        call = self._call(func, "avg_pool2d", [self._as_nhwc(x_var), table, np.array([out_scale], np.float32)],
+                          (n, oh, ow, c), layer=layer)
+        return self._emit_nhwc_result(call)
+
     def _lower_reshape(self, reshape, out_scale, out_zp, root):
         x_var = self._same_quantization(reshape.args[0], out_scale, out_zp)
         if x_var is None:
@@ -523,7 +565,7 @@ def check_lowered(func: relax.Function) -> None:
         shape = [int(d) for d in value.ty.shape]
         raise UnsupportedOpError(
             f"ONNX QDQ model: op '{what}' (binding '{var.name}', {value.ty.dtype} {shape}) has no integer "
-            "lowering; supported QDQ ops: Conv (group 1 or depthwise), Gemm/MatMul, MaxPool, "
+            "lowering; supported QDQ ops: Conv (group 1 or depthwise), Gemm/MatMul, MaxPool, AveragePool, "
             "GlobalAveragePool, Flatten/Reshape, Softmax, Add and Mul of two activations of one shape, Relu, "
             "Clip, QuantizeLinear of the input, DequantizeLinear of the output")
 

@@ -132,6 +132,14 @@ void dtmm_qlinear_softmax_s8(int8_t *input, float *table, float *y_scale_inv, in
 int32_t dtmm_qlinear_add_s8_get_buffer_size(void);
 void dtmm_qlinear_add_s8(int8_t *a, int8_t *b, float *params, int8_t *output, int32_t size, int32_t offset,
                          int32_t act_min, int32_t act_max);
+/* QLinearAveragePool (a window smaller than the image), float32 as onnxruntime computes it. */
+int32_t dtmm_qlinear_avg_pool_s8_get_buffer_size(int32_t channels);
+void dtmm_qlinear_avg_pool_s8(int8_t *input, float *table, float *y_scale, int8_t *output, float *scratch,
+                              int32_t batches, int32_t height, int32_t width, int32_t channels,
+                              int32_t out_height, int32_t out_width, int32_t kernel_h, int32_t kernel_w,
+                              int32_t stride_h, int32_t stride_w, int32_t pad_top, int32_t pad_left,
+                              int32_t count_include_pad, int32_t offset, int32_t output_zp, int32_t act_min,
+                              int32_t act_max);
 int32_t dtmm_qlinear_mul_s8_get_buffer_size(void);
 void dtmm_qlinear_mul_s8(int8_t *a, int8_t *b, float *ratio, int8_t *output, int32_t size, int32_t offset,
                          int32_t a_zp, int32_t b_zp, int32_t y_zp, int32_t act_min, int32_t act_max);
