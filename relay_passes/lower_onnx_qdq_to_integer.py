@@ -489,7 +489,7 @@ class _Lowerer(PyExprMutator):
         if args is None:
             return None
         shape = tuple(out_shape)
-        layer = {"input_shape": list(a_shape), "output_shape": list(shape), "requantization": "onnx"}
+        layer = {"input_shape": list(a_shape), "output_shape": list(shape)}
         if op == "add":
             params = qlinear_add_params(a[1], zps[0], b[1], zps[1], out_scale, zps[2])
             func = qlinear_add(self._kernel_shape(shape, nhwc), offset, qmin, qmax)
