@@ -21,8 +21,9 @@ OPTIMIZE = ("speed", "size")
 
 
 def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None = None,
-                optimize: str = "speed") -> tvm.IRModule:
-    """Run the dtmm pipeline on an imported model; errors name the model file."""
+                optimize: str = "speed", decision_target: str | None = None) -> tvm.IRModule:
+    """Run the dtmm pipeline on an imported model; errors name the model file. ``decision_target``:
+    the target tag whose cost model picks each conv's format (default: the current target)."""
     from relay_passes import DEFAULT_THRESHOLD
 
     pipeline = dtmm_pipeline(
@@ -33,6 +34,7 @@ def lower_model(model: LoadedModel, sparse: bool = True, threshold: float | None
         integer=model.format == "tflite",
         onnx_qdq=model.format == "onnx" and model.arithmetic == "int8",
         optimize=optimize,
+        decision_target=decision_target,
     )
     try:
         return pipeline(model.mod)
@@ -82,6 +84,19 @@ def _attach_names(names: dict[str, list[str]], metadata: dict) -> None:
         candidates = names.get(layer.get("op"), [])
         if index.isdigit() and int(index) < len(candidates):
             layer["model_layer"] = candidates[int(index)]
+
+
+def _check_verified_formats(verified: dict, metadata: dict) -> None:
+    """The formats ``--verify`` built must be the ones this archive ships (else it verified another
+    program): a mismatch is an error before anything is written."""
+    shipped = {layer["name"]: layer.get("format", "dense") for layer in metadata.get("layers", [])
+               if "format_choice" in layer}
+    if shipped != verified.get("decisions", {}):
+        from .verify.check import VerificationError
+
+        diff = sorted(set(shipped.items()) ^ set(verified.get("decisions", {}).items()))
+        raise VerificationError(f"--verify built other layer formats than this {metadata.get('target')} build "
+                                f"({diff[:4]}); nothing was written")
 
 
 def _load_records(tuning_records, tag: str):
@@ -134,6 +149,7 @@ def compile_model(
     tuning_records=None,
     module_name: str = "default",
     optimize: str = "speed",
+    verified: dict | None = None,
 ) -> dict:
     """Compile ``model_path`` to the archive ``output``; return its metadata.
 
@@ -157,6 +173,9 @@ def compile_model(
         the fewest predicted instructions on ``target``, never one predicted slower than dense;
         ``"size"``: the fewest bytes. metadata.json records the choice per layer
         (``"format_choice"``).
+    verified
+        ``VerifyReport.to_json()`` of ``--verify``: recorded as metadata ``"verified"``, and the
+        per-layer formats it verified must be this build's (else nothing is written).
     """
     from .codegen import write_archive
     from .micro import check_fits, get_board
@@ -188,12 +207,15 @@ def compile_model(
         "inputs": [s.to_json() for s in model.inputs],
         "outputs": [s.to_json() for s in model.outputs],
         "notes": model.notes,
+        **({"verified": verified} if verified is not None else {}),
     }
     board = get_board(DEFAULT_BOARD[target_tag(tvm_target)])
 
     def annotate(metadata: dict) -> None:
         # Runs before anything is written: a model that cannot fit its board leaves no file.
         _name_layers(model, metadata)
+        if verified is not None:
+            _check_verified_formats(verified, metadata)
         if records is not None:
             _note_tuning(lowered, metadata, records, tuning.hits)
         check_fits(metadata, board, artifact=model.path.name)

@@ -37,8 +37,10 @@ FORMATS_OVERRIDE = None
 
 @mutator
 class _Rewriter(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, threshold: float, formats=FORMATS, optimize: str = "speed"):
+    def __init__(self, mod: tvm.IRModule, threshold: float, formats=FORMATS, optimize: str = "speed",
+                 decision_target=None):
         super().__init__(mod)
+        self.decision_target = decision_target
         self.mod_ = mod
         self.threshold = threshold
         self.formats = tuple(formats)
@@ -75,7 +77,7 @@ class _Rewriter(PyExprMutator):
         if stats.filterlet_sparsity <= self.threshold:
             return None
         params = Conv2DParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params_json.items()})
-        decision = decide_conv_format(weight_ohwi, params, None, self.optimize, self.threshold, self.formats)
+        decision = decide_conv_format(weight_ohwi, params, self.decision_target, self.optimize, self.threshold, self.formats)
         if decision.format == "dense":
             # Stays dense; the layer's metadata says why (predicted instructions per format).
             dense = func.with_attr("dtmm.layer", json.dumps(dict(layer, format_choice=decision.to_json()),
@@ -222,14 +224,19 @@ class FilterletSparseConv:
         candidate) go to the layer's ``"dtmm.layer"`` metadata as ``"format_choice"``, with
         ``"format"``, ``"stored_weight_bytes"``, ``"index_bytes"`` and ``"format_bytes"`` on a
         rewritten layer.
+    decision_target : str, optional
+        The target tag whose cost model decides each format (default ``Target.current()``):
+        ``--verify`` builds for the host with the formats the shipped target build chose.
     """
 
-    def __init__(self, threshold: float = DEFAULT_THRESHOLD, formats=None, optimize: str = "speed"):
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, formats=None, optimize: str = "speed",
+                 decision_target: str | None = None):
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}")
         if optimize not in OPTIMIZE:
             raise ValueError(f"optimize must be one of {OPTIMIZE}, got {optimize!r}")
         self.optimize = optimize
+        self.decision_target = decision_target
         self.threshold = threshold
         formats = FORMATS_OVERRIDE if formats is None else formats
         formats = FORMATS if formats is None else tuple(formats)
@@ -239,7 +246,7 @@ class FilterletSparseConv:
         self.formats = formats
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        rewriter = _Rewriter(mod, self.threshold, self.formats, self.optimize)
+        rewriter = _Rewriter(mod, self.threshold, self.formats, self.optimize, self.decision_target)
         for gvar, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 rewriter.builder_.update_func(gvar, rewriter.rewrite(func))

@@ -27,6 +27,13 @@ Chains recognised (NCHW, as TVM 0.27 imports ONNX; root first):
 - ``quantize(mean(dequantize(x), axis=[2, 3], keepdims))`` -> QLinearGlobalAveragePool;
 - ``quantize(reshape(dequantize(x)))`` with equal quantization (Flatten, Reshape) -> int8 reshape;
 - ``quantize(softmax(dequantize(x)))`` over the last axis -> QLinearSoftmax;
+- ``quantize(avg_pool2d(dequantize(x)))`` -> QLinearAveragePool (a whole-image window:
+  QLinearGlobalAveragePool, as onnxruntime falls back);
+- ``quantize(add|multiply(dequantize(a), dequantize(b)))`` of one shape -> QLinearAdd / QLinearMul
+  (in the model's own activation type: uint8 models compute on x + 128, as ORT does);
+- ``quantize(relu|clip(dequantize(x)))`` whose output zero point is not the type's minimum -> a
+  256-entry table of ORT's float steps (one whose zero point is the minimum is folded by ORT into
+  its producer and refused here);
 - ``dequantize(x)`` returned by the function -> DequantizeLinear kernel.
 Anything else that is left computing in float is refused by name (:class:`UnsupportedOpError`).
 """
@@ -182,7 +189,11 @@ class _Lowerer(PyExprMutator):
             elif is_op(rhs, "relax.nn.conv2d") or is_op(rhs, "relax.matmul"):
                 body, bias_expr = rhs, body.args[0]
             else:
-                return None
+                return self._lower_binary(body, root, "add")
+        if is_op(body, "relax.multiply"):
+            return self._lower_binary(body, root, "mul")
+        if is_op(body, "relax.nn.relu") or is_op(body, "relax.clip"):
+            return self._lower_relu_clip(body, root)
         if is_op(body, "relax.nn.conv2d"):
             return self._lower_conv2d(body, bias_expr, out_scale, out_zp, root)
         if is_op(body, "relax.matmul"):
@@ -191,6 +202,8 @@ class _Lowerer(PyExprMutator):
             return self._lower_max_pool(body, out_scale, out_zp, root)
         if is_op(body, "relax.mean"):
             return self._lower_global_avg_pool(body, out_scale, out_zp, root)
+        if is_op(body, "relax.nn.avg_pool2d"):
+            return self._lower_avg_pool(body, out_scale, out_zp, root)
         if is_op(body, "relax.reshape"):
             return self._lower_reshape(body, out_scale, out_zp, root)
         if is_op(body, "relax.nn.softmax"):
@@ -380,6 +393,39 @@ class _Lowerer(PyExprMutator):
                           [self._as_nhwc(x_var), np.array([scale], np.float32)], (n, 1, 1, c), layer=layer)
         return self._emit_nhwc_result(call)
 
+    def _lower_avg_pool(self, pool, out_scale, out_zp, root):
+        """AveragePool -> QLinearAveragePool: a window covering the whole unpadded image is
+        onnxruntime's QLinearGlobalAveragePool (its own fallback), any other the float32 kernel."""
+        from dtmm_tvm.ops.qlinear import avg_pool, global_avg_pool
+        from dtmm_tvm.quant.activations import INT8_VALUES
+        from dtmm_tvm.quant.onnx import dequantize_linear, global_avg_pool_scale
+
+        attrs = pool.attrs
+        x = self._dequantized(pool.args[0])
+        if x is None or attrs.layout != "NCHW":
+            return None
+        x_var, in_scale, in_zp = x
+        if any(int(d) != 1 for d in attrs.dilation) or bool(attrs.ceil_mode):
+            raise UnsupportedOpError(f"ONNX AveragePool with dilations {list(attrs.dilation)} / ceil_mode: not supported")
+        n, c, h, w = static_shape(x_var)
+        _, _, oh, ow = static_shape(root)
+        kernel = tuple(int(k) for k in attrs.pool_size)
+        pads = [int(p) for p in attrs.padding]
+        layer = {"input_shape": [n, h, w, c], "output_shape": [n, oh, ow, c], "kernel": list(kernel),
+                 "strides": [int(s) for s in attrs.strides]}
+        if kernel == (h, w) and not any(pads):
+            scale = global_avg_pool_scale(in_scale, out_scale, h * w)
+            call = self._call(global_avg_pool((n, h, w, c), in_zp, out_zp), "global_avg_pool",
+                              [self._as_nhwc(x_var), np.array([scale], np.float32)], (n, 1, 1, c), layer=layer)
+            return self._emit_nhwc_result(call)
+        offset = -ACTIVATION_OFFSET[dtype_of(root)]
+        table = dequantize_linear(INT8_VALUES, in_scale, in_zp)
+        func = avg_pool((n, h, w, c), (n, oh, ow, c), kernel, tuple(int(s) for s in attrs.strides), pads[:2],
+                        bool(attrs.count_include_pad), offset, out_zp + offset, -128 + offset, 127 + offset)
+        call = self._call(func, "avg_pool2d", [self._as_nhwc(x_var), table, np.array([out_scale], np.float32)],
+                          (n, oh, ow, c), layer=layer)
+        return self._emit_nhwc_result(call)
+
     def _lower_reshape(self, reshape, out_scale, out_zp, root):
         x_var = self._same_quantization(reshape.args[0], out_scale, out_zp)
         if x_var is None:
@@ -402,6 +448,87 @@ class _Lowerer(PyExprMutator):
         layer = {"input_shape": list(shape), "output_shape": list(shape)}
         return self._call(softmax_kernel(shape, out_zp), "softmax", [self.visit_expr(x_var), table, y_scale_inv],
                           shape, layer=layer)
+
+
+    # --- elementwise: Add, Mul (QLinearAdd / QLinearMul), Relu / Clip -------------------------
+    def _elementwise_args(self, xs):
+        """The int8 operands, NHWC when any 4-D operand was made NHWC by a kernel (so both are in
+        one layout), and whether the result is NHWC."""
+        if any(x in self.nhwc for x in xs):
+            if any(len(static_shape(x)) != 4 for x in xs):
+                return None, False
+            return [self._as_nhwc(x) for x in xs], True
+        return [self.visit_expr(x) for x in xs], False
+
+    @staticmethod
+    def _kernel_shape(shape, nhwc):
+        return (shape[0], shape[2], shape[3], shape[1]) if nhwc else tuple(shape)
+
+    def _emit_elementwise(self, func, op, args, shape, nhwc, layer):
+        call = self._call(func, op, args, self._kernel_shape(shape, nhwc), layer=layer)
+        return self._emit_nhwc_result(call) if nhwc else call
+
+    def _lower_binary(self, body, root, op):
+        from dtmm_tvm.ops.qlinear import qlinear_add, qlinear_mul
+        from dtmm_tvm.quant.onnx import qlinear_add_params, qlinear_mul_scale
+
+        a, b = self._dequantized(body.args[0]), self._dequantized(body.args[1])
+        if a is None or b is None:
+            return None
+        dtypes = {dtype_of(self.resolve(body.args[i]).args[0]) for i in (0, 1)} | {dtype_of(root)}
+        a_shape, b_shape, out_shape = static_shape(a[0]), static_shape(b[0]), static_shape(root)
+        if tuple(a_shape) != tuple(b_shape) or len(dtypes) != 1:
+            raise UnsupportedOpError(
+                f"ONNX QDQ {op.capitalize()} of {list(a_shape)} {sorted(dtypes)[0]} and {list(b_shape)}: only "
+                "two activations of one shape and one type are supported (no broadcasting)")
+        offset = -ACTIVATION_OFFSET[dtypes.pop()]  # values in the model's own type: int8 + offset
+        qmin, qmax = -128 + offset, 127 + offset
+        out_scale, out_zp = _qparams(root)
+        zps = [a[2] + offset, b[2] + offset, out_zp + offset]
+        args, nhwc = self._elementwise_args([a[0], b[0]])
+        if args is None:
+            return None
+        shape = tuple(out_shape)
+        layer = {"input_shape": list(a_shape), "output_shape": list(shape)}
+        if op == "add":
+            params = qlinear_add_params(a[1], zps[0], b[1], zps[1], out_scale, zps[2])
+            func = qlinear_add(self._kernel_shape(shape, nhwc), offset, qmin, qmax)
+        else:
+            params = np.array([qlinear_mul_scale(a[1], b[1], out_scale)], np.float32)
+            func = qlinear_mul(self._kernel_shape(shape, nhwc), offset, zps[0], zps[1], zps[2], qmin, qmax)
+        return self._emit_elementwise(func, op, [*args, params], shape, nhwc, layer)
+
+    def _lower_relu_clip(self, body, root):
+        """Relu / Clip between DequantizeLinear and QuantizeLinear: ORT runs them in float32 (or drops
+        them where that changes nothing), so a 256-entry table of exactly those float steps."""
+        from dtmm_tvm.ops.lookup_table import lookup_table_int8
+        from dtmm_tvm.quant.activations import INT8_VALUES
+        from dtmm_tvm.quant.onnx import dequantize_linear, quantize_linear
+
+        x = self._dequantized(body.args[0])
+        if x is None:
+            return None
+        x_var, in_scale, in_zp = x
+        out_scale, out_zp = _qparams(root)
+        if out_zp == -128:
+            # onnxruntime (ReluQuantFusion, then the double-QDQ removal) drops such a Relu/Clip and
+            # requantizes its producer straight into this output's scale: not the two steps here.
+            raise UnsupportedOpError(
+                f"ONNX QDQ {'Relu' if is_op(body, 'relax.nn.relu') else 'Clip'} whose output zero point is the "
+                "type's minimum: onnxruntime folds it into the producer's requantization, which is not "
+                "lowered yet; quantize with the Relu fused into its Conv/Gemm (quantize_static's default)")
+        values = dequantize_linear(INT8_VALUES, in_scale, in_zp)
+        if is_op(body, "relax.nn.relu"):
+            op, values = "relu", np.maximum(values, np.float32(0))
+        else:
+            lo, hi = (np.float32(float(v.value)) for v in body.args[1:3])
+            op, values = "clip", np.minimum(np.maximum(values, lo), hi)
+        table = quantize_linear(values, out_scale, out_zp)
+        (arg,), nhwc = self._elementwise_args([x_var])
+        shape = tuple(static_shape(root))
+        layer = {"input_shape": list(shape), "output_shape": list(shape)}
+        func = lookup_table_int8(self._kernel_shape(shape, nhwc), "int8", op)
+        return self._emit_elementwise(func, op, [arg, table], shape, nhwc, layer)
 
 
 def _output_vars(func: relax.Function) -> set:
@@ -438,8 +565,9 @@ def check_lowered(func: relax.Function) -> None:
         shape = [int(d) for d in value.ty.shape]
         raise UnsupportedOpError(
             f"ONNX QDQ model: op '{what}' (binding '{var.name}', {value.ty.dtype} {shape}) has no integer "
-            "lowering; supported QDQ ops: Conv (group 1 or depthwise), Gemm/MatMul, MaxPool, "
-            "GlobalAveragePool, Flatten/Reshape, Softmax, QuantizeLinear of the input, DequantizeLinear of the output")
+            "lowering; supported QDQ ops: Conv (group 1 or depthwise), Gemm/MatMul, MaxPool, AveragePool, "
+            "GlobalAveragePool, Flatten/Reshape, Softmax, Add and Mul of two activations of one shape, Relu, "
+            "Clip, QuantizeLinear of the input, DequantizeLinear of the output")
 
 
 @tvm.transform.module_pass(opt_level=0, name="LowerONNXQDQToInteger")

@@ -67,7 +67,8 @@ def run(args) -> int:
     with tvmc_compat.pass_context(args.pass_config, args.disabled_pass):
         metadata = compile_model(args.model, args.output, target=target, mode="dense" if args.dense else "dtmm",
                                  threshold=args.threshold, force=args.force, tuning_records=args.tuning_records,
-                                 module_name=args.module_name, optimize=args.optimize)
+                                 module_name=args.module_name, optimize=args.optimize,
+                                 verified=None if report is None else report.to_json())
     if args.json:
         print(json.dumps(metadata, indent=2))
         return 0
@@ -102,4 +103,5 @@ def _verify(args):
     if args.verify_count < 1:
         raise DTMMError(f"--verify-count {args.verify_count}: give at least 1 input")
     return verify_model(args.model, mode="dense" if args.dense else "dtmm", threshold=args.threshold,
-                        inputs=args.verify_inputs, count=args.verify_count)
+                        inputs=args.verify_inputs, count=args.verify_count, target=args.target,
+                        optimize=args.optimize)

@@ -696,7 +696,9 @@ def build_aot(
     if isa is not None:
         from .isa_guard import HEADER as ISA_HEADER, isa_header
 
-        files[f"codegen/host/include/{ISA_HEADER}"] = isa_header(*isa)
+        # Only archives with ONNX float32 requantization records compile that path.
+        requant_f32 = any(layer.get("requantization") == "onnx" for layer in layers)
+        files[f"codegen/host/include/{ISA_HEADER}"] = isa_header(*isa, requant_f32=requant_f32)
         for generated in (f"{lib}0.c", f"{lib}1.c"):
             path = f"codegen/host/src/{generated}"
             files[path] = f'#include "{ISA_HEADER}"\n' + files[path]

@@ -27,8 +27,12 @@ _ISAS = {
 }
 
 
-def isa_header(target: str, isa: str) -> str:
-    """The text of ``dtmm_isa.h`` for an archive compiled for ``target`` with kernel ISA ``isa``."""
+def isa_header(target: str, isa: str, requant_f32: bool = True) -> str:
+    """The text of ``dtmm_isa.h`` for an archive compiled for ``target`` with kernel ISA ``isa``.
+
+    ``requant_f32``: whether any layer carries ONNX float32 requantization records
+    (``DTMM_REQUANT_F32_ENABLED``, read by ``dtmm_requant_f32.h``); without them the kernels
+    compile no record-kind check at all."""
     if isa not in _ISAS:
         raise DTMMError(f"unknown kernel ISA {isa!r}; known: {sorted(_ISAS)}")
     define, condition, name, flags = _ISAS[isa]
@@ -39,6 +43,7 @@ def isa_header(target: str, isa: str) -> str:
         "#define DTMM_ISA_H_",
         f'#define DTMM_ARCHIVE_TARGET "{target}"',
         f"#define {define} 1",
+        f"#define DTMM_REQUANT_F32_ENABLED {int(bool(requant_f32))}",
     ]
     if condition is not None:
         lines += [

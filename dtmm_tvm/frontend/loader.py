@@ -86,12 +86,15 @@ def _importer_error(path: Path, err: Exception) -> ModelError:
 def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
     graph = read_tflite(raw, name=str(path))
     check_tflite_structure(graph)
-    arithmetic = validate_tflite(graph)
+    from .shape_folding import fold_batch_shapes
+
+    folded = fold_batch_shapes(graph)  # Keras 3's batch-shape arithmetic, as constants
+    arithmetic = validate_tflite(graph, skip_ops=folded.ops)
     try:
         from .tflite_import import import_tflite
 
         # Tensors renamed by position: TVM's importer looks tensors up by name.
-        mod = import_tflite(renamed_tflite_model(raw, generated_names([t.name for t in graph.tensors])))
+        mod = import_tflite(renamed_tflite_model(raw, generated_names([t.name for t in graph.tensors])), folded)
     except Exception as err:  # TVM raises many types; the user gets one clear message
         raise _importer_error(path, err) from None
     check_relax_shapes(mod, path)
@@ -111,7 +114,7 @@ def _load_tflite(path: Path, raw: bytes) -> LoadedModel:
 
 
 SUPPORTED_ONNX_OPS = {
-    "Conv", "Relu", "Clip", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul",
+    "Conv", "Relu", "Clip", "Add", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "Gemm", "MatMul",
     "Flatten", "Reshape", "Softmax", "QuantizeLinear", "DequantizeLinear", "BatchNormalization",
     "Transpose", "ReduceMean", "Squeeze", "Identity",
 }

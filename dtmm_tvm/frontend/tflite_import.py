@@ -75,10 +75,16 @@ def release_block_builders(err: BaseException) -> None:
         tb = tb.tb_next
 
 
-def import_tflite(model):
-    """Import a validated ``tflite.Model`` into Relax with :class:`TFLMOperatorConverter`."""
+def import_tflite(model, folded=None):
+    """Import a validated ``tflite.Model`` into Relax with :class:`TFLMOperatorConverter`;
+    ``folded``: the shape computations folded to constants (:mod:`.shape_folding`)."""
+    converter = TFLMOperatorConverter
+    if folded:
+        from .shape_folding import folded_converter
+
+        converter = folded_converter(TFLMOperatorConverter, folded)
     try:
-        return from_tflite(model, op_converter=TFLMOperatorConverter)
+        return from_tflite(model, op_converter=converter)
     except Exception as err:
         release_block_builders(err)
         raise

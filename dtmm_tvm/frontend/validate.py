@@ -102,8 +102,9 @@ def _signature(graph: TFLiteGraph, op) -> str:
     return f"{ins} -> {outs}" + "".join(f", {k}={v}" for k, v in op.options.items())
 
 
-def validate_tflite(graph: TFLiteGraph) -> str:
+def validate_tflite(graph: TFLiteGraph, skip_ops=()) -> str:
     """Check a TFLite model is one we compile; return its arithmetic, ``"int8"`` or ``"float32"``.
+    ``skip_ops``: indices of operators folded to constants (:mod:`.shape_folding`), not checked.
 
     Raises
     ------
@@ -126,6 +127,8 @@ def validate_tflite(graph: TFLiteGraph) -> str:
             )
     kinds = set()
     for op in graph.operators:
+        if op.index in skip_ops:
+            continue
         # Types first: a float16 or int16 model is best told so, not that DEQUANTIZE is unsupported.
         for index in op.inputs + op.outputs:
             if index < 0:

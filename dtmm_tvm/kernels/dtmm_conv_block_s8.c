@@ -311,7 +311,7 @@ static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, 
   __asm__ volatile("" : : "r"(acc), "r"(out) : "memory");
   return;
 #endif
-  if (sh == DTMM_REQUANT_F32) { /* ONNX record: float32 scale (dtmm_requant_f32.h) */
+  if (DTMM_IS_F32_RECORD(sh)) { /* ONNX record: float32 scale (dtmm_requant_f32.h) */
 #if defined(DTMM_ISA_MVE) && (__ARM_FEATURE_MVE & 2)
     for (int32_t s = 0; s < g && s < nvalid; s += 4)
       requant4_f32(acc + s, nvalid - s, mult, out + s * ps, ps, out_offset, act_min, act_max);

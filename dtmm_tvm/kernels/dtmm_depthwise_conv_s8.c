@@ -323,7 +323,7 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
                 }
                 /* the MVE pixel requantizes 4 channels at a time as TFLite records; ONNX float32
                  * records (dtmm_requant_f32.h) take the scalar pixel */
-                if (ch_mult == 1 && !(DW_VECTOR_REQUANT && shift[0] == DTMM_REQUANT_F32)) {
+                if (ch_mult == 1 && !(DW_VECTOR_REQUANT && DTMM_IS_F32_RECORD(shift[0]))) {
                     dw_pixel_m1(taps, ntaps, weight, bias, mult, shift, output, in_c, output_zp, act_min, act_max,
                                 channel_block);
                 } else {

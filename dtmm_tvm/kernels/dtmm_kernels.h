@@ -39,7 +39,7 @@ static inline int32_t dtmm_rdbp(int32_t x, int32_t exponent) {
 /* MultiplyByQuantizedMultiplier(acc, mult, shift) of TFLM; an ONNX record (shift ==
  * DTMM_REQUANT_F32, see dtmm_requant_f32.h) is requantized in float32 instead. */
 static inline int32_t dtmm_requantize(int32_t acc, int32_t mult, int32_t shift) {
-  if (shift == DTMM_REQUANT_F32) return dtmm_requantize_f32(acc, mult);
+  if (DTMM_IS_F32_RECORD(shift)) return dtmm_requantize_f32(acc, mult);
   const int32_t left = shift > 0 ? shift : 0;
   const int32_t right = shift > 0 ? 0 : -shift;
   return dtmm_rdbp(dtmm_srdhm((int32_t)((uint32_t)acc << left), mult), right);
@@ -127,6 +127,22 @@ void dtmm_qlinear_global_avg_pool_s8(int8_t *input, float *scale, int8_t *output
                                      int32_t input_zp, int32_t output_zp);
 void dtmm_qlinear_softmax_s8(int8_t *input, float *table, float *y_scale_inv, int8_t *output, int32_t rows,
                              int32_t depth, int32_t output_zp);
+/* QLinearAdd / QLinearMul of two tensors of one shape; offset 128 for uint8 models (values and
+ * act_min/act_max in the model's own type). */
+int32_t dtmm_qlinear_add_s8_get_buffer_size(void);
+void dtmm_qlinear_add_s8(int8_t *a, int8_t *b, float *params, int8_t *output, int32_t size, int32_t offset,
+                         int32_t act_min, int32_t act_max);
+/* QLinearAveragePool (a window smaller than the image), float32 as onnxruntime computes it. */
+int32_t dtmm_qlinear_avg_pool_s8_get_buffer_size(int32_t channels);
+void dtmm_qlinear_avg_pool_s8(int8_t *input, float *table, float *y_scale, int8_t *output, float *scratch,
+                              int32_t batches, int32_t height, int32_t width, int32_t channels,
+                              int32_t out_height, int32_t out_width, int32_t kernel_h, int32_t kernel_w,
+                              int32_t stride_h, int32_t stride_w, int32_t pad_top, int32_t pad_left,
+                              int32_t count_include_pad, int32_t offset, int32_t output_zp, int32_t act_min,
+                              int32_t act_max);
+int32_t dtmm_qlinear_mul_s8_get_buffer_size(void);
+void dtmm_qlinear_mul_s8(int8_t *a, int8_t *b, float *ratio, int8_t *output, int32_t size, int32_t offset,
+                         int32_t a_zp, int32_t b_zp, int32_t y_zp, int32_t act_min, int32_t act_max);
 
 #ifdef __cplusplus
 }

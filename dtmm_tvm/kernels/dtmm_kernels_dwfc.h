@@ -38,7 +38,7 @@ extern "C" {
  *    round half away from zero, no overflow since |h| <= 2^31 - 2. */
 static inline int32_t dtmm_dwfc_requantize(int32_t acc, int32_t multiplier, int32_t shift)
 {
-    if (shift == DTMM_REQUANT_F32) /* an ONNX record: float32 scale (dtmm_requant_f32.h) */
+    if (DTMM_IS_F32_RECORD(shift)) /* an ONNX record: float32 scale (dtmm_requant_f32.h) */
         return dtmm_requantize_f32(acc, multiplier);
     if (shift < 0) { /* the usual case: scale < 1 */
         const int64_t ab = (int64_t)acc * multiplier + ((int64_t)1 << 30);

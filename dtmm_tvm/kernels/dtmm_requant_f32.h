@@ -19,6 +19,20 @@
 /* Must equal dtmm_tvm.quant.onnx.REQUANT_F32_TAG. */
 #define DTMM_REQUANT_F32 127
 
+/* Whether this build compiles the float32 path at all. An archive's dtmm_isa.h says so
+ * (dtmm_tvm/codegen/isa_guard.py: 1 only when a layer has ONNX records), so TFLite archives do
+ * not pay a tag compare per requantization; kernels built alone (their tests) keep both paths. */
+#if defined(__has_include)
+#if __has_include("dtmm_isa.h")
+#include "dtmm_isa.h"
+#endif
+#endif
+#ifndef DTMM_REQUANT_F32_ENABLED
+#define DTMM_REQUANT_F32_ENABLED 1
+#endif
+/* Is (mult, shift) an ONNX float32 record? Constant 0 in archives without ONNX records. */
+#define DTMM_IS_F32_RECORD(shift) (DTMM_REQUANT_F32_ENABLED && (shift) == DTMM_REQUANT_F32)
+
 static inline float dtmm_f32_from_bits(int32_t bits) {
   float f;
   __builtin_memcpy(&f, &bits, 4);

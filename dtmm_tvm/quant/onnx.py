@@ -147,3 +147,62 @@ def softmax(x, x_scale, y_scale, y_zp: int) -> np.ndarray:
         q = round_half_even_f32((values * ys).astype(np.float32) / total) + int(y_zp)
         out[r] = np.clip(q, INT8_MIN, INT8_MAX).astype(np.int8)
     return out.reshape(x.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# QLinearAdd / QLinearMul (elementwise, both inputs of one shape), as ORT computes them on x86
+# (read from MLAS qladd_avx2.cpp / qlmul.cpp, each step confirmed against onnxruntime).
+# Values and zero points are in the model's own activation type (uint8 for quantize_static's
+# default QUInt8: the int8 tensors of the compiled model plus 128), ``qmin``/``qmax`` its range.
+# ---------------------------------------------------------------------------------------------
+def fma_f32(a, b, c) -> np.ndarray:
+    """float32 ``a * b + c`` with one rounding (C ``fmaf``): the product of two float32 is exact in
+    float64, the float64 sum's own error is recovered (TwoSum) to round a float32 tie correctly."""
+    a, b, c = (np.asarray(v, np.float32).astype(np.float64) for v in (a, b, c))
+    p = a * b
+    s = p + c
+    bp = s - c
+    err = (p - bp) + (c - (s - bp))  # s + err == p + c exactly
+    r = s.astype(np.float32)
+    # float64 -> float32 rounding of s alone is wrong only when s sits exactly on a float32 tie
+    # and err says which side the exact sum is on.
+    r64 = r.astype(np.float64)
+    up = np.nextafter(r, np.float32(np.inf)).astype(np.float64)
+    down = np.nextafter(r, np.float32(-np.inf)).astype(np.float64)
+    tie_up = (s - r64 == (up - r64) / 2) & (err < 0)     # rounded up from a tie, exact sum below it
+    tie_down = (r64 - s == (r64 - down) / 2) & (err > 0)  # rounded down from a tie, exact sum above
+    r = np.where(tie_up, down.astype(np.float32), r)
+    return np.where(tie_down, up.astype(np.float32), r).astype(np.float32)
+
+
+def qlinear_add_params(a_scale, a_zp: int, b_scale, b_zp: int, y_scale, y_zp: int) -> np.ndarray:
+    """``[ratio_a, ratio_b, fixed]`` float32 of MLAS's AVX2 QLinearAdd: ``ratio = x_scale / y_scale``
+    and ``fixed = y_zp - (ratio_a * a_zp + ratio_b * b_zp)`` in float32, where the compiler of ORT's
+    wheel contracted ``ratio_a * a_zp + (ratio_b * b_zp)`` into one fused multiply-add (measured:
+    the only one of the three orders that matches onnxruntime on every case where they differ)."""
+    y = _f32(y_scale)
+    ratio_a, ratio_b = np.float32(_f32(a_scale) / y), np.float32(_f32(b_scale) / y)
+    zero_part = fma_f32(ratio_a, np.float32(a_zp), np.float32(ratio_b * np.float32(b_zp)))
+    return np.array([ratio_a, ratio_b, np.float32(np.float32(y_zp) - zero_part)], np.float32)
+
+
+def qlinear_add(a, b, params, qmin: int, qmax: int) -> np.ndarray:
+    """QLinearAdd (AVX2 kernel): ``saturate(RoundHalfToEven(fma(a, ra, fma(b, rb, fixed))))``."""
+    ratio_a, ratio_b, fixed = (np.float32(v) for v in np.asarray(params, np.float32))
+    t = fma_f32(np.asarray(b, np.float32), ratio_b, fixed)
+    t = fma_f32(np.asarray(a, np.float32), ratio_a, t)
+    return np.clip(round_half_even_f32(t), qmin, qmax)
+
+
+def qlinear_mul_scale(a_scale, b_scale, y_scale) -> np.float32:
+    """MLAS QLinearMul's ``ScaleA * ScaleB / ScaleC`` in float32, left to right."""
+    return np.float32(np.float32(_f32(a_scale) * _f32(b_scale)) / _f32(y_scale))
+
+
+def qlinear_mul(a, b, a_zp: int, b_zp: int, ratio, y_zp: int, qmin: int, qmax: int) -> np.ndarray:
+    """QLinearMul (SSE2 kernel): ``saturate(RoundHalfToEven(float32(p * ratio) + float32(y_zp)))``
+    with ``p = (a - a_zp) * (b - b_zp)``: the zero point is added in float32 before the rounding
+    (measured: rounding first, then adding it, differs from onnxruntime at ties)."""
+    product = (np.asarray(a, np.int32) - a_zp) * (np.asarray(b, np.int32) - b_zp)
+    scaled = (product.astype(np.float32) * np.float32(ratio)).astype(np.float32)
+    return np.clip(round_half_even_f32((scaled + np.float32(y_zp)).astype(np.float32)), qmin, qmax)

@@ -1,7 +1,9 @@
 """``dtmm compile --verify``: prove a compiled model computes what its reference computes.
 
 The model is lowered by the same pipeline for the host (target ``dtmm/portable`` where it exists,
-otherwise ``dtmm/cortex-m4``, whose micro-kernels take their portable C paths off-target), the
+otherwise ``dtmm/cortex-m4``, whose micro-kernels take their portable C paths off-target) with the
+per-layer weight formats decided for the *shipped* target (its cost model; ``target=``), so the
+verified program is the one that ships except for the kernels' ISA path; the
 generated C is built with the host's gcc and run on N inputs, and its outputs are compared with
 the reference: TensorFlow Lite Micro for .tflite (bit for bit for int8), ONNX Runtime for .onnx.
 
@@ -45,6 +47,14 @@ class VerifyReport:
     inputs: int
     outputs: list = field(default_factory=list)  # per output: {"name", "max_abs_diff", "mismatches", "values"}
     first_differing_op: str | None = None
+    decision_target: str | None = None  # whose cost model chose the per-layer formats verified
+    decisions: dict = field(default_factory=dict)  # layer name -> weight format, as verified
+
+    def to_json(self) -> dict:
+        """What was verified, for the archive's metadata.json (``"verified"``)."""
+        return {"reference": self.reference, "host_target": self.host_target, "inputs": self.inputs,
+                "bit_exact": all(o["exact"] for o in self.outputs), "decision_target": self.decision_target,
+                "decisions": dict(self.decisions)}
 
     @property
     def ok(self) -> bool:
@@ -53,8 +63,12 @@ class VerifyReport:
     def summary(self) -> str:
         exact = all(o["exact"] for o in self.outputs)
         how = "bit-exact" if exact else f"within float tolerance (max |diff| {max(o['max_abs_diff'] for o in self.outputs):.3g})"
+        formats = ""
+        if self.decisions:
+            formats = (f"; layer formats as decided for {self.decision_target or self.host_target}: "
+                       + ", ".join(f"{k} {v}" for k, v in self.decisions.items()))
         return (f"verified on the host ({self.host_target} C, portable kernels): {self.inputs} input(s), "
-                f"{len(self.outputs)} output(s) {how} with {self.reference}")
+                f"{len(self.outputs)} output(s) {how} with {self.reference}{formats}")
 
 
 def host_target() -> str:
@@ -208,7 +222,9 @@ def locate_first_difference(ref_ops: list, ref_tensors: dict, graph_inputs: set,
             # Whatever unmatched chain fed this op was fused into it.
             stack = [t for t in live if t in suspects]
             while stack:
-                op_in = suspects.pop(stack.pop())
+                op_in = suspects.pop(stack.pop(), None)
+                if op_in is None:  # a tensor read twice along the chain: already forgiven
+                    continue
                 stack += [t for t in op_in.inputs if t in suspects]
             continue
         for t in op.outputs:
@@ -236,12 +252,40 @@ def locate_first_difference(ref_ops: list, ref_tensors: dict, graph_inputs: set,
 # ---------------------------------------------------------------------------------------------
 # builds
 # ---------------------------------------------------------------------------------------------
-def _lower_for_host(model, mode: str, threshold):
+def _lower_for_host(model, mode: str, threshold, decision_target=None, optimize: str = "speed"):
     from ..compiler import lower_model
     from ..target import resolve_target
 
     with resolve_target(host_target()):
-        return lower_model(model, sparse=(mode == "dtmm"), threshold=threshold)
+        return lower_model(model, sparse=(mode == "dtmm"), threshold=threshold, optimize=optimize,
+                           decision_target=decision_target)
+
+
+def target_tag_of(target) -> str | None:
+    """The tag of a target given by tag or alias (None stays None: the host's own decisions)."""
+    if target is None:
+        return None
+    from ..target import resolve_target, target_tag
+
+    return target_tag(resolve_target(target))
+
+
+def layer_formats(lowered) -> dict:
+    """Layer name -> weight format of every conv that had a format to choose (``"format_choice"``)."""
+    import json
+
+    from tvm import tirx
+
+    out = {}
+    for _, func in lowered.functions_items():
+        attr = func.attrs.get("dtmm.layer") if isinstance(func, tirx.PrimFunc) and func.attrs is not None else None
+        if attr is None:
+            continue
+        layers = json.loads(str(attr))
+        for layer in layers if isinstance(layers, list) else [layers]:
+            if isinstance(layer, dict) and "format_choice" in layer:
+                out[layer["name"]] = layer.get("format", "dense")
+    return dict(sorted(out.items()))
 
 
 def probe_module(lowered):
@@ -335,7 +379,7 @@ def _reference(model, inputs: list, trace: bool):
 
 
 def verify_model(model_path, *, mode: str = "dtmm", threshold=None, inputs=None, count: int = DEFAULT_COUNT,
-                 seed: int = 0, workdir=None) -> VerifyReport:
+                 seed: int = 0, workdir=None, target: str | None = None, optimize: str = "speed") -> VerifyReport:
     """Build the model's C for the host, run it on ``inputs`` and compare with the reference.
 
     Parameters
@@ -349,6 +393,9 @@ def verify_model(model_path, *, mode: str = "dtmm", threshold=None, inputs=None,
         ``count`` random inputs (seeded).
     workdir
         Where to build (default: a temporary directory, removed afterwards).
+    target, optimize
+        The target tag (and ``--optimize``) of the build that ships: its cost model decides every
+        conv's weight format here too (default: the host target's, i.e. bytes decide).
 
     Returns
     -------
@@ -373,14 +420,16 @@ def verify_model(model_path, *, mode: str = "dtmm", threshold=None, inputs=None,
         arrays = load_inputs_file(inputs, specs)
     else:
         arrays = [np.asarray(a) for a in inputs]
-    lowered = _lower_for_host(model, mode, threshold)
+    decision_target = target_tag_of(target)
+    lowered = _lower_for_host(model, mode, threshold, decision_target, optimize)
     tmp = tempfile.TemporaryDirectory(prefix="dtmm-verify-", dir=workdir)
     with tmp:
         host = _host_build(lowered, Path(tmp.name) / "model")
         ours = host.run(arrays)
         reference, ref_outputs, *_ = _reference(model, arrays, trace=False)
         report = VerifyReport(model=str(model.path), reference=reference, host_target=host_target(),
-                              inputs=int(arrays[0].shape[0]))
+                              inputs=int(arrays[0].shape[0]), decision_target=decision_target,
+                              decisions=layer_formats(lowered))
         for spec, mine, ref in zip(model.outputs, ours, ref_outputs):
             report.outputs.append({"name": spec.name, **compare(mine, ref)})
         if report.ok:
