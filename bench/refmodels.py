@@ -38,8 +38,8 @@ FAMILIES_QUICK = ["ds_cnn", "kws_1d"]
 #: Per-layer breakdown: the 90 % variant of these families, on these cores.
 LAYER_FAMILIES = ["ds_cnn", "kws_1d"]
 LAYER_CORES = ["m4", "m55"]
-#: Phase breakdown: the paper conv at these sparsities, on these cores.
-PHASE_MODELS = ["paper_3x3_s90"]
+#: Phase breakdown: the paper conv at these sparsities (dense and 90 %), on these cores.
+PHASE_MODELS = ["paper_3x3_s00", "paper_3x3_s90"]
 PHASE_CORES = ["m4", "m55"]
 PHASE_FLAGS = {"im2col": "-DDTMM_BENCH_SKIP_IM2COL", "mac": "-DDTMM_BENCH_SKIP_MAC",
                "requant": "-DDTMM_BENCH_SKIP_REQUANT"}

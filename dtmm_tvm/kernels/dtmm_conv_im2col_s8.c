@@ -44,6 +44,20 @@ int32_t dtmm_conv_s8_get_buffer_size(int32_t kk, int32_t cin, int32_t npix) {
   return kk * ((cin + CH - 1) / CH) * CHB * npix;
 }
 
+#if defined(DTMM_ISA_DSP)
+/* a + SXTB16(v) (and of v ROR 8): sign extension and the input offset in one instruction */
+static inline uint32_t sxtab16(uint32_t a, uint32_t v) {
+  uint32_t r;
+  __asm__("sxtab16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(v));
+  return r;
+}
+static inline uint32_t sxtab16_ror8(uint32_t a, uint32_t v) {
+  uint32_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+  return r;
+}
+#endif
+
 /* Copy n input values (n a multiple of CH unless it is one tap's tail) into consecutive chunks
  * starting at dst (this slot's position), cs bytes between chunks, group G. */
 static inline void copy_chunks(const int8_t *src, int8_t *dst, int32_t n, int32_t cs, int32_t g,
@@ -76,14 +90,29 @@ static inline void copy_chunks(const int8_t *src, int8_t *dst, int32_t n, int32_
 #elif defined(DTMM_ISA_DSP)
   const uint32_t off2 = ((uint32_t)(uint16_t)input_offset) * 0x00010001u;
   const int32_t hi = 4 * g;
+  if (g == 4) { /* the default group: two chunks per step, immediate store offsets */
+    const int8_t *const end = src + (n & ~7);
+    while (src != end) {
+      uint32_t v0, v1;
+      __builtin_memcpy(&v0, src, 4);
+      __builtin_memcpy(&v1, src + 4, 4);
+      src += 8;
+      const uint32_t e0 = sxtab16(off2, v0), o0 = sxtab16_ror8(off2, v0);
+      const uint32_t e1 = sxtab16(off2, v1), o1 = sxtab16_ror8(off2, v1);
+      __builtin_memcpy(dst, &e0, 4);
+      __builtin_memcpy(dst + 16, &o0, 4);
+      __builtin_memcpy(dst + 32, &e1, 4);
+      __builtin_memcpy(dst + 48, &o1, 4);
+      dst += 64;
+    }
+    n &= 7;
+  }
   while (n >= 4) {
     uint32_t v;
     __builtin_memcpy(&v, src, 4);
     src += 4;
-    uint32_t e = __sadd16(__sxtb16(v), off2);                  /* x0, x2 */
-    uint32_t o;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(o) : "r"(v));
-    o = __sadd16(o, off2);                                     /* x1, x3 */
+    const uint32_t e = sxtab16(off2, v);                       /* x0, x2 (+ offset) */
+    const uint32_t o = sxtab16_ror8(off2, v);                  /* x1, x3 (+ offset) */
     __builtin_memcpy(dst, &e, 4);
     __builtin_memcpy(dst + hi, &o, 4);
     dst += cs;

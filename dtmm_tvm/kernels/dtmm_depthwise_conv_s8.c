@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "dtmm_kernels_dwfc.h"
+#include "dtmm_requant_fast.h"
 
 #if defined(DTMM_ISA_MVE)
 #include <arm_mve.h>
@@ -190,12 +191,30 @@ static inline int32_t dw_sxtb16_ror8(int32_t v)
         a3 = __smlatt(xo_, wo_, a3);                          \
     } while (0)
 
-#define DW_OUT(i, a) \
-    out[c + (i)] = dtmm_dwfc_clamp_s8(dtmm_dwfc_requantize((a), mult[c + (i)], shift[c + (i)]) + ozp, amin, amax)
+/* Requantization modes of the DSP pixel (chosen once per pixel, see dw_pixel_m1):
+ * 0 = the general path (ONNX float32 records), 1 = a TFLite record with the activation range
+ * [-128, 127] (dtmm_requant_fast.h + one SSAT), 2 = a TFLite record with a narrower range. */
+static inline __attribute__((always_inline)) int8_t dw_out_dsp(const int MODE, int32_t a, int32_t m, int32_t sh,
+                                                               int32_t ozp, int32_t amin, int32_t amax)
+{
+    if (MODE == 0) return dtmm_dwfc_clamp_s8(dtmm_dwfc_requantize(a, m, sh) + ozp, amin, amax);
+    int32_t v;
+    if (m < (1 << 30)) /* not a normalised TFLite multiplier (e.g. 0) */
+        v = dtmm_dwfc_requantize(a, m, sh);
+    else if (sh < 0)
+        v = dtmm_rq_rdbp(dtmm_rq_high(a, (int32_t)((uint32_t)m << 1)), -sh);
+    else
+        v = dtmm_rq_high((int32_t)((uint32_t)a << sh), (int32_t)((uint32_t)m << 1));
+    v = dtmm_rq_sat8(v + ozp);
+    if (MODE == 2) v = dtmm_dwfc_clamp_s8(v, amin, amax);
+    return (int8_t)v;
+}
+#define DW_OUT(i, a) out[c + (i)] = dw_out_dsp(MODE, (a), mult[c + (i)], shift[c + (i)], ozp, amin, amax)
 
-static void dw_pixel_m1(const int8_t* const* taps, int32_t ntaps, const int8_t* weight, const int32_t* bias,
-                        const int32_t* mult, const int32_t* shift, int8_t* out, int32_t channels,
-                        int32_t ozp, int32_t amin, int32_t amax, int32_t channel_block)
+static inline __attribute__((always_inline)) void dw_pixel_m1_mode(
+    const int MODE, const int8_t* const* taps, int32_t ntaps, const int8_t* weight, const int32_t* bias,
+    const int32_t* mult, const int32_t* shift, int8_t* out, int32_t channels, int32_t ozp, int32_t amin,
+    int32_t amax, int32_t channel_block)
 {
     int32_t c = 0;
     const int8_t* const* const taps_end = taps + ntaps;
@@ -235,6 +254,19 @@ static void dw_pixel_m1(const int8_t* const* taps, int32_t ntaps, const int8_t* 
         }
         DW_OUT(0, a0);
     }
+}
+
+static void dw_pixel_m1(const int8_t* const* taps, int32_t ntaps, const int8_t* weight, const int32_t* bias,
+                        const int32_t* mult, const int32_t* shift, int8_t* out, int32_t channels,
+                        int32_t ozp, int32_t amin, int32_t amax, int32_t channel_block)
+{
+    /* an ONNX float32 record is one per layer (DTMM_REQUANT_F32 in every shift) */
+    if (shift[0] == DTMM_REQUANT_F32)
+        dw_pixel_m1_mode(0, taps, ntaps, weight, bias, mult, shift, out, channels, ozp, amin, amax, channel_block);
+    else if (amin == -128 && amax == 127)
+        dw_pixel_m1_mode(1, taps, ntaps, weight, bias, mult, shift, out, channels, ozp, amin, amax, channel_block);
+    else
+        dw_pixel_m1_mode(2, taps, ntaps, weight, bias, mult, shift, out, channels, ozp, amin, amax, channel_block);
 }
 
 #else /* portable C */
