@@ -136,13 +136,14 @@ INLINE void dot_g(const int G, const int8_t *w, const int8_t *x, int32_t n, int3
   if (G > 3) acc[3] = s3;
   if (G > 4) { acc[4] = s4; acc[5] = s5; acc[6] = s6; acc[7] = s7; }
 }
-/* Dense weights, 2 output channels x 4 pixels (half h of a group of 8) over n full chunks: per chunk
+/* Dense weights, 2 output channels x 4 pixels (half h of a group of 8) over n full chunks and a
+ * partial one of r elements: per chunk
  * 2 weight loads + 4 pixel loads + 8 VMLADAVA (16 instructions per 128 MACs with the loop, against
  * 19 for 1 channel x 8 pixels). w1 is the second channel's row (the next OHWI filter). The 8
  * accumulators need the even registers r0..r12 and lr; acc0 / acc1 receive pixels 4h..4h+3. */
 static inline __attribute__((always_inline)) void dot_pair4(const int8_t *w0, const int8_t *w1, const int8_t *x,
-                                                           int32_t n, int32_t b0, int32_t b1, int32_t *acc0,
-                                                           int32_t *acc1) {
+                                                           int32_t n, int32_t r, int32_t b0, int32_t b1,
+                                                           int32_t *acc0, int32_t *acc1) {
   register int32_t s0 __asm__("r0") = b0;
   register int32_t s1 __asm__("r2") = b0;
   register int32_t s2 __asm__("r4") = b0;
@@ -151,6 +152,7 @@ static inline __attribute__((always_inline)) void dot_pair4(const int8_t *w0, co
   register int32_t s5 __asm__("r10") = b1;
   register int32_t s6 __asm__("r12") = b1;
   register int32_t s7 __asm__("lr") = b1;
+  if (n > 0)
   __asm__ volatile(
       "1:\n\t"
       "vldrb.8 q0, [%[w0]], #16\n\t"
@@ -173,6 +175,18 @@ static inline __attribute__((always_inline)) void dot_pair4(const int8_t *w0, co
         [s3] "+r"(s3), [s4] "+r"(s4), [s5] "+r"(s5), [s6] "+r"(s6), [s7] "+r"(s7)
       :
       : "q0", "q1", "q2", "q3", "cc", "memory");
+  if (r > 0) { /* a partial last chunk: the rows are contiguous, so the weight loads are predicated */
+    const mve_pred16_t p = vctp8q((uint32_t)r);
+    const int8x16_t v0 = vldrbq_z_s8(w0, p), v1 = vldrbq_z_s8(w1, p);
+    int8x16_t xv = vldrbq_s8(x);
+    s0 = vmladavaq_s8(s0, xv, v0); s4 = vmladavaq_s8(s4, xv, v1);
+    xv = vldrbq_s8(x + 16);
+    s1 = vmladavaq_s8(s1, xv, v0); s5 = vmladavaq_s8(s5, xv, v1);
+    xv = vldrbq_s8(x + 32);
+    s2 = vmladavaq_s8(s2, xv, v0); s6 = vmladavaq_s8(s6, xv, v1);
+    xv = vldrbq_s8(x + 48);
+    s3 = vmladavaq_s8(s3, xv, v0); s7 = vmladavaq_s8(s7, xv, v1);
+  }
   acc0[0] = s0; acc0[1] = s1; acc0[2] = s2; acc0[3] = s3;
   acc1[0] = s4; acc1[1] = s5; acc1[2] = s6; acc1[3] = s7;
 }
@@ -488,11 +502,13 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
 #if defined(DTMM_ISA_MVE)
     int32_t *acc = tile + (o - o_t) * 8;
 #if !defined(DTMM_BENCH_SKIP_MAC)
-    if (FMT == DTMM_FMT_DENSE && G == 8 && aligned && kk * cpt > 0 && o + 1 < o_tend) {
-      /* two dense filters at a time (o - o_t is even: both rows are in this tile) */
-      const int32_t n = kk * cpt, b0 = bias[o], b1 = bias[o + 1];
-      dot_pair4(w, w + kk * cin, xg, n, b0, b1, acc, acc + 8);
-      dot_pair4(w, w + kk * cin, xg + 64, n, b0, b1, acc + 4, acc + 12);
+    if (FMT == DTMM_FMT_DENSE && G == 8 && (aligned || kk == 1) && cin > 0 && o + 1 < o_tend) {
+      /* two dense filters at a time (o - o_t is even: both rows are in this tile); one run of
+       * chunks: all taps when Cin is chunk aligned, else the one tap of a 1x1 / packed patch */
+      const int32_t n = aligned ? kk * cpt : cin / CH, r = aligned ? 0 : cin % CH;
+      const int32_t b0 = bias[o], b1 = bias[o + 1];
+      dot_pair4(w, w + kk * cin, xg, n, r, b0, b1, acc, acc + 8);
+      dot_pair4(w, w + kk * cin, xg + 64, n, r, b0, b1, acc + 4, acc + 12);
       w += 2 * kk * cin;
       ++o;
       continue;
