@@ -11,8 +11,10 @@
  * clamp.
  *
  *   MVE (Helium):  chunk = 16 int8 per slot; per chunk 1 weight load + G x (VLDRB + VMLADAVA),
- *                  the weight load predicated (VCTP) on a partial chunk; offset folded into the
- *                  bias; vector requantization (VQRDMULH + rounding fix-up, bit-exact).
+ *                  the weight load predicated (VCTP) on a partial chunk; dense weights in groups
+ *                  of 8 pixels take 2 filters x 4 pixels per loop (dot_pair4*: 2 weight + 4 pixel
+ *                  loads per 8 VMLADAVA); offset folded into the bias; vector requantization
+ *                  (VQRDMULH + rounding fix-up, bit-exact).
  *   DSP:           chunk = 4 q15 per slot as reordered pairs; per chunk LDR + 2 SXTB16 (no PKH)
  *                  + LDM of the G (x0,x2) words + G SMLAD + LDM of the (x1,x3) words + G SMLAD.
  *   portable:      plain C on the same q15 layout.

@@ -4,8 +4,9 @@
  * Per output pixel the kernel first builds a table of KH*KW tap pointers (an out-of-image tap
  * points at a pad pixel filled with input_zero_point, which contributes exactly the folded term
  * it must cancel), then runs a channel-vectorized loop over the table:
- *   MVE  (Cortex-M55): 4 int32 lanes per vector (VLDRB.S32 widening loads, VMUL + VADD), channel_block
- *                      channels (1-4 vectors) per pass, tail-predicated last block, vector requant.
+ *   MVE  (Cortex-M55): 8 int16 lanes per load (VLDRB.S16 widening loads, VMULLB/VMULLT into even /
+ *                      odd int32 accumulators), 16 channels per pass (channel_block 16; 4 or 8: 8),
+ *                      a predicated tail, vector requantization from a per-call table (dw_layer_mve).
  *   DSP  (Cortex-M4/M7): 4 channels per word: SXTB16 (+ROR 8) on input and weights, SMLABB/SMLATT
  *                      into 4 (channel_block 4) or 8 (channel_block 8) accumulators.
  *   portable C:        1, 2 or 4 channels per pass.
@@ -34,7 +35,7 @@
  * depth multiplier. weight: [KH, KW, C*M] (TFLite [1, KH, KW, C*M]); bias folded (see dtmm_kernels_dwfc.h);
  * mult/shift per output channel. scratch: dtmm_depthwise_conv_s8_get_buffer_size() bytes
  * (int32_t-aligned). channel_block: output channels computed together (schedule knob;
- * 4 or 8 on DSP, 4, 8 or 16 on MVE, 1, 2 or 4 portable; other values use the nearest valid one).
+ * 4 or 8 on DSP, 8 or 16 on MVE (4 runs as 8), 1, 2 or 4 portable; other values use the nearest valid one).
  */
 void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_t* mult, int32_t* shift,
                             int8_t* output, int32_t* scratch, int32_t batches, int32_t in_h, int32_t in_w,
