@@ -11,8 +11,10 @@
  * clamp.
  *
  *   MVE (Helium):  chunk = 16 int8 per slot; per chunk 1 weight load + G x (VLDRB + VMLADAVA),
- *                  the weight load predicated (VCTP) on a partial chunk; offset folded into the
- *                  bias; vector requantization (VQRDMULH + rounding fix-up, bit-exact).
+ *                  the weight load predicated (VCTP) on a partial chunk; dense weights in groups
+ *                  of 8 pixels take 2 filters x 4 pixels per loop (dot_pair4*: 2 weight + 4 pixel
+ *                  loads per 8 VMLADAVA); offset folded into the bias; vector requantization
+ *                  (VQRDMULH + rounding fix-up, bit-exact).
  *   DSP:           chunk = 4 q15 per slot as reordered pairs; per chunk LDR + 2 SXTB16 (no PKH)
  *                  + LDM of the G (x0,x2) words + G SMLAD + LDM of the (x1,x3) words + G SMLAD.
  *   portable:      plain C on the same q15 layout.
@@ -137,6 +139,102 @@ INLINE void dot_g(const int G, const int8_t *w, const int8_t *x, int32_t n, int3
   if (G > 3) acc[3] = s3;
   if (G > 4) { acc[4] = s4; acc[5] = s5; acc[6] = s6; acc[7] = s7; }
 }
+/* Dense weights, 2 output channels x 4 pixels (half h of a group of 8) over n full chunks and a
+ * partial one of r elements: per chunk
+ * 2 weight loads + 4 pixel loads + 8 VMLADAVA (16 instructions per 128 MACs with the loop, against
+ * 19 for 1 channel x 8 pixels). w1 is the second channel's row (the next OHWI filter). The 8
+ * accumulators need the even registers r0..r12 and lr; acc0 / acc1 receive pixels 4h..4h+3. */
+static inline __attribute__((always_inline)) void dot_pair4(const int8_t *w0, const int8_t *w1, const int8_t *x,
+                                                           int32_t n, int32_t r, int32_t b0, int32_t b1,
+                                                           int32_t *acc0, int32_t *acc1) {
+  register int32_t s0 __asm__("r0") = b0;
+  register int32_t s1 __asm__("r2") = b0;
+  register int32_t s2 __asm__("r4") = b0;
+  register int32_t s3 __asm__("r6") = b0;
+  register int32_t s4 __asm__("r8") = b1;
+  register int32_t s5 __asm__("r10") = b1;
+  register int32_t s6 __asm__("r12") = b1;
+  register int32_t s7 __asm__("lr") = b1;
+  if (n > 0)
+  __asm__ volatile(
+      "1:\n\t"
+      "vldrb.8 q0, [%[w0]], #16\n\t"
+      "vldrb.8 q1, [%[w1]], #16\n\t"
+      "vldrw.32 q2, [%[x]], #128\n\t"
+      "vmladava.s8 %[s0], q2, q0\n\t"
+      "vmladava.s8 %[s4], q2, q1\n\t"
+      "vldrw.32 q3, [%[x], #-112]\n\t"
+      "vmladava.s8 %[s1], q3, q0\n\t"
+      "vmladava.s8 %[s5], q3, q1\n\t"
+      "vldrw.32 q2, [%[x], #-96]\n\t"
+      "vmladava.s8 %[s2], q2, q0\n\t"
+      "vmladava.s8 %[s6], q2, q1\n\t"
+      "vldrw.32 q3, [%[x], #-80]\n\t"
+      "vmladava.s8 %[s3], q3, q0\n\t"
+      "vmladava.s8 %[s7], q3, q1\n\t"
+      "subs %[c], %[c], #1\n\t"
+      "bne 1b\n\t"
+      : [w0] "+r"(w0), [w1] "+r"(w1), [x] "+r"(x), [c] "+r"(n), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
+        [s3] "+r"(s3), [s4] "+r"(s4), [s5] "+r"(s5), [s6] "+r"(s6), [s7] "+r"(s7)
+      :
+      : "q0", "q1", "q2", "q3", "cc", "memory");
+  if (r > 0) { /* a partial last chunk: the rows are contiguous, so the weight loads are predicated */
+    const mve_pred16_t p = vctp8q((uint32_t)r);
+    const int8x16_t v0 = vldrbq_z_s8(w0, p), v1 = vldrbq_z_s8(w1, p);
+    int8x16_t xv = vldrbq_s8(x);
+    s0 = vmladavaq_s8(s0, xv, v0); s4 = vmladavaq_s8(s4, xv, v1);
+    xv = vldrbq_s8(x + 16);
+    s1 = vmladavaq_s8(s1, xv, v0); s5 = vmladavaq_s8(s5, xv, v1);
+    xv = vldrbq_s8(x + 32);
+    s2 = vmladavaq_s8(s2, xv, v0); s6 = vmladavaq_s8(s6, xv, v1);
+    xv = vldrbq_s8(x + 48);
+    s3 = vmladavaq_s8(s3, xv, v0); s7 = vmladavaq_s8(s7, xv, v1);
+  }
+  acc0[0] = s0; acc0[1] = s1; acc0[2] = s2; acc0[3] = s3;
+  acc1[0] = s4; acc1[1] = s5; acc1[2] = s6; acc1[3] = s7;
+}
+/* Half h of a group of 8 pixels for 2 dense filters over n >= 1 full chunks (the loop of
+ * dot_pair4) with the accumulators stored by STRD straight into the tile rows: acc0[0..3]
+ * (filter o) and acc0[8..11] (filter o + 1); 13 registers. */
+static inline __attribute__((always_inline)) void dot_pair4_tile(const int8_t *w0, const int8_t *w1,
+                                                                const int8_t *x, int32_t n, int32_t b0,
+                                                                int32_t b1, int32_t *acc0) {
+  register int32_t s0 __asm__("r0") = b0;
+  register int32_t s1 __asm__("r2") = b0;
+  register int32_t s2 __asm__("r4") = b0;
+  register int32_t s3 __asm__("r6") = b0;
+  register int32_t s4 __asm__("r8") = b1;
+  register int32_t s5 __asm__("r10") = b1;
+  register int32_t s6 __asm__("r12") = b1;
+  register int32_t s7 __asm__("lr") = b1;
+  __asm__ volatile(
+      "1:\n\t"
+      "vldrb.8 q0, [%[w0]], #16\n\t"
+      "vldrb.8 q1, [%[w1]], #16\n\t"
+      "vldrw.32 q2, [%[x]], #128\n\t"
+      "vmladava.s8 %[s0], q2, q0\n\t"
+      "vmladava.s8 %[s4], q2, q1\n\t"
+      "vldrw.32 q3, [%[x], #-112]\n\t"
+      "vmladava.s8 %[s1], q3, q0\n\t"
+      "vmladava.s8 %[s5], q3, q1\n\t"
+      "vldrw.32 q2, [%[x], #-96]\n\t"
+      "vmladava.s8 %[s2], q2, q0\n\t"
+      "vmladava.s8 %[s6], q2, q1\n\t"
+      "vldrw.32 q3, [%[x], #-80]\n\t"
+      "vmladava.s8 %[s3], q3, q0\n\t"
+      "vmladava.s8 %[s7], q3, q1\n\t"
+      "subs %[c], %[c], #1\n\t"
+      "bne 1b\n\t"
+      "strd %[s0], %[s1], [%[acc]]\n\t"
+      "strd %[s2], %[s3], [%[acc], #8]\n\t"
+      "strd %[s4], %[s5], [%[acc], #32]\n\t"
+      "strd %[s6], %[s7], [%[acc], #40]\n\t"
+      : [w0] "+r"(w0), [w1] "+r"(w1), [x] "+r"(x), [c] "+r"(n), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
+        [s3] "+r"(s3), [s4] "+r"(s4), [s5] "+r"(s5), [s6] "+r"(s6), [s7] "+r"(s7)
+      : [acc] "r"(acc0)
+      : "q0", "q1", "q2", "q3", "cc", "memory");
+}
+
 /* any group width (non-default schedules) */
 static void dot_any(int32_t g, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
   for (; n > 0 || r > 0; --n) {
@@ -387,6 +485,13 @@ static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, 
  * and shift vectors are loaded once per 4 channels, the 4 results of a pixel are contiguous in
  * the NHWC output (no scatter), instead of one requantization pass per channel. */
 #define TILE_CH 32
+/* VLDRW.U32 Qd, [Qn, #4]!: gather from 4 addresses, then advance them (GCC 12's
+ * vldrwq_gather_base_wb_s32 rejects its immediate once inlined) */
+static inline int32x4_t gather_wb4(uint32x4_t *addr) {
+  int32x4_t v;
+  __asm__ volatile("vldrw.u32 %q0, [%q1, #4]!" : "=&w"(v), "+w"(*addr) : : "memory");
+  return v;
+}
 static void requant_tile(const int32_t *tile, int32_t nvalid, int32_t nch, const int32_t *mult,
                          const int32_t *shift, int8_t *out, int32_t ps, int32_t out_offset,
                          int32_t act_min, int32_t act_max) {
@@ -405,6 +510,28 @@ static void requant_tile(const int32_t *tile, int32_t nvalid, int32_t nch, const
     const int32x4_t right = vminq_s32(sh, zero); /* -exponent of RoundingDivideByPOT */
     const int32_t *t = tile + c * 8;
     int8_t *o = out + c;
+    if (nch - c >= 4) {
+      /* 4 whole channels: no predication; the gather walks the 4 tile rows with a vector of
+       * addresses written back by +4 bytes per pixel (VLDRW [Qn, #4]!), the left shift only
+       * where a channel of the 4 has one: 12 instructions per 4 outputs */
+      uint32x4_t addr = vaddq_n_u32(vmulq_n_u32(vidupq_n_u32(0, 1), 32), (uint32_t)t - 4u);
+      if (vmaxvq_s32(0, sh) > 0) {
+        for (int32_t s = 0; s < nvalid; ++s) {
+          int32x4_t v = vqrdmulhq_s32(vshlq_s32(gather_wb4(&addr), left), m);
+          v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
+          vstrbq_s32(o, vmaxq_s32(vminq_s32(vaddq_n_s32(v, out_offset), vmax), vmin));
+          o += ps;
+        }
+      } else {
+        for (int32_t s = 0; s < nvalid; ++s) {
+          int32x4_t v = vqrdmulhq_s32(gather_wb4(&addr), m);
+          v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
+          vstrbq_s32(o, vmaxq_s32(vminq_s32(vaddq_n_s32(v, out_offset), vmax), vmin));
+          o += ps;
+        }
+      }
+      continue;
+    }
     for (int32_t s = 0; s < nvalid; ++s) {
       int32x4_t v = vshlq_s32(vldrwq_gather_shifted_offset_z_s32(t + s, offs, p), left);
       v = vqrdmulhq_s32(v, m);                                  /* TFLM SRDHM, bit-exact */
@@ -491,6 +618,25 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
   for (int32_t o = o_t; o < o_tend; ++o) {
 #if defined(DTMM_ISA_MVE)
     int32_t *acc = tile + (o - o_t) * 8;
+#if !defined(DTMM_BENCH_SKIP_MAC)
+    if (FMT == DTMM_FMT_DENSE && G == 8 && (aligned || kk == 1) && cin > 0 && o + 1 < o_tend) {
+      /* two dense filters at a time (o - o_t is even: both rows are in this tile); one run of
+       * chunks: all taps when Cin is chunk aligned, else the one tap of a 1x1 / packed patch */
+      const int32_t n = aligned ? kk * cpt : cin / CH, r = aligned ? 0 : cin % CH;
+      if (r == 0) {
+        const int32_t b0 = bias[o], b1 = bias[o + 1];
+        dot_pair4_tile(w, w + kk * cin, xg, n, b0, b1, acc);
+        dot_pair4_tile(w, w + kk * cin, xg + 64, n, b0, b1, acc + 4);
+      } else {
+        const int32_t b0 = bias[o], b1 = bias[o + 1];
+        dot_pair4(w, w + kk * cin, xg, n, r, b0, b1, acc, acc + 8);
+        dot_pair4(w, w + kk * cin, xg + 64, n, r, b0, b1, acc + 4, acc + 12);
+      }
+      w += 2 * kk * cin;
+      ++o;
+      continue;
+    }
+#endif
 #else
     int32_t acc[8];
 #endif

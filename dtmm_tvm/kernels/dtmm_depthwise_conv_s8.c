@@ -4,8 +4,9 @@
  * Per output pixel the kernel first builds a table of KH*KW tap pointers (an out-of-image tap
  * points at a pad pixel filled with input_zero_point, which contributes exactly the folded term
  * it must cancel), then runs a channel-vectorized loop over the table:
- *   MVE  (Cortex-M55): 4 int32 lanes per vector (VLDRB.S32 widening loads, VMUL + VADD), channel_block
- *                      channels (1-4 vectors) per pass, tail-predicated last block, vector requant.
+ *   MVE  (Cortex-M55): 8 int16 lanes per load (VLDRB.S16 widening loads, VMULLB/VMULLT into even /
+ *                      odd int32 accumulators), 16 channels per pass (channel_block 16; 4 or 8: 8),
+ *                      a predicated tail, vector requantization from a per-call table (dw_layer_mve).
  *   DSP  (Cortex-M4/M7): 4 channels per word: SXTB16 (+ROR 8) on input and weights, SMLABB/SMLATT
  *                      into 4 (channel_block 4) or 8 (channel_block 8) accumulators.
  *   portable C:        1, 2 or 4 channels per pass.
@@ -35,7 +36,7 @@
  * depth multiplier. weight: [KH, KW, C*M] (TFLite [1, KH, KW, C*M]); bias folded (see dtmm_kernels_dwfc.h);
  * mult/shift per output channel. scratch: dtmm_depthwise_conv_s8_get_buffer_size() bytes
  * (int32_t-aligned). channel_block: output channels computed together (schedule knob;
- * 4 or 8 on DSP, 4, 8 or 16 on MVE, 1, 2 or 4 portable; other values use the nearest valid one).
+ * 4 or 8 on DSP, 8 or 16 on MVE (4 runs as 8), 1, 2 or 4 portable; other values use the nearest valid one).
  */
 void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_t* mult, int32_t* shift,
                             int8_t* output, int32_t* scratch, int32_t batches, int32_t in_h, int32_t in_w,
@@ -73,92 +74,197 @@ static void dw_pixel_generic(const int8_t* const* taps, int32_t ntaps, const int
 
 #if defined(DTMM_DW_MVE)
 
-/* MVE has no vector x vector integer multiply-accumulate (VMLA is vector x scalar). */
-#define DW_MLA(acc, x, w) vaddq_s32((acc), vmulq_s32((x), (w)))
+/* MVE has no vector x vector integer multiply-accumulate (VMLA is vector x scalar), so a tap of
+ * 8 channels is: VLDRB.S16 input + VLDRB.S16 weight (widening loads) + VMULLB/VMULLT (16 x 16 ->
+ * 32 bit, even / odd lanes) + 2 VADD: 6 instructions per 8 MACs (4 lanes of int32 would take 8).
+ * The accumulators of a 16-channel block are therefore channel-interleaved: e0 = channels
+ * c+0,2,4,6, o0 = c+1,3,5,7, e1 = c+8,..,14, o1 = c+9,..,15; bias, multiplier and shift are
+ * gathered in that order and VMOVNB/VMOVNT put the results back in channel order for one
+ * narrowing 8-byte store. */
+#define DW_ACC_E(acc, x, w) vaddq_s32((acc), vmullbq_int_s16((x), (w)))
+#define DW_ACC_O(acc, x, w) vaddq_s32((acc), vmulltq_int_s16((x), (w)))
 
-static inline int32x4_t dw_requantize_mve(int32x4_t val, int32x4_t m, int32x4_t s)
+/* Per 8 output channels c..c+7, the interleaved per-channel constants of one layer call, built
+ * once per call and super-block (instead of gathers and shift splitting per pixel): bias, multiplier,
+ * -(right shift) and left shift, each as an even-lane and an odd-lane vector. */
+typedef struct {
+    int32_t bias_e[4], bias_o[4], mult_e[4], mult_o[4], right_e[4], right_o[4], left_e[4], left_o[4];
+} dw_group_mve;
+
+/* Channels per super-block: the group table lives on the stack (DW_SUPER / 8 * 128 bytes). */
+#define DW_SUPER 64
+
+static void dw_groups_mve(dw_group_mve* tab, const int32_t* bias, const int32_t* mult, const int32_t* shift,
+                          int32_t n)
 {
-    const int32x4_t zero = vdupq_n_s32(0);
-    const mve_pred16_t positive = vcmpgtq_n_s32(s, 0);
-    const int32x4_t left = vpselq_s32(s, zero, positive);
-    const int32x4_t right = vpselq_s32(zero, s, positive); /* -(right shift), <= 0 */
-    /* VQRDMULH = SaturatingRoundingDoublingHighMul; then RoundingDivideByPOT: nudge negative
-     * values down by one so VRSHL's round-half-up becomes round-half-away-from-zero. */
-    int32x4_t r = vqrdmulhq_s32(vshlq_s32(val, left), m);
-    const int32x4_t fixup = vshrq_n_s32(vandq_s32(r, right), 31);
-    r = vqaddq_s32(r, fixup);
-    return vrshlq_s32(r, right);
+    for (int32_t i = 0; i < (n + 7) / 8 * 8; i++) {
+        dw_group_mve* g = tab + i / 8;
+        const int32_t lane = (i % 8) / 2, odd = i % 2;
+        const int32_t valid = i < n;
+        const int32_t sh = valid ? shift[i] : 0;
+        (odd ? g->bias_o : g->bias_e)[lane] = valid ? bias[i] : 0;
+        (odd ? g->mult_o : g->mult_e)[lane] = valid ? mult[i] : 0;
+        (odd ? g->right_o : g->right_e)[lane] = sh < 0 ? sh : 0;
+        (odd ? g->left_o : g->left_e)[lane] = sh > 0 ? sh : 0;
+    }
 }
 
-static inline void dw_store4_mve(int8_t* out, int32x4_t acc, const int32_t* mult, const int32_t* shift,
-                                 int32_t ozp, int32_t amin, int32_t amax, mve_pred16_t p)
+/* TFLM MultiplyByQuantizedMultiplier on 4 lanes (the steps of CMSIS-NN's MVE requantization):
+ * VQRDMULH = SaturatingRoundingDoublingHighMul; then RoundingDivideByPOT: nudge negative values
+ * down by one so VRSHL's round-half-up becomes round-half-away-from-zero. The left shift is
+ * skipped (no_left) when no channel of the layer has a positive shift, the usual case. */
+static inline __attribute__((always_inline)) int32x4_t dw_requantize_mve(int32x4_t val, const int32_t* m,
+                                                                         const int32_t* right, const int32_t* left,
+                                                                         int32_t no_left, int32_t ozp,
+                                                                         int32x4_t vmin, int32x4_t vmax)
 {
-    int32x4_t r = dw_requantize_mve(acc, vldrwq_z_s32(mult, p), vldrwq_z_s32(shift, p));
-    r = vaddq_n_s32(r, ozp);
-    r = vmaxq_s32(r, vdupq_n_s32(amin));
-    r = vminq_s32(r, vdupq_n_s32(amax));
-    vstrbq_p_s32(out, r, p);
+    if (!no_left) val = vshlq_s32(val, vldrwq_s32(left));
+    int32x4_t r = vqrdmulhq_s32(val, vldrwq_s32(m));
+    const int32x4_t rs = vldrwq_s32(right);
+    r = vqaddq_s32(r, vshrq_n_s32(vandq_s32(r, rs), 31));
+    r = vaddq_n_s32(vrshlq_s32(r, rs), ozp);
+    return vminq_s32(vmaxq_s32(r, vmin), vmax);
 }
 
+/* Requantize channels c..c+n-1 (n <= 8) from their even / odd accumulators; VMOVNB/VMOVNT put
+ * them back in channel order for one narrowing store. */
+static inline __attribute__((always_inline)) void dw_store8_mve(int8_t* out, int32x4_t even, int32x4_t odd,
+                                                                const dw_group_mve* g, int32_t no_left,
+                                                                int32_t ozp, int32x4_t vmin, int32x4_t vmax,
+                                                                int32_t n)
+{
+    const int32x4_t re = dw_requantize_mve(even, g->mult_e, g->right_e, g->left_e, no_left, ozp, vmin, vmax);
+    const int32x4_t ro = dw_requantize_mve(odd, g->mult_o, g->right_o, g->left_o, no_left, ozp, vmin, vmax);
+    const int16x8_t r = vmovntq_s32(vmovnbq_s32(vreinterpretq_s16_s32(re), re), ro);
+    if (n == 8)
+        vstrbq_s16(out, r);
+    else
+        vstrbq_p_s16(out, r, vctp16q((uint32_t)n));
+}
+
+/* The taps of 16 channels (widening VLDRB needs r0-r7 bases: "l"): 16 instructions per tap (one low-overhead loop; in C, GCC keeps the
+ * four loaded vectors live at once and spills an accumulator: 22). */
+static inline __attribute__((always_inline)) void dw_taps16_mve(const int8_t* const* taps, int32_t ntaps,
+                                                                const int8_t* wp, int32_t c, int32_t channels,
+                                                                int32x4_t* e0, int32x4_t* o0, int32x4_t* e1,
+                                                                int32x4_t* o1)
+{
+    register int32_t cnt __asm__("lr") = ntaps;
+    int32x4_t a0 = *e0, a1 = *o0, a2 = *e1, a3 = *o1;
+    const int8_t* xp;
+    __asm__ volatile(
+        "dls lr, lr\n\t"
+        "1:\n\t"
+        "ldr %[xp], [%[tp]], #4\n\t"
+        "add %[xp], %[xp], %[c]\n\t"
+        "vldrb.s16 q4, [%[xp]]\n\t"
+        "vldrb.s16 q5, [%[wp]]\n\t"
+        "vmullb.s16 q6, q4, q5\n\t"
+        "vadd.i32 %q[a0], %q[a0], q6\n\t"
+        "vmullt.s16 q6, q4, q5\n\t"
+        "vadd.i32 %q[a1], %q[a1], q6\n\t"
+        "vldrb.s16 q4, [%[xp], #8]\n\t"
+        "vldrb.s16 q5, [%[wp], #8]\n\t"
+        "vmullb.s16 q6, q4, q5\n\t"
+        "vadd.i32 %q[a2], %q[a2], q6\n\t"
+        "vmullt.s16 q6, q4, q5\n\t"
+        "vadd.i32 %q[a3], %q[a3], q6\n\t"
+        "add %[wp], %[wp], %[ch]\n\t"
+        "le lr, 1b\n\t"
+        : [tp] "+r"(taps), [wp] "+l"(wp), [cnt] "+r"(cnt), [xp] "=&l"(xp), [a0] "+w"(a0), [a1] "+w"(a1),
+          [a2] "+w"(a2), [a3] "+w"(a3)
+        : [c] "r"(c), [ch] "r"(channels)
+        : "q4", "q5", "q6", "memory");
+    *e0 = a0; *o0 = a1; *e1 = a2; *o1 = a3;
+}
+
+/* Channels [c0, c0 + n) of one output pixel. */
+static void dw_pixel_mve(const int8_t* const* taps, int32_t ntaps, const int8_t* weight, const dw_group_mve* tab,
+                         int8_t* out, int32_t c0, int32_t n, int32_t channels, int32_t ozp, int32x4_t vmin,
+                         int32x4_t vmax, int32_t channel_block, int32_t no_left)
+{
+    const int8_t* const* const taps_end = taps + ntaps;
+    int32_t c = 0;
+    if (channel_block >= 16) {
+        for (; c + 16 <= n; c += 16) {
+            const dw_group_mve* g = tab + c / 8;
+            int32x4_t e0 = vldrwq_s32(g[0].bias_e), o0 = vldrwq_s32(g[0].bias_o);
+            int32x4_t e1 = vldrwq_s32(g[1].bias_e), o1 = vldrwq_s32(g[1].bias_o);
+            dw_taps16_mve(taps, ntaps, weight + c0 + c, c0 + c, channels, &e0, &o0, &e1, &o1);
+            dw_store8_mve(out + c, e0, o0, g, no_left, ozp, vmin, vmax, 8);
+            dw_store8_mve(out + c + 8, e1, o1, g + 1, no_left, ozp, vmin, vmax, 8);
+        }
+    }
+    for (; c < n; c += 8) { /* 8 channels, or the 1-7 of the tail (predicated: never read past it) */
+        const dw_group_mve* g = tab + c / 8;
+        const int32_t m = n - c < 8 ? n - c : 8;
+        const mve_pred16_t p = vctp16q((uint32_t)m);
+        int32x4_t e0 = vldrwq_s32(g->bias_e), o0 = vldrwq_s32(g->bias_o);
+        const int8_t* wp = weight + c0 + c;
+        for (const int8_t* const* tp = taps; tp != taps_end; tp++) {
+            const int16x8_t x0 = vldrbq_z_s16(*tp + c0 + c, p), w0 = vldrbq_z_s16(wp, p);
+            e0 = vaddq_s32(e0, vmullbq_int_s16(x0, w0));
+            o0 = vaddq_s32(o0, vmulltq_int_s16(x0, w0));
+            wp += channels;
+        }
+        dw_store8_mve(out + c, e0, o0, g, no_left, ozp, vmin, vmax, m);
+    }
+}
+
+/* The whole layer, depth multiplier 1, TFLite records: per super-block of DW_SUPER channels the
+ * group table, then every output pixel (tap table as the portable path). */
+static void dw_layer_mve(const int8_t* input, const int8_t* weight, const int32_t* bias, const int32_t* mult,
+                         const int32_t* shift, int8_t* output, const int8_t** taps, const int8_t* pad,
+                         int32_t batches, int32_t in_h, int32_t in_w, int32_t in_c, int32_t out_h, int32_t out_w,
+                         int32_t k_h, int32_t k_w, int32_t stride_h, int32_t stride_w, int32_t pad_top,
+                         int32_t pad_left, int32_t dil_h, int32_t dil_w, int32_t ozp, int32_t amin, int32_t amax,
+                         int32_t channel_block)
+{
+    dw_group_mve tab[DW_SUPER / 8] __attribute__((aligned(16)));
+    const int32_t ntaps = k_h * k_w, row_bytes = in_w * in_c;
+    const int32x4_t vmin = vdupq_n_s32(amin), vmax = vdupq_n_s32(amax);
+    int32_t no_left = 1; /* no channel needs the left shift (scale >= 1): skip it per vector */
+    for (int32_t i = 0; i < in_c; i++) no_left &= shift[i] <= 0;
+    for (int32_t c0 = 0; c0 < in_c; c0 += DW_SUPER) {
+        const int32_t n = in_c - c0 < DW_SUPER ? in_c - c0 : DW_SUPER;
+        dw_groups_mve(tab, bias + c0, mult + c0, shift + c0, n);
+        int8_t* out = output + c0;
+        for (int32_t b = 0; b < batches; b++) {
+            const int8_t* in_b = input + b * in_h * row_bytes;
+            for (int32_t oy = 0; oy < out_h; oy++) {
+                const int32_t iy0 = oy * stride_h - pad_top;
+                for (int32_t ox = 0; ox < out_w; ox++) {
+                    const int32_t ix0 = ox * stride_w - pad_left;
+                    int32_t t = 0;
+                    for (int32_t ky = 0; ky < k_h; ky++) {
+                        const int32_t iy = iy0 + ky * dil_h;
+                        if ((uint32_t)iy >= (uint32_t)in_h) {
+                            for (int32_t kx = 0; kx < k_w; kx++) taps[t++] = pad;
+                            continue;
+                        }
+                        const int8_t* row = in_b + iy * row_bytes;
+                        for (int32_t kx = 0; kx < k_w; kx++) {
+                            const int32_t ix = ix0 + kx * dil_w;
+                            taps[t++] = (uint32_t)ix < (uint32_t)in_w ? row + ix * in_c : pad;
+                        }
+                    }
+                    dw_pixel_mve(taps, ntaps, weight, tab, out, c0, n, in_c, ozp, vmin, vmax, channel_block,
+                                 no_left);
+                    out += in_c;
+                }
+            }
+        }
+    }
+}
+
+/* Depth multiplier 1 with TFLite records takes dw_layer_mve; this only keeps the shared pixel loop's
+ * call well-formed (ONNX float32 records and depth multipliers > 1 take dw_pixel_generic). */
 static void dw_pixel_m1(const int8_t* const* taps, int32_t ntaps, const int8_t* weight, const int32_t* bias,
                         const int32_t* mult, const int32_t* shift, int8_t* out, int32_t channels,
                         int32_t ozp, int32_t amin, int32_t amax, int32_t channel_block)
 {
-    int32_t c = 0;
-    if (channel_block >= 16) {
-        for (; c + 16 <= channels; c += 16) {
-            int32x4_t a0 = vldrwq_s32(bias + c), a1 = vldrwq_s32(bias + c + 4);
-            int32x4_t a2 = vldrwq_s32(bias + c + 8), a3 = vldrwq_s32(bias + c + 12);
-            const int8_t* wp = weight + c;
-            for (int32_t t = 0; t < ntaps; t++) {
-                const int8_t* xp = taps[t] + c;
-                a0 = DW_MLA(a0, vldrbq_s32(xp), vldrbq_s32(wp));
-                a1 = DW_MLA(a1, vldrbq_s32(xp + 4), vldrbq_s32(wp + 4));
-                a2 = DW_MLA(a2, vldrbq_s32(xp + 8), vldrbq_s32(wp + 8));
-                a3 = DW_MLA(a3, vldrbq_s32(xp + 12), vldrbq_s32(wp + 12));
-                wp += channels;
-            }
-            const mve_pred16_t all = vctp32q(4);
-            dw_store4_mve(out + c, a0, mult + c, shift + c, ozp, amin, amax, all);
-            dw_store4_mve(out + c + 4, a1, mult + c + 4, shift + c + 4, ozp, amin, amax, all);
-            dw_store4_mve(out + c + 8, a2, mult + c + 8, shift + c + 8, ozp, amin, amax, all);
-            dw_store4_mve(out + c + 12, a3, mult + c + 12, shift + c + 12, ozp, amin, amax, all);
-        }
-    }
-    if (channel_block >= 8) {
-        for (; c + 8 <= channels; c += 8) {
-            int32x4_t a0 = vldrwq_s32(bias + c), a1 = vldrwq_s32(bias + c + 4);
-            const int8_t* wp = weight + c;
-            for (int32_t t = 0; t < ntaps; t++) {
-                const int8_t* xp = taps[t] + c;
-                a0 = DW_MLA(a0, vldrbq_s32(xp), vldrbq_s32(wp));
-                a1 = DW_MLA(a1, vldrbq_s32(xp + 4), vldrbq_s32(wp + 4));
-                wp += channels;
-            }
-            const mve_pred16_t all = vctp32q(4);
-            dw_store4_mve(out + c, a0, mult + c, shift + c, ozp, amin, amax, all);
-            dw_store4_mve(out + c + 4, a1, mult + c + 4, shift + c + 4, ozp, amin, amax, all);
-        }
-    }
-    for (; c + 4 <= channels; c += 4) {
-        int32x4_t a0 = vldrwq_s32(bias + c);
-        const int8_t* wp = weight + c;
-        for (int32_t t = 0; t < ntaps; t++) {
-            a0 = DW_MLA(a0, vldrbq_s32(taps[t] + c), vldrbq_s32(wp));
-            wp += channels;
-        }
-        dw_store4_mve(out + c, a0, mult + c, shift + c, ozp, amin, amax, vctp32q(4));
-    }
-    if (c < channels) { /* tail: 1-3 channels, predicated */
-        const mve_pred16_t p = vctp32q((uint32_t)(channels - c));
-        int32x4_t a0 = vldrwq_z_s32(bias + c, p);
-        const int8_t* wp = weight + c;
-        for (int32_t t = 0; t < ntaps; t++) {
-            a0 = DW_MLA(a0, vldrbq_z_s32(taps[t] + c, p), vldrbq_z_s32(wp, p));
-            wp += channels;
-        }
-        dw_store4_mve(out + c, a0, mult + c, shift + c, ozp, amin, amax, p);
-    }
+    (void)channel_block;
+    dw_pixel_generic(taps, ntaps, weight, bias, mult, shift, out, channels, 1, ozp, amin, amax);
 }
 
 #elif defined(DTMM_DW_DSP)
@@ -333,6 +439,14 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
     int8_t* pad = (int8_t*)(void*)scratch + sizeof(int8_t*) * (uint32_t)ntaps;
     memset(pad, input_zp, (size_t)in_c);
     const int32_t row_bytes = in_w * in_c;
+#if defined(DTMM_DW_MVE)
+    if (ch_mult == 1 && shift[0] != DTMM_REQUANT_F32) { /* ONNX float32 records: the scalar pixel */
+        dw_layer_mve(input, weight, bias, mult, shift, output, taps, pad, batches, in_h, in_w, in_c, out_h, out_w,
+                     k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, output_zp, act_min, act_max,
+                     channel_block);
+        return;
+    }
+#endif
 
     for (int32_t b = 0; b < batches; b++) {
         const int8_t* in_b = input + b * in_h * row_bytes;
