@@ -101,11 +101,17 @@ def print_report(report: dict) -> None:
     cols = ["layer", "kind", "filters", "format", "filterlet_sparsity", "bytes", "dense_bytes",
             "predicted_instructions"]
     heads = ["layer", "kind", "filters kept", "format", "filterlet sp.", "bytes", "dense bytes", "pred. instr"]
+    measured = any("measured_instructions" in r for r in report["layers"])
+    if measured:
+        heads.append("measured instr")
     rows = []
     for r in report["layers"]:
         rows.append([r["layer"], r["kind"], f"{r['filters']}/{r['filters_total']}" if r.get("filters_total") else
-                     str(r.get("filters")), r["format"], f"{r['filterlet_sparsity']:.2f}", str(r["bytes"]),
+                     str(r.get("filters") if r.get("filters") is not None else "-"), r["format"] or "-",
+                     f"{r['filterlet_sparsity']:.2f}", str(r["bytes"]),
                      str(r["dense_bytes"]), str(r["predicted_instructions"])])
+        if measured:
+            rows[-1].append(str(r.get("measured_instructions") if r.get("measured_instructions") is not None else "-"))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
     print("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
     for row in rows:
@@ -118,6 +124,8 @@ def print_report(report: dict) -> None:
         line = f"compiled: flash (weights+index) {c['constants_bytes']} B, arena {c['arena_bytes']} B"
         if "instructions" in c:
             line += f", measured {c['instructions']} instructions"
+        if "profile_total_instructions" in c:
+            line += f" (profiled run: {c['profile_total_instructions']})"
         print(line)
     a = report["accuracy"]
     acc = [f"float dense {a['float_dense']:.4f}", f"float pruned {a['float_pruned']:.4f}"]

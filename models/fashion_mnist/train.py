@@ -100,6 +100,9 @@ def main() -> int:
     ap.add_argument("--speed-weight", type=float, default=0.05,
                     help="small: prune only as far as the budgets need")
     ap.add_argument("--guard", type=float, default=0.9)
+    ap.add_argument("--distill", type=float, default=0.7,
+                    help="weight of the unpruned model's softened outputs in the fine-tuning loss")
+    ap.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
     ap.add_argument("--importance-weight", type=float, default=1.0)
     ap.add_argument("--dense-keras", type=Path, default=None,
                     help="reuse (or, if missing, save) the trained dense model here")
@@ -150,7 +153,7 @@ def main() -> int:
 
     try:
         result = prune(model, data, budget, "dtmm/cortex-m4", epochs=args.finetune_epochs, schedule="gradual",
-                       guard=args.guard, importance_weight=args.importance_weight,
+                       distill=args.distill, temperature=args.temperature, guard=args.guard, importance_weight=args.importance_weight,
                        objective_weight=args.speed_weight, seed=SEED, progress=progress)
     except DTMMError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
