@@ -90,7 +90,8 @@ def predicted_vs_measured(tflite: bytes, x_int8: np.ndarray, target: str, tmp: P
                              timeout_s=3600)
     total = int(run_plain.instructions)
     return {"predicted_total": pred["instructions"], "measured_total": total,
-            "error": (pred["instructions"] - total) / total, "layers": layers}
+            "error": (pred["instructions"] - total) / total, "unpriced": pred["unpriced"],
+            "profiled_layers_total": int(prof["layers_instructions"]), "layers": layers}
 
 
 def main() -> int:

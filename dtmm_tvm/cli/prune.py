@@ -35,6 +35,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
     p.add_argument("--schedule", choices=["oneshot", "gradual"], default="oneshot")
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (Adam, cosine decay)")
+    p.add_argument("--distill", type=float, default=0.0,
+                   help="weight (0..1) of the unpruned model's softened outputs in the fine-tuning loss "
+                        "(knowledge distillation; default 0: labels only)")
     p.add_argument("--guard", type=float, default=0.9,
                    help="accuracy guard: the importance quantile below which units may be pruned (default 0.9)")
     p.add_argument("--speed-weight", type=float, default=0.1,
@@ -84,7 +87,7 @@ def run(args) -> int:
             print(f"{event} ...", file=sys.stderr, flush=True)
 
     result = prune(args.model, args.data, budget, args.target, importance=args.importance, epochs=args.epochs,
-                   schedule=args.schedule, lr=args.lr, guard=args.guard, seed=args.seed,
+                   schedule=args.schedule, lr=args.lr, distill=args.distill, guard=args.guard, seed=args.seed,
                    objective_weight=args.speed_weight, compile_output=args.compile_output, run_on_board=bool(args.compile_output),
                    board_limit=args.board_images, progress=progress)
     write_outputs(result, args.output, force=args.force)

@@ -31,6 +31,9 @@ def _same_padding(h, w, k, s):
     return same_padding((h, w), (k, k), (s, s))
 
 
+#: Fully connected shapes measured (in_features, out_features).
+FC_SHAPES = ((64, 10), (576, 10), (256, 64), (100, 32), (32, 32), (1024, 10), (400, 16), (128, 128))
+
 #: Shapes measured per non-conv operator (pool: H = W, channels, window = stride, VALID).
 OTHER_OP_SHAPES = {
     "max_pool2d": [{"height": h, "width": h, "channels": c, "window": k, "stride": k}
@@ -49,7 +52,8 @@ def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, hel
 
     Regular convs: ``conv_points`` (shape, sparsity) pairs, each measured dense (at its sparsity:
     the dense kernel's cost does not depend on it) and in every sparse format. Every
-    ``heldout_every``-th pair is held out of the fit. Depthwise and FC: ``small_points`` each.
+    ``heldout_every``-th pair is held out of the fit. Depthwise: ``small_points``; FC: the fixed
+    :data:`FC_SHAPES`; pooling, mean, softmax and add: :data:`OTHER_OP_SHAPES`.
     """
     rng = np.random.default_rng(seed)
     plan = []
@@ -82,9 +86,9 @@ def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, hel
         shape = ConvShape(hw, hw, c, c, 3, 3, (s, s), _same_padding(hw, hw, 3, s), depthwise=True)
         plan.append(dict(kind="depthwise", fmt="dense", shape=shape, sparsity=0.0,
                          heldout=i % heldout_every == heldout_every - 1))
-    for i in range(small_points):
-        fin = int(rng.choice([32, 64, 100, 128, 256, 400, 576]))
-        fout = int(rng.choice([10, 16, 32, 64]))
+    # Fully connected: a fixed spread (in, out) (a random draw repeated shapes and missed the
+    # wide-input, few-output classifier heads), held out like the rest: every fourth.
+    for i, (fin, fout) in enumerate(FC_SHAPES):
         plan.append(dict(kind="fc", fmt="dense", shape={"in_features": fin, "out_features": fout},
                          sparsity=0.0, heldout=i % heldout_every == heldout_every - 1))
     # Non-conv operators: a fixed spread of shapes (those of the demo and VGG-style models
