@@ -65,6 +65,35 @@ def measure(tflite: bytes, x_int8: np.ndarray, mode: str, tmp: Path, name: str) 
             "outputs": res.outputs}
 
 
+def predicted_vs_measured(tflite: bytes, x_int8: np.ndarray, target: str, tmp: Path) -> dict:
+    """The cost model's per-layer prediction (:func:`dtmm_tvm.costmodel.predict_artifact`) next to
+    the profiled run's per-layer instructions, for the DTMM build on ``target``'s board."""
+    from dtmm_tvm.compiler import compile_model
+    from dtmm_tvm.costmodel import predict_artifact
+    from dtmm_tvm.micro import run_artifact
+    from dtmm_tvm.micro.profile import profile_rows
+    from dtmm_tvm.target import DEFAULT_BOARD
+
+    path = tmp / "m.tflite"
+    path.write_bytes(tflite)
+    meta = compile_model(path, tmp / "m.tar", target=target, force=True)
+    spec = meta["inputs"][0]
+    res = run_artifact(tmp / "m.tar", DEFAULT_BOARD[target], x_int8.reshape((1,) + tuple(spec["shape"])),
+                       timeout_s=3600, profile=True)
+    prof = profile_rows(meta, res)
+    pred = predict_artifact(meta, target)
+    layers = []
+    for r, p in zip(prof["rows"], pred["layers"]):
+        layers.append({"layer": r["layer"], "op": r["op"], "format": r["format"], "measured": r["instructions"],
+                       "predicted": p["instructions"]})
+    run_plain = run_artifact(tmp / "m.tar", DEFAULT_BOARD[target], x_int8.reshape((1,) + tuple(spec["shape"])),
+                             timeout_s=3600)
+    total = int(run_plain.instructions)
+    return {"predicted_total": pred["instructions"], "measured_total": total,
+            "error": (pred["instructions"] - total) / total, "unpriced": pred["unpriced"],
+            "profiled_layers_total": int(prof["layers_instructions"]), "layers": layers}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=["vgg", "demo"], required=True)
@@ -78,6 +107,10 @@ def main() -> int:
     ap.add_argument("--schedule", default="gradual")
     ap.add_argument("--images", type=int, default=200, help="test images run on the board")
     ap.add_argument("--dense-keras", type=Path, default=None, help="vgg: reuse/save the trained dense model")
+    ap.add_argument("--distill", type=float, default=0.7, help="vgg: distillation weight in fine-tuning")
+    ap.add_argument("--lr", type=float, default=1e-3, help="vgg: fine-tuning learning rate")
+    ap.add_argument("--profile-targets", default="dtmm/cortex-m4,dtmm/cortex-m55",
+                    help="targets whose per-layer profile (measured) is compared with the cost model's prediction")
     args = ap.parse_args()
 
     from dtmm_tvm.pruning.data import fashion_mnist
@@ -99,6 +132,7 @@ def main() -> int:
 
         keras.utils.set_random_seed(1234)
         t0 = time.time()
+        c0 = time.process_time()  # CPU seconds of all threads: the machine is shared
         if args.dense_keras and args.dense_keras.exists():
             model = keras.models.load_model(args.dense_keras)
         else:
@@ -107,13 +141,17 @@ def main() -> int:
             if args.dense_keras:
                 model.save(args.dense_keras)
         record["train_dense_seconds"] = round(time.time() - t0, 1)
-        t1 = time.time()
+        record["train_dense_cpu_seconds"] = round(time.process_time() - c0, 1)
+        t1, c1 = time.time(), time.process_time()
         budget = Budget(flash_fraction=args.flash_fraction, instructions_fraction=args.instructions_fraction)
         result = prune(model, data, budget, "dtmm/cortex-m4", epochs=args.finetune_epochs,
                        schedule=args.schedule, seed=1234, objective_weight=args.speed_weight,
+                       distill=args.distill, lr=args.lr,
                        progress=lambda e, i: print(f"  {e} {i.get('epoch', '')} {i.get('val_accuracy', '')}",
                                                    flush=True) if e != "search" else None)
         record["prune_finetune_seconds"] = round(time.time() - t1, 1)
+        record["prune_finetune_cpu_seconds"] = round(time.process_time() - c1, 1)
+        record["cores"] = os.cpu_count()
         record["prune_report"] = result.report
         pruned, dense = result.tflite, result.dense_tflite
     else:
@@ -153,6 +191,14 @@ def main() -> int:
         "accuracy_drop_points": 100 * (acc["dense"] - acc["pruned"]),
     }
     print(json.dumps(record["ratios"], indent=1))
+    record["cost_model_vs_measured"] = {}
+    for target in [t for t in args.profile_targets.split(",") if t]:
+        for label, tfl in (("unpruned", dense), ("pruned", pruned)):
+            with tempfile.TemporaryDirectory(prefix="dtmm-prune-bench-") as tmp:
+                row = predicted_vs_measured(tfl, quant(tfl)[:1], target, Path(tmp))
+            record["cost_model_vs_measured"][f"{target} {label}"] = row
+            print(f"{target} {label}: predicted {row['predicted_total']} measured {row['measured_total']} "
+                  f"({row['error']:+.1%})", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"prune_{args.model}.json"
     out.write_text(json.dumps(record, indent=1, default=float) + "\n")

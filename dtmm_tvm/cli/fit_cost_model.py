@@ -17,10 +17,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--target", default="dtmm/cortex-m4", help=f"one of {', '.join(TARGET_TAGS)}")
     parser.add_argument("-o", "--output", default=None,
                         help="coefficients file to write (default: the one shipped in the package)")
-    parser.add_argument("--conv-points", type=int, default=14, help="conv shapes measured (default 14)")
+    parser.add_argument("--conv-points", type=int, default=20, help="conv shapes measured (default 20)")
     parser.add_argument("--small-points", type=int, default=8, help="depthwise and FC shapes each (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shape sample")
     parser.add_argument("--workers", type=int, default=2, help="parallel builds and emulator runs (default 2)")
+    parser.add_argument("--reuse-measured", action="store_true",
+                        help="take the counts of points the current coefficients file already measured (same "
+                             "shape, format, sparsity and seed) instead of running them again; only valid while "
+                             "the kernels are unchanged")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
@@ -42,9 +46,14 @@ def run(args) -> int:
         bar.update(1)
         bar.set_postfix_str(f"{point['kind']}/{point['fmt']} {point['instructions']} instr")
 
+    reuse = None
+    if args.reuse_measured and fit.coefficients_path(tag).exists():
+        import json
+
+        reuse = json.loads(fit.coefficients_path(tag).read_text()).get("points")
     try:
         doc = fit.fit_target(tag, seed=args.seed, conv_points=args.conv_points, small_points=args.small_points,
-                             workers=args.workers, progress=step)
+                             workers=args.workers, progress=step, reuse=reuse)
     finally:
         bar.close()
     fit.write(doc, output)
@@ -52,6 +61,9 @@ def run(args) -> int:
     print(f"{'group':24} {'measured':>10} {'predicted':>10} {'error':>7}   (held-out shapes)")
     for row in doc["heldout"]:
         print(f"{row['group']:24} {row['measured']:>10} {row['predicted']:>10} {row['error'] * 100:>6.1f}%")
+    for group, e in doc["heldout_by_group"].items():
+        print(f"  {group:22} {e['points']} held-out, max {e['max_abs_error'] * 100:.1f}%, "
+              f"mean {e['mean_abs_error'] * 100:.1f}%")
     worst = doc["heldout_max_abs_error"]
     if worst is not None:
         print(f"held-out per-layer error: max {worst * 100:.1f}%, mean {doc['heldout_mean_abs_error'] * 100:.1f}%",

@@ -35,6 +35,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
     p.add_argument("--schedule", choices=["oneshot", "gradual"], default="oneshot")
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (Adam, cosine decay)")
+    p.add_argument("--distill", type=float, default=0.0,
+                   help="weight (0..1) of the unpruned model's softened outputs in the fine-tuning loss "
+                        "(knowledge distillation; default 0: labels only)")
     p.add_argument("--guard", type=float, default=0.9,
                    help="accuracy guard: the importance quantile below which units may be pruned (default 0.9)")
     p.add_argument("--speed-weight", type=float, default=0.1,
@@ -84,7 +87,7 @@ def run(args) -> int:
             print(f"{event} ...", file=sys.stderr, flush=True)
 
     result = prune(args.model, args.data, budget, args.target, importance=args.importance, epochs=args.epochs,
-                   schedule=args.schedule, lr=args.lr, guard=args.guard, seed=args.seed,
+                   schedule=args.schedule, lr=args.lr, distill=args.distill, guard=args.guard, seed=args.seed,
                    objective_weight=args.speed_weight, compile_output=args.compile_output, run_on_board=bool(args.compile_output),
                    board_limit=args.board_images, progress=progress)
     write_outputs(result, args.output, force=args.force)
@@ -101,11 +104,17 @@ def print_report(report: dict) -> None:
     cols = ["layer", "kind", "filters", "format", "filterlet_sparsity", "bytes", "dense_bytes",
             "predicted_instructions"]
     heads = ["layer", "kind", "filters kept", "format", "filterlet sp.", "bytes", "dense bytes", "pred. instr"]
+    measured = any("measured_instructions" in r for r in report["layers"])
+    if measured:
+        heads.append("measured instr")
     rows = []
     for r in report["layers"]:
         rows.append([r["layer"], r["kind"], f"{r['filters']}/{r['filters_total']}" if r.get("filters_total") else
-                     str(r.get("filters")), r["format"], f"{r['filterlet_sparsity']:.2f}", str(r["bytes"]),
+                     str(r.get("filters") if r.get("filters") is not None else "-"), r["format"] or "-",
+                     f"{r['filterlet_sparsity']:.2f}", str(r["bytes"]),
                      str(r["dense_bytes"]), str(r["predicted_instructions"])])
+        if measured:
+            rows[-1].append(str(r.get("measured_instructions") if r.get("measured_instructions") is not None else "-"))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
     print("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
     for row in rows:
@@ -118,6 +127,8 @@ def print_report(report: dict) -> None:
         line = f"compiled: flash (weights+index) {c['constants_bytes']} B, arena {c['arena_bytes']} B"
         if "instructions" in c:
             line += f", measured {c['instructions']} instructions"
+        if "profile_total_instructions" in c:
+            line += f" (profiled run: {c['profile_total_instructions']})"
         print(line)
     a = report["accuracy"]
     acc = [f"float dense {a['float_dense']:.4f}", f"float pruned {a['float_pruned']:.4f}"]

@@ -24,6 +24,8 @@ API
     chooses the format by predicted instructions.
 ``predict_depthwise(params, target)``, ``predict_fc(in_features, out_features, target)``
     ``(instructions, flash_bytes)`` of a depthwise conv / fully connected layer.
+``predict_pool``, ``predict_mean``, ``predict_softmax``, ``predict_add``
+    Instructions of the non-conv operators the pruner's models lower to (no stored constants).
 ``format_bytes(weight_shape, kept_filterlets, fmt)``
     Stored weight bytes from the kept-filterlet count alone (closed form of the storage
     module's packings, tested equal to them), for search loops that must be fast.
@@ -49,11 +51,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .features import CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features
+from .features import (CONV_FORMATS, ConvShape, add_features, conv_features, depthwise_features, fc_features,
+                       mean_features, pool_features, softmax_features)
 
 __all__ = ["ArenaCall", "ConvCost", "ConvShape", "CONV_FORMATS", "format_bytes", "load_coefficients",
            "peak_sram", "predict_conv", "predict_conv_formats", "predict_depthwise", "predict_fc",
-           "conv_shape_of", "CostModelError"]
+           "conv_shape_of", "CostModelError", "predict_pool", "predict_mean", "predict_softmax", "predict_add",
+           "predict_artifact"]
 
 from ..errors import DTMMError
 
@@ -103,6 +107,14 @@ def load_coefficients(target) -> dict:
         raise CostModelError(f"no cost model for {tag} ({path.name} missing); run "
                              f"'dtmm fit-cost-model --target {tag}'")
     return _load(str(path))
+
+
+def conv_heldout_error(doc: dict) -> float:
+    """The largest held-out error of the conv groups (the margin a filterlet format must beat
+    dense by); the whole fit's when the file predates per-group errors."""
+    groups = doc.get("heldout_by_group") or {}
+    conv = [g["max_abs_error"] for name, g in groups.items() if name.startswith("conv/")]
+    return float(max(conv) if conv else (doc.get("heldout_max_abs_error") or 0.0))
 
 
 def conv_shape_of(params, kept_filterlets: int | None = None) -> ConvShape:
@@ -168,7 +180,11 @@ def _coef(doc: dict, group: str) -> list:
 
 
 def _predict(doc, group, feats) -> int:
-    return int(round(float(np.dot(_coef(doc, group), feats))))
+    coef = _coef(doc, group)
+    if len(coef) != len(feats):
+        raise CostModelError(f"cost model for {doc['target']}: {group} was fitted on {len(coef)} features, this "
+                             f"version computes {len(feats)}; run 'dtmm fit-cost-model --target {doc['target']}'")
+    return int(round(float(np.dot(coef, feats))))
 
 
 def predict_conv_formats(params, mask=None, target="dtmm/cortex-m4") -> dict:
@@ -215,7 +231,7 @@ def predict_conv(params, mask=None, target="dtmm/cortex-m4", threshold: float | 
     kept = shape.total_filterlets if keep is None else int(keep.sum())
     by_format = predict_conv_formats(shape, keep, target)
     fmt = compiler_format(by_format, 1.0 - kept / shape.total_filterlets if shape.total_filterlets else 0.0,
-                          threshold, margin=float(load_coefficients(target).get("heldout_max_abs_error") or 0.0))
+                          threshold, margin=conv_heldout_error(load_coefficients(target)))
     if keep is not None and fmt != "dense":
         # Exact bytes straight from the storage module's packing of this mask.
         from ..sparsity.storage import pack_filterlets_as
@@ -238,6 +254,32 @@ def predict_fc(in_features: int, out_features: int, target="dtmm/cortex-m4") -> 
     doc = load_coefficients(_tag(target))
     nbytes = in_features * out_features + REQUANT_BYTES_PER_CHANNEL * out_features
     return _predict(doc, "fc", fc_features(in_features, out_features, _tag(target))), nbytes
+
+
+def predict_pool(kind: str, out_hw: tuple, channels: int, window: tuple, target="dtmm/cortex-m4") -> int:
+    """Instructions of a ``"max_pool2d"`` / ``"avg_pool2d"`` (NHWC, batch 1) with output
+    ``out_hw`` x ``channels`` and a ``window`` (KH, KW)."""
+    if kind not in ("max_pool2d", "avg_pool2d"):
+        raise CostModelError(f"unknown pooling {kind!r}: max_pool2d or avg_pool2d")
+    tag = _tag(target)
+    return _predict(load_coefficients(tag), kind, pool_features(out_hw, channels, window))
+
+
+def predict_mean(height: int, width: int, channels: int, target="dtmm/cortex-m4") -> int:
+    """Instructions of a MEAN over H and W (global average pooling)."""
+    tag = _tag(target)
+    return _predict(load_coefficients(tag), "mean", mean_features(height, width, channels))
+
+
+def predict_softmax(depth: int, rows: int = 1, target="dtmm/cortex-m4") -> int:
+    tag = _tag(target)
+    return _predict(load_coefficients(tag), "softmax", softmax_features(rows, depth))
+
+
+def predict_add(elements: int, target="dtmm/cortex-m4") -> int:
+    """Instructions of an elementwise ADD of two int8 tensors of ``elements`` each."""
+    tag = _tag(target)
+    return _predict(load_coefficients(tag), "add", add_features(elements))
 
 
 @dataclass(frozen=True)
@@ -272,3 +314,10 @@ def peak_sram(calls: list, target="dtmm/cortex-m4") -> int:
         if call.scratch_bytes:
             requests.append(BufferRequest(f"{i}:{call.name}:scratch", int(call.scratch_bytes), i, i))
     return int(plan_arena(requests).bytes)
+
+
+def predict_artifact(metadata: dict, target=None) -> dict:
+    """Whole-model prediction for a compiled artifact (see :mod:`dtmm_tvm.costmodel.artifact`)."""
+    from .artifact import predict_artifact as _predict_artifact
+
+    return _predict_artifact(metadata, None if target is None else _tag(target))

@@ -85,7 +85,7 @@ def _core(target: str) -> str:
 PACKED_MAX = 256
 
 CONV_FEATURES = ["simd_mac_steps", "dot_calls", "chunk_tails", "filterlet_visits", "im2col_chunks", "outputs",
-                 "channel_blocks", "call"]
+                 "channel_blocks", "call", "packed_im2col_taps", "im2col_taps", "im2col_partial_taps"]
 
 
 def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
@@ -101,7 +101,8 @@ def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
     aligned = cin % ch == 0
     chunks = -(-cin // ch)
     blocks = -(-p // ppb)
-    if fmt == "dense" and not aligned and taps * cin <= PACKED_MAX:
+    packed = fmt == "dense" and not aligned and taps * cin <= PACKED_MAX
+    if packed:
         # Packed patch: one contiguous run of ceil(KH*KW*Cin / CH) chunks per filter.
         row = -(-(taps * cin) // ch)
         mac, calls, tails, visits, im2col = shape.cout * row, shape.cout, 0.0, 0.0, row
@@ -122,6 +123,13 @@ def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
         float(p * shape.cout),            # requantize + store each output
         float(blocks * shape.cout),       # per output channel per block: loop + bias setup
         1.0,                              # call overhead
+        # im2col per tap and pixel (bounds check, address, copy setup): separately for the packed
+        # patch (Cin bytes appended at an unaligned offset), the chunk layout, and taps whose
+        # Cin leaves a partial chunk (zero fill). With MVE's 16-byte chunks these dominate the
+        # copy itself (without them the M55 fit missed held-out shapes by up to 22%).
+        float(p * taps) if packed else 0.0,
+        float(p * taps),
+        float(p * taps) if (not aligned and not packed) else 0.0,
     ]
 
 
@@ -134,3 +142,36 @@ def depthwise_features(shape: ConvShape, target: str) -> list:
 def fc_features(in_features: int, out_features: int, target: str) -> list:
     ch = _CHUNK[_core(target)]
     return [float(out_features * -(-in_features // ch)), float(out_features), float(in_features), 1.0]
+
+
+#: Non-conv operators the cost model prices (what the pruner's Keras models lower to): group ->
+#: feature names. Their cost barely changes with pruning (only through the channels kept), but
+#: whole-model predictions must include them to track measured totals.
+OTHER_OP_FEATURES = {
+    "max_pool2d": ["window_reads", "outputs", "output_pixels", "call"],
+    "avg_pool2d": ["window_reads", "outputs", "output_pixels", "call"],
+    "mean": ["inputs", "outputs", "call"],
+    "softmax": ["elements", "rows", "call"],
+    "add": ["elements", "call"],
+}
+
+
+def pool_features(out_hw: tuple, channels: int, window: tuple) -> list:
+    """Max / average pool (NHWC, batch 1): every output reads its window's elements."""
+    pixels = int(out_hw[0]) * int(out_hw[1])
+    outputs = pixels * int(channels)
+    return [float(outputs * int(window[0]) * int(window[1])), float(outputs), float(pixels), 1.0]
+
+
+def mean_features(height: int, width: int, channels: int) -> list:
+    """MEAN over H and W (Keras' GlobalAveragePooling2D in TFLite)."""
+    return [float(height * width * channels), float(channels), 1.0]
+
+
+def softmax_features(rows: int, depth: int) -> list:
+    return [float(rows * depth), float(rows), 1.0]
+
+
+def add_features(elements: int) -> list:
+    """Elementwise ADD of two same-shape int8 tensors."""
+    return [float(elements), 1.0]

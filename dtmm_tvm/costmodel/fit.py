@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import CONV_FEATURES, CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features
+from .features import (CONV_FEATURES, CONV_FORMATS, OTHER_OP_FEATURES, ConvShape, add_features, conv_features,
+                       depthwise_features, fc_features, mean_features, pool_features, softmax_features)
 
 SPARSE_FORMATS = CONV_FORMATS[1:]
 
@@ -30,12 +31,29 @@ def _same_padding(h, w, k, s):
     return same_padding((h, w), (k, k), (s, s))
 
 
-def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, heldout_every: int = 4):
+#: Fully connected shapes measured (in_features, out_features).
+FC_SHAPES = ((64, 10), (576, 10), (256, 64), (100, 32), (32, 32), (1024, 10), (400, 16), (128, 128))
+
+#: Shapes measured per non-conv operator (pool: H = W, channels, window = stride, VALID).
+OTHER_OP_SHAPES = {
+    "max_pool2d": [{"height": h, "width": h, "channels": c, "window": k, "stride": k}
+                   for h, c, k in ((14, 32, 2), (28, 16, 2), (7, 64, 2), (16, 24, 2), (12, 8, 3), (8, 48, 2))],
+    "avg_pool2d": [{"height": h, "width": h, "channels": c, "window": k, "stride": k}
+                   for h, c, k in ((14, 32, 2), (28, 16, 2), (7, 64, 2), (16, 24, 2), (12, 8, 3), (8, 48, 2))],
+    "mean": [{"height": h, "width": h, "channels": c}
+             for h, c in ((7, 64), (14, 16), (4, 32), (10, 24), (2, 128), (7, 32))],
+    "softmax": [{"depth": d} for d in (10, 2, 32, 16, 100, 64)],
+    "add": [{"elements": n} for n in (784, 3136, 64, 1568, 6272, 2048)],
+}
+
+
+def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, heldout_every: int = 4):
     """The measurement plan: a list of dicts ``{kind, fmt, shape, sparsity, heldout}``.
 
     Regular convs: ``conv_points`` (shape, sparsity) pairs, each measured dense (at its sparsity:
     the dense kernel's cost does not depend on it) and in every sparse format. Every
-    ``heldout_every``-th pair is held out of the fit. Depthwise and FC: ``small_points`` each.
+    ``heldout_every``-th pair is held out of the fit. Depthwise: ``small_points``; FC: the fixed
+    :data:`FC_SHAPES`; pooling, mean, softmax and add: :data:`OTHER_OP_SHAPES`.
     """
     rng = np.random.default_rng(seed)
     plan = []
@@ -68,11 +86,16 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
         shape = ConvShape(hw, hw, c, c, 3, 3, (s, s), _same_padding(hw, hw, 3, s), depthwise=True)
         plan.append(dict(kind="depthwise", fmt="dense", shape=shape, sparsity=0.0,
                          heldout=i % heldout_every == heldout_every - 1))
-    for i in range(small_points):
-        fin = int(rng.choice([32, 64, 100, 128, 256, 400, 576]))
-        fout = int(rng.choice([10, 16, 32, 64]))
+    # Fully connected: a fixed spread (in, out) (a random draw repeated shapes and missed the
+    # wide-input, few-output classifier heads), held out like the rest: every fourth.
+    for i, (fin, fout) in enumerate(FC_SHAPES):
         plan.append(dict(kind="fc", fmt="dense", shape={"in_features": fin, "out_features": fout},
                          sparsity=0.0, heldout=i % heldout_every == heldout_every - 1))
+    # Non-conv operators: a fixed spread of shapes (those of the demo and VGG-style models
+    # first), the fourth of each held out (an interior shape, not an extreme).
+    for kind, shapes in OTHER_OP_SHAPES.items():
+        for i, shape in enumerate(shapes):
+            plan.append(dict(kind=kind, fmt="dense", shape=dict(shape), sparsity=0.0, heldout=i == 3))
     return plan
 
 
@@ -97,7 +120,24 @@ def features_of(point: dict, target: str) -> list:
         if isinstance(shape, dict):
             shape = ConvShape(**{k: tuple(v) if isinstance(v, list) else v for k, v in shape.items()})
         return depthwise_features(shape, target)
-    return fc_features(point["shape"]["in_features"], point["shape"]["out_features"], target)
+    if point["kind"] == "fc":
+        return fc_features(point["shape"]["in_features"], point["shape"]["out_features"], target)
+    return other_features(point["kind"], point["shape"])
+
+
+def other_features(kind: str, shape: dict) -> list:
+    """Features of a pooling / mean / softmax / add point (see :func:`sample_plan`)."""
+    if kind in ("max_pool2d", "avg_pool2d"):
+        k, st = shape["window"], shape["stride"]
+        out_hw = ((shape["height"] - k) // st + 1, (shape["width"] - k) // st + 1)
+        return pool_features(out_hw, shape["channels"], (k, k))
+    if kind == "mean":
+        return mean_features(shape["height"], shape["width"], shape["channels"])
+    if kind == "softmax":
+        return softmax_features(1, shape["depth"])
+    if kind == "add":
+        return add_features(shape["elements"])
+    raise ValueError(f"no features for {kind!r}")
 
 
 def group_of(point: dict) -> str:
@@ -161,8 +201,21 @@ def _shape_json(shape):
     return asdict(shape) if isinstance(shape, ConvShape) else dict(shape)
 
 
-def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, build_dir=None) -> list:
-    """Build and run every point of the plan; returns the points with ``instructions``."""
+def _point_key(point: dict) -> str:
+    shape = point["shape"]
+    shape = {k: v for k, v in (asdict(shape) if isinstance(shape, ConvShape) else dict(shape)).items()
+             if k not in ("kept_filterlets", "kept_runs")}
+    return json.dumps([point["kind"], point["fmt"], shape, point["sparsity"]], sort_keys=True,
+                      default=lambda v: list(v))
+
+
+def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, build_dir=None,
+                 reuse: list | None = None) -> list:
+    """Build and run every point of the plan; returns the points with ``instructions``.
+
+    ``reuse``: points measured before (a coefficients file's ``points``); a plan point equal to
+    one of them (kind, format, shape, sparsity and seed) takes its count instead of being run
+    again. Only valid while the kernels are unchanged."""
     from ..target import DEFAULT_BOARD, resolve_target, target_tag
     from ..micro.project import load_server, template_dir
     from . import measure
@@ -175,10 +228,19 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
     with tempfile.TemporaryDirectory(prefix="dtmm-costfit-", dir=build_dir) as tmp, \
             ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = []
+        known = {(_point_key(p), p.get("seed")): p for p in (reuse or []) if p.get("instructions")}
         for i, point in enumerate(plan):
+            old = known.get((_point_key(point), i))
+            if old is not None:
+                point = dict(old, heldout=point["heldout"])
+                futures.append((point, None))
+                continue
             path = Path(tmp) / f"{i:03d}.tar"
             with tvm_target:
-                if point["kind"] == "fc":
+                if point["kind"] in OTHER_OP_FEATURES:
+                    mod, ishape = measure.build_other_module(point["kind"], point["shape"], seed=i)
+                    kept = None
+                elif point["kind"] == "fc":
                     mod, ishape = measure.build_fc_module(**point["shape"], seed=i)
                     kept = None
                 else:
@@ -191,22 +253,24 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
                 point = dict(point, shape=_conv_shape(point))
             futures.append((point, pool.submit(measure.run_module, path, board, ishape, tmp, i)))
         for point, fut in futures:
-            point = dict(point, instructions=int(fut.result()))
+            if fut is not None:
+                point = dict(point, instructions=int(fut.result()))
             done.append(point)
             if progress:
                 progress(point)
     return done
 
 
-def fit_target(target: str, *, seed: int = 0, conv_points: int = 14, small_points: int = 8, workers: int = 2,
-               progress=None, build_dir=None) -> dict:
-    """Measure, fit and evaluate; returns the coefficients document (see :func:`write`)."""
+def fit_target(target: str, *, seed: int = 0, conv_points: int = 20, small_points: int = 8, workers: int = 2,
+               progress=None, build_dir=None, reuse: list | None = None) -> dict:
+    """Measure, fit and evaluate; returns the coefficients document (see :func:`write`).
+    ``reuse``: see :func:`measure_plan`."""
     from ..target import DEFAULT_BOARD, resolve_target, target_tag
 
     tag = target_tag(resolve_target(target))
     started = time.time()
     plan = sample_plan(seed, conv_points, small_points)
-    points = measure_plan(plan, tag, workers=workers, progress=progress, build_dir=build_dir)
+    points = measure_plan(plan, tag, workers=workers, progress=progress, build_dir=build_dir, reuse=reuse)
     return document(points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
 
 
@@ -223,14 +287,24 @@ def document(points: list, tag: str, board: str, seed: int = 0, seconds: float =
         "measure": "instructions per inference (QEMU -icount), one-layer artifacts, default schedules",
         "features": {"conv": CONV_FEATURES,
                      "depthwise": ["macs", "outputs", "pixels", "call"],
-                     "fc": ["mac_chunks", "outputs", "inputs", "call"]},
+                     "fc": ["mac_chunks", "outputs", "inputs", "call"], **OTHER_OP_FEATURES},
         "coefficients": coefficients,
         "heldout_max_abs_error": max((abs(r["error"]) for r in held), default=None),
+        "heldout_by_group": group_errors(held),
         "heldout_mean_abs_error": float(np.mean([abs(r["error"]) for r in held])) if held else None,
         "fit_max_abs_error": max((abs(r["error"]) for r in fitted), default=None),
         "heldout": [dict(r, shape=_shape_json(r["shape"])) for r in held],
         "points": [dict(p, shape=_shape_json(p["shape"])) for p in points],
     }
+
+
+def group_errors(rows: list) -> dict:
+    """``{group: {"points", "max_abs_error", "mean_abs_error"}}`` of :func:`errors` rows."""
+    out: dict = {}
+    for r in rows:
+        out.setdefault(r["group"], []).append(abs(r["error"]))
+    return {g: {"points": len(v), "max_abs_error": max(v), "mean_abs_error": float(np.mean(v))}
+            for g, v in out.items()}
 
 
 def coefficients_path(tag: str) -> Path:

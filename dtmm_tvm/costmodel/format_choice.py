@@ -9,7 +9,7 @@ compiler builds):
   (:func:`dtmm_tvm.costmodel.predict_conv_formats`, fitted on QEMU measurements of the kernels);
   candidates within :data:`TIE_FRACTION` of the fastest are tied and the fewest bytes wins. A
   filterlet format replaces dense only when it is predicted faster by more than the fit's
-  held-out per-layer error (``heldout_max_abs_error`` of the target's coefficients, at least
+  held-out per-layer error (the conv groups' ``heldout_by_group`` of the target's coefficients, at least
   :data:`DENSE_MARGIN`): the promise is *never slower than dense* (small-Cin first convs, whose
   dense kernel takes the packed-patch path, stay dense this way up to very high sparsity,
   measured instead of the old estimated 85% rule);
@@ -106,7 +106,8 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
         Filterlet formats allowed (default all of :data:`dtmm_tvm.sparsity.FORMATS`).
     """
     from ..sparsity.storage import FORMATS
-    from . import CostModelError, conv_shape_of, format_bytes, load_coefficients, predict_conv_formats
+    from . import (CostModelError, conv_heldout_error, conv_shape_of, format_bytes, load_coefficients,
+                   predict_conv_formats)
 
     formats = FORMATS if formats is None else tuple(formats)
     keep = np.any(np.asarray(weight_ohwi) != 0, axis=3)
@@ -131,7 +132,7 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
                 predicted = {f: int(v[0]) for f, v in by_format.items() if f in nbytes}
                 source = tag
                 # the fit's own held-out error: a prediction closer to dense than that is a tie
-                margin = float(load_coefficients(tag).get("heldout_max_abs_error") or DENSE_MARGIN)
+                margin = conv_heldout_error(load_coefficients(tag)) or DENSE_MARGIN
             except CostModelError as err:
                 note = str(err)
     fmt, reason = pick(nbytes, predicted, sparsity, threshold, optimize, margin)

@@ -126,6 +126,47 @@ def build_fc_module(in_features: int, out_features: int, seed: int = 0):
         params.input_shape
 
 
+def build_other_module(kind: str, shape: dict, seed: int = 0):
+    """(module, input shape) of one non-conv operator as the TFLite lowering builds it
+    (:mod:`dtmm_tvm.ops`): ``max_pool2d`` / ``avg_pool2d`` ``{height, width, channels, window,
+    stride}`` (VALID), ``mean`` ``{height, width, channels}`` over H and W, ``softmax`` ``{depth}``
+    (one row), ``add`` ``{elements}`` (two same-shape operands; the second a constant: the
+    kernel's work is the same)."""
+    rng = np.random.default_rng(seed)
+    if kind in ("max_pool2d", "avg_pool2d"):
+        from ..ops.pooling import avg_pool2d_int8, max_pool2d_int8
+        from ..quant.pooling import pool2d_params
+
+        ishape = (1, shape["height"], shape["width"], shape["channels"])
+        k, st = shape["window"], shape["stride"]
+        params = pool2d_params(ishape, (k, k), (st, st), "VALID", 0.05, -3)
+        func = (max_pool2d_int8 if kind == "max_pool2d" else avg_pool2d_int8)(params)
+        return _one_layer(func, ishape, [], params.output_shape, kind), ishape
+    if kind == "mean":
+        from ..ops.mean import mean_int8
+        from ..quant.mean import mean_params
+
+        ishape = (1, shape["height"], shape["width"], shape["channels"])
+        params = mean_params(ishape, False, 0.05, -3, 0.04, 2)
+        return _one_layer(mean_int8(params), ishape, [], params.output_shape, kind), ishape
+    if kind == "softmax":
+        from ..ops.softmax import softmax_int8
+        from ..quant.softmax import softmax_params
+
+        ishape = (1, shape["depth"])
+        params = softmax_params(1.0, 0.1, 1.0 / 256, -128)
+        return _one_layer(softmax_int8(ishape, params), ishape, [], ishape, kind), ishape
+    if kind == "add":
+        from ..ops.add import add_int8
+        from ..quant.add import add_params
+
+        ishape = (1, shape["elements"])
+        params = add_params(0.05, -3, 0.06, 4, 0.08, -1)
+        other = rng.integers(-128, 128, size=ishape).astype(np.int8)
+        return _one_layer(add_int8(ishape, ishape, params), ishape, [other], ishape, kind), ishape
+    raise ValueError(f"no one-layer builder for {kind!r}")
+
+
 def write_module(mod, path: Path, target_tag: str) -> None:
     from ..codegen import write_archive
 

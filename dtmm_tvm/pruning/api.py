@@ -80,7 +80,7 @@ def _int8_accuracy(tflite_bytes: bytes, x: np.ndarray, y: np.ndarray, limit: int
 
 def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-m4", *,
           importance: str = "taylor", epochs: int = 3, schedule: str = "oneshot", lr: float = 1e-3,
-          batch: int = 64, guard: float = 0.9, importance_weight: float = 1.0, objective_weight: float = 0.1,
+          batch: int = 64, distill: float = 0.0, temperature: float = 4.0, guard: float = 0.9, importance_weight: float = 1.0, objective_weight: float = 0.1,
           seed: int = 0,
           check_compiled: bool = True, compile_output=None, run_on_board: bool = False, board_limit=None,
           eval_dense_int8: bool = True, progress=None, search_kwargs: dict | None = None) -> PruneResult:
@@ -99,6 +99,9 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         ``"taylor"``, ``"l1"`` or ``"l2"``.
     epochs, schedule, lr, batch
         Fine-tuning: epochs (0: none), ``"oneshot"`` / ``"gradual"``, Adam's initial rate.
+    distill, temperature
+        Knowledge distillation from the unpruned model during fine-tuning: the weight of its
+        softened outputs (at ``temperature``) in the loss; 0 (default) trains on the labels only.
     importance_weight, objective_weight
         Weights of the importance removed and of the objective (instructions, or flash under a
         latency budget) in the search's energy; see :mod:`dtmm_tvm.pruning.search`. The default
@@ -163,7 +166,8 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
     from .finetune import check_export, export_int8, finetune
 
     history = finetune(pruned, dataset, masks_at, epochs=epochs, schedule=schedule, lr=lr, batch=batch,
-                       progress=lambda h: say("epoch", dict(h, total=epochs)), seed=seed)
+                       progress=lambda h: say("epoch", dict(h, total=epochs)), seed=seed,
+                       teacher=keras_model if distill > 0 else None, distill=distill, temperature=temperature)
     float_pruned_acc = accuracy(pruned, dataset.x_test, dataset.y_test)
     rng = np.random.default_rng(seed)
     rep = dataset.x_train[rng.choice(len(dataset.x_train), min(200, len(dataset.x_train)), replace=False)]
@@ -189,6 +193,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         "importance": importance,
         "schedule": schedule,
         "epochs": epochs,
+        "distill": {"weight": distill, "temperature": temperature} if distill > 0 else None,
         "budget": {"flash_bytes": budget.flash_bytes, "sram_bytes": budget.sram_bytes,
                    "instructions": budget.instructions},
         "not_understood": unknown,
@@ -236,6 +241,34 @@ def _layer_rows(result, export_rows):
             row["int8_filterlet_sparsity"] = round(exp[name]["filterlet_sparsity"], 4)
         rows.append(row)
     return rows
+
+
+#: The prune report's layer kinds -> the compiled operator (metadata.json "op") they become.
+_OP_OF_KIND = {"conv": "conv2d", "depthwise": "depthwise_conv2d", "dense": "fully_connected"}
+
+
+def attach_measured(layers: list, profile_rows: list) -> None:
+    """Put each compiled operator's measured instructions (``dtmm run --profile``'s rows) on the
+    prune report's layer rows (``measured_instructions``). A row is matched by the Keras layer
+    name in the operator's TFLite name (``model/conv1_1/...``), else by position among the
+    operators of its kind (both are in graph order); a layer with no operator gets None."""
+    import re
+
+    used = set()
+
+    def tokens(row):
+        return [t for t in (row.get("model_layer") or "").split("/") if t]
+
+    for layer in layers:
+        op = _OP_OF_KIND.get(layer["kind"], layer["kind"])
+        base = layer["layer"].split("/")[0]
+        pattern = re.compile(re.escape(base) + r"(_\d+)?")
+        cands = [i for i, r in enumerate(profile_rows) if r.get("op") == op and i not in used]
+        named = [i for i in cands if any(pattern.fullmatch(t) for t in tokens(profile_rows[i]))]
+        pick = named[0] if named else (cands[0] if cands else None)
+        layer["measured_instructions"] = None if pick is None else int(profile_rows[pick]["instructions"])
+        if pick is not None:
+            used.add(pick)
 
 
 def _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq, y, limit, say,
@@ -298,6 +331,13 @@ def _compile_and_check(tflite, target, budget, report, compile_output, run_on_bo
 
                 ref = run_tflm(tflite, inputs)
                 compiled["bit_exact_vs_tflm"] = bool(np.array_equal(ref.reshape(res.outputs.shape), res.outputs))
+                say("profile", {"images": 1})
+                from ..micro.profile import profile_rows
+
+                prof = profile_rows(metadata, run_artifact(art, DEFAULT_BOARD[tag], inputs[:1], timeout_s=3600,
+                                                           profile=True))
+                compiled["profile_total_instructions"] = int(prof["total_instructions"])
+                attach_measured(report["layers"], prof["rows"])
             if budget.instructions is not None and compiled["instructions"] > budget.instructions:
                 bad.append(f"{compiled['instructions']} instructions > budget {budget.instructions}")
         report["compiled"] = compiled

@@ -40,8 +40,39 @@ def accuracy(model, x, y, batch: int = 512) -> float:
     return float(np.mean(np.argmax(pred, axis=1) == y))
 
 
+def distillation_loss(from_logits: bool, alpha: float, temperature: float):
+    """Hinton et al.'s knowledge distillation: ``(1 - alpha) * CE(label) + alpha * T^2 *
+    KL(teacher_T || student_T)``. ``y_true`` rows are ``[label, teacher soft targets at T...]``
+    (see :func:`teacher_targets`); a model ending in softmax gives probabilities, whose logs
+    are its logits up to a constant (softmax is shift-invariant)."""
+    from keras import ops
+
+    def loss(y_true, y_pred):
+        labels = ops.cast(y_true[:, 0], "int32")
+        soft = y_true[:, 1:]
+        logits = y_pred if from_logits else ops.log(ops.clip(y_pred, 1e-7, 1.0))
+        log_student = ops.log_softmax(logits, axis=-1)
+        ce = -ops.sum(ops.one_hot(labels, ops.shape(logits)[-1]) * log_student, axis=-1)
+        log_student_t = ops.log_softmax(logits / temperature, axis=-1)
+        kl = ops.sum(soft * (ops.log(ops.clip(soft, 1e-12, 1.0)) - log_student_t), axis=-1)
+        return (1.0 - alpha) * ce + alpha * temperature * temperature * kl
+
+    return loss
+
+
+def teacher_targets(teacher, x, temperature: float, from_logits: bool, batch: int = 512) -> np.ndarray:
+    """The teacher's softened class probabilities ``softmax(logits / T)`` for ``x``."""
+    out = teacher.predict(x, batch_size=batch, verbose=0).astype(np.float64)
+    logits = out if from_logits else np.log(np.clip(out, 1e-7, 1.0))
+    z = logits / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def finetune(model, data, masks_at, *, epochs: int = 3, schedule: str = "oneshot", lr: float = 1e-3,
-             batch: int = 64, progress=None, seed: int = 0):
+             batch: int = 64, progress=None, seed: int = 0, teacher=None, distill: float = 0.0,
+             temperature: float = 4.0):
     """Fine-tune ``model`` in place with filterlet masks enforced after every step.
 
     ``masks_at(fraction)`` returns ``{layer: kernel mask}`` for ``fraction`` of the final
@@ -50,6 +81,8 @@ def finetune(model, data, masks_at, *, epochs: int = 3, schedule: str = "oneshot
     masks after two thirds of the epochs. Adam with cosine learning-rate decay; the weights with
     the best validation accuracy (among epochs at the final masks) are kept. Returns the history
     ``[{epoch, fraction, loss, val_accuracy}]``. A NaN loss raises :class:`TrainingError`.
+    With ``teacher`` (the unpruned model) and ``distill`` > 0, the loss mixes the labels' cross
+    entropy with the teacher's softened outputs at ``temperature`` (:func:`distillation_loss`).
     """
     import keras
 
@@ -57,9 +90,18 @@ def finetune(model, data, masks_at, *, epochs: int = 3, schedule: str = "oneshot
 
     keras.utils.set_random_seed(seed)
     steps = max(1, epochs * math.ceil(len(data.x_train) / batch))
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.05)),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(model)),
-                  metrics=["accuracy"])
+    from_logits = not ends_in_softmax(model)
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.05))
+    y_fit = data.y_train
+    if teacher is not None and distill > 0:
+        if not 0 < distill <= 1 or temperature <= 0:
+            raise DTMMError(f"distillation weight {distill} must be in (0, 1] and temperature {temperature} > 0")
+        soft = teacher_targets(teacher, data.x_train, temperature, not ends_in_softmax(teacher))
+        y_fit = np.concatenate([np.asarray(data.y_train, np.float32)[:, None], soft], axis=1)
+        model.compile(optimizer=optimizer, loss=distillation_loss(from_logits, distill, temperature))
+    else:
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+                      metrics=["accuracy"])
     ramp = max(1, (2 * epochs) // 3) if schedule == "gradual" else 0
     if schedule not in ("oneshot", "gradual"):
         raise DTMMError(f"unknown schedule '{schedule}': oneshot or gradual")
@@ -69,7 +111,7 @@ def finetune(model, data, masks_at, *, epochs: int = 3, schedule: str = "oneshot
     for epoch in range(max(epochs, 0)):
         fraction = 1.0 if ramp == 0 else polynomial_ratio(1.0, epoch, ramp)
         enforcer.masks = masks_at(fraction)
-        hist = model.fit(data.x_train, data.y_train, batch_size=batch, epochs=1, verbose=0,
+        hist = model.fit(data.x_train, y_fit, batch_size=batch, epochs=1, verbose=0,
                          callbacks=[enforcer, keras.callbacks.TerminateOnNaN()], shuffle=True)
         loss = float(hist.history["loss"][-1])
         if not np.isfinite(loss):

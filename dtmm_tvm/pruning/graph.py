@@ -37,6 +37,8 @@ class Layer:
     padding: str = "valid"
     class_name: str = ""
     unknown_reason: str = ""
+    pool_size: tuple | None = None      # MaxPooling2D / AveragePooling2D window (strides in ``strides``)
+    activation: str = ""                # Keras activation name (a Dense's "softmax" is its own op)
 
     @property
     def channels(self) -> int:

@@ -76,6 +76,13 @@ def parse_model(model) -> PruneGraph:
             layer.padding = l.padding
         elif kind == "dense":
             layer.kernel_shape = tuple(int(d) for d in l.kernel.shape)
+        elif cls in ("MaxPooling2D", "AveragePooling2D"):
+            layer.pool_size = tuple(int(d) for d in l.pool_size)
+            layer.strides = tuple(int(d) for d in (l.strides or l.pool_size))
+            layer.padding = l.padding
+        if cls in ("Conv2D", "DepthwiseConv2D", "Dense", "Activation"):
+            act = l.get_config().get("activation", "linear")
+            layer.activation = act if isinstance(act, str) else ""
         layers.append(layer)
     outputs = [t._keras_history.operation.name for t in model.outputs]
     return PruneGraph(layers, outputs)

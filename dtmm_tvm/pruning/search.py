@@ -145,6 +145,11 @@ class CostEvaluator:
             if layer.kind in ("batchnorm", "flatten") or (layer.kind == "passthrough" and
                                                           layer.class_name in ALIAS_CLASSES):
                 index_of[name] = src_calls[0] if src_calls else -1
+                if layer.activation == "softmax":  # Activation("softmax"): its own SOFTMAX op
+                    i_ = self._other_instr("softmax", layer.channels)
+                    instr += i_ or 0
+                    if detail:
+                        layers[name] = {"kind": "softmax", "format": None, "bytes": 0, "instructions": i_}
                 continue
             out_c = self.kept_channels(plan, name) if layer.kind != "dense" else layer.channels
             out_elems = int(np.prod(layer.output_shape[:-1])) * out_c
@@ -166,7 +171,7 @@ class CostEvaluator:
                     if weight_bytes is not None:
                         by_format[candidate] = (self._conv_instr(shape, candidate),
                                                 weight_bytes + cm.REQUANT_BYTES_PER_CHANNEL * cout)
-                margin = float(cm.load_coefficients(self.target).get("heldout_max_abs_error") or 0.0)
+                margin = cm.conv_heldout_error(cm.load_coefficients(self.target))
                 fmt = cm.compiler_format(by_format, 1.0 - kept / (cout * taps), self.threshold, margin=margin)
                 feats_i, nbytes = by_format[fmt]
                 scratch = self._scratch(shape, fmt)
@@ -202,6 +207,17 @@ class CostEvaluator:
                     layers[name] = {"kind": "dense", "format": "dense", "in_features": fin,
                                     "in_features_total": layer.kernel_shape[0], "filters": layer.channels,
                                     "bytes": b_, "instructions": i_}
+            elif layer.kind in ("passthrough", "add"):
+                op, i_ = self._other_op(plan, name, out_c)
+                if op is not None:
+                    instr += i_ or 0
+                    if detail:
+                        layers[name] = {"kind": op, "format": None, "bytes": 0, "instructions": i_}
+            if layer.kind == "dense" and layer.activation == "softmax":
+                i_ = self._other_instr("softmax", layer.channels)
+                instr += i_ or 0
+                if detail:
+                    layers[name + "/softmax"] = {"kind": "softmax", "format": None, "bytes": 0, "instructions": i_}
             index_of[name] = len(calls)
             calls.append(cm.ArenaCall(name, out_elems, tuple(i for i in src_calls), scratch,
                                       is_output=name in self.graph.outputs))
@@ -231,6 +247,34 @@ class CostEvaluator:
         if g is not None and g.prunable:
             return self.kept_channels(plan, layer.inputs[0])
         return layer.kernel_shape[0]
+
+    def _other_op(self, plan, name, out_c):
+        """(op, predicted instructions) of a pooling / global average / softmax / add layer as it
+        lowers to TFLite (None, 0 for other passthrough layers: fused or free). Instructions are
+        None when the shipped fit has no such group (an older coefficients file)."""
+        layer = self.graph.layers[name]
+        cls = layer.class_name
+        if layer.kind == "add":
+            return "add", self._other_instr("add", int(np.prod(layer.output_shape[:-1])) * out_c)
+        if cls in ("MaxPooling2D", "AveragePooling2D") and layer.pool_size:
+            op = "max_pool2d" if cls == "MaxPooling2D" else "avg_pool2d"
+            return op, self._other_instr(op, tuple(layer.output_shape[:2]), out_c, layer.pool_size)
+        if cls == "GlobalAveragePooling2D":
+            h, w = self._in_shape(name)[:2]
+            return "mean", self._other_instr("mean", h, w, out_c)
+        if cls == "Softmax" or layer.activation == "softmax":
+            return "softmax", self._other_instr("softmax", layer.channels)
+        return None, 0
+
+    def _other_instr(self, op, *args):
+        cm = self.cm
+        fn = {"add": cm.predict_add, "max_pool2d": lambda *a, target: cm.predict_pool("max_pool2d", *a, target=target),
+              "avg_pool2d": lambda *a, target: cm.predict_pool("avg_pool2d", *a, target=target),
+              "mean": cm.predict_mean, "softmax": lambda d, target: cm.predict_softmax(d, 1, target)}[op]
+        try:
+            return fn(*args, target=self.target)
+        except cm.CostModelError:
+            return None
 
     def _conv_instr(self, shape, fmt):
         from ..costmodel.features import conv_features

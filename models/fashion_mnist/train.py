@@ -100,6 +100,9 @@ def main() -> int:
     ap.add_argument("--speed-weight", type=float, default=0.05,
                     help="small: prune only as far as the budgets need")
     ap.add_argument("--guard", type=float, default=0.9)
+    ap.add_argument("--distill", type=float, default=0.7,
+                    help="weight of the unpruned model's softened outputs in the fine-tuning loss")
+    ap.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
     ap.add_argument("--importance-weight", type=float, default=1.0)
     ap.add_argument("--dense-keras", type=Path, default=None,
                     help="reuse (or, if missing, save) the trained dense model here")
@@ -150,7 +153,7 @@ def main() -> int:
 
     try:
         result = prune(model, data, budget, "dtmm/cortex-m4", epochs=args.finetune_epochs, schedule="gradual",
-                       guard=args.guard, importance_weight=args.importance_weight,
+                       distill=args.distill, temperature=args.temperature, guard=args.guard, importance_weight=args.importance_weight,
                        objective_weight=args.speed_weight, seed=SEED, progress=progress)
     except DTMMError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
@@ -184,6 +187,18 @@ def main() -> int:
 
         sub_acc = float(np.mean(run_tflm(result.tflite, xq).reshape(n_sub, -1).argmax(1) == data.y_test[:n_sub]))
         rep["accuracy"]["int8_pruned_tflm_test_subset_200"] = sub_acc
+        from dtmm_tvm.sparsity import analyze_filterlets
+
+        rep["filterlet_sparsity"] = {}
+        convs = [op for op in g.operators if op.opcode == "CONV_2D"]
+        for row, op in zip([r for r in rep["layers"] if r["kind"] == "conv"], convs):
+            w = g.tensor(op.inputs[1]).data
+            st = analyze_filterlets(w)
+            rep["filterlet_sparsity"][row["layer"]] = {
+                "kernel": list(w.shape[1:3]), "cin": int(w.shape[3]), "cout": int(w.shape[0]),
+                "filters_total": row["filters_total"], "filterlets": int(st.total_filterlets),
+                "zero_filterlets": int(st.total_filterlets - st.kept_filterlets),
+                "filterlet_sparsity": round(float(st.filterlet_sparsity), 4)}
         rep["input_quantization"] = {"scale": scale, "zero_point": zp,
                                      "preprocess": "q = round(pixel/255/scale) + zero_point"}
         np.savez_compressed(args.out / "test_subset.npz", x_int8=xq, x_uint8=x8,

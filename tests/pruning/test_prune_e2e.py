@@ -140,7 +140,7 @@ def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained_
     dense = CostEvaluator(graph, "dtmm/cortex-m4", fl, f).evaluate(Plan())
     budget = Budget(flash_bytes=int(dense.flash_bytes * 0.6), sram_bytes=dense.sram_bytes)
     result = prune(str(path), data, budget, "dtmm/cortex-m4", epochs=1, batch=16, lr=3e-3, eval_dense_int8=False,
-                   search_kwargs={"t_min": 20.0, "moves": 20})
+                   distill=0.5, run_on_board=True, board_limit=4, search_kwargs={"t_min": 20.0, "moves": 20})
     rep = result.report
     print(rep["accuracy"], rep["predicted"], rep["compiled"])
     assert path.read_bytes() == before
@@ -149,6 +149,15 @@ def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained_
     assert rep["compiled"]["arena_bytes"] <= budget.sram_bytes
     assert rep["accuracy"]["float_dense"] > 0.8
     assert rep["accuracy"]["int8_pruned_tflm"] > 0.6           # one epoch of fine-tuning: far above chance
+    assert rep["distill"] == {"weight": 0.5, "temperature": 4.0}
+    assert rep["compiled"]["bit_exact_vs_tflm"] and rep["compiled"]["board_images"] == 4
+    # Every priced layer has its measured instructions from the profiled run next to the prediction.
+    rows = {r["layer"]: r for r in rep["layers"]}
+    assert {"c1", "c2", "c3", "c4", "add", "fc", "fc/softmax"} <= set(rows)
+    for row in rows.values():
+        assert row["measured_instructions"] and row["measured_instructions"] > 0, row
+        assert row["predicted_instructions"] > 0, row
+    assert sum(r["measured_instructions"] for r in rows.values()) <= rep["compiled"]["profile_total_instructions"]
     out = tmp_path / "out.tflite"
     write_outputs(result, out)
     assert out.read_bytes() == result.tflite

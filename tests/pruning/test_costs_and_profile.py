@@ -1,0 +1,63 @@
+"""The search prices the non-conv operators (pooling, global average, softmax, add) through the
+cost model, and the prune report carries each layer's measured instructions from the profile."""
+
+import numpy as np
+
+from dtmm_tvm import costmodel
+from dtmm_tvm.pruning import Layer, PruneGraph
+from dtmm_tvm.pruning.api import attach_measured
+from dtmm_tvm.pruning.search import CostEvaluator, Plan
+
+TARGET = "dtmm/cortex-m4"
+
+
+def _graph():
+    L = Layer
+    return PruneGraph([
+        L("in", "input", [], (16, 16, 3)),
+        L("c1", "conv", ["in"], (16, 16, 8), (3, 3, 3, 8), padding="same"),
+        L("c2", "conv", ["c1"], (16, 16, 8), (3, 3, 8, 8), padding="same"),
+        L("add", "add", ["c1", "c2"], (16, 16, 8)),
+        L("pool", "passthrough", ["add"], (8, 8, 8), class_name="MaxPooling2D", pool_size=(2, 2), strides=(2, 2)),
+        L("gap", "passthrough", ["pool"], (8,), class_name="GlobalAveragePooling2D"),
+        L("fc", "dense", ["gap"], (10,), (8, 10), activation="softmax"),
+    ], outputs=["fc"])
+
+
+def _evaluator(graph):
+    rng = np.random.default_rng(0)
+    fl = {l.name: rng.random((l.channels, 3, 3)) + 0.1 for l in graph.convs()}
+    f = {g.id: rng.random(g.channels) + 0.1 for g in graph.groups() if g.prunable}
+    return CostEvaluator(graph, TARGET, fl, f)
+
+
+def test_search_prices_pool_mean_softmax_and_add():
+    ev = _evaluator(_graph())
+    cost = ev.evaluate(Plan(), detail=True)
+    layers = cost.layers
+    assert layers["add"]["instructions"] == costmodel.predict_add(16 * 16 * 8, TARGET)
+    assert layers["pool"]["instructions"] == costmodel.predict_pool("max_pool2d", (8, 8), 8, (2, 2), TARGET)
+    assert layers["gap"]["instructions"] == costmodel.predict_mean(8, 8, 8, TARGET)
+    assert layers["fc/softmax"]["instructions"] == costmodel.predict_softmax(10, 1, TARGET)
+    assert all(layers[n]["instructions"] > 0 for n in ("add", "pool", "gap", "fc/softmax"))
+    assert cost.instructions == sum(d["instructions"] for d in layers.values())
+    # Filters removed from the residual group shrink the add, the pool and the mean with them.
+    group = ev.graph.group_of("c1")
+    half = ev.evaluate(Plan(filter_ratio={group.id: 0.5}), detail=True).layers
+    assert half["add"]["instructions"] == costmodel.predict_add(16 * 16 * 4, TARGET)
+    assert half["gap"]["instructions"] < layers["gap"]["instructions"]
+
+
+def test_measured_instructions_join_the_report_rows_by_name_then_order():
+    rows = [{"layer": "c1", "kind": "conv"}, {"layer": "c2", "kind": "conv"}, {"layer": "pool", "kind": "max_pool2d"},
+            {"layer": "fc", "kind": "dense"}, {"layer": "fc/softmax", "kind": "softmax"},
+            {"layer": "gone", "kind": "mean"}]
+    profile = [
+        {"op": "conv2d", "model_layer": "model_1/c2_1/convolution", "instructions": 200},
+        {"op": "conv2d", "model_layer": "model_1/c1_1/convolution", "instructions": 100},
+        {"op": "max_pool2d", "model_layer": None, "instructions": 30},
+        {"op": "fully_connected", "model_layer": "model_1/fc_1/MatMul", "instructions": 40},
+        {"op": "softmax", "model_layer": "model_1/fc_1/Softmax", "instructions": 50},
+    ]
+    attach_measured(rows, profile)
+    assert [r["measured_instructions"] for r in rows] == [100, 200, 30, 40, 50, None]
