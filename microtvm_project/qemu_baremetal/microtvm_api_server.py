@@ -542,7 +542,9 @@ class Handler:
         try:
             # Confined (seccomp, bubblewrap, output cap, time limit: see qemu_sandbox.py).
             # Semihosting file names are relative to QEMU's working directory.
-            proc = sandbox.run_confined(cmd, run_dir, info["elf"], timeout)
+            # on_stderr: an in-process caller's progress hook (dtmm_tvm.micro.Project.run).
+            proc = sandbox.run_confined(cmd, run_dir, info["elf"], timeout,
+                                        on_stderr=getattr(self, "on_stderr", None))
         except sandbox.SandboxError as e:
             raise ProjectError(e.kind, f"{info['board']}: running {info['elf']}: {e}") from None
         if _option(options, "verbose", "run"):
