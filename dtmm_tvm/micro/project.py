@@ -79,7 +79,7 @@ def _translate(err: Exception) -> DTMMError:
     return cls(str(err))
 
 
-def check_fits(metadata: dict, board: Board, stack_bytes: int = DEFAULT_STACK_BYTES,
+def check_fits(metadata: dict, board: Board, stack_bytes: int | None = None,
                artifact: str = "model") -> None:
     """Check that the model's arena and constants fit the board before building.
 
@@ -93,6 +93,7 @@ def check_fits(metadata: dict, board: Board, stack_bytes: int = DEFAULT_STACK_BY
     """
     arena = int(metadata.get("arena", {}).get("bytes", 0))
     io = sum(int(t["bytes"]) for t in metadata.get("inputs", []) + metadata.get("outputs", []))
+    stack_bytes = stack_bytes or board.stack_bytes
     ram_needed = arena + io + stack_bytes
     if ram_needed > board.ram_bytes:
         raise ResourceError(
@@ -188,17 +189,17 @@ class Project:
 
     def __init__(self, artifact: str | os.PathLike, board: str, *,
                  build_dir: str | os.PathLike | None = None, opt_level: str = "-O2",
-                 extra_cflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
+                 extra_cflags: str = "", stack_bytes: int | None = None,
                  verbose: bool = False):
         self.artifact = Path(artifact)
         self.board = get_board(board)
         if not self.artifact.exists():
             raise ModelError(f"model artifact {self.artifact} does not exist")
         self.metadata = read_artifact_metadata(self.artifact)
-        self.stack_bytes = stack_bytes
+        self.stack_bytes = stack_bytes or self.board.stack_bytes  # default: the board's
         self.verbose = verbose
         self._options = {"board": self.board.name, "opt_level": opt_level,
-                         "extra_cflags": extra_cflags, "stack_bytes": stack_bytes}
+                         "extra_cflags": extra_cflags, "stack_bytes": self.stack_bytes}
         self._build_dir = build_dir
         self._own_parent = build_dir is None
         # Created by generate(), so a Project that is never built leaves nothing behind.
@@ -345,7 +346,7 @@ def make_result(board: Board, metadata: dict, project_dir: Path, outputs, counts
 
 def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
                  build_dir: str | os.PathLike | None = None, opt_level: str = "-O2",
-                 extra_cflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
+                 extra_cflags: str = "", stack_bytes: int | None = None,
                  timeout_s: float = 120.0, verbose: bool = False,
                  profile: bool = False, progress=None) -> measure.RunResult:
     """Build a model artifact for a board, run it on QEMU and measure it.
