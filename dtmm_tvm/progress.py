@@ -1,12 +1,15 @@
 """Progress on stderr, never on stdout (which carries ``--json`` and the results).
 
-On a terminal a tqdm bar; when stderr is not a terminal (a log, a pipe, CI) one plain line per
-step, so logs stay readable; ``--quiet`` (``disable=True``) prints nothing. Used by ``dtmm
-compile``, ``run``, ``tune``, ``micro build|run``, ``report``, ``prune`` and ``fit-cost-model``.
+On a terminal: a tqdm bar. Not on a terminal (a pipe, a log, CI): long searches (``tune``,
+``prune``, ``fit-cost-model``) print one plain line per step; the short commands (``compile``,
+``run``, ``report``, ``micro build|run``) print nothing, so a script sees only results and at most
+one error line, unless ``DTMM_PROGRESS=1`` asks for their lines too. ``--quiet`` or
+``DTMM_PROGRESS=0`` turns every kind off.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -51,12 +54,17 @@ def _on_terminal() -> bool:
         return False
 
 
-def progress_bar(total=None, desc="", disable=False, leave=True, mininterval=0.0):
+def progress_bar(total=None, desc="", disable=False, leave=True, mininterval=0.0, log=True):
     """A bar with tqdm's interface subset ``update``, ``set_description``, ``set_postfix_str``,
-    ``close`` (and a context manager). Without a terminal, ``mininterval`` seconds at least
-    between lines (the last step always gets its line)."""
+    ``close`` (and a context manager).
+
+    Without a terminal: plain lines when ``log`` (or ``DTMM_PROGRESS=1``), at least
+    ``mininterval`` seconds apart (the last step always gets its line); else nothing.
+    """
+    wanted = os.environ.get("DTMM_PROGRESS", "")
+    disable = disable or wanted == "0"
     if disable or not _on_terminal():
-        return _Lines(total, desc, disable, mininterval)
+        return _Lines(total, desc, disable or not (log or wanted == "1"), mininterval)
     try:
         from tqdm import tqdm
     except ImportError:
@@ -78,7 +86,7 @@ class RunProgress:
             self.stages.stage(stage)
             if stage == "run" and self.inferences > 1:
                 self._bar = progress_bar(self.inferences, f"{self.command}: inferences", self.disable,
-                                         leave=False, mininterval=2.0)
+                                         leave=False, mininterval=2.0, log=False)
         if stage == "run" and done and self._bar is not None:
             self._bar.update(done - self._bar.n)
 
@@ -100,7 +108,7 @@ class StageBar:
 
     def __init__(self, command: str, stages, disable=False):
         self.command, self.stages, self.disable = command, list(stages), disable
-        self._bar = progress_bar(total=len(self.stages), desc=command, disable=disable)
+        self._bar = progress_bar(total=len(self.stages), desc=command, disable=disable, log=False)
         self._current, self._t0 = None, 0.0
 
     def stage(self, name: str) -> None:
@@ -111,7 +119,7 @@ class StageBar:
                 self._bar.total = len(self.stages)
         self._current, self._t0 = name, time.monotonic()
         self._bar.set_description(f"{self.command}: {name}")
-        if hasattr(self._bar, "refresh") and not self.disable:
+        if hasattr(self._bar, "refresh") and not getattr(self._bar, "disable", True):
             self._bar.refresh()
 
     def _finish(self) -> None:
