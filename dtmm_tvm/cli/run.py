@@ -15,7 +15,8 @@ from ..errors import DTMMError, OutputExistsError
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run a compiled archive on an emulated board and measure it")
     parser.add_argument("artifact", help="the archive written by 'dtmm compile'")
-    parser.add_argument("--board", default=None, help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55); "
+    parser.add_argument("--board", default=None, help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55), mps2-an385 (M3), "
+                                                      "mps2-an505 (M33), microbit (M0); "
                                                       "default: the artifact target's board")
     parser.add_argument("--inputs", default=None,
                         help=".npy with N inputs stacked on a new first axis; several inputs: one .npy per "

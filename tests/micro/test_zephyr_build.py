@@ -64,3 +64,27 @@ def test_zephyr_qemu_cortex_m3_build_runs_bit_exact(tmp_path):
     got = np.array([int(v) for v in line.split()], np.int8)
     expected = run_tflm_outputs(MODEL.read_bytes(), x)[0].reshape(-1)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_generation_embeds_the_input_and_refuses_a_core_without_the_archive_isa(tmp_path, edited_artifact):
+    """Runs everywhere (no Zephyr tree needed): what the template writes for the build above."""
+    from dtmm_tvm.micro.project import load_server
+
+    server = load_server(templates_dir() / "zephyr")
+    data = bytes(range(16))
+    (tmp_path / "in.bin").write_bytes(data)
+    portable = edited_artifact(lambda m: m.update(isa="c", target="dtmm/portable"), name="portable")
+    server.Handler().generate_project(portable, tmp_path / "ok", {"board": "qemu_cortex_m3",
+                                                                  "input_bin": str(tmp_path / "in.bin")})
+    main = (tmp_path / "ok" / "src" / "main.c").read_text()
+    assert "static uint8_t in0[16] __aligned(16) = {" + ", ".join(map(str, data)) + "};" in main
+    assert 'printk("DTMM output 0:")' in main and "__has_include(<zephyr/kernel.h>)" in main
+    (tmp_path / "short.bin").write_bytes(data[:5])
+    with pytest.raises(server.ProjectError, match="5 bytes, the model's inputs take 16"):
+        server.Handler().generate_project(portable, tmp_path / "short", {"board": "qemu_cortex_m3",
+                                                                         "input_bin": str(tmp_path / "short.bin")})
+    dsp = edited_artifact(lambda m: m.update(isa="dsp"), name="dsp")
+    with pytest.raises(server.ProjectError, match="dtmm/cortex-m4 .dsp kernels.; qemu_cortex_m3 .* has no DSP"):
+        server.Handler().generate_project(dsp, tmp_path / "m4", {"board": "qemu_cortex_m3"})
+    assert not (tmp_path / "short").exists() and not (tmp_path / "m4").exists()  # nothing half-written
+    server.Handler().generate_project(dsp, tmp_path / "m33", {"board": "mps2_an521"})
