@@ -56,7 +56,9 @@ BOARDS = {
 }
 
 #: Kernel ISAs each board's core has (an archive's ``isa`` must be among them, or ``c``).
-BOARD_ISAS = {"qemu_cortex_m3": ("c",), "mps2_an385": ("c",), "mps2_an521": ("c", "dsp"),
+#: mps2_an521's Cortex-M33 has the DSP extension, but Zephyr (2.5) builds it with
+#: -mcpu=cortex-m33+nodsp (its SoC does not select ARMV8_M_DSP, which is not user-settable).
+BOARD_ISAS = {"qemu_cortex_m3": ("c",), "mps2_an385": ("c",), "mps2_an521": ("c",),
               "nucleo_f746zg": ("c", "dsp"), "nrf5340dk_nrf5340_cpuapp": ("c", "dsp")}
 
 PROJECT_OPTIONS = [
@@ -215,7 +217,9 @@ def _check_board_isa(metadata: dict, board: str) -> None:
     isa = metadata.get("isa", "c")
     if isa != "c" and isa not in BOARD_ISAS[board]:
         raise ProjectError("usage", f"the archive was compiled for {metadata.get('target')} ({isa} kernels); "
-                                    f"{board} ({BOARDS[board][0]}) has no {isa.upper()}: compile the model with "
+                                    f"{board} ({BOARDS[board][0]}) has no {isa.upper()}"
+                                    + (" in Zephyr's build (-mcpu=cortex-m33+nodsp)" if board == "mps2_an521" else "")
+                                    + ": compile the model with "
                                     "--target dtmm/portable or this core's target")
 
 

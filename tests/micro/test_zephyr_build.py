@@ -87,4 +87,6 @@ def test_generation_embeds_the_input_and_refuses_a_core_without_the_archive_isa(
     with pytest.raises(server.ProjectError, match="dtmm/cortex-m4 .dsp kernels.; qemu_cortex_m3 .* has no DSP"):
         server.Handler().generate_project(dsp, tmp_path / "m4", {"board": "qemu_cortex_m3"})
     assert not (tmp_path / "short").exists() and not (tmp_path / "m4").exists()  # nothing half-written
-    server.Handler().generate_project(dsp, tmp_path / "m33", {"board": "mps2_an521"})
+    with pytest.raises(server.ProjectError, match=r"mps2_an521 .* has no DSP in Zephyr's build .-mcpu=cortex-m33\+nodsp."):
+        server.Handler().generate_project(dsp, tmp_path / "an521", {"board": "mps2_an521"})
+    server.Handler().generate_project(dsp, tmp_path / "nrf", {"board": "nrf5340dk_nrf5340_cpuapp"})
