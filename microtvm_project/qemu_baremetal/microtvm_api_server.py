@@ -311,8 +311,10 @@ class Handler:
             raise ProjectError("usage", f"unknown board {board_name!r}; known boards: "
                                         f"{', '.join(sorted(boards))}")
         board = boards[board_name]
-        stack_bytes = int((options or {}).get("stack_bytes") or board.get("stack_bytes")
-                          or _option(options, "stack_bytes", "generate_project"))
+        if (options or {}).get("stack_bytes") is None and "stack_bytes" in board:
+            stack_bytes = int(board["stack_bytes"])  # a small-RAM board's own default
+        else:
+            stack_bytes = int(_option(options, "stack_bytes", "generate_project"))
         if stack_bytes < 1024 or stack_bytes % 8:
             raise ProjectError("usage", f"stack_bytes={stack_bytes} must be a multiple of 8 "
                                         "and at least 1024")
