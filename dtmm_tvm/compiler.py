@@ -150,6 +150,7 @@ def compile_model(
     module_name: str = "default",
     optimize: str = "speed",
     verified: dict | None = None,
+    progress=None,
 ) -> dict:
     """Compile ``model_path`` to the archive ``output``; return its metadata.
 
@@ -176,6 +177,9 @@ def compile_model(
     verified
         ``VerifyReport.to_json()`` of ``--verify``: recorded as metadata ``"verified"``, and the
         per-layer formats it verified must be this build's (else nothing is written).
+    progress
+        ``progress(stage)`` is called as each stage starts: ``"import"``, ``"passes"``,
+        ``"codegen"``, ``"archive"`` (the CLI draws its bar from it).
     """
     from .codegen import write_archive
     from .micro import check_fits, get_board
@@ -192,9 +196,12 @@ def compile_model(
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
     tvm_target = resolve_target(target)
     records = _load_records(tuning_records, target_tag(tvm_target))
+    say = progress or (lambda stage: None)
+    say("import")
     model = load_model(model_path)
     # Kernel builders pick their micro-kernels from Target.current() and, inside
     # apply_records, their schedules from the records.
+    say("passes")
     with tvm_target, apply_records(records) as tuning:
         lowered = lower_model(model, sparse=(mode == "dtmm"), threshold=threshold, optimize=optimize)
     extra = {
@@ -213,6 +220,7 @@ def compile_model(
 
     def annotate(metadata: dict) -> None:
         # Runs before anything is written: a model that cannot fit its board leaves no file.
+        say("archive")
         _name_layers(model, metadata)
         if verified is not None:
             _check_verified_formats(verified, metadata)
@@ -220,4 +228,5 @@ def compile_model(
             _note_tuning(lowered, metadata, records, tuning.hits)
         check_fits(metadata, board, artifact=model.path.name)
 
+    say("codegen")
     return write_archive(lowered, output, extra, overwrite=force, annotate=annotate, module_name=module_name)

@@ -223,14 +223,17 @@ svg {{ display: block; margin: 8px 0 18px 0; }}
 """
 
 
-def write_report(artifact, output, *, compare=None, profile=None, force: bool = False) -> str:
-    """Read the inputs, write the page atomically; returns the HTML."""
+def write_report(artifact, output, *, compare=None, profile=None, force: bool = False, progress=None) -> str:
+    """Read the inputs, write the page atomically; returns the HTML. ``progress(stage)`` is
+    called as ``"read"``, ``"render"`` and ``"write"`` start."""
     from .codegen import read_metadata
     from .errors import OutputExistsError
 
     output = Path(output)
     if output.exists() and not force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
+    say = progress or (lambda stage: None)
+    say("read")
     metadata = read_metadata(artifact)
     other = read_metadata(compare) if compare else None
     prof = None
@@ -244,7 +247,9 @@ def write_report(artifact, output, *, compare=None, profile=None, force: bool = 
         steps = metadata.get("runner_steps") or []
         if [r.get("function") for r in prof["rows"]] != [s.get("function") for s in steps]:
             raise DTMMError(f"{profile}: its operators are not those of {artifact}; profile this archive")
+    say("render")
     text = build_report(metadata, compare=other, profile=prof)
+    say("write")
     tmp = output.with_name(output.name + ".partial")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(output)

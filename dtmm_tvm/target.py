@@ -1,4 +1,11 @@
-"""Target tags ``dtmm/cortex-m4``, ``dtmm/cortex-m7``, ``dtmm/cortex-m55`` and ``dtmm/portable``.
+"""Target tags ``dtmm/cortex-m4``, ``dtmm/cortex-m7``, ``dtmm/cortex-m55``, ``dtmm/cortex-m0plus``,
+``dtmm/cortex-m3``, ``dtmm/cortex-m33``, ``dtmm/cortex-m85`` and ``dtmm/portable``.
+
+Kernel paths: M0+ (ARMv6-M) and M3 the portable C, M4/M7/M33 DSP, M55/M85 MVE. QEMU 7.2 has no
+Cortex-M0+ and no M85: ``dtmm/cortex-m0plus`` runs on ``microbit`` (nRF51, a Cortex-M0: the same
+ARMv6-M instruction set), ``dtmm/cortex-m85`` on ``mps3-an547`` (Cortex-M55: the same Armv8.1-M
++ MVE instructions; gcc 12 has no ``-mcpu=cortex-m85``, gcc >= 13 has). Counts on those boards are
+instructions of the same code, not the missing core's cycles.
 
 TVM 0.27 cannot register a new target kind from Python, so a dtmm target is kind ``c`` with the
 custom key ``dtmm``; TVM derives ``feature.has_dsp`` / ``feature.has_mve`` from ``mcpu``, and the
@@ -22,6 +29,10 @@ TARGET_TAGS = {
     "dtmm/cortex-m4": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m4"},
     "dtmm/cortex-m7": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m7"},
     "dtmm/cortex-m55": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m55"},
+    "dtmm/cortex-m0plus": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m0plus"},
+    "dtmm/cortex-m3": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m3"},
+    "dtmm/cortex-m33": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m33"},
+    "dtmm/cortex-m85": {"kind": "c", "keys": ["dtmm", "arm_cpu", "cpu"], "mcpu": "cortex-m85"},
     "dtmm/portable": {"kind": "c", "keys": ["dtmm", "cpu"]},
 }
 
@@ -30,6 +41,10 @@ DEFAULT_BOARD = {
     "dtmm/cortex-m4": "mps2-an386",
     "dtmm/cortex-m7": "mps2-an500",
     "dtmm/cortex-m55": "mps3-an547",
+    "dtmm/cortex-m0plus": "microbit",
+    "dtmm/cortex-m3": "mps2-an385",
+    "dtmm/cortex-m33": "mps2-an505",
+    "dtmm/cortex-m85": "mps3-an547",
     "dtmm/portable": "mps2-an386",
 }
 

@@ -46,6 +46,7 @@ def add_parser(subparsers) -> None:
                              "(never slower than dense; default) or the fewest bytes")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the archive's metadata as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--verify", action="store_true",
                         help="build the generated C for the host (portable kernels), compare it with the reference "
                              "(TFLM for .tflite, ONNX Runtime for .onnx) and write nothing if it differs")
@@ -63,12 +64,19 @@ def run(args) -> int:
     target = tvmc_compat.map_target(args.target)
     tvmc_compat.check_input_shapes(args.model, tvmc_compat.parse_input_shapes(args.input_shapes))
     args.target = target
-    report = _verify(args) if args.verify or args.verify_inputs else None
-    with tvmc_compat.pass_context(args.pass_config, args.disabled_pass):
-        metadata = compile_model(args.model, args.output, target=target, mode="dense" if args.dense else "dtmm",
-                                 threshold=args.threshold, force=args.force, tuning_records=args.tuning_records,
-                                 module_name=args.module_name, optimize=args.optimize,
-                                 verified=None if report is None else report.to_json())
+    from ..progress import StageBar
+
+    verify = bool(args.verify or args.verify_inputs)
+    stages = (["verify"] if verify else []) + ["import", "passes", "codegen", "archive"]
+    with StageBar("compile", stages, disable=getattr(args, "quiet", False)) as bar:
+        if verify:
+            bar.stage("verify")
+        report = _verify(args) if verify else None
+        with tvmc_compat.pass_context(args.pass_config, args.disabled_pass):
+            metadata = compile_model(args.model, args.output, target=target, mode="dense" if args.dense else "dtmm",
+                                     threshold=args.threshold, force=args.force, tuning_records=args.tuning_records,
+                                     module_name=args.module_name, optimize=args.optimize,
+                                     verified=None if report is None else report.to_json(), progress=bar.stage)
     if args.json:
         print(json.dumps(metadata, indent=2))
         return 0

@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
     create.add_argument("--force", action="store_true", help="replace PROJECT_DIR if it is a generated project")
     build = verbs.add_parser("build", help="compile and link a generated project")
     build.add_argument("project_dir")
+    build.add_argument("--quiet", action="store_true", help="no progress on stderr")
     flash = verbs.add_parser("flash", help="program the board (QEMU: check the image it loads)")
     flash.add_argument("project_dir")
     run = verbs.add_parser("run", help="run inferences over the board's transport and measure them")
@@ -35,19 +36,18 @@ def add_parser(subparsers) -> None:
     run.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each reply from the board")
     run.add_argument("--json", action="store_true", help="print the measurement record as one JSON object")
     run.add_argument("--force", action="store_true", help="replace OUTPUTS if it exists")
+    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(handler=main)
 
 
-def _progress_bar(total: int, unit: str):
-    """A tqdm bar on an interactive stderr for runs of more than a few inferences, else None
-    (tqdm is optional: without it, or in logs and pipes, nothing is drawn)."""
-    if total < 4 or not sys.stderr.isatty():
+def _progress_bar(total: int, quiet: bool):
+    """A bar over the inferences of a run of several (see dtmm_tvm.progress: a terminal gets a
+    tqdm bar, a pipe nothing unless DTMM_PROGRESS=1), else None."""
+    if total < 2:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit=unit[:-1], desc="running", file=sys.stderr)
+    from ..progress import progress_bar
+
+    return progress_bar(total, "micro run: inferences", disable=quiet, mininterval=2.0, log=False)
 
 
 def main(args) -> int:
@@ -60,7 +60,11 @@ def main(args) -> int:
                                       template=args.template)
         print(f"generated {path} for {args.board}")
     elif args.verb == "build":
-        elf = session.build_project(args.project_dir, flash=False)
+        from ..progress import StageBar
+
+        with StageBar("micro build", ["build"], disable=args.quiet) as bar:
+            bar.stage("build")
+            elf = session.build_project(args.project_dir, flash=False)
         print(f"built {elf}")
     elif args.verb == "flash":
         session.flash_project(args.project_dir)
@@ -72,7 +76,7 @@ def main(args) -> int:
         if args.outputs and Path(args.outputs).exists() and not args.force:
             raise OutputExistsError(f"{args.outputs}: exists; pass --force to replace it")
         inputs = load_inputs(args.inputs, record["metadata"]["inputs"][0])
-        bar = _progress_bar(len(inputs), "inferences")
+        bar = _progress_bar(len(inputs), getattr(args, "quiet", False))
         try:
             result = session.run_project(args.project_dir, inputs, timeout_s=args.timeout,
                                          progress=None if bar is None else lambda done, total: bar.update(1))

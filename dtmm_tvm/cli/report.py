@@ -12,12 +12,16 @@ def add_parser(subparsers) -> None:
                         help="per-layer instructions from 'dtmm run --profile --profile-json'")
     parser.add_argument("-o", "--output", required=True, help="the HTML file to write")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from ..progress import StageBar
     from ..report import write_report
 
-    write_report(args.artifact, args.output, compare=args.compare, profile=args.profile, force=args.force)
+    with StageBar("report", ["read", "render", "write"], disable=getattr(args, "quiet", False)) as bar:
+        write_report(args.artifact, args.output, compare=args.compare, profile=args.profile, force=args.force,
+                     progress=bar.stage)
     print(f"wrote {args.output}")
     return 0

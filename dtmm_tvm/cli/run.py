@@ -15,7 +15,8 @@ from ..errors import DTMMError, OutputExistsError
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run a compiled archive on an emulated board and measure it")
     parser.add_argument("artifact", help="the archive written by 'dtmm compile'")
-    parser.add_argument("--board", default=None, help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55); "
+    parser.add_argument("--board", default=None, help="mps2-an386 (Cortex-M4), mps2-an500 (M7), mps3-an547 (M55), mps2-an385 (M3), "
+                                                      "mps2-an505 (M33), microbit (M0); "
                                                       "default: the artifact target's board")
     parser.add_argument("--inputs", default=None,
                         help=".npy with N inputs stacked on a new first axis; several inputs: one .npy per "
@@ -28,6 +29,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--print-top", type=int, default=None, metavar="N",
                         help="print the N largest values of each output with their indices (as tvmc)")
     parser.add_argument("--json", action="store_true", help="print the measurement record as one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--check", default=None, metavar="MODEL",
                         help="compare the board's outputs with the reference run of MODEL (the .tflite/.onnx the "
                              "archive was compiled from): TFLM, bit for bit for int8; ONNX Runtime for .onnx")
@@ -195,7 +197,11 @@ def run(args) -> int:
     if profile_json and Path(profile_json).exists() and not args.force:
         raise OutputExistsError(f"{profile_json}: exists; pass --force to replace it")
     do_profile = getattr(args, "profile", False) or bool(profile_json)
-    result = run_artifact(args.artifact, board, inputs if len(inputs) > 1 else inputs[0], profile=do_profile)
+    from ..progress import RunProgress
+
+    with RunProgress("run", len(inputs[0]), disable=getattr(args, "quiet", False)) as progress:
+        result = run_artifact(args.artifact, board, inputs if len(inputs) > 1 else inputs[0], profile=do_profile,
+                              progress=progress)
     if out_paths:
         outputs = result.outputs if len(metadata["outputs"]) > 1 else [result.outputs]
         write_outputs(out_paths, metadata["outputs"], outputs)

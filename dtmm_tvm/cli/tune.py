@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidate sample and the random inputs")
     parser.add_argument("--workers", type=int, default=2, help="parallel builds and emulator runs (default 2)")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(handler=run)
 
 
@@ -36,9 +36,24 @@ def run(args) -> int:
     output = Path(args.output)
     if output.exists() and not args.force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
-    records = tune_model(args.model, target=args.target, board=args.board, trials=args.trials,
-                         mode="dense" if args.dense else "dtmm", threshold=args.threshold, seed=args.seed,
-                         workers=args.workers, progress=not args.quiet)
+    from ..progress import progress_bar
+    from ..tuning.tuner import describe_candidate
+
+    bars = []
+
+    def progress(done, total, cand, default_instructions):
+        if not bars:
+            bars.append(progress_bar(total, "tune"))
+        bars[0].set_postfix_str(describe_candidate(cand, default_instructions))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        records = tune_model(args.model, target=args.target, board=args.board, trials=args.trials,
+                             mode="dense" if args.dense else "dtmm", threshold=args.threshold, seed=args.seed,
+                             workers=args.workers, progress=False if args.quiet else progress)
+    finally:
+        for bar in bars:
+            bar.close()
     records.save(output, force=True)
     print(f"wrote {output}: {records.target} on {records.board}, {len(records.layers)} layers")
     errors = 0

@@ -34,12 +34,15 @@ class Board:
     ram_origin, ram_bytes : int
         Data memory (linked as ``RAM``): address and size.
     timer : str
-        ``"cmsdk_timer0"`` (MPS2 CMSDK TIMER0, down-counter) or ``"sse300_syscounter"``
-        (SSE-300 system counter, up-counter).
+        ``"cmsdk_timer0"`` (MPS2 CMSDK TIMER0, down-counter), ``"sse300_syscounter"``
+        (SSE-300 system counter, up-counter) or ``"nrf51_timer0"`` (nRF51 TIMER0, 32-bit
+        up-counter at 16 MHz, read by a capture task).
     tick_ns : float
         Timer period in nanoseconds of virtual time.
     has_dsp, has_mve, has_fpu : bool
         ISA features (DSP extension, MVE/Helium, FPU).
+    stack_bytes : int
+        Default stack reservation of a run (small-RAM boards reserve less).
     """
 
     name: str
@@ -55,6 +58,7 @@ class Board:
     has_dsp: bool
     has_mve: bool
     has_fpu: bool = True
+    stack_bytes: int = 64 * 1024
 
     def ticks_to_instructions(self, ticks: int, icount_shift: int = 7) -> int:
         """Convert timer ticks measured under ``-icount shift=N`` to guest instructions.
@@ -88,6 +92,12 @@ BOARDS = {
               ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
               0x10000000, 4 * MiB, 0x38000000, 4 * MiB, "cmsdk_timer0", 50.0,
               has_dsp=True, has_mve=False),
+        # BBC micro:bit (nRF51822): Cortex-M0, ARMv6-M (no DSP, no hardware divide, no
+        # unaligned access), 256 KiB flash, 16 KiB RAM: small models only, 4 KiB of stack.
+        Board("microbit", "microbit", "cortex-m0",
+              ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"),
+              0x00000000, 256 * KiB, 0x20000000, 16 * KiB, "nrf51_timer0", 62.5,
+              has_dsp=False, has_mve=False, has_fpu=False, stack_bytes=4 * 1024),
         Board("mps3-an547", "mps3-an547", "cortex-m55",
               ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
               0x00000000, 512 * KiB, 0x20000000, 512 * KiB, "sse300_syscounter", 31.25,

@@ -79,7 +79,7 @@ def _translate(err: Exception) -> DTMMError:
     return cls(str(err))
 
 
-def check_fits(metadata: dict, board: Board, stack_bytes: int = DEFAULT_STACK_BYTES,
+def check_fits(metadata: dict, board: Board, stack_bytes: int | None = None,
                artifact: str = "model") -> None:
     """Check that the model's arena and constants fit the board before building.
 
@@ -93,6 +93,7 @@ def check_fits(metadata: dict, board: Board, stack_bytes: int = DEFAULT_STACK_BY
     """
     arena = int(metadata.get("arena", {}).get("bytes", 0))
     io = sum(int(t["bytes"]) for t in metadata.get("inputs", []) + metadata.get("outputs", []))
+    stack_bytes = stack_bytes or board.stack_bytes
     ram_needed = arena + io + stack_bytes
     if ram_needed > board.ram_bytes:
         raise ResourceError(
@@ -188,17 +189,17 @@ class Project:
 
     def __init__(self, artifact: str | os.PathLike, board: str, *,
                  build_dir: str | os.PathLike | None = None, opt_level: str = "-O2",
-                 extra_cflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
+                 extra_cflags: str = "", stack_bytes: int | None = None,
                  verbose: bool = False):
         self.artifact = Path(artifact)
         self.board = get_board(board)
         if not self.artifact.exists():
             raise ModelError(f"model artifact {self.artifact} does not exist")
         self.metadata = read_artifact_metadata(self.artifact)
-        self.stack_bytes = stack_bytes
+        self.stack_bytes = stack_bytes or self.board.stack_bytes  # default: the board's
         self.verbose = verbose
         self._options = {"board": self.board.name, "opt_level": opt_level,
-                         "extra_cflags": extra_cflags, "stack_bytes": stack_bytes}
+                         "extra_cflags": extra_cflags, "stack_bytes": self.stack_bytes}
         self._build_dir = build_dir
         self._own_parent = build_dir is None
         # Created by generate(), so a Project that is never built leaves nothing behind.
@@ -241,7 +242,7 @@ class Project:
         return sys.modules[type(self._handler).__module__].ProjectError
 
     def run(self, inputs, *, timeout_s: float = 120.0,
-            icount_shift: int = DEFAULT_ICOUNT_SHIFT) -> measure.RunResult:
+            icount_shift: int = DEFAULT_ICOUNT_SHIFT, on_inference=None) -> measure.RunResult:
         """Run the model on every input and measure it.
 
         Parameters
@@ -253,6 +254,8 @@ class Project:
             Wall-clock limit of the emulator run.
         icount_shift : int
             QEMU ``-icount shift``.
+        on_inference : callable, optional
+            ``on_inference(done, total)`` as the board reports each finished inference.
 
         Returns
         -------
@@ -264,6 +267,16 @@ class Project:
         records = self._pack_inputs(inputs)
         inputs_path = self._parent / f"inputs-{os.getpid()}-{id(records)}.bin"
         inputs_path.write_bytes(records["data"])
+        if on_inference is not None:
+            seen = [0]
+
+            def on_stderr(text, n=records["n"]):
+                done = text.count("DTMM ticks ")
+                if done != seen[0]:
+                    seen[0] = done
+                    on_inference(done, n)
+
+            self._handler.on_stderr = on_stderr
         try:
             res = self._handler.run({"inputs_path": str(inputs_path), "timeout_s": timeout_s,
                                      "icount_shift": icount_shift, "verbose": self.verbose})
@@ -271,6 +284,7 @@ class Project:
             raise _translate(e) from None
         finally:
             inputs_path.unlink(missing_ok=True)
+            self._handler.on_stderr = None
         try:
             report = measure.parse_harness_output(res["stderr"])
             measure.check_exit(res["exit_status"], report, self.board, str(self.elf),
@@ -332,9 +346,9 @@ def make_result(board: Board, metadata: dict, project_dir: Path, outputs, counts
 
 def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
                  build_dir: str | os.PathLike | None = None, opt_level: str = "-O2",
-                 extra_cflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
+                 extra_cflags: str = "", stack_bytes: int | None = None,
                  timeout_s: float = 120.0, verbose: bool = False,
-                 profile: bool = False) -> measure.RunResult:
+                 profile: bool = False, progress=None) -> measure.RunResult:
     """Build a model artifact for a board, run it on QEMU and measure it.
 
     Parameters
@@ -360,6 +374,9 @@ def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
         Build with a timer read around every operator call of the runner
         (``-DDTMM_PROFILE``); the result's ``op_instructions`` holds the per-operator counts
         (:func:`dtmm_tvm.micro.profile.profile_rows` joins them with metadata.json).
+    progress : callable, optional
+        ``progress(stage, done, total)``: ``("build", None, None)`` as the build starts,
+        ``("run", 0, N)`` as QEMU starts, then ``("run", done, N)`` per finished inference.
 
     Returns
     -------
@@ -379,5 +396,9 @@ def run_artifact(artifact_path: str | os.PathLike, board: str, inputs, *,
         extra_cflags = f"{extra_cflags} -DDTMM_PROFILE".strip()
     with Project(artifact_path, board, build_dir=build_dir, opt_level=opt_level,
                  extra_cflags=extra_cflags, stack_bytes=stack_bytes, verbose=verbose) as proj:
+        say = progress or (lambda stage, done=None, total=None: None)
+        say("build", None, None)
         proj.build()
-        return proj.run(inputs, timeout_s=timeout_s)
+        say("run", 0, None)
+        return proj.run(inputs, timeout_s=timeout_s,
+                        on_inference=None if progress is None else lambda done, n: say("run", done, n))

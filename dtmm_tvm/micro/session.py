@@ -66,7 +66,7 @@ def create_project(artifact: str | os.PathLike, project_dir: str | os.PathLike, 
     project_dir = Path(project_dir).resolve()
     board_info = get_board(board)
     metadata = read_artifact_metadata(artifact)
-    check_fits(metadata, board_info, int((options or {}).get("stack_bytes", 64 * 1024)),
+    check_fits(metadata, board_info, int((options or {}).get("stack_bytes") or board_info.stack_bytes),
                str(artifact))
     if project_dir.exists() and any(project_dir.iterdir()):
         if not force:

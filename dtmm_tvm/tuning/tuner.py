@@ -132,19 +132,23 @@ def layer_inputs(layer: TunableLayer, seed: int) -> np.ndarray:
 
 
 # -- the search --------------------------------------------------------------------------
+def describe_candidate(cand: Candidate, default_instr: int | None) -> str:
+    """``layer schedule 1.234 M instr (0.91x default)`` or ``layer schedule error: ...``."""
+    name = cand.layer.names[0]
+    if cand.error:
+        what = f"error: {cand.error.splitlines()[0][:120]}"
+    else:
+        what = f"{cand.instructions / 1e6:.3f} M instr"
+        if default_instr and cand.index:
+            what += f" ({cand.instructions / default_instr:.2f}x default)"
+        elif not cand.index:
+            what += " (default)"
+    return f"{name} {schedule_str(cand.schedule)} {what}"
+
+
 def _progress_printer(stream=None):
     def show(done: int, total: int, cand: Candidate, default_instr: int | None):
-        name = cand.layer.names[0]
-        if cand.error:
-            what = f"error: {cand.error.splitlines()[0][:120]}"
-        else:
-            what = f"{cand.instructions / 1e6:.3f} M instr"
-            if default_instr and cand.index:
-                what += f" ({cand.instructions / default_instr:.2f}x default)"
-            elif not cand.index:
-                what += " (default)"
-        print(f"[{done}/{total}] {name} {schedule_str(cand.schedule)} {what}", file=stream or sys.stderr,
-              flush=True)
+        print(f"[{done}/{total}] {describe_candidate(cand, default_instr)}", file=stream or sys.stderr, flush=True)
 
     return show
 

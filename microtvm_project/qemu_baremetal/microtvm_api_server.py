@@ -311,7 +311,10 @@ class Handler:
             raise ProjectError("usage", f"unknown board {board_name!r}; known boards: "
                                         f"{', '.join(sorted(boards))}")
         board = boards[board_name]
-        stack_bytes = int(_option(options, "stack_bytes", "generate_project"))
+        if (options or {}).get("stack_bytes") is None and "stack_bytes" in board:
+            stack_bytes = int(board["stack_bytes"])  # a small-RAM board's own default
+        else:
+            stack_bytes = int(_option(options, "stack_bytes", "generate_project"))
         if stack_bytes < 1024 or stack_bytes % 8:
             raise ProjectError("usage", f"stack_bytes={stack_bytes} must be a multiple of 8 "
                                         "and at least 1024")
@@ -342,8 +345,11 @@ class Handler:
             (staging / "src" / "dtmm_model.h").write_text(
                 _model_header(metadata), encoding="utf-8")
             timer_define = {"cmsdk_timer0": "-DDTMM_TIMER_CMSDK",
-                            "sse300_syscounter": "-DDTMM_TIMER_SSE300_CNT"}[board["timer"]]
+                            "sse300_syscounter": "-DDTMM_TIMER_SSE300_CNT",
+                            "nrf51_timer0": "-DDTMM_TIMER_NRF51"}[board["timer"]]
             timer_define += f" -DDTMM_UART_BASE={board['uart_base']}u"
+            if board.get("uart") == "nrf51":
+                timer_define += " -DDTMM_UART_NRF51"
             if "timer_base" in board:
                 timer_define += f" -DDTMM_TIMER0_BASE={board['timer_base']}u"
             opt = _option(options, "opt_level", "generate_project")
@@ -542,7 +548,9 @@ class Handler:
         try:
             # Confined (seccomp, bubblewrap, output cap, time limit: see qemu_sandbox.py).
             # Semihosting file names are relative to QEMU's working directory.
-            proc = sandbox.run_confined(cmd, run_dir, info["elf"], timeout)
+            # on_stderr: an in-process caller's progress hook (dtmm_tvm.micro.Project.run).
+            proc = sandbox.run_confined(cmd, run_dir, info["elf"], timeout,
+                                        on_stderr=getattr(self, "on_stderr", None))
         except sandbox.SandboxError as e:
             raise ProjectError(e.kind, f"{info['board']}: running {info['elf']}: {e}") from None
         if _option(options, "verbose", "run"):

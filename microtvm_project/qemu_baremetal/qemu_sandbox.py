@@ -109,8 +109,11 @@ def confined_command(qemu_argv: list, run_dir: str | os.PathLike, elf: str | os.
 
 
 def run_confined(qemu_argv: list, run_dir: str | os.PathLike, elf: str | os.PathLike, timeout_s: float,
-                 max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> dict:
+                 max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, on_stderr=None) -> dict:
     """Run QEMU confined (see the module doc) in ``run_dir``; return exit status and output.
+
+    ``on_stderr(text)``, if given, sees the stderr read so far after each chunk (the harness
+    prints a ``DTMM ticks`` line per inference: progress for long runs).
 
     Returns
     -------
@@ -144,6 +147,8 @@ def run_confined(qemu_argv: list, run_dir: str | os.PathLike, elf: str | os.Path
                     open_fds.discard(fd)
                     continue
                 streams[fd] += chunk
+                if fd == err_fd and on_stderr is not None:
+                    on_stderr(streams[fd].decode("utf-8", "replace"))
                 if len(streams[fd]) > max_output_bytes:
                     problem = f"the firmware printed more than {max_output_bytes} bytes"
                     break

@@ -55,13 +55,24 @@ BOARDS = {
                                  "/ { chosen { zephyr,console = &uart0; }; };\n&uart0 { current-speed = <115200>; };\n"),
 }
 
+#: Kernel ISAs each board's core has (an archive's ``isa`` must be among them, or ``c``).
+#: mps2_an521's Cortex-M33 has the DSP extension, but Zephyr (2.5) builds it with
+#: -mcpu=cortex-m33+nodsp (its SoC does not select ARMV8_M_DSP, which is not user-settable).
+BOARD_ISAS = {"qemu_cortex_m3": ("c",), "mps2_an385": ("c",), "mps2_an521": ("c",),
+              "nucleo_f746zg": ("c", "dsp"), "nrf5340dk_nrf5340_cpuapp": ("c", "dsp")}
+
 PROJECT_OPTIONS = [
     rpc.ProjectOption("board", "str", "Zephyr board to build for.", choices=sorted(BOARDS),
                       required=["generate_project"]),
     rpc.ProjectOption("stack_bytes", "int", "Main thread stack, bytes.", default=8192,
                       optional=["generate_project"]),
+    rpc.ProjectOption("input_bin", "str", "Raw bytes of the model's inputs (concatenated in input order) "
+                      "that the app runs on; default: zeros.", optional=["generate_project"]),
     rpc.ProjectOption("verbose", "bool", "Print the commands and their output.", default=False,
                       optional=["build", "flash"]),
+    rpc.ProjectOption("zephyr_modules", "str", "build: Zephyr modules (CMake's ZEPHYR_MODULES, ';'-separated "
+                      "paths) for a tree without `west update`; default: $ZEPHYR_MODULES, else west's list.",
+                      optional=["build"]),
     rpc.ProjectOption("flash_tool", "str", "west (west flash) or pyocd (pyocd flash).", default="west",
                       choices=["west", "pyocd"], optional=["flash"]),
     rpc.ProjectOption("dry_run", "bool", "flash: return the command instead of running it.",
@@ -106,6 +117,7 @@ class Handler:
         """Write the Zephyr application; refuses an existing non-empty directory."""
         board = _option(options, "board", "generate_project")
         stack = int(_option(options, "stack_bytes", "generate_project"))
+        input_bin = _option(options, "input_bin", "generate_project")
         project_dir = Path(project_dir).resolve()
         if project_dir.exists() and any(project_dir.iterdir()):
             raise ProjectError("usage", f"project directory {project_dir} exists and is not empty; "
@@ -115,12 +127,14 @@ class Handler:
         try:
             metadata = rpc.Handler._import_artifact(Path(model_library_format_path), staging / "model")
             module = rpc._module_name(metadata)
+            _check_board_isa(metadata, board)
+            data = _read_input_bin(input_bin, metadata) if input_bin else None
             shutil.copy2(Path(__file__), staging / "microtvm_api_server.py")
             shutil.copy2(Path(rpc.__file__), staging / RPC_FILE)
             # dtmm_rpc.py reads its (QEMU) board table when imported.
             shutil.copy2(Path(rpc.__file__).with_name("boards.json"), staging / "boards.json")
             (staging / "src").mkdir()
-            (staging / "src" / "main.c").write_text(_main_c(metadata, module), encoding="utf-8")
+            (staging / "src" / "main.c").write_text(_main_c(metadata, module, data), encoding="utf-8")
             (staging / "CMakeLists.txt").write_text(_cmakelists(module), encoding="utf-8")
             (staging / "prj.conf").write_text(_prj_conf(stack), encoding="utf-8")
             (staging / "boards").mkdir()
@@ -148,6 +162,9 @@ class Handler:
         if west is None:
             raise ProjectError("toolchain", "west not found on PATH; install it with `pip install west`")
         cmd = [west, "build", "-b", record["board"], "-d", str(self.project_dir / "build"), str(self.project_dir)]
+        modules = _option(options, "zephyr_modules", "build") or os.environ.get("ZEPHYR_MODULES")
+        if modules:
+            cmd += ["--", f"-DZEPHYR_MODULES={modules}"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if _option(options, "verbose", "build"):
             print(" ".join(cmd), proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
@@ -195,6 +212,25 @@ class Handler:
         raise ProjectError("usage", "no transport is open (the Zephyr template has none)")
 
 
+def _check_board_isa(metadata: dict, board: str) -> None:
+    """An archive whose kernels need DSP or MVE cannot build for a core without them."""
+    isa = metadata.get("isa", "c")
+    if isa != "c" and isa not in BOARD_ISAS[board]:
+        raise ProjectError("usage", f"the archive was compiled for {metadata.get('target')} ({isa} kernels); "
+                                    f"{board} ({BOARDS[board][0]}) has no {isa.upper()}"
+                                    + (" in Zephyr's build (-mcpu=cortex-m33+nodsp)" if board == "mps2_an521" else "")
+                                    + ": compile the model with "
+                                    "--target dtmm/portable or this core's target")
+
+
+def _read_input_bin(path, metadata: dict) -> bytes:
+    data = Path(path).read_bytes()
+    need = sum(int(t["bytes"]) for t in metadata["inputs"])
+    if len(data) != need:
+        raise ProjectError("usage", f"input_bin {path}: {len(data)} bytes, the model's inputs take {need}")
+    return data
+
+
 def _cmakelists(module: str) -> str:
     return f"""# Generated by the DTMM Zephyr template. Build: west build -b <board> .
 cmake_minimum_required(VERSION 3.20.0)
@@ -225,18 +261,43 @@ CONFIG_NEWLIB_LIBC=y
 """
 
 
-def _main_c(metadata: dict, module: str) -> str:
+#: Output dtype -> (C element type, element bytes); other dtypes print as raw bytes (hex).
+_PRINTED_TYPES = {"int8": ("int8_t", 1), "uint8": ("uint8_t", 1), "int16": ("int16_t", 2), "int32": ("int32_t", 4)}
+
+
+def _print_output(i: int, spec: dict) -> str:
+    """``DTMM output <i>: v v v`` (integers) or ``DTMM output <i> bytes: hh hh`` (other dtypes)."""
+    ctype, size = _PRINTED_TYPES.get(spec.get("dtype"), (None, 1))
+    n = int(spec["bytes"]) // size
+    if ctype is None:
+        body = f'printk("DTMM output {i} bytes:");\n  for (int k = 0; k < {n}; k++) printk(" %02x", out{i}[k]);'
+    else:
+        body = (f'printk("DTMM output {i}:");\n'
+                f'  for (int k = 0; k < {n}; k++) printk(" %d", (int)(({ctype} *)out{i})[k]);')
+    return f'  {body}\n  printk("\\n");'
+
+
+def _main_c(metadata: dict, module: str, data: bytes | None = None) -> str:
     ins, outs = metadata["inputs"], metadata["outputs"]
-    decl = [f"static uint8_t in{i}[{t['bytes']}] __aligned(16);" for i, t in enumerate(ins)]
+    decl, offset = [], 0
+    for i, t in enumerate(ins):
+        n = int(t["bytes"])
+        init = "" if data is None else " = {" + ", ".join(str(b) for b in data[offset:offset + n]) + "}"
+        decl.append(f"static uint8_t in{i}[{n}] __aligned(16){init};")
+        offset += n
     decl += [f"static uint8_t out{i}[{t['bytes']}] __aligned(16);" for i, t in enumerate(outs)]
     fields_in = ", ".join(f".{t.get('c_name', t['name'])} = in{i}" for i, t in enumerate(ins))
     fields_out = ", ".join(f".{t.get('c_name', t['name'])} = out{i}" for i, t in enumerate(outs))
-    prints = "\n".join(f'  for (int k = 0; k < {t["bytes"]}; k++) printk("%d ", (int)(int8_t)out{i}[k]);\n'
-                       f'  printk("\\n");' for i, t in enumerate(outs))
+    prints = "\n".join(_print_output(i, t) for i, t in enumerate(outs))
     return f"""/* Generated by the DTMM Zephyr template: run the model once, print outputs and cycles. */
 #include <stdint.h>
-#include <zephyr/kernel.h>
+#if defined(__has_include) && __has_include(<zephyr/kernel.h>)
+#include <zephyr/kernel.h> /* Zephyr >= 3.1 */
 #include <zephyr/sys/printk.h>
+#else
+#include <zephyr.h> /* Zephyr 2.x */
+#include <sys/printk.h>
+#endif
 
 #include "tvmgen_{module}.h"
 

@@ -76,7 +76,8 @@ def test_timer_calibration(needs_toolchain, calib_artifact, board):
     for loops in (1000, 100000):
         res = run_artifact(calib_artifact, board, zeros, extra_cflags=f"-DCALIB_LOOPS={loops}")
         assert res.instructions_per_inference == [2 * loops + 1] * 2, (board, loops)
-        assert 3 <= res.empty_call_instructions <= 8
+        # nRF51's timer read is a capture task write plus a register read (more than MPS2's load).
+        assert 3 <= res.empty_call_instructions <= (12 if board == "microbit" else 8)
 
 
 def test_multiple_inputs_and_outputs(needs_toolchain, tmp_path):

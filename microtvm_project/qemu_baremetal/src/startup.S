@@ -55,10 +55,14 @@ Reset_Handler:
     ldr   r1, =__data_load
     ldr   r2, =__data_start
     ldr   r3, =__data_end
+    /* Post-indexed loads/stores are Thumb-2: ARMv6-M (Cortex-M0/M0+) advances the pointers
+       with separate adds. */
 1:  cmp   r2, r3
     bhs   2f
-    ldr   r0, [r1], #4
-    str   r0, [r2], #4
+    ldr   r0, [r1]
+    str   r0, [r2]
+    adds  r1, r1, #4
+    adds  r2, r2, #4
     b     1b
 2:  /* Zero .bss (includes the model's static arena). */
     ldr   r2, =__bss_start
@@ -66,7 +70,8 @@ Reset_Handler:
     movs  r0, #0
 3:  cmp   r2, r3
     bhs   4f
-    str   r0, [r2], #4
+    str   r0, [r2]
+    adds  r2, r2, #4
     b     3b
 4:  bl    main
     bl    dtmm_exit               /* main's return value is the exit status */
@@ -85,5 +90,7 @@ Fault_Handler:
     movs  r0, #0
     msr   msplim, r0
 #endif
-    b     dtmm_fault
+    ldr   r0, =dtmm_fault         /* a register branch: ARMv6-M's B reaches only +-2 KiB */
+    bx    r0
     .size Fault_Handler, . - Fault_Handler
+    .ltorg

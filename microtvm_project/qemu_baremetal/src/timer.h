@@ -36,8 +36,36 @@ static inline void dtmm_timer_init(void) { DTMM_CNTCR = 1u; }
 static inline uint32_t dtmm_timer_read(void) { return DTMM_CNTPCT_LO; }
 static inline uint32_t dtmm_timer_elapsed(uint32_t t0, uint32_t t1) { return t1 - t0; }
 
+#elif defined(DTMM_TIMER_NRF51)
+/* micro:bit (nRF51): TIMER0 in 32-bit timer mode at 16 MHz (prescaler 0), counting up; a read
+   triggers the CAPTURE[0] task and reads CC[0]. */
+#define DTMM_NRF_TIMER0_BASE 0x40008000u
+#define DTMM_NRF_TIMER0_REG(off) (*(volatile uint32_t*)(DTMM_NRF_TIMER0_BASE + (off)))
+#define DTMM_NRF_TASKS_START DTMM_NRF_TIMER0_REG(0x000u)
+#define DTMM_NRF_TASKS_STOP DTMM_NRF_TIMER0_REG(0x004u)
+#define DTMM_NRF_TASKS_CLEAR DTMM_NRF_TIMER0_REG(0x00Cu)
+#define DTMM_NRF_TASKS_CAPTURE0 DTMM_NRF_TIMER0_REG(0x040u)
+#define DTMM_NRF_MODE DTMM_NRF_TIMER0_REG(0x504u)
+#define DTMM_NRF_BITMODE DTMM_NRF_TIMER0_REG(0x508u)
+#define DTMM_NRF_PRESCALER DTMM_NRF_TIMER0_REG(0x510u)
+#define DTMM_NRF_CC0 DTMM_NRF_TIMER0_REG(0x540u)
+
+static inline void dtmm_timer_init(void) {
+  DTMM_NRF_TASKS_STOP = 1u;
+  DTMM_NRF_MODE = 0u;      /* timer */
+  DTMM_NRF_BITMODE = 3u;   /* 32 bit */
+  DTMM_NRF_PRESCALER = 0u; /* 16 MHz */
+  DTMM_NRF_TASKS_CLEAR = 1u;
+  DTMM_NRF_TASKS_START = 1u;
+}
+static inline uint32_t dtmm_timer_read(void) {
+  DTMM_NRF_TASKS_CAPTURE0 = 1u;
+  return DTMM_NRF_CC0;
+}
+static inline uint32_t dtmm_timer_elapsed(uint32_t t0, uint32_t t1) { return t1 - t0; }
+
 #else
-#error "define DTMM_TIMER_CMSDK or DTMM_TIMER_SSE300_CNT (set by the board in board.mk)"
+#error "define DTMM_TIMER_CMSDK, DTMM_TIMER_SSE300_CNT or DTMM_TIMER_NRF51 (set by the board in board.mk)"
 #endif
 
 #endif  /* DTMM_TIMER_H_ */

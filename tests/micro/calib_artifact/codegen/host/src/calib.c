@@ -13,6 +13,7 @@
 __attribute__((naked)) int32_t tvmgen_default_run(struct tvmgen_default_inputs* inputs,
                                                   struct tvmgen_default_outputs* outputs) {
   __asm__ volatile(
+      ".syntax unified\n" /* ARMv6-M (Cortex-M0) assembles SUBS only in unified syntax */
       "ldr r3, =" STR(CALIB_LOOPS) "\n"
       "1: subs r3, r3, #1\n"
       "bne 1b\n"
