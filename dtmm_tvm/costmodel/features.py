@@ -85,7 +85,7 @@ def _core(target: str) -> str:
 PACKED_MAX = 256
 
 CONV_FEATURES = ["simd_mac_steps", "dot_calls", "chunk_tails", "filterlet_visits", "im2col_chunks", "outputs",
-                 "channel_blocks", "call", "packed_im2col_taps", "im2col_taps", "im2col_partial_taps"]
+                 "channel_blocks", "call", "packed_im2col_taps", "im2col_taps", "im2col_partial_taps", "blocks"]
 
 
 def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
@@ -130,6 +130,7 @@ def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
         float(p * taps) if packed else 0.0,
         float(p * taps),
         float(p * taps) if (not aligned and not packed) else 0.0,
+        float(blocks),                    # per pixel block: im2col call, accumulator tile, requant pass
     ]
 
 

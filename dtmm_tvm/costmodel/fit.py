@@ -271,7 +271,12 @@ def fit_target(target: str, *, seed: int = 0, conv_points: int = 20, small_point
     started = time.time()
     plan = sample_plan(seed, conv_points, small_points)
     points = measure_plan(plan, tag, workers=workers, progress=progress, build_dir=build_dir, reuse=reuse)
-    return document(points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
+    doc = document(points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
+    if reuse:
+        known = {(_point_key(p), p.get("seed")) for p in reuse if p.get("instructions")}
+        # "seconds" then times only the points measured in this run
+        doc["reused_points"] = sum((_point_key(p), i) in known for i, p in enumerate(plan))
+    return doc
 
 
 def document(points: list, tag: str, board: str, seed: int = 0, seconds: float = 0.0) -> dict:

@@ -61,3 +61,26 @@ def test_measured_instructions_join_the_report_rows_by_name_then_order():
     ]
     attach_measured(rows, profile)
     assert [r["measured_instructions"] for r in rows] == [100, 200, 30, 40, 50, None]
+
+
+def test_prune_table_shows_predicted_and_measured_columns(capsys):
+    from dtmm_tvm.cli.prune import print_report
+
+    layers = [{"layer": "c1", "kind": "conv", "filters": 6, "filters_total": 8, "format": "filterlet_u8",
+               "filterlet_sparsity": 0.5, "bytes": 300, "dense_bytes": 600, "predicted_instructions": 1000,
+               "measured_instructions": 980},
+              {"layer": "pool", "kind": "max_pool2d", "filters": None, "filters_total": None, "format": None,
+               "filterlet_sparsity": 0.0, "bytes": 0, "dense_bytes": 0, "predicted_instructions": 50,
+               "measured_instructions": None}]
+    report = {"layers": layers, "predicted": {"pruned": {"instructions": 1050, "flash_bytes": 300, "sram_bytes": 64},
+                                              "dense": {"instructions": 2000, "flash_bytes": 600}},
+              "compiled": {"constants_bytes": 300, "arena_bytes": 64, "instructions": 1100,
+                           "profile_total_instructions": 1150},
+              "accuracy": {"float_dense": 0.9, "float_pruned": 0.89, "int8_pruned_tflm": 0.88},
+              "not_understood": [], "output": "x.tflite"}
+    print_report(report)
+    lines = capsys.readouterr().out.splitlines()
+    assert "pred. instr" in lines[0] and "measured instr" in lines[0]
+    assert lines[1].split()[-2:] == ["1000", "980"]
+    assert lines[2].split()[-2:] == ["50", "-"]
+    assert "measured 1100 instructions (profiled run: 1150)" in "\n".join(lines)
