@@ -76,7 +76,8 @@ def _demo(args) -> int:
             artifact = Path(tmp) / f"{mode}.tar"
             if mode == "dtmm":  # what `dtmm compile --verify` does: the C on the host against TFLM
                 print(f"verifying {model_path.name} ({mode}) on the host against TFLM ...", flush=True)
-                print(f"  {verify_model(model_path, mode=mode, workdir=tmp).summary()}", flush=True)
+                report = verify_model(model_path, mode=mode, workdir=tmp, target=args.target)
+                print(f"  {report.summary()}", flush=True)
             print(f"compiling {model_path.name} ({mode}) for {args.target} ...", flush=True)
             metadata = compile_model(model_path, artifact, target=args.target, mode=mode)
             if mode == "dense":  # both builds take the same images, quantized like the model's input

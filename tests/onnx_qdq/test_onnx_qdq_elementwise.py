@@ -1,9 +1,8 @@
 """ONNX QDQ Add, Mul, AveragePool and standalone Relu/Clip: the numpy semantics of
 :mod:`dtmm_tvm.quant.onnx` against onnxruntime on every uint8 input pair, and the compiled model
 (``tests/fixtures/onnx_qdq/elementwise_qdq.onnx``, made by ``make_onnx_qdq.py`` with
-``quantize_static``) bit-exact with onnxruntime on the host and on an emulated Cortex-M4; the
-elementwise kernels alone (no conv) on an emulated Cortex-M55 (ONNX QDQ 1x1 convs on the M55
-differ from onnxruntime already on main, independent of these ops: see the README ONNX section)."""
+``quantize_static``) bit-exact with onnxruntime on emulated Cortex-M4 and M55, and a conv-free
+Add -> Mul -> AveragePool chain through ``--verify`` on the host (portable C)."""
 
 from pathlib import Path
 
@@ -82,15 +81,17 @@ def test_add_mul_avg_pool_bit_exact_with_onnxruntime_on_the_host(tmp_path):
     assert report.ok and all(o["exact"] for o in report.outputs)
 
 
-def test_fixture_bit_exact_with_onnxruntime_on_cortex_m4(tmp_path):
+@pytest.mark.parametrize("target,board", [("dtmm/cortex-m4", "mps2-an386"), ("dtmm/cortex-m55", "mps3-an547")])
+def test_fixture_bit_exact_with_onnxruntime_on_cortex_m(tmp_path, target, board):
+    """The M55 case also guards the MVE conv path's float32 requantization of ONNX records."""
     from dtmm_tvm.compiler import compile_model
     from dtmm_tvm.micro import run_artifact
 
-    metadata = compile_model(FIXTURE, tmp_path / "m.tar", target="dtmm/cortex-m4", mode="dense")
+    metadata = compile_model(FIXTURE, tmp_path / "m.tar", target=target, mode="dense")
     ops = [layer["op"] for layer in metadata["layers"]]
     assert ops.count("add") == 2 and "mul" in ops and ops.count("avg_pool2d") == 2
     x = np.random.default_rng(4).uniform(-1, 1, (3, 1, 4, 6, 6)).astype(np.float32)
-    result = run_artifact(tmp_path / "m.tar", "mps2-an386", x)
+    result = run_artifact(tmp_path / "m.tar", board, x)
     expected = _onnxruntime(FIXTURE, x)
     np.testing.assert_array_equal(result.outputs.reshape(expected.shape), expected)
 
@@ -120,22 +121,6 @@ def _elementwise_chain(path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, path)
-
-
-def test_add_mul_avg_pool_bit_exact_with_onnxruntime_on_cortex_m55(tmp_path):
-    from dtmm_tvm.compiler import compile_model
-    from dtmm_tvm.micro import run_artifact
-
-    model = tmp_path / "chain.onnx"
-    _elementwise_chain(model)
-    compile_model(model, tmp_path / "m.tar", target="dtmm/cortex-m55", mode="dense")
-    rng = np.random.default_rng(5)
-    x, y = (rng.uniform(-3, 3, (3, 1, 4, 6, 6)).astype(np.float32) for _ in range(2))
-    result = run_artifact(tmp_path / "m.tar", "mps3-an547", [x, y])
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    expected = np.stack([session.run(None, {"x": a, "y": b})[0] for a, b in zip(x, y)])
-    outputs = result.outputs[0] if isinstance(result.outputs, list) else result.outputs
-    np.testing.assert_array_equal(np.asarray(outputs).reshape(expected.shape), expected)
 
 
 def _relu_model(path, y_zero_point: int):
