@@ -440,7 +440,7 @@ static inline void requant4_f32(const int32_t *acc, int32_t nvalid, int32_t scal
 #endif
 #endif
 
-static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, int32_t mult,
+INLINE void requant_body(const int32_t *acc, int32_t g, int32_t nvalid, int32_t mult,
                                  int32_t sh, int8_t *out, int32_t ps, int32_t out_offset,
                                  int32_t act_min, int32_t act_max) {
 #if defined(DTMM_BENCH_SKIP_REQUANT) /* bench-only phase build (bench/refmodels.py) */
@@ -477,6 +477,16 @@ static inline void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, 
     out[s * ps] = clamp_out(dtmm_rdbp(dtmm_srdhm((int32_t)((uint32_t)acc[s] << left), mult), right)
                                 + out_offset, act_min, act_max);
 }
+
+#if !defined(DTMM_ISA_MVE)
+/* Out of line for the generic group widths; the fast group inlines requant_body (per-channel
+ * call and checks were ~9 instructions per output of a 4-pixel group). */
+static void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, int32_t mult, int32_t sh,
+                          int8_t *out, int32_t ps, int32_t out_offset, int32_t act_min,
+                          int32_t act_max) {
+  requant_body(acc, g, nvalid, mult, sh, out, ps, out_offset, act_min, act_max);
+}
+#endif
 
 #if defined(DTMM_ISA_MVE)
 /* Channels per requantization tile. The accumulators of a pixel group live channel-major in a
@@ -677,7 +687,10 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
       }
     }
 #if !defined(DTMM_ISA_MVE)
-    requant_store(acc, g, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min, act_max);
+    if (G == 4)
+      requant_body(acc, g, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min, act_max);
+    else
+      requant_store(acc, g, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min, act_max);
 #endif
   }
 #if defined(DTMM_ISA_MVE)
