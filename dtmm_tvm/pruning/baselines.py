@@ -92,6 +92,12 @@ class MethodSearch:
             return LayerMasks(channel_keep=self.policy.keep({g.id: self.scores[g.id] for g in groups}, ratio))
         return self.policy.masks(self.kernels, ratio)
 
+    def weight_sparsity(self, ratio: float) -> float:
+        """The share of all conv weights the method's masks at ``ratio`` remove."""
+        m = self.masks(ratio).element_masks
+        total = sum(np.size(v) for v in m.values())
+        return float(sum(np.sum(np.asarray(v) == 0) for v in m.values()) / max(total, 1))
+
     def price(self, ratio: float):
         """``(Cost, LayerMasks)`` of the method at ``ratio``."""
         from .search import Cost
@@ -126,12 +132,21 @@ class MethodSearch:
             flash_only_missed = feasible(most, Budget(None, budget.sram_bytes, budget.instructions))
             if self.method != "filter" and flash_only_missed and budget.flash_bytes is not None:
                 frac = budget.flash_bytes / max(self.dense.flash_bytes, 1)
-                ratio = float(np.clip(1.0 - frac, 0.0, top))
+                want = 1.0 - frac
+                lo, hi = 0.0, top
+                if self.weight_sparsity(0.0) < want:
+                    for _ in range(steps):
+                        mid = 0.5 * (lo + hi)
+                        lo, hi = (lo, mid) if self.weight_sparsity(mid) >= want else (mid, hi)
+                    ratio = hi
+                else:
+                    ratio = 0.0
                 cost, lm = self.price(ratio)
                 note = (f"the cost model on this build has no weight format that stores {self.method} sparsity "
                         f"in fewer bytes (at ratio {top:.2f} it predicts {most.flash_bytes} B > budget "
                         f"{budget.flash_bytes} B): the flash budget is applied as a sparsity ratio instead, "
-                        f"{ratio:.1%} of the conv weights removed (1 - flash fraction {frac:.3f})")
+                        f"{self.weight_sparsity(ratio):.1%} of the conv weights removed (target 1 - flash fraction "
+                        f"{frac:.3f} = {want:.1%})")
                 return ratio, cost, lm, note
             raise BudgetError(f"budget cannot be met by {self.method} pruning: at ratio {top:.2f} the model needs "
                               + describe_budget_failure(most, budget) + "; raise the budget")
