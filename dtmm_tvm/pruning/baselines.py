@@ -187,7 +187,6 @@ def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, bud
     scores = filter_scores(keras_model, graph, dataset, filter_criterion) if method == "filter" else None
     searcher = MethodSearch(method, graph, target, kernels, scores, pol)
     budget = budget_in.resolve(searcher.dense)
-    say("search", {"step": 0, "total": 1, "cost": searcher.dense})
     ratio, cost, lm, note = searcher.search(budget)
     say("search", {"step": 1, "total": 1, "cost": cost})
     if method == "filter":
