@@ -25,6 +25,9 @@ def add_parser(subparsers) -> None:
                         help="filterlet sparsity threshold, as for 'dtmm compile' (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidate sample and the random inputs")
     parser.add_argument("--workers", type=int, default=2, help="parallel builds and emulator runs (default 2)")
+    parser.add_argument("--ray", default=None, metavar="auto|ADDRESS|local",
+                        help="run the QEMU measurements as Ray tasks (the sweep runner; pip install "
+                             "'dtmm-tvm[cluster]'); default: --workers threads")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(handler=run)
@@ -38,7 +41,7 @@ def run(args) -> int:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
     records = tune_model(args.model, target=args.target, board=args.board, trials=args.trials,
                          mode="dense" if args.dense else "dtmm", threshold=args.threshold, seed=args.seed,
-                         workers=args.workers, progress=not args.quiet)
+                         workers=args.workers, progress=not args.quiet, ray=args.ray)
     records.save(output, force=True)
     print(f"wrote {output}: {records.target} on {records.board}, {len(records.layers)} layers")
     errors = 0

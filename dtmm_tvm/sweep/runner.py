@@ -28,6 +28,10 @@ from pathlib import Path
 from ..errors import DTMMError
 
 
+#: Ray waits a fixed 30 s for its raylet; on a loaded machine a start is retried this often.
+STARTUP_ATTEMPTS = 3
+
+
 class SweepError(DTMMError):
     """A sweep that cannot start: bad sweep file, unknown name, Ray missing or unreachable."""
 
@@ -118,14 +122,21 @@ class RayExecutor:
                 _check_reachable(address)
             kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
                           runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(_project_paths())}})
-            try:
-                if address in (None, "local"):
-                    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
-                else:
-                    ray.init(address=address, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as err:
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-                raise SweepError(f"cannot connect to Ray at {address}: {first}") from None
+            for attempt in range(STARTUP_ATTEMPTS):
+                try:
+                    if address in (None, "local"):
+                        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+                    else:
+                        ray.init(address=address, **kwargs)
+                    break
+                except (ConnectionError, RuntimeError, ValueError) as err:
+                    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                    raise SweepError(f"cannot connect to Ray at {address or 'local'}: {first}") from None
+                except Exception as err:  # noqa: BLE001 - Ray's fixed 30 s raylet start-up wait, on a loaded machine
+                    ray.shutdown()
+                    if "timed out during startup" not in str(err) or attempt == STARTUP_ATTEMPTS - 1:
+                        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                        raise SweepError(f"Ray did not start ({address or 'local'}): {first}") from None
             self._owns = True
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
 

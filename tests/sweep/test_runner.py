@@ -130,3 +130,19 @@ def test_cli_sweep_bad_input_one_line_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         lines = err.strip().splitlines()
         assert len(lines) == 1 and msg in lines[0] and "Traceback" not in err
+
+
+def test_tune_measures_on_the_ray_cluster(ray_head):
+    """``dtmm tune --ray``: the QEMU measurements run as tasks of the same runner (artifacts sent
+    as bytes); every candidate is measured and none differs from the default."""
+    if any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")):
+        pytest.skip("missing the cross toolchain or QEMU")
+    from dtmm_tvm.tuning import tune_model
+
+    fixture = ROOT / "tests" / "fixtures" / "models" / "fully_connected.tflite"
+    records = tune_model(fixture, target="dtmm/cortex-m4", trials=2, progress=False, ray=ray_head)
+    if ray.is_initialized():
+        ray.shutdown()
+    assert records.layers
+    for entry in records.layers.values():
+        assert all(c["error"] is None and c["instructions"] > 0 for c in entry["candidates"]), entry["candidates"]
