@@ -30,9 +30,10 @@ def csr_pixels(isa: str) -> int:
 
 
 def scratch_bytes(params: Conv2DParams, isa: str) -> int:
-    """Mirror of ``dtmm_conv_csr_s8_get_buffer_size``: effective bias + P gathered patches."""
+    """Mirror of ``dtmm_conv_csr_s8_get_buffer_size``: effective bias, column table, P patches."""
     cout, kh, kw, cin = params.weight_shape
-    return 4 * cout + csr_pixels(isa) * ((kh * kw * cin + 3) & ~3)
+    k = kh * kw * cin
+    return 4 * cout + 4 * k + csr_pixels(isa) * ((k + 3) & ~3)
 
 
 def conv2d_unstructured_int8(params: Conv2DParams, nonzero_weights: int, *, target=None) -> tirx.PrimFunc:
