@@ -24,8 +24,8 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from dtmm_tvm.costmodel.format_choice import OPTIMIZE, decide_conv_format
-from dtmm_tvm.sparsity import FORMATS, analyze_filterlets, pack_filterlets, pack_filterlets_as
+from dtmm_tvm.costmodel.format_choice import OPTIMIZE, considered, decide_conv_format
+from dtmm_tvm.sparsity import FORMATS, UNSTRUCTURED, analyze_filterlets, pack_filterlets, pack_filterlets_as
 
 from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dtype_of, func_attr_json, is_const, is_op, prim_func_of, static_shape
 
@@ -72,7 +72,8 @@ class _Rewriter(PyExprMutator):
             return None
         weight_ohwi = const_value(weight)
         stats = analyze_filterlets(weight_ohwi)
-        if stats.filterlet_sparsity <= self.threshold:
+        element_sparsity = 1.0 - np.count_nonzero(weight_ohwi) / max(weight_ohwi.size, 1)
+        if not considered(stats.filterlet_sparsity, self.threshold, element_sparsity, self.formats):
             return None
         params = Conv2DParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params_json.items()})
         decision = decide_conv_format(weight_ohwi, params, None, self.optimize, self.threshold, self.formats)
@@ -83,11 +84,18 @@ class _Rewriter(PyExprMutator):
             gvar = self.builder_.add_func(dense, layer["name"])
             return relax.call_tir(gvar, [self.visit_expr(a) for a in call.args[1].fields], call.ty)
         packed = pack_filterlets_as(weight_ohwi, decision.format, layer["name"])
-        sparse = conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=packed.format)
+        if packed.format == UNSTRUCTURED:
+            from dtmm_tvm.ops.conv2d_unstructured import conv2d_unstructured_int8
+
+            sparse = conv2d_unstructured_int8(params, packed.nonzero_weights)
+            func_name = layer["name"].replace("conv2d", "conv2d_unstructured")
+        else:
+            sparse = conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=packed.format)
+            func_name = layer["name"].replace("conv2d", "conv2d_filterlet")
         layer = dict(_sparse_layer(layer, stats, packed), format_choice=decision.to_json())
         sparse = sparse.with_attr("dtmm.layer", json.dumps(layer, sort_keys=True))
         sparse = sparse.with_attr("dtmm.params", json.dumps(params_json))
-        gvar = self.builder_.add_func(sparse, layer["name"].replace("conv2d", "conv2d_filterlet"))
+        gvar = self.builder_.add_func(sparse, func_name)
         args = [self.visit_expr(x), relax.const(packed.values),
                 *[relax.const(a) for a in packed.index_arrays], bias, mult, shift]
         return relax.call_tir(gvar, args, call.ty)
@@ -171,7 +179,7 @@ class _Rewriter(PyExprMutator):
 def _sparse_layer(layer: dict, stats, packed) -> dict:
     cin = packed.weight_shape[3]
     n, oh, ow, _ = layer["output_shape"]
-    return dict(
+    out = dict(
         layer,
         format=packed.format,
         filterlet_sparsity=round(stats.filterlet_sparsity, 6),
@@ -183,6 +191,12 @@ def _sparse_layer(layer: dict, stats, packed) -> dict:
         index_bytes=packed.index_bytes,
         format_bytes=_format_bytes(packed),
     )
+    if packed.format == UNSTRUCTURED:
+        # the per-weight kernel multiplies only the non-zero weights
+        nnz = packed.nonzero_weights
+        out.update(nonzero_weights=nnz, kept_macs=int(n * oh * ow * nnz),
+                   element_sparsity=round(1.0 - nnz / max(int(np.prod(packed.weight_shape)), 1), 6))
+    return out
 
 
 def _format_bytes(packed) -> dict:
@@ -211,8 +225,11 @@ class FilterletSparseConv:
         is smaller and faster because the index costs 2 bytes per kept filterlet.
     formats : sequence of str, optional
         Index formats the integer rewrite may choose from (default: all of
-        :data:`dtmm_tvm.sparsity.FORMATS`; module default :data:`FORMATS_OVERRIDE` when set).
-        Float convs always use ``"filterlet_csr"``.
+        :data:`dtmm_tvm.sparsity.FORMATS`, which includes the per-weight ``"unstructured_csr"``;
+        module default :data:`FORMATS_OVERRIDE` when set). Float convs always use
+        ``"filterlet_csr"``. With ``"unstructured_csr"`` allowed, a conv whose filterlet sparsity
+        is at or below ``threshold`` is still considered when its element sparsity exceeds
+        :data:`dtmm_tvm.costmodel.format_choice.UNSTRUCTURED_MIN_SPARSITY`.
     optimize : {"speed", "size"}
         How an integer conv's format is chosen among dense and the fitting filterlet formats
         (:func:`dtmm_tvm.costmodel.format_choice.decide_conv_format`): ``"speed"`` by the cost

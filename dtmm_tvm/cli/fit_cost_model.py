@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the shape sample")
     parser.add_argument("--workers", type=int, default=2, help="parallel builds and emulator runs (default 2)")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--formats", default=None,
+                        help="comma-separated conv formats to measure and refit alone (e.g. unstructured_csr); "
+                             "the other groups keep the shipped file's points")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -36,15 +39,28 @@ def run(args) -> int:
     if args.output and output.exists() and not args.force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
     plan = fit.sample_plan(args.seed, args.conv_points, args.small_points)
-    bar = progress_bar(total=len(plan), desc=f"measuring {tag}", disable=args.quiet)
 
     def step(point):
         bar.update(1)
         bar.set_postfix_str(f"{point['kind']}/{point['fmt']} {point['instructions']} instr")
 
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
+    if formats:
+        from ..costmodel import CONV_FORMATS, load_coefficients
+        from ..errors import DTMMError
+
+        bad = [f for f in formats if f not in CONV_FORMATS]
+        if bad:
+            raise DTMMError(f"--formats: unknown conv format(s) {bad}; known: {', '.join(CONV_FORMATS)}")
+        plan = [p for p in plan if p["kind"] == "conv" and p["fmt"] in formats]
+    bar = progress_bar(total=len(plan), desc=f"measuring {tag}", disable=args.quiet)
     try:
-        doc = fit.fit_target(tag, seed=args.seed, conv_points=args.conv_points, small_points=args.small_points,
-                             workers=args.workers, progress=step)
+        if formats:
+            doc = fit.refit_formats(load_coefficients(tag), formats, seed=args.seed, conv_points=args.conv_points,
+                                    small_points=args.small_points, workers=args.workers, progress=step)
+        else:
+            doc = fit.fit_target(tag, seed=args.seed, conv_points=args.conv_points,
+                                 small_points=args.small_points, workers=args.workers, progress=step)
     finally:
         bar.close()
     fit.write(doc, output)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Weight formats a regular conv can be compiled to ("dense" = the dense micro-kernel).
-CONV_FORMATS = ("dense", "filterlet_csr", "filterlet_u8", "filterlet_bitmask")
+CONV_FORMATS = ("dense", "filterlet_csr", "filterlet_u8", "filterlet_bitmask", "unstructured_csr")
+#: The per-weight CSR format (kernel dtmm_conv_csr_s8.c): its own loop structure and features.
+UNSTRUCTURED = "unstructured_csr"
 
 #: SIMD chunk (int8 elements per inner step) per core: DSP q15 pairs of 4, MVE 16 lanes.
 _CHUNK = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
@@ -41,6 +43,13 @@ class ConvShape:
     #: Runs of consecutive kept taps summed over filters (the kernel makes one dot-product call
     #: per run when Cin fills whole SIMD chunks); None: estimated for a random placement.
     kept_runs: int | None = None
+    #: Non-zero weights (the unstructured format's work and bytes); None: ``kept * cin`` (every
+    #: weight of a kept filterlet non-zero).
+    nonzero_weights: int | None = None
+
+    @property
+    def nnz(self) -> int:
+        return self.kept * self.cin if self.nonzero_weights is None else int(self.nonzero_weights)
 
     @property
     def out_hw(self) -> tuple:
@@ -88,10 +97,36 @@ CONV_FEATURES = ["simd_mac_steps", "dot_calls", "chunk_tails", "filterlet_visits
                  "channel_blocks", "call"]
 
 
+#: Features of the unstructured format (dtmm_conv_csr_s8.c: gather P pixels' patches, walk
+#: every CSR row once per P pixels, requantize).
+UNSTRUCTURED_FEATURES = ["nonzero_visits", "gather_bytes", "gather_rows", "outputs", "channel_rows",
+                         "nonzero", "call"]
+#: Output pixels per CSR row walk (mirrors dtmm_tvm.ops.conv2d_unstructured.csr_pixels).
+_CSR_PIXELS = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 8}
+
+
+def unstructured_features(shape: ConvShape, target: str) -> list:
+    """Feature vector of a conv in the unstructured CSR format (:data:`UNSTRUCTURED_FEATURES`)."""
+    p = shape.pixels
+    blocks = -(-p // _CSR_PIXELS[_core(target)])
+    nnz = shape.nnz
+    return [
+        float(blocks * nnz),                          # each non-zero once per row walk (P pixels)
+        float(p * shape.kh * shape.kw * shape.cin),   # gathered patch bytes
+        float(p * shape.kh),                          # gathered kernel rows (one copy each)
+        float(p * shape.cout),                        # requantize + store each output
+        float(blocks * shape.cout),                   # per channel per row walk: row setup, tails
+        float(nnz),                                   # bias fold, once per call
+        1.0,                                          # call overhead
+    ]
+
+
 def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
     """Feature vector of a regular conv compiled in ``fmt`` for ``target`` (the kernel's loop
     structure: dtmm_conv_block_s8.c visits kept taps in runs, one dot-product call per run when
     Cin fills whole chunks, else one call plus a tail chunk per filterlet)."""
+    if fmt == UNSTRUCTURED:
+        return unstructured_features(shape, target)
     core = _core(target)
     ch = _CHUNK[core]
     ppb = _PIXELS_PER_BLOCK[core]

@@ -21,7 +21,11 @@ import numpy as np
 
 from .features import CONV_FEATURES, CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features
 
-SPARSE_FORMATS = CONV_FORMATS[1:]
+from .features import UNSTRUCTURED, UNSTRUCTURED_FEATURES
+
+SPARSE_FORMATS = tuple(f for f in CONV_FORMATS[1:] if f != UNSTRUCTURED)
+#: Element sparsities of the unstructured format's points (two per conv shape, 1x1 included).
+UNSTRUCTURED_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
 def _same_padding(h, w, k, s):
@@ -39,6 +43,7 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
     """
     rng = np.random.default_rng(seed)
     plan = []
+    conv_shapes = []
     # Shapes of the Fashion-MNIST demo / VGG-style models first, then random ones.
     fixed = [(28, 28, 1, 16, 3, 1), (14, 14, 16, 32, 3, 1), (7, 7, 32, 64, 3, 1), (16, 16, 32, 32, 3, 1)]
     for i in range(conv_points):
@@ -57,6 +62,7 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
             sparsity = float(rng.choice([0.3, 0.5, 0.7, 0.85, 0.95]))
         shape = ConvShape(h, w, cin, cout, k, k, (s, s), _same_padding(h, w, k, s))
         heldout = i % heldout_every == heldout_every - 1
+        conv_shapes.append(shape)
         plan.append(dict(kind="conv", fmt="dense", shape=shape, sparsity=sparsity, heldout=heldout))
         if k > 1:
             for fmt in SPARSE_FORMATS:
@@ -73,6 +79,13 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
         fout = int(rng.choice([10, 16, 32, 64]))
         plan.append(dict(kind="fc", fmt="dense", shape={"in_features": fin, "out_features": fout},
                          sparsity=0.0, heldout=i % heldout_every == heldout_every - 1))
+    # The unstructured format last, from its own generator: the points above (and their seeds,
+    # the index in the plan) stay those of the earlier fits.
+    urng = np.random.default_rng(seed + 1)
+    for i, shape in enumerate(conv_shapes):
+        for j, sparsity in enumerate(urng.choice(UNSTRUCTURED_SPARSITIES, size=2, replace=False)):
+            plan.append(dict(kind="conv", fmt=UNSTRUCTURED, shape=shape, sparsity=float(sparsity),
+                             heldout=(2 * i + j) % heldout_every == heldout_every - 1))
     return plan
 
 
@@ -80,7 +93,7 @@ def _conv_shape(point: dict, index: int | None = None) -> ConvShape:
     shape = point["shape"]
     if isinstance(shape, dict):
         shape = ConvShape(**{k: tuple(v) if isinstance(v, list) else v for k, v in shape.items()})
-    if shape.kept_runs is None and "seed" in point and point["fmt"] != "dense":
+    if shape.kept_runs is None and "seed" in point and point["fmt"] not in ("dense", UNSTRUCTURED):
         # Replay the measured mask (measure.conv_weights is deterministic in the seed).
         from .measure import conv_weights, kept_runs
 
@@ -176,6 +189,7 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
             ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = []
         for i, point in enumerate(plan):
+            i = int(point.get("seed", i))  # a partial plan keeps the full plan's seeds
             path = Path(tmp) / f"{i:03d}.tar"
             with tvm_target:
                 if point["kind"] == "fc":
@@ -186,7 +200,9 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
                                                                   seed=i)
             measure.write_module(mod, path, tag)
             point = dict(point, seed=i)
-            if kept is not None and point["kind"] == "conv":
+            if point["fmt"] == UNSTRUCTURED:
+                point = dict(point, shape=ConvShape(**dict(asdict(point["shape"]), nonzero_weights=kept)))
+            elif kept is not None and point["kind"] == "conv":
                 point = dict(point, shape=ConvShape(**dict(asdict(point["shape"]), kept_filterlets=kept)))
                 point = dict(point, shape=_conv_shape(point))
             futures.append((point, pool.submit(measure.run_module, path, board, ishape, tmp, i)))
@@ -221,7 +237,7 @@ def document(points: list, tag: str, board: str, seed: int = 0, seconds: float =
         "seed": seed,
         "seconds": round(seconds, 1),
         "measure": "instructions per inference (QEMU -icount), one-layer artifacts, default schedules",
-        "features": {"conv": CONV_FEATURES,
+        "features": {"conv": CONV_FEATURES, f"conv/{UNSTRUCTURED}": UNSTRUCTURED_FEATURES,
                      "depthwise": ["macs", "outputs", "pixels", "call"],
                      "fc": ["mac_chunks", "outputs", "inputs", "call"]},
         "coefficients": coefficients,
@@ -231,6 +247,23 @@ def document(points: list, tag: str, board: str, seed: int = 0, seconds: float =
         "heldout": [dict(r, shape=_shape_json(r["shape"])) for r in held],
         "points": [dict(p, shape=_shape_json(p["shape"])) for p in points],
     }
+
+
+def refit_formats(doc: dict, formats, *, seed: int | None = None, conv_points: int = 14, small_points: int = 8,
+                  workers: int = 2, progress=None, build_dir=None) -> dict:
+    """Measure only the conv points of ``formats`` (e.g. a new or changed kernel) and refit
+    with the other groups' stored points of ``doc`` (the same plan and seeds as a full fit,
+    so the result equals a full fit's whenever the other kernels are unchanged)."""
+    formats = tuple(formats)
+    tag = doc["target"]
+    seed = doc.get("seed", 0) if seed is None else seed
+    started = time.time()
+    plan = [dict(p, seed=i) for i, p in enumerate(sample_plan(seed, conv_points, small_points))]
+    todo = [p for p in plan if p["kind"] == "conv" and p["fmt"] in formats]
+    measured = measure_plan(todo, tag, workers=workers, progress=progress, build_dir=build_dir)
+    kept = [p for p in doc["points"] if not (p["kind"] == "conv" and p["fmt"] in formats)]
+    return document(kept + measured, tag, doc["board"], seed=seed,
+                    seconds=float(doc.get("seconds") or 0.0) + time.time() - started)
 
 
 def coefficients_path(tag: str) -> Path:

@@ -55,6 +55,19 @@ def conv_weights(shape: ConvShape, sparsity: float, seed: int):
     return weight * keep[..., None].astype(np.int8), keep, bias, mult, shift
 
 
+def element_sparse_weights(shape: ConvShape, sparsity: float, seed: int):
+    """Like :func:`conv_weights`, but ``round(sparsity * size)`` single weights zeroed at random
+    (the unstructured format's work depends on the non-zero count and rows, not the values)."""
+    rng = np.random.default_rng(seed)
+    params = conv_params(shape)
+    bias, mult, shift = _requant(params.output_shape[3], rng)
+    weight = rng.integers(-127, 128, size=params.weight_shape).astype(np.int8)
+    weight[weight == 0] = 1
+    flat = weight.reshape(-1)
+    flat[rng.permutation(flat.size)[:int(round(sparsity * flat.size))]] = 0
+    return weight, bias, mult, shift
+
+
 def conv_params(shape: ConvShape):
     from ..quant.conv import Conv2DParams
 
@@ -88,7 +101,8 @@ def _requant(cout: int, rng):
 
 def build_conv_module(shape: ConvShape, fmt: str, sparsity: float, seed: int = 0):
     """(module, input shape) of one conv layer in ``fmt`` at ``sparsity``; the current target
-    selects the kernels. Returns also the kept-filterlet count of the mask used."""
+    selects the kernels. Returns also the kept-filterlet count of the mask used (for
+    ``"unstructured_csr"``: ``sparsity`` is the element sparsity, the count the non-zero weights)."""
     from ..ops.conv2d import conv2d_int8
     from ..ops.conv2d_filterlet import conv2d_filterlet_int8
     from ..ops.depthwise_conv2d import depthwise_conv2d_int8
@@ -100,6 +114,16 @@ def build_conv_module(shape: ConvShape, fmt: str, sparsity: float, seed: int = 0
         func = depthwise_conv2d_int8(params)
         mod = _one_layer(func, params.input_shape, [weight, bias, mult, shift], params.output_shape, "dw")
         return mod, params.input_shape, shape.total_filterlets
+    if fmt == "unstructured_csr":
+        # element-sparse weights; the third value returned is the non-zero count
+        from ..ops.conv2d_unstructured import conv2d_unstructured_int8
+
+        weight, bias, mult, shift = element_sparse_weights(shape, sparsity, seed)
+        packed = pack_filterlets_as(weight, fmt)
+        func = conv2d_unstructured_int8(params, packed.nonzero_weights)
+        consts = [packed.values, *packed.index_arrays, bias, mult, shift]
+        return (_one_layer(func, params.input_shape, consts, params.output_shape, "conv"), params.input_shape,
+                packed.nonzero_weights)
     if fmt == "dense":
         func = conv2d_int8(params)
         consts = [weight, bias, mult, shift]
