@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import CONV_FEATURES, CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features
+from .features import (CONV_FEATURES, CONV_FORMATS, PATTERN_FEATURES, ConvShape, conv_features, depthwise_features,
+                       fc_features, pattern_features)
 
 SPARSE_FORMATS = CONV_FORMATS[1:]
 
@@ -38,6 +39,8 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
     ``heldout_every``-th pair is held out of the fit. Depthwise and FC: ``small_points`` each.
     """
     rng = np.random.default_rng(seed)
+    # the pattern kernel's points draw from their own stream: the other points stay as they were
+    pattern_rng = np.random.default_rng(seed + 1000)
     plan = []
     # Shapes of the Fashion-MNIST demo / VGG-style models first, then random ones.
     fixed = [(28, 28, 1, 16, 3, 1), (14, 14, 16, 32, 3, 1), (7, 7, 32, 64, 3, 1), (16, 16, 32, 32, 3, 1)]
@@ -61,6 +64,10 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
         if k > 1:
             for fmt in SPARSE_FORMATS:
                 plan.append(dict(kind="conv", fmt=fmt, shape=shape, sparsity=sparsity, heldout=heldout))
+        if k == 3:  # the pattern baseline (3x3 only): connectivity-pruned fraction, pattern count
+            plan.append(dict(kind="conv", fmt="pattern", shape=shape,
+                             sparsity=float(pattern_rng.choice([0.0, 0.3, 0.5, 0.7])),
+                             patterns=int(pattern_rng.choice([4, 6, 8, 12, 16])), heldout=heldout))
     for i in range(small_points):
         hw = int(rng.choice([6, 8, 12, 16]))
         c = int(rng.choice([8, 16, 24, 32, 48]))
@@ -90,6 +97,11 @@ def _conv_shape(point: dict, index: int | None = None) -> ConvShape:
 
 
 def features_of(point: dict, target: str) -> list:
+    if point["kind"] == "conv" and point["fmt"] == "pattern":
+        shape = point["shape"]
+        if isinstance(shape, dict):
+            shape = ConvShape(**{k: tuple(v) if isinstance(v, list) else v for k, v in shape.items()})
+        return pattern_features(shape, point["kept_kernels"], point["patterns"], target)
     if point["kind"] == "conv":
         return conv_features(_conv_shape(point), point["fmt"], target)
     if point["kind"] == "depthwise":
@@ -183,10 +195,12 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
                     kept = None
                 else:
                     mod, ishape, kept = measure.build_conv_module(point["shape"], point["fmt"], point["sparsity"],
-                                                                  seed=i)
+                                                                  seed=i, patterns=point.get("patterns"))
             measure.write_module(mod, path, tag)
             point = dict(point, seed=i)
-            if kept is not None and point["kind"] == "conv":
+            if point["fmt"] == "pattern":
+                point = dict(point, kept_kernels=int(kept))
+            elif kept is not None and point["kind"] == "conv":
                 point = dict(point, shape=ConvShape(**dict(asdict(point["shape"]), kept_filterlets=kept)))
                 point = dict(point, shape=_conv_shape(point))
             futures.append((point, pool.submit(measure.run_module, path, board, ishape, tmp, i)))
@@ -199,15 +213,24 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
 
 
 def fit_target(target: str, *, seed: int = 0, conv_points: int = 14, small_points: int = 8, workers: int = 2,
-               progress=None, build_dir=None) -> dict:
-    """Measure, fit and evaluate; returns the coefficients document (see :func:`write`)."""
+               progress=None, build_dir=None, groups=None) -> dict:
+    """Measure, fit and evaluate; returns the coefficients document (see :func:`write`).
+
+    ``groups`` (e.g. ``["conv/pattern"]``): measure only the plan's points of those groups and
+    keep every other group's measured points from the shipped document (a partial refit)."""
     from ..target import DEFAULT_BOARD, resolve_target, target_tag
 
     tag = target_tag(resolve_target(target))
     started = time.time()
     plan = sample_plan(seed, conv_points, small_points)
+    kept_points = []
+    if groups is not None:
+        from . import load_coefficients
+
+        plan = [p for p in plan if group_of(p) in groups]
+        kept_points = [p for p in load_coefficients(tag)["points"] if group_of(p) not in groups]
     points = measure_plan(plan, tag, workers=workers, progress=progress, build_dir=build_dir)
-    return document(points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
+    return document(kept_points + points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
 
 
 def document(points: list, tag: str, board: str, seed: int = 0, seconds: float = 0.0) -> dict:
@@ -221,7 +244,7 @@ def document(points: list, tag: str, board: str, seed: int = 0, seconds: float =
         "seed": seed,
         "seconds": round(seconds, 1),
         "measure": "instructions per inference (QEMU -icount), one-layer artifacts, default schedules",
-        "features": {"conv": CONV_FEATURES,
+        "features": {"conv": CONV_FEATURES, "conv/pattern": PATTERN_FEATURES,
                      "depthwise": ["macs", "outputs", "pixels", "call"],
                      "fc": ["mac_chunks", "outputs", "inputs", "call"]},
         "coefficients": coefficients,
