@@ -65,9 +65,10 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
             for fmt in SPARSE_FORMATS:
                 plan.append(dict(kind="conv", fmt=fmt, shape=shape, sparsity=sparsity, heldout=heldout))
         if k == 3:  # the pattern baseline (3x3 only): connectivity-pruned fraction, pattern count
-            plan.append(dict(kind="conv", fmt="pattern", shape=shape,
-                             sparsity=float(pattern_rng.choice([0.0, 0.3, 0.5, 0.7])),
-                             patterns=int(pattern_rng.choice([4, 6, 8, 12, 16])), heldout=heldout))
+            for _ in range(2):
+                plan.append(dict(kind="conv", fmt="pattern", shape=shape,
+                                 sparsity=float(pattern_rng.choice([0.0, 0.3, 0.5, 0.7])),
+                                 patterns=int(pattern_rng.choice([4, 6, 8, 12, 16])), heldout=heldout))
     for i in range(small_points):
         hw = int(rng.choice([6, 8, 12, 16]))
         c = int(rng.choice([8, 16, 24, 32, 48]))

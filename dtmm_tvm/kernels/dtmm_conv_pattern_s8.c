@@ -44,9 +44,21 @@ static inline uint32_t sxtb16_ror8(uint32_t v) {
   __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
   return r;
 }
+/* (low half of lo, low half of hi) and (high half of lo, high half of hi) as q15 pairs */
+static inline uint32_t pack_low(uint32_t lo, uint32_t hi) {
+  uint32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
+}
+static inline uint32_t pack_high(uint32_t lo, uint32_t hi) {
+  uint32_t r;
+  __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+  return r;
+}
 #else
 #define PG 4
 #endif
+#define DTMM_PATTERN_MAX 16 /* patterns per layer (dtmm_tvm/sparsity/pattern.py MAX_PATTERNS) */
 #define CHUNK 32 /* bytes per (pattern, channel) chunk: 4 taps x PG pixels x (2 B q15 | 1 B int8) */
 
 static inline uintptr_t align16(uintptr_t v) { return (v + 15u) & ~(uintptr_t)15u; }
@@ -63,9 +75,10 @@ static inline uint32_t rd32(const void *p) {
 static inline void wr32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
 
 /* Pattern im2col of output pixels [pix0, pix0 + npix): chunk k = p*cin + c at buf + CHUNK*k. */
+/* tap_dy / tap_dx: each pattern tap's input row / column offset (kh * dh, kw * dw). */
 static void gather_block(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
-                         int32_t kw, int32_t sh, int32_t sw, int32_t dh, int32_t dw, int32_t pad_top,
-                         int32_t pad_left, int32_t npat, const uint8_t *taps, const int8_t *padrow,
+                         int32_t sh, int32_t sw, int32_t pad_top, int32_t pad_left, int32_t npat,
+                         const int16_t *tap_dy, const int16_t *tap_dx, const int8_t *padrow,
                          int32_t pix0, int32_t npix, int8_t *buf) {
   for (int32_t s = 0; s < npix; ++s) {
     const int32_t pix = pix0 + s;
@@ -74,9 +87,9 @@ static void gather_block(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
     for (int32_t p = 0; p < npat; ++p) {
       const int8_t *src[4];
       for (int32_t t = 0; t < 4; ++t) {
-        const int32_t tap = taps[4 * p + t];
-        const int32_t ih = ih0 + (tap / kw) * dh, iw = iw0 + (tap % kw) * dw;
-        src[t] = (ih >= 0 && ih < in_h && iw >= 0 && iw < in_w) ? x + (ih * in_w + iw) * cin : padrow;
+        const int32_t ih = ih0 + tap_dy[4 * p + t], iw = iw0 + tap_dx[4 * p + t];
+        src[t] = ((uint32_t)ih < (uint32_t)in_h && (uint32_t)iw < (uint32_t)in_w) ? x + (ih * in_w + iw) * cin
+                                                                                 : padrow;
       }
       int8_t *dst = buf + p * cin * CHUNK;
 #if defined(DTMM_ISA_MVE)
@@ -111,17 +124,23 @@ static void gather_block(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
 #if defined(DTMM_ISA_DSP)
       /* 4 channels per step: SXTB16 splits a tap's word into channel pairs (c0,c2)/(c1,c3),
        * PKHBT/PKHTB regroup them per channel as (tap a, tap b) pairs */
-      for (; c + 4 <= cin; c += 4) {
-        int8_t *d = dst + c * CHUNK + 4 * s;
-        for (int32_t h = 0; h < 2; ++h) { /* h = 0: taps (0, 2); h = 1: taps (1, 3) */
-          const uint32_t a = rd32(src[h] + c), b = rd32(src[h + 2] + c);
-          const uint32_t a02 = __sxtb16(a), b02 = __sxtb16(b);
-          const uint32_t a13 = sxtb16_ror8(a), b13 = sxtb16_ror8(b);
-          int8_t *dh_ = d + h * 4 * PG;
-          wr32(dh_, (a02 & 0xFFFFu) | (b02 << 16));
-          wr32(dh_ + CHUNK, (a13 & 0xFFFFu) | (b13 << 16));
-          wr32(dh_ + 2 * CHUNK, (a02 >> 16) | (b02 & 0xFFFF0000u));
-          wr32(dh_ + 3 * CHUNK, (a13 >> 16) | (b13 & 0xFFFF0000u));
+      {
+        const int8_t *s0 = src[0], *s1 = src[1], *s2 = src[2], *s3 = src[3];
+        uint32_t *d = (uint32_t *)(void *)(dst + 4 * s);
+        for (; c + 4 <= cin; c += 4) {
+          const uint32_t a = rd32(s0 + c), b = rd32(s2 + c); /* taps 0, 2: words 0..PG-1 */
+          const uint32_t a02 = __sxtb16(a), b02 = __sxtb16(b), a13 = sxtb16_ror8(a), b13 = sxtb16_ror8(b);
+          const uint32_t e = rd32(s1 + c), f = rd32(s3 + c); /* taps 1, 3: words PG.. */
+          const uint32_t e02 = __sxtb16(e), f02 = __sxtb16(f), e13 = sxtb16_ror8(e), f13 = sxtb16_ror8(f);
+          d[0] = pack_low(a02, b02);
+          d[PG] = pack_low(e02, f02);
+          d[CHUNK / 4] = pack_low(a13, b13);
+          d[CHUNK / 4 + PG] = pack_low(e13, f13);
+          d[2 * CHUNK / 4] = pack_high(a02, b02);
+          d[2 * CHUNK / 4 + PG] = pack_high(e02, f02);
+          d[3 * CHUNK / 4] = pack_high(a13, b13);
+          d[3 * CHUNK / 4 + PG] = pack_high(e13, f13);
+          d += CHUNK;
         }
       }
 #endif
@@ -230,10 +249,15 @@ void dtmm_conv_pattern_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t c
     }
   }
   memset(padrow, (int8_t)(-input_offset), (size_t)cin); /* a padded tap reads the zero point */
+  int16_t tap_dy[4 * DTMM_PATTERN_MAX], tap_dx[4 * DTMM_PATTERN_MAX];
+  for (int32_t i = 0; i < 4 * npat && i < 4 * DTMM_PATTERN_MAX; ++i) {
+    tap_dy[i] = (int16_t)((taps[i] / kw) * dh);
+    tap_dx[i] = (int16_t)((taps[i] % kw) * dw);
+  }
   const int32_t pixels = out_h * out_w;
   for (int32_t pix0 = 0; pix0 < pixels; pix0 += PG) {
     const int32_t npix = pixels - pix0 < PG ? pixels - pix0 : PG;
-    gather_block(x, in_h, in_w, cin, out_w, kw, sh, sw, dh, dw, pad_top, pad_left, npat, taps, padrow,
+    gather_block(x, in_h, in_w, cin, out_w, sh, sw, pad_top, pad_left, npat, tap_dy, tap_dx, padrow,
                  pix0, npix, buf);
     const int8_t *w = values;
     const int16_t *k = kidx;
