@@ -228,6 +228,25 @@ static inline void filter_block(const int8_t *buf, const int8_t *w, const int16_
 #endif
 }
 
+#if defined(DTMM_ISA_MVE)
+/* One filter's PG accumulators requantized 4 pixels per vector, stored cout bytes apart: TFLM's
+ * double rounding bit-exact (VQRDMULH = SaturatingRoundingDoublingHighMul, then
+ * RoundingDivideByPOT as CMSIS-NN's arm_divide_by_power_of_two_mve; the same steps as
+ * dtmm_conv_block_s8.c's requant4). */
+static inline void requant_pixels_mve(const int32_t *acc, int32_t npix, int32_t mult, int32_t sh, int8_t *out,
+                                      int32_t cout, int32_t out_offset, int32_t act_min, int32_t act_max) {
+  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)cout);
+  const int32x4_t right = vdupq_n_s32(sh > 0 ? 0 : sh);
+  for (int32_t s = 0; s < npix; s += 4) {
+    int32x4_t v = vshlq_r_s32(vldrwq_s32(acc + s), sh > 0 ? sh : 0);
+    v = vqrdmulhq_n_s32(v, mult);
+    v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
+    v = vmaxq_s32(vminq_s32(vaddq_n_s32(v, out_offset), vdupq_n_s32(act_max)), vdupq_n_s32(act_min));
+    vstrbq_scatter_offset_p_s32(out + s * cout, offs, v, vctp32q((uint32_t)(npix - s)));
+  }
+}
+#endif
+
 void dtmm_conv_pattern_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_h,
                           int32_t out_w, int32_t kw, int32_t sh, int32_t sw, int32_t dh, int32_t dw,
                           int32_t pad_top, int32_t pad_left, int32_t input_offset, int32_t npat,
@@ -263,13 +282,19 @@ void dtmm_conv_pattern_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t c
     const int16_t *k = kidx;
     int8_t *o_ptr = out + pix0 * cout;
     for (int32_t o = 0; o < cout; ++o) {
-      int32_t acc[PG];
+      int32_t acc[PG] __attribute__((aligned(16)));
       const int32_t n = counts[o];
       for (int32_t s = 0; s < PG; ++s) acc[s] = bias_eff[o];
       filter_block(buf, w, k, n, acc);
       w += 4 * n;
       k += n;
       const int32_t m = mult[o], sft = shift[o];
+#if defined(DTMM_ISA_MVE)
+      if (sft != DTMM_REQUANT_F32 && m != INT32_MIN) {
+        requant_pixels_mve(acc, npix, m, sft, o_ptr + o, cout, out_offset, act_min, act_max);
+        continue;
+      }
+#endif
       for (int32_t s = 0; s < npix; ++s)
         o_ptr[s * cout + o] = clamp_out(dtmm_requantize(acc[s], m, sft) + out_offset, act_min, act_max);
     }
