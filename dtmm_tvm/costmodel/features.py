@@ -131,7 +131,7 @@ _PATTERN_PG = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 8}
 _PATTERN_GATHER_STEP = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
 
 PATTERN_FEATURES = ["kernel_visits", "filter_blocks", "outputs", "gather_steps", "gather_tails",
-                    "pattern_pixels", "kept_kernels", "call"]
+                    "pattern_pixels", "kept_kernels", "patterns", "call"]
 
 
 def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target: str) -> list:
@@ -153,6 +153,7 @@ def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target:
         float(p * patterns * (shape.cin % step)),       # scalar gather of the channel tail
         float(p * patterns),                            # tap pointers per pattern per pixel
         float(kept),                                    # effective bias (4 weights per kept kernel)
+        float(patterns),                                # tap offsets of the pattern table
         1.0,                                            # call overhead
     ]
 

@@ -65,7 +65,7 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
             for fmt in SPARSE_FORMATS:
                 plan.append(dict(kind="conv", fmt=fmt, shape=shape, sparsity=sparsity, heldout=heldout))
         if k == 3:  # the pattern baseline (3x3 only): connectivity-pruned fraction, pattern count
-            for _ in range(2):
+            for _ in range(3):
                 plan.append(dict(kind="conv", fmt="pattern", shape=shape,
                                  sparsity=float(pattern_rng.choice([0.0, 0.3, 0.5, 0.7])),
                                  patterns=int(pattern_rng.choice([4, 6, 8, 12, 16])), heldout=heldout))
@@ -199,8 +199,9 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
                                                                   seed=i, patterns=point.get("patterns"))
             measure.write_module(mod, path, tag)
             point = dict(point, seed=i)
-            if point["fmt"] == "pattern":
-                point = dict(point, kept_kernels=int(kept))
+            if point["fmt"] == "pattern":  # the pattern count the layer really has
+                used = measure.pattern_layer(point["shape"], point["sparsity"], i, point["patterns"]).patterns
+                point = dict(point, kept_kernels=int(kept), patterns=int(used), patterns_requested=point["patterns"])
             elif kept is not None and point["kind"] == "conv":
                 point = dict(point, shape=ConvShape(**dict(asdict(point["shape"]), kept_filterlets=kept)))
                 point = dict(point, shape=_conv_shape(point))

@@ -80,6 +80,18 @@ def random_pattern_weights(weight_shape, patterns, connectivity: float, rng) -> 
     return np.ascontiguousarray(w.transpose(0, 2, 1).reshape(o, kh, kw, cin))
 
 
+def pattern_layer(shape: ConvShape, connectivity: float, seed: int, patterns: int | None = None):
+    """The packed pattern weights :func:`build_conv_module` measures (deterministic in ``seed``);
+    ``.patterns`` is the count the layer really uses (at most ``patterns``, fewer when it has
+    fewer kept kernels)."""
+    from ..sparsity.pattern import pack_patterns
+
+    rng = np.random.default_rng(seed + 7919)
+    weight = random_pattern_weights(conv_params(shape).weight_shape, MEASURE_PATTERNS_3X3[: int(patterns or 8)],
+                                    connectivity, rng)
+    return pack_patterns(weight)
+
+
 def conv_params(shape: ConvShape):
     from ..quant.conv import Conv2DParams
 
@@ -130,11 +142,8 @@ def build_conv_module(shape: ConvShape, fmt: str, sparsity: float, seed: int = 0
         return mod, params.input_shape, shape.total_filterlets
     if fmt == "pattern":
         from ..ops.conv2d_pattern import conv2d_pattern_int8
-        from ..sparsity.pattern import pack_patterns
 
-        rng = np.random.default_rng(seed + 7919)
-        weight = random_pattern_weights(params.weight_shape, MEASURE_PATTERNS_3X3[: int(patterns or 8)], sparsity, rng)
-        packed = pack_patterns(weight)
+        packed = pattern_layer(shape, sparsity, seed, patterns)
         func = conv2d_pattern_int8(params, packed.kept_kernels, packed.patterns)
         consts = [packed.values, *packed.index_arrays, bias, mult, shift]
         return (_one_layer(func, params.input_shape, consts, params.output_shape, "conv"), params.input_shape,
