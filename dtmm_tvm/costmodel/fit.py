@@ -232,7 +232,13 @@ def fit_target(target: str, *, seed: int = 0, conv_points: int = 14, small_point
         plan = [p for p in plan if group_of(p) in groups]
         kept_points = [p for p in load_coefficients(tag)["points"] if group_of(p) not in groups]
     points = measure_plan(plan, tag, workers=workers, progress=progress, build_dir=build_dir)
-    return document(kept_points + points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
+    if groups is None:
+        return document(points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
+    seconds = time.time() - started
+    doc = document(kept_points + points, tag, DEFAULT_BOARD[tag], seed=seed,
+                   seconds=float(load_coefficients(tag).get("seconds") or 0.0) + seconds)
+    doc["partial_refit"] = {"groups": sorted(groups), "seconds": round(seconds, 1)}
+    return doc
 
 
 def document(points: list, tag: str, board: str, seed: int = 0, seconds: float = 0.0) -> dict:
