@@ -22,6 +22,9 @@ API
 ``predict_conv_formats(params, mask, target) -> {format: (instructions, flash_bytes)}``
     Every weight format the layer fits (``"dense"`` and the filterlet formats), for a caller that
     chooses the format by predicted instructions.
+``predict_conv_pattern(params, kept_kernels, patterns, target) -> (instructions, flash_bytes)``
+    A regular conv in the pattern-pruning baseline's format (:mod:`dtmm_tvm.sparsity.pattern`):
+    ``kept_kernels`` non-zero (out, in) kernels over ``patterns`` distinct 4-tap patterns.
 ``predict_depthwise(params, target)``, ``predict_fc(in_features, out_features, target)``
     ``(instructions, flash_bytes)`` of a depthwise conv / fully connected layer.
 ``format_bytes(weight_shape, kept_filterlets, fmt)``
@@ -49,10 +52,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .features import CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features
+from .features import CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features, pattern_features
 
 __all__ = ["ArenaCall", "ConvCost", "ConvShape", "CONV_FORMATS", "format_bytes", "load_coefficients",
-           "peak_sram", "predict_conv", "predict_conv_formats", "predict_depthwise", "predict_fc",
+           "peak_sram", "predict_conv", "predict_conv_formats", "predict_conv_pattern", "predict_depthwise", "predict_fc",
            "conv_shape_of", "CostModelError"]
 
 from ..errors import DTMMError
@@ -200,6 +203,20 @@ def predict_conv_formats(params, mask=None, target="dtmm/cortex-m4") -> dict:
             continue
         out[fmt] = (_predict(doc, f"conv/{fmt}", conv_features(shape, fmt, tag)), nbytes + requant)
     return out
+
+
+def predict_conv_pattern(params, kept_kernels: int, patterns: int, target="dtmm/cortex-m4") -> tuple:
+    """``(instructions, flash_bytes)`` of a regular conv in the pattern format (coefficients
+    group ``conv/pattern``; bytes exact: :func:`dtmm_tvm.sparsity.pattern.pattern_bytes` plus
+    the per-channel bias, multiplier and shift)."""
+    from ..sparsity.pattern import pattern_bytes
+
+    tag = _tag(target)
+    doc = load_coefficients(tag)
+    shape = conv_shape_of(params)
+    nbytes = pattern_bytes((shape.cout, shape.kh, shape.kw, shape.cin), kept_kernels, patterns)
+    feats = pattern_features(shape, kept_kernels, patterns, tag)
+    return _predict(doc, "conv/pattern", feats), nbytes + REQUANT_BYTES_PER_CHANNEL * shape.cout
 
 
 def compiler_format(by_format: dict, sparsity: float, threshold: float | None = None,

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import CONV_FEATURES, CONV_FORMATS, ConvShape, conv_features, depthwise_features, fc_features
+from .features import (CONV_FEATURES, CONV_FORMATS, PATTERN_FEATURES, ConvShape, conv_features, depthwise_features,
+                       fc_features, pattern_features)
 
 from .features import UNSTRUCTURED, UNSTRUCTURED_FEATURES
 
@@ -42,6 +43,8 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
     ``heldout_every``-th pair is held out of the fit. Depthwise and FC: ``small_points`` each.
     """
     rng = np.random.default_rng(seed)
+    # the pattern kernel's points draw from their own stream: the other points stay as they were
+    pattern_rng = np.random.default_rng(seed + 1000)
     plan = []
     conv_shapes = []
     # Shapes of the Fashion-MNIST demo / VGG-style models first, then random ones.
@@ -67,6 +70,11 @@ def sample_plan(seed: int = 0, conv_points: int = 14, small_points: int = 8, hel
         if k > 1:
             for fmt in SPARSE_FORMATS:
                 plan.append(dict(kind="conv", fmt=fmt, shape=shape, sparsity=sparsity, heldout=heldout))
+        if k == 3:  # the pattern baseline (3x3 only): connectivity-pruned fraction, pattern count
+            for _ in range(3):
+                plan.append(dict(kind="conv", fmt="pattern", shape=shape,
+                                 sparsity=float(pattern_rng.choice([0.0, 0.3, 0.5, 0.7])),
+                                 patterns=int(pattern_rng.choice([4, 6, 8, 12, 16])), heldout=heldout))
     for i in range(small_points):
         hw = int(rng.choice([6, 8, 12, 16]))
         c = int(rng.choice([8, 16, 24, 32, 48]))
@@ -103,6 +111,11 @@ def _conv_shape(point: dict, index: int | None = None) -> ConvShape:
 
 
 def features_of(point: dict, target: str) -> list:
+    if point["kind"] == "conv" and point["fmt"] == "pattern":
+        shape = point["shape"]
+        if isinstance(shape, dict):
+            shape = ConvShape(**{k: tuple(v) if isinstance(v, list) else v for k, v in shape.items()})
+        return pattern_features(shape, point["kept_kernels"], point["patterns"], target)
     if point["kind"] == "conv":
         return conv_features(_conv_shape(point), point["fmt"], target)
     if point["kind"] == "depthwise":
@@ -197,11 +210,14 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
                     kept = None
                 else:
                     mod, ishape, kept = measure.build_conv_module(point["shape"], point["fmt"], point["sparsity"],
-                                                                  seed=i)
+                                                                  seed=i, patterns=point.get("patterns"))
             measure.write_module(mod, path, tag)
             point = dict(point, seed=i)
             if point["fmt"] == UNSTRUCTURED:
                 point = dict(point, shape=ConvShape(**dict(asdict(point["shape"]), nonzero_weights=kept)))
+            if point["fmt"] == "pattern":  # the pattern count the layer really has
+                used = measure.pattern_layer(point["shape"], point["sparsity"], i, point["patterns"]).patterns
+                point = dict(point, kept_kernels=int(kept), patterns=int(used), patterns_requested=point["patterns"])
             elif kept is not None and point["kind"] == "conv":
                 point = dict(point, shape=ConvShape(**dict(asdict(point["shape"]), kept_filterlets=kept)))
                 point = dict(point, shape=_conv_shape(point))
@@ -215,15 +231,30 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
 
 
 def fit_target(target: str, *, seed: int = 0, conv_points: int = 14, small_points: int = 8, workers: int = 2,
-               progress=None, build_dir=None) -> dict:
-    """Measure, fit and evaluate; returns the coefficients document (see :func:`write`)."""
+               progress=None, build_dir=None, groups=None) -> dict:
+    """Measure, fit and evaluate; returns the coefficients document (see :func:`write`).
+
+    ``groups`` (e.g. ``["conv/pattern"]``): measure only the plan's points of those groups and
+    keep every other group's measured points from the shipped document (a partial refit)."""
     from ..target import DEFAULT_BOARD, resolve_target, target_tag
 
     tag = target_tag(resolve_target(target))
     started = time.time()
     plan = sample_plan(seed, conv_points, small_points)
+    kept_points = []
+    if groups is not None:
+        from . import load_coefficients
+
+        plan = [p for p in plan if group_of(p) in groups]
+        kept_points = [p for p in load_coefficients(tag)["points"] if group_of(p) not in groups]
     points = measure_plan(plan, tag, workers=workers, progress=progress, build_dir=build_dir)
-    return document(points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
+    if groups is None:
+        return document(points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
+    seconds = time.time() - started
+    doc = document(kept_points + points, tag, DEFAULT_BOARD[tag], seed=seed,
+                   seconds=float(load_coefficients(tag).get("seconds") or 0.0) + seconds)
+    doc["partial_refit"] = {"groups": sorted(groups), "seconds": round(seconds, 1)}
+    return doc
 
 
 def document(points: list, tag: str, board: str, seed: int = 0, seconds: float = 0.0) -> dict:
@@ -238,6 +269,7 @@ def document(points: list, tag: str, board: str, seed: int = 0, seconds: float =
         "seconds": round(seconds, 1),
         "measure": "instructions per inference (QEMU -icount), one-layer artifacts, default schedules",
         "features": {"conv": CONV_FEATURES, f"conv/{UNSTRUCTURED}": UNSTRUCTURED_FEATURES,
+                     "conv/pattern": PATTERN_FEATURES,
                      "depthwise": ["macs", "outputs", "pixels", "call"],
                      "fc": ["mac_chunks", "outputs", "inputs", "call"]},
         "coefficients": coefficients,

@@ -41,6 +41,9 @@ TIE_FRACTION = 0.02
 #: a gather: never smaller nor faster than dense.
 UNSTRUCTURED_MIN_SPARSITY = 0.5
 UNSTRUCTURED = "unstructured_csr"
+#: Formats that apply by their own detection from the weights, not by the filterlet-sparsity
+#: threshold (the pattern baseline: :mod:`dtmm_tvm.sparsity.pattern`).
+UNGATED_FORMATS = ("pattern",)
 
 
 @dataclass
@@ -93,12 +96,15 @@ def pick(bytes_by_format: dict, predicted: dict, sparsity: float, threshold: flo
     margin = max(margin, DENSE_MARGIN)
     if optimize not in OPTIMIZE:
         raise ValueError(f"optimize must be one of {OPTIMIZE}, got {optimize!r}")
-    if not considered(sparsity, threshold, element_sparsity, tuple(bytes_by_format)):
+    if not considered(sparsity, threshold, element_sparsity, tuple(bytes_by_format)) and \
+            not any(f in bytes_by_format for f in UNGATED_FORMATS):
         if element_sparsity is not None and UNSTRUCTURED in bytes_by_format:
             return "dense", (f"filterlet sparsity {sparsity:.0%} <= threshold {threshold:.0%}, element "
                              f"sparsity {element_sparsity:.0%} <= {max(threshold, UNSTRUCTURED_MIN_SPARSITY):.0%}")
         return "dense", f"filterlet sparsity {sparsity:.0%} <= threshold {threshold:.0%}"
-    sparse = [f for f in bytes_by_format if f != "dense"]
+    sparse = [f for f in bytes_by_format if f != "dense" and (
+        sparsity > threshold or f in UNGATED_FORMATS
+        or (f == UNSTRUCTURED and considered(sparsity, threshold, element_sparsity, tuple(bytes_by_format))))]
     if not sparse:
         return "dense", "no filterlet format fits the layer"
     if optimize == "speed" and predicted:
@@ -130,12 +136,15 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
     target
         A ``tvm.target.Target``, a target tag, or None (no prediction: bytes decide).
     formats
-        Filterlet formats allowed (default all of :data:`dtmm_tvm.sparsity.FORMATS`).
+        Formats allowed besides dense (default all of :data:`dtmm_tvm.sparsity.FORMATS` and
+        ``"pattern"``, which is a candidate only when :func:`dtmm_tvm.sparsity.pattern.detect_patterns`
+        finds the weights within its limits).
     """
+    from ..sparsity.pattern import PATTERN, detect_patterns, pattern_bytes
     from ..sparsity.storage import FORMATS
     from . import CostModelError, conv_shape_of, format_bytes, load_coefficients, predict_conv_formats
 
-    formats = FORMATS if formats is None else tuple(formats)
+    formats = FORMATS + (PATTERN,) if formats is None else tuple(formats)
     keep = np.any(np.asarray(weight_ohwi) != 0, axis=3)
     kept = int(keep.sum())
     sparsity = 1.0 - kept / keep.size if keep.size else 0.0
@@ -144,11 +153,16 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
     shape = tuple(int(d) for d in np.shape(weight_ohwi))
     nbytes = {"dense": format_bytes(shape, kept, "dense")}
     for fmt in formats:
+        if fmt == PATTERN:
+            continue
         b = format_bytes(shape, kept, fmt, nonzero)
         if b is not None:
             nbytes[fmt] = b
+    patterns = detect_patterns(weight_ohwi) if PATTERN in formats and len(shape) == 4 else None
+    if patterns is not None:
+        nbytes[PATTERN] = pattern_bytes(shape, patterns.kept_kernels, len(patterns.supports))
     predicted, source, note, margin = {}, None, "", DENSE_MARGIN
-    if considered(sparsity, threshold, element_sparsity, tuple(nbytes)):  # predicted in both modes: metadata shows every candidate
+    if considered(sparsity, threshold, element_sparsity, tuple(nbytes)) or PATTERN in nbytes:  # predicted in both modes: metadata shows every candidate
         tag = _target_tag(target)
         if tag is None:
             note = "no target"
@@ -159,6 +173,16 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
                                      "nonzero_weights": nonzero})
                 by_format = predict_conv_formats(conv, keep, tag)
                 predicted = {f: int(v[0]) for f, v in by_format.items() if f in nbytes}
+                if PATTERN in nbytes:
+                    from . import predict_conv_pattern
+
+                    try:
+                        predicted[PATTERN] = int(predict_conv_pattern(conv, patterns.kept_kernels,
+                                                                      len(patterns.supports), tag)[0])
+                    except CostModelError as err:  # no fit for the pattern kernel: not a speed candidate
+                        note = str(err)
+                        if optimize == "speed":
+                            del nbytes[PATTERN]
                 source = tag
                 # the fit's own held-out error: a prediction closer to dense than that is a tie
                 margin = float(load_coefficients(tag).get("heldout_max_abs_error") or DENSE_MARGIN)

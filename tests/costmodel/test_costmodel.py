@@ -62,11 +62,14 @@ def test_fit_points_and_heldout_errors_on_synthetic_measurements():
     true = {"conv/dense": [2.0, 30, 50, 0, 5, 40, 20, 500], "conv/filterlet_csr": [2.1, 45, 60, 20, 5, 40, 25, 600],
             "conv/filterlet_u8": [2.1, 46, 60, 22, 5, 40, 25, 600],
             "conv/filterlet_bitmask": [2.1, 50, 60, 18, 5, 40, 25, 600],
+            "conv/pattern": [19.0, 60, 40, 9, 4, 12, 5, 80, 900],
             "depthwise": [3.0, 20, 10, 400], "fc": [2.5, 30, 1, 300]}
     points = []
     for p in plan:
         shape = p["shape"]
-        if p["kind"] == "conv":
+        if p["fmt"] == "pattern":
+            p = dict(p, kept_kernels=max(1, int(round((1 - p["sparsity"]) * shape.cin * shape.cout))))
+        elif p["kind"] == "conv":
             total = shape.total_filterlets
             shape = ConvShape(**{**shape.__dict__, "kept_filterlets": total - int(round(p["sparsity"] * total))})
         q = dict(p, shape=shape)
