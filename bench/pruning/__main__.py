@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                     help="flash budgets as fractions of the dense model")
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per job")
-    ap.add_argument("--train-images", type=int, default=15000, help="training images used for fine-tuning")
+    ap.add_argument("--train-images", type=int, default=8000, help="training images used for fine-tuning")
     ap.add_argument("--base-epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="Ray cluster (default: a local Ray)")
@@ -114,20 +114,24 @@ def main(argv=None) -> int:
                       "cost_formats": list(CONV_FORMATS), "out_dir": str((out / "tflite").resolve())}
                      for m in models]
         s0 = run_jobs("bench.pruning.jobs:prune_job", base_jobs, results, executor_=ex, progress=show)
-        jobs = [dict(b, method=meth, fraction=f, epochs=args.epochs) for b in base_jobs for meth in methods
-                for f in fractions]
-        s1 = run_jobs("bench.pruning.jobs:prune_job", jobs, results, executor_=ex, progress=show)
         version = code_version()
-        pruned = [r for r in read_results(results) if r.get("status") == "ok" and r["fn"].endswith("prune_job")
-                  and r["inputs"] in base_jobs + jobs]
-        mjobs = [{"tflite": r["result"]["tflite"], "tflite_sha256": r["result"]["tflite_sha256"], "target": t,
-                  "code_version": version} for r in pruned for t in args.targets.split(",")]
-        s2 = run_jobs("bench.pruning.jobs:measure_job", mjobs, results, executor_=ex, progress=show)
+        summaries = [s0]
+        # Model by model (prune, then measure its models on every board): a run cut short still
+        # leaves whole models measured.
+        for b in base_jobs:
+            jobs = [dict(b, method=meth, fraction=f, epochs=args.epochs) for meth in methods for f in fractions]
+            summaries.append(run_jobs("bench.pruning.jobs:prune_job", jobs, results, executor_=ex, progress=show))
+            pruned = [r for r in read_results(results) if r.get("status") == "ok" and r["fn"].endswith("prune_job")
+                      and r["inputs"] in [b] + jobs]
+            mjobs = [{"tflite": r["result"]["tflite"], "tflite_sha256": r["result"]["tflite_sha256"], "target": t,
+                      "code_version": version} for t in args.targets.split(",") for r in pruned]
+            summaries.append(run_jobs("bench.pruning.jobs:measure_job", mjobs, results, executor_=ex, progress=show))
+            write_report(read_results(results), out, code_version=version)
     finally:
         ex.close()
-    failed = s0["failed"] + s1["failed"] + s2["failed"]
-    print(f"jobs: {s0['ran'] + s1['ran'] + s2['ran']} ran ({len(failed)} failed), "
-          f"{s0['skipped'] + s1['skipped'] + s2['skipped']} already done; {time.time() - started:.0f} s", flush=True)
+    failed = [f for s in summaries for f in s["failed"]]
+    print(f"jobs: {sum(s['ran'] for s in summaries)} ran ({len(failed)} failed), "
+          f"{sum(s['skipped'] for s in summaries)} already done; {time.time() - started:.0f} s", flush=True)
     write_report(read_results(results), out, code_version=version)
     print(f"wrote {out / 'results.md'}")
     return 1 if failed else 0

@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = ("vgg", "resnet", "dscnn")
-BASE_EPOCHS = 3
+BASE_EPOCHS = 2
 
 
 def build(name: str):

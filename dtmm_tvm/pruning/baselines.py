@@ -10,10 +10,10 @@ checked on the compiled artifact (:func:`dtmm_tvm.pruning.api._compile_and_check
 The search: one ratio per method (filter: filters removed per prunable channel group; unstructured:
 weights removed per conv; pattern: (in, out) kernels removed per conv on top of the pattern
 projection), the smallest whose predicted figures meet the budget (bisection; the figures are
-monotone in the ratio). Each candidate's convs are priced with :func:`dtmm_tvm.costmodel.predict_conv`
-on the candidate's own non-zero weights, so the format the compiler will choose (and its bytes)
-comes from the compiler's decision: once the compiler has a format for element or pattern
-sparsity the search prices it with no change here. When even the largest ratio misses a flash
+monotone in the ratio). Each candidate's convs are priced by the compiler's own format decision
+(:func:`dtmm_tvm.costmodel.format_choice.decide_conv_format`, the cost model's predictions) on the
+candidate's own non-zero weights, so every format the compiler knows (filterlet, unstructured CSR,
+pattern) is priced with its exact bytes. When even the largest ratio misses a flash
 budget in the cost model (the compiler has no format for the method's sparsity), the flash budget
 falls back to a sparsity ratio: the share ``1 - flash_fraction`` of the conv weights is removed,
 and the report says so in ``budget_note``.
@@ -113,14 +113,29 @@ class MethodSearch:
             mask = lm.element_masks[layer.name]
             shape = _conv_shape(self.evaluator, layer)
             nonzero = (np.asarray(mask) != 0).transpose(3, 0, 1, 2).astype(np.int8)   # OHWI
-            cc = cm.predict_conv(shape, nonzero, self.target)
+            fmt, nbytes, n_instr = self._compiler_choice(shape, nonzero)
             d = self.dense.layers[layer.name]
-            instr += cc.instructions - d["instructions"]
-            flash += cc.flash_bytes - d["bytes"]
-            layers[layer.name].update(format=cc.chosen_format, bytes=int(cc.flash_bytes),
-                                      instructions=int(cc.instructions),
+            instr += n_instr - d["instructions"]
+            flash += nbytes - d["bytes"]
+            layers[layer.name].update(format=fmt, bytes=int(nbytes), instructions=int(n_instr),
                                       weight_sparsity=round(float(1 - nonzero.mean()), 4))
         return Cost(int(instr), int(flash), self.dense.sram_bytes, 0.0, layers), lm
+
+    def _compiler_choice(self, shape, weight_ohwi):
+        """``(format, flash bytes, predicted instructions)`` of one conv with these non-zeros: the
+        compiler's own decision (:func:`dtmm_tvm.costmodel.format_choice.decide_conv_format`, every
+        format it knows), bytes = stored weights + per-channel requantization."""
+        from ..costmodel.format_choice import decide_conv_format
+        from .search import _params
+
+        cm = self.evaluator.cm
+        decision = decide_conv_format(weight_ohwi, _params(shape), self.target, "speed")
+        fmt = decision.format
+        nbytes = decision.bytes[fmt] + cm.REQUANT_BYTES_PER_CHANNEL * shape.cout
+        instr = decision.predicted.get(fmt)
+        if instr is None:   # not considered (stays dense without a prediction)
+            instr = cm.predict_conv_formats(shape, None, self.target)["dense"][0]
+        return fmt, int(nbytes), int(instr)
 
     def search(self, budget: Budget, steps: int = 12):
         """``(ratio, Cost, LayerMasks, note)``: the smallest ratio meeting ``budget`` (resolved
