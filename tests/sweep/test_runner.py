@@ -135,8 +135,9 @@ def test_cli_sweep_bad_input_one_line_exit_2(tmp_path, capsys):
 def test_tune_measures_on_the_ray_cluster(ray_head):
     """``dtmm tune --ray``: the QEMU measurements run as tasks of the same runner (artifacts sent
     as bytes); every candidate is measured and none differs from the default."""
-    if any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make")):
-        pytest.skip("missing the cross toolchain or QEMU")
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing tools: {', '.join(missing)}")
     from dtmm_tvm.tuning import tune_model
 
     fixture = ROOT / "tests" / "fixtures" / "models" / "fully_connected.tflite"
