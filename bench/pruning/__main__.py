@@ -8,8 +8,8 @@ resumes an interrupted run. Results stream into ``OUT/results.jsonl``; then ``OU
 (tables, targets), ``OUT/summary.json`` and the plots are written from it. ``--report-only``
 rewrites the report from the JSON lines.
 
-Protocol (defaults): base models trained ``models.BASE_EPOCHS`` epochs on the 55,000 training
-images (cached in ``--cache``); every method prunes under a flash budget of 60 / 40 / 25 / 15 %
+Protocol (defaults): base models trained ``models.BASE_EPOCHS`` epochs on the first
+``models.BASE_IMAGES`` training images (cached in ``--cache``); every method prunes under a flash budget of 60 / 40 / 25 / 15 %
 of the dense int8 model's predicted flash, importance on 2,000 validation images, one-shot
 masks, ``--epochs`` fine-tuning epochs on the first ``--train-images`` training images (masks
 enforced after every step), full-int8 export; accuracy on the 10,000 test images.
@@ -113,12 +113,12 @@ def main(argv=None) -> int:
                       "train_images": args.train_images, "cache": str(cache.resolve()), "base_epochs": base_epochs,
                       "cost_formats": list(CONV_FORMATS), "out_dir": str((out / "tflite").resolve())}
                      for m in models]
-        s0 = run_jobs("bench.pruning.jobs:prune_job", base_jobs, results, executor_=ex, progress=show)
         version = code_version()
-        summaries = [s0]
-        # Model by model (prune, then measure its models on every board): a run cut short still
+        summaries = []
+        # Model by model (base model, prune, then measure on every board): a run cut short still
         # leaves whole models measured.
         for b in base_jobs:
+            summaries.append(run_jobs("bench.pruning.jobs:prune_job", [b], results, executor_=ex, progress=show))
             jobs = [dict(b, method=meth, fraction=f, epochs=args.epochs) for meth in methods for f in fractions]
             summaries.append(run_jobs("bench.pruning.jobs:prune_job", jobs, results, executor_=ex, progress=show))
             pruned = [r for r in read_results(results) if r.get("status") == "ok" and r["fn"].endswith("prune_job")
