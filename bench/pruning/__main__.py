@@ -55,6 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-images", type=int, default=8000, help="training images used for fine-tuning")
     ap.add_argument("--base-epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="concurrent jobs of the local Ray (default: this machine's cores)")
     ap.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="Ray cluster (default: a local Ray)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--cache", type=Path, default=None, help="base models (default OUT/.cache)")
@@ -95,7 +97,12 @@ def main(argv=None) -> int:
     base_epochs = args.base_epochs or M.BASE_EPOCHS
     started = time.time()
     try:
-        ex = executor(args.ray, use_ray=True)
+        if args.ray is None:
+            from dtmm_tvm.sweep.runner import RayExecutor
+
+            ex = RayExecutor(None, num_cpus=args.jobs or os.cpu_count())
+        else:
+            ex = executor(args.ray, use_ray=True)
     except DTMMError as err:
         print(f"python -m bench.pruning: error: {err}", file=sys.stderr)
         return 2
