@@ -62,6 +62,7 @@ def test_fit_points_and_heldout_errors_on_synthetic_measurements():
     true = {"conv/dense": [2.0, 30, 50, 0, 5, 40, 20, 500], "conv/filterlet_csr": [2.1, 45, 60, 20, 5, 40, 25, 600],
             "conv/filterlet_u8": [2.1, 46, 60, 22, 5, 40, 25, 600],
             "conv/filterlet_bitmask": [2.1, 50, 60, 18, 5, 40, 25, 600],
+            "conv/unstructured_csr": [12.0, 0.2, 60, 1, 150, 0.5, 900],
             "depthwise": [3.0, 20, 10, 400], "fc": [2.5, 30, 1, 300]}
     points = []
     for p in plan:
