@@ -63,6 +63,7 @@ def test_fit_points_and_heldout_errors_on_synthetic_measurements():
             "conv/filterlet_u8": [2.1, 46, 60, 22, 5, 40, 25, 600],
             "conv/filterlet_bitmask": [2.1, 50, 60, 18, 5, 40, 25, 600],
             "conv/pattern": [19.0, 60, 40, 9, 4, 12, 5, 80, 900],
+            "conv/unstructured_csr": [12.0, 0.2, 60, 1, 150, 0.5, 900],
             "depthwise": [3.0, 20, 10, 400], "fc": [2.5, 30, 1, 300]}
     points = []
     for p in plan:
