@@ -23,7 +23,7 @@
  *             per kept kernel: LDRH + LDR + 2 SXTB16 + 2 x LDM(4) + 8 SMLAD (16 MACs).
  *   MVE:      G = 8 pixels; chunk = 8 words of the 4 raw taps; per 4 kept kernels of a filter:
  *             one widening index load, one weight vector, then per pixel one gather load
- *             (VLDRW gather base + immediate) + VMLADAVA (16 MACs).
+ *             (VLDRW gather base + immediate) + VMLADAVA (16 MACs): 22 instructions, 128 MACs.
  *   portable: the DSP layout in plain C.
  *
  * Scratch (caller's, dtmm_conv_pattern_s8_get_buffer_size): effective bias, a row of padding
@@ -164,15 +164,55 @@ static inline int8_t clamp_out(int32_t v, int32_t lo, int32_t hi) {
 static inline void filter_block(const int8_t *buf, const int8_t *w, const int16_t *kidx, int32_t n,
                                 int32_t *acc) {
 #if defined(DTMM_ISA_MVE)
-  int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
-  int32_t s4 = acc[4], s5 = acc[5], s6 = acc[6], s7 = acc[7];
+  /* VMLADAVA needs even accumulator registers: pin the 8 to r0..r12 evens and lr (as
+   * dtmm_conv_block_s8.c's dot_g does); the loop is hand-scheduled so nothing spills. */
+  register int32_t s0 __asm__("r0") = acc[0];
+  register int32_t s1 __asm__("r2") = acc[1];
+  register int32_t s2 __asm__("r4") = acc[2];
+  register int32_t s3 __asm__("r6") = acc[3];
+  register int32_t s4 __asm__("r8") = acc[4];
+  register int32_t s5 __asm__("r10") = acc[5];
+  register int32_t s6 __asm__("r12") = acc[6];
+  register int32_t s7 __asm__("lr") = acc[7];
   const uint32_t base = (uint32_t)(uintptr_t)buf;
-  for (int32_t j = 0; j < n; j += 4) {
-    const mve_pred16_t p = vctp32q((uint32_t)(n - j));
-    /* 4 kernels' chunk addresses; lanes past the filter's end read chunk 0 against zero weights */
-    const uint32x4_t k = vreinterpretq_u32_s32(vldrhq_z_s32(kidx + j, p));
+  int32_t groups = n >> 2;
+  if (groups > 0) {
+    /* (the widening VLDRH needs a low base register: "l") per 4 kept kernels: widening index load, chunk addresses (k * 32 + buf), 16 weights, then
+     * per pixel one gather (base + 4 * pixel) and one VMLADAVA: 22 instructions, 128 MACs */
+    __asm__ volatile(
+        "1:\n\t"
+        "vldrh.s32 q2, [%[k]], #8\n\t"
+        "vshl.i32 q2, q2, #5\n\t"
+        "vadd.i32 q2, q2, %[base]\n\t"
+        "vldrb.8 q1, [%[w]], #16\n\t"
+        "vldrw.u32 q0, [q2]\n\t"
+        "vldrw.u32 q3, [q2, #4]\n\t"
+        "vmladava.s8 %[s0], q0, q1\n\t"
+        "vldrw.u32 q0, [q2, #8]\n\t"
+        "vmladava.s8 %[s1], q3, q1\n\t"
+        "vldrw.u32 q3, [q2, #12]\n\t"
+        "vmladava.s8 %[s2], q0, q1\n\t"
+        "vldrw.u32 q0, [q2, #16]\n\t"
+        "vmladava.s8 %[s3], q3, q1\n\t"
+        "vldrw.u32 q3, [q2, #20]\n\t"
+        "vmladava.s8 %[s4], q0, q1\n\t"
+        "vldrw.u32 q0, [q2, #24]\n\t"
+        "vmladava.s8 %[s5], q3, q1\n\t"
+        "vldrw.u32 q3, [q2, #28]\n\t"
+        "vmladava.s8 %[s6], q0, q1\n\t"
+        "vmladava.s8 %[s7], q3, q1\n\t"
+        "subs %[c], %[c], #1\n\t"
+        "bne 1b\n\t"
+        : [k] "+l"(kidx), [w] "+r"(w), [c] "+r"(groups), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
+          [s3] "+r"(s3), [s4] "+r"(s4), [s5] "+r"(s5), [s6] "+r"(s6), [s7] "+r"(s7)
+        : [base] "r"(base)
+        : "q0", "q1", "q2", "q3", "cc", "memory");
+  }
+  if (n & 3) { /* the filter's last 1-3 kernels: predicated loads, zero weights in the idle lanes */
+    const int32_t r = n & 3;
+    const uint32x4_t k = vreinterpretq_u32_s32(vldrhq_z_s32(kidx, vctp32q((uint32_t)r)));
     const uint32x4_t addr = vaddq_n_u32(vshlq_n_u32(k, 5), base);
-    const int8x16_t vw = vldrbq_z_s8(w + 4 * j, vctp8q((uint32_t)(4 * (n - j))));
+    const int8x16_t vw = vldrbq_z_s8(w, vctp8q((uint32_t)(4 * r)));
     s0 = vmladavaq_s8(s0, vreinterpretq_s8_s32(vldrwq_gather_base_s32(addr, 0)), vw);
     s1 = vmladavaq_s8(s1, vreinterpretq_s8_s32(vldrwq_gather_base_s32(addr, 4)), vw);
     s2 = vmladavaq_s8(s2, vreinterpretq_s8_s32(vldrwq_gather_base_s32(addr, 8)), vw);

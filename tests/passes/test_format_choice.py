@@ -72,8 +72,12 @@ def test_paper_layer_at_90_percent_goes_sparse_and_records_why():
     assert d.format.startswith("filterlet_") and d.predicted[d.format] < d.predicted["dense"] / 2
     doc = d.to_json()
     assert doc["chosen"] == d.format and doc["cost_model"] == "dtmm/cortex-m4"
+    # at 90% a filter keeps ~1 tap: its (out, in) kernels also fit the pattern format's limits
+    from dtmm_tvm.sparsity.pattern import detect_patterns
+
+    pattern = {"pattern"} if detect_patterns(_weights(64, 3, 64, 0.9)) is not None else set()
     assert set(doc["predicted_instructions"]) == set(doc["bytes"]) == {"dense", "filterlet_csr", "filterlet_u8",
-                                                                       "filterlet_bitmask", "unstructured_csr"}
+                                                                       "filterlet_bitmask", "unstructured_csr"} | pattern
     json.dumps(doc)
     # without a target nothing is predicted: bytes decide, and the reason says so
     nod = decide_conv_format(_weights(64, 3, 64, 0.9), params, None)
