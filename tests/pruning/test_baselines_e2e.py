@@ -1,6 +1,6 @@
 """The baseline methods end to end on a tiny digits model (TensorFlow): the default run prunes it
 with the pattern method (no compile: the export check per method is the point); with
-``DTMM_BASELINE_E2E=1`` every method is also compiled for the M4 with its budget checked on the
+``DTMM_SWEEP_E2E=1`` every method is also compiled for the M4 with its budget checked on the
 artifact and run on QEMU, and a two-job ``dtmm prune --sweep`` (one job failing) runs on a local
 Ray and is re-run (finished jobs skipped)."""
 
@@ -24,7 +24,7 @@ from dtmm_tvm.pruning.data import digits
 
 from test_prune_e2e import _train, tiny_model
 
-FULL = os.environ.get("DTMM_BASELINE_E2E") == "1"
+FULL = os.environ.get("DTMM_SWEEP_E2E") == "1"
 TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
 
 
@@ -49,7 +49,7 @@ def test_pattern_method_export_has_patterns_and_zeroed_kernels(trained):
     assert all(r.get("patterns_used", 0) <= 8 for r in res.report["layers"] if r["kind"] == "conv")
 
 
-@pytest.mark.skipif(not FULL, reason="slow: set DTMM_BASELINE_E2E=1 (every method compiled and run on QEMU)")
+@pytest.mark.skipif(not FULL, reason="slow: set DTMM_SWEEP_E2E=1 (every method compiled and run on QEMU)")
 @pytest.mark.parametrize("method", ["filter", "unstructured", "pattern"])
 def test_every_method_compiles_within_budget_and_runs_bit_exact(trained, method):
     if any(shutil.which(t) is None for t in TOOLS):
@@ -65,7 +65,7 @@ def test_every_method_compiles_within_budget_and_runs_bit_exact(trained, method)
         assert sum(kept) < sum(l["filters_total"] for l in res.report["layers"] if l["kind"] == "conv")
 
 
-@pytest.mark.skipif(not FULL, reason="slow: set DTMM_BASELINE_E2E=1 (a real prune sweep on a local Ray)")
+@pytest.mark.skipif(not FULL, reason="slow: set DTMM_SWEEP_E2E=1 (a real prune sweep on a local Ray)")
 def test_prune_sweep_runs_jobs_records_a_failure_and_skips_on_rerun(trained, tmp_path):
     from dtmm_tvm.cli.main import main
 
