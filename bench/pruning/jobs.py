@@ -49,11 +49,14 @@ def int8_test_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> dict:
     inp = it.get_input_details()[0]
     scale, zp = inp["quantization"]
     xq = np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
-    it.resize_tensor_input(inp["index"], [len(xq), *xq.shape[1:]])
-    it.allocate_tensors()
-    it.set_tensor(inp["index"], xq)
-    it.invoke()
-    out = it.get_tensor(it.get_output_details()[0]["index"]).reshape(len(xq), -1)
+    it.allocate_tensors()   # batch 1 as exported (a flatten's reshape is fixed to it)
+    oidx = it.get_output_details()[0]["index"]
+    rows = []
+    for i in range(len(xq)):
+        it.set_tensor(inp["index"], xq[i:i + 1])
+        it.invoke()
+        rows.append(it.get_tensor(oidx).reshape(-1).copy())
+    out = np.stack(rows)
     ref = run_tflm(tflite, xq[:TFLM_CHECK]).reshape(TFLM_CHECK, -1)
     return {"int8_accuracy": float(np.mean(out.argmax(1) == y)), "images": int(len(y)),
             "tflm_bit_exact_images": TFLM_CHECK, "tflm_bit_exact": bool(np.array_equal(ref, out[:TFLM_CHECK])),
