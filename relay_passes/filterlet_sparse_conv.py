@@ -24,8 +24,9 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from dtmm_tvm.costmodel.format_choice import OPTIMIZE, decide_conv_format
-from dtmm_tvm.sparsity import FORMATS, analyze_filterlets, pack_filterlets, pack_filterlets_as
+from dtmm_tvm.costmodel.format_choice import OPTIMIZE, considered, decide_conv_format
+from dtmm_tvm.sparsity import FORMATS, UNSTRUCTURED, analyze_filterlets, pack_filterlets, pack_filterlets_as
+from dtmm_tvm.sparsity.pattern import PATTERN, detect_patterns, pack_patterns, pattern_bytes
 
 from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dtype_of, func_attr_json, is_const, is_op, prim_func_of, static_shape
 
@@ -33,6 +34,9 @@ DEFAULT_THRESHOLD = 0.1  # the paper applies its format above 10% filterlet spar
 #: When not None, the formats every FilterletSparseConv() without ``formats=`` may choose from
 #: (tests and benchmarks force one format through the compile flow with this).
 FORMATS_OVERRIDE = None
+#: Every weight format an integer conv may get besides dense: the filterlet formats and the
+#: pattern-pruning baseline's (a candidate only for weights within its limits, C targets only).
+ALL_FORMATS = FORMATS + (PATTERN,)
 
 
 @mutator
@@ -74,24 +78,66 @@ class _Rewriter(PyExprMutator):
             return None
         weight_ohwi = const_value(weight)
         stats = analyze_filterlets(weight_ohwi)
-        if stats.filterlet_sparsity <= self.threshold:
+        element_sparsity = 1.0 - np.count_nonzero(weight_ohwi) / max(weight_ohwi.size, 1)
+        formats = self.formats if _has_c_target() else tuple(f for f in self.formats if f != PATTERN)
+        patterns = detect_patterns(weight_ohwi) if PATTERN in formats else None
+        if not considered(stats.filterlet_sparsity, self.threshold, element_sparsity, formats) and patterns is None:
             return None
         params = Conv2DParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params_json.items()})
-        decision = decide_conv_format(weight_ohwi, params, self.decision_target, self.optimize, self.threshold, self.formats)
+        decision = decide_conv_format(weight_ohwi, params, self.decision_target, self.optimize, self.threshold, formats)
         if decision.format == "dense":
             # Stays dense; the layer's metadata says why (predicted instructions per format).
             dense = func.with_attr("dtmm.layer", json.dumps(dict(layer, format_choice=decision.to_json()),
                                                             sort_keys=True))
             gvar = self.builder_.add_func(dense, layer["name"])
             return relax.call_tir(gvar, [self.visit_expr(a) for a in call.args[1].fields], call.ty)
+        if decision.format == PATTERN:
+            return self._rewrite_pattern(call, layer, params, params_json, stats, weight_ohwi, patterns, decision)
         packed = pack_filterlets_as(weight_ohwi, decision.format, layer["name"])
-        sparse = conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=packed.format)
+        if packed.format == UNSTRUCTURED:
+            from dtmm_tvm.ops.conv2d_unstructured import conv2d_unstructured_int8
+
+            sparse = conv2d_unstructured_int8(params, packed.nonzero_weights)
+            func_name = layer["name"].replace("conv2d", "conv2d_unstructured")
+        else:
+            sparse = conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=packed.format)
+            func_name = layer["name"].replace("conv2d", "conv2d_filterlet")
         layer = dict(_sparse_layer(layer, stats, packed), format_choice=decision.to_json())
         sparse = sparse.with_attr("dtmm.layer", json.dumps(layer, sort_keys=True))
         sparse = sparse.with_attr("dtmm.params", json.dumps(params_json))
-        gvar = self.builder_.add_func(sparse, layer["name"].replace("conv2d", "conv2d_filterlet"))
+        gvar = self.builder_.add_func(sparse, func_name)
         args = [self.visit_expr(x), relax.const(packed.values),
                 *[relax.const(a) for a in packed.index_arrays], bias, mult, shift]
+        return relax.call_tir(gvar, args, call.ty)
+
+    def _rewrite_pattern(self, call, layer, params, params_json, stats, weight_ohwi, patterns, decision):
+        from dtmm_tvm.ops.conv2d_pattern import conv2d_pattern_int8
+
+        x, _, bias, mult, shift = call.args[1].fields
+        packed = pack_patterns(weight_ohwi, layer["name"], patterns)
+        func = conv2d_pattern_int8(params, packed.kept_kernels, packed.patterns)
+        n, oh, ow, _ = layer["output_shape"]
+        layer = dict(
+            layer,
+            format=PATTERN,
+            filterlet_sparsity=round(stats.filterlet_sparsity, 6),
+            filter_sparsity=round(stats.filter_sparsity, 6),
+            kept_filterlets=stats.kept_filterlets,
+            total_filterlets=stats.total_filterlets,
+            patterns=packed.patterns,
+            kept_kernels=packed.kept_kernels,
+            total_kernels=int(weight_ohwi.shape[0] * weight_ohwi.shape[3]),
+            kept_macs=int(n * oh * ow * int(np.count_nonzero(weight_ohwi))),
+            stored_weight_bytes=packed.nbytes,
+            index_bytes=packed.index_bytes,
+            format_bytes=_format_bytes_of(weight_ohwi),
+            format_choice=decision.to_json(),
+        )
+        func = func.with_attr("dtmm.layer", json.dumps(layer, sort_keys=True))
+        func = func.with_attr("dtmm.params", json.dumps(params_json))
+        gvar = self.builder_.add_func(func, layer["name"].replace("conv2d", "conv2d_pattern"))
+        args = [self.visit_expr(x), relax.const(packed.values), *[relax.const(a) for a in packed.index_arrays],
+                bias, mult, shift]
         return relax.call_tir(gvar, args, call.ty)
 
     def _rewrite_float(self, conv):
@@ -173,7 +219,7 @@ class _Rewriter(PyExprMutator):
 def _sparse_layer(layer: dict, stats, packed) -> dict:
     cin = packed.weight_shape[3]
     n, oh, ow, _ = layer["output_shape"]
-    return dict(
+    out = dict(
         layer,
         format=packed.format,
         filterlet_sparsity=round(stats.filterlet_sparsity, 6),
@@ -185,21 +231,40 @@ def _sparse_layer(layer: dict, stats, packed) -> dict:
         index_bytes=packed.index_bytes,
         format_bytes=_format_bytes(packed),
     )
+    if packed.format == UNSTRUCTURED:
+        # the per-weight kernel multiplies only the non-zero weights
+        nnz = packed.nonzero_weights
+        out.update(nonzero_weights=nnz, kept_macs=int(n * oh * ow * nnz),
+                   element_sparsity=round(1.0 - nnz / max(int(np.prod(packed.weight_shape)), 1), 6))
+    return out
 
 
 def _format_bytes(packed) -> dict:
     """Stored bytes (values + index) of the layer in every index format that fits it."""
+    return _format_bytes_of(packed.unpack())
+
+
+def _format_bytes_of(weight) -> dict:
+    """Stored bytes (values + index) of OHWI int8 ``weight`` in every format that fits it."""
     from dtmm_tvm.sparsity import pack_filterlets_as
     from dtmm_tvm.errors import FormatError
 
-    weight = packed.unpack()
     out = {"dense": int(weight.size * weight.itemsize)}
     for fmt in FORMATS:
         try:
             out[fmt] = int(pack_filterlets_as(weight, fmt).nbytes)
         except FormatError:
             pass
+    patterns = detect_patterns(weight)
+    if patterns is not None:
+        out[PATTERN] = pattern_bytes(weight.shape, patterns.kept_kernels, len(patterns.supports))
     return out
+
+
+def _has_c_target() -> bool:
+    """The pattern kernel is C only: offered when the current target is a C target."""
+    target = tvm.target.Target.current(allow_none=True)
+    return target is not None and str(target.kind.name) == "c"
 
 
 @tvm.transform.module_pass(opt_level=0, name="FilterletSparseConv")
@@ -213,8 +278,14 @@ class FilterletSparseConv:
         is smaller and faster because the index costs 2 bytes per kept filterlet.
     formats : sequence of str, optional
         Index formats the integer rewrite may choose from (default: all of
-        :data:`dtmm_tvm.sparsity.FORMATS`; module default :data:`FORMATS_OVERRIDE` when set).
-        Float convs always use ``"filterlet_csr"``.
+        :data:`dtmm_tvm.sparsity.FORMATS`, which includes the per-weight ``"unstructured_csr"``,
+        and ``"pattern"``, :data:`ALL_FORMATS`; module default :data:`FORMATS_OVERRIDE` when set).
+        Float convs always use ``"filterlet_csr"``. With ``"unstructured_csr"`` allowed, a conv
+        whose filterlet sparsity is at or below ``threshold`` is still considered when its element
+        sparsity exceeds :data:`dtmm_tvm.costmodel.format_choice.UNSTRUCTURED_MIN_SPARSITY`.
+        ``"pattern"`` (the PatDNN-style baseline, :mod:`dtmm_tvm.sparsity.pattern`) is a candidate
+        for a conv whose weights fit its limits, whatever its filterlet sparsity, and only under a
+        C target.
     optimize : {"speed", "size"}
         How an integer conv's format is chosen among dense and the fitting filterlet formats
         (:func:`dtmm_tvm.costmodel.format_choice.decide_conv_format`): ``"speed"`` by the cost
@@ -239,10 +310,10 @@ class FilterletSparseConv:
         self.decision_target = decision_target
         self.threshold = threshold
         formats = FORMATS_OVERRIDE if formats is None else formats
-        formats = FORMATS if formats is None else tuple(formats)
-        bad = [f for f in formats if f not in FORMATS]
+        formats = ALL_FORMATS if formats is None else tuple(formats)
+        bad = [f for f in formats if f not in ALL_FORMATS]
         if bad or not formats:
-            raise ValueError(f"unknown filterlet formats {bad}; known: {FORMATS}")
+            raise ValueError(f"unknown filterlet formats {bad}; known: {ALL_FORMATS}")
         self.formats = formats
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import OutputExistsError
+from ..errors import DTMMError, OutputExistsError
 from ..target import TARGET_TAGS
 
 
@@ -26,6 +26,9 @@ def add_parser(subparsers) -> None:
                              "shape, format, sparsity and seed) instead of running them again; only valid while "
                              "the kernels are unchanged")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--formats", default=None,
+                        help="comma-separated conv formats to measure again (e.g. unstructured_csr,pattern); "
+                             "the other groups keep the shipped file's points")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -40,17 +43,25 @@ def run(args) -> int:
     if args.output and output.exists() and not args.force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
     plan = fit.sample_plan(args.seed, args.conv_points, args.small_points)
-    bar = progress_bar(total=len(plan), desc=f"measuring {tag}", disable=args.quiet)
 
     def step(point):
         bar.update(1)
         bar.set_postfix_str(f"{point['kind']}/{point['fmt']} {point['instructions']} instr")
 
     reuse = None
-    if args.reuse_measured and fit.coefficients_path(tag).exists():
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
+    if formats:
+        from ..costmodel import CONV_FORMATS
+
+        bad = [f for f in formats if f not in CONV_FORMATS]
+        if bad:
+            raise DTMMError(f"--formats: unknown conv format(s) {bad}; known: {', '.join(CONV_FORMATS)}")
+    if (args.reuse_measured or formats) and fit.coefficients_path(tag).exists():
         import json
 
-        reuse = json.loads(fit.coefficients_path(tag).read_text()).get("points")
+        stored = json.loads(fit.coefficients_path(tag).read_text()).get("points") or []
+        # --formats: every other group keeps its stored count; these formats are measured again
+        reuse = [p for p in stored if not (formats and p["kind"] == "conv" and p["fmt"] in formats)]
     try:
         doc = fit.fit_target(tag, seed=args.seed, conv_points=args.conv_points, small_points=args.small_points,
                              workers=args.workers, progress=step, reuse=reuse)

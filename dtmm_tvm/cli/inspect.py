@@ -54,16 +54,34 @@ def run(args) -> int:
     if str(args.model).endswith(".tar") or Path(args.model).is_dir():
         return _inspect_artifact(args)
 
-    rows = storage_report(conv_weights(args.model))
+    weights = conv_weights(args.model)
+    rows = storage_report(weights)
+    _add_pattern_bytes(rows, weights)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'layer':40s} {'shape (OHWI)':>16s} {'filterlet':>9s} {'filter':>7s} {'dense B':>8s} {'packed B':>9s}")
+    print(f"{'layer':40s} {'shape (OHWI)':>16s} {'filterlet':>9s} {'filter':>7s} {'dense B':>8s} {'packed B':>9s} {'pattern B':>10s}")
     for row in rows:
         packed = row["packed_bytes"] if row["packable"] else "n/a"
         print(f"{row['layer'][:40]:40s} {'x'.join(map(str, row['weight_shape'])):>16s} "
-              f"{row['filterlet_sparsity']:9.1%} {row['filter_sparsity']:7.1%} {row['dense_bytes']:8d} {packed!s:>9s}")
+              f"{row['filterlet_sparsity']:9.1%} {row['filter_sparsity']:7.1%} {row['dense_bytes']:8d} {packed!s:>9s} "
+              f"{row['pattern_bytes'] if row['pattern_bytes'] is not None else 'n/a'!s:>10s}")
     return 0
+
+
+def _add_pattern_bytes(rows: list, weights: dict) -> None:
+    """Per layer: bytes in the pattern-pruning baseline's format (None when the weights do not
+    fit it; ``pattern_reason`` says why) and its pattern count."""
+    from ..sparsity.pattern import detect_patterns, pattern_bytes, why_not_pattern
+
+    for row in rows:
+        weight = np.asarray(weights[row["layer"]])
+        found = detect_patterns(weight) if weight.ndim == 4 else None
+        row["pattern_bytes"] = (pattern_bytes(weight.shape, found.kept_kernels, len(found.supports))
+                                if found is not None else None)
+        row["patterns"] = len(found.supports) if found is not None else None
+        if found is None:
+            row["pattern_reason"] = why_not_pattern(weight) if weight.ndim == 4 else "not a 4-D conv weight"
 
 
 def _inspect_artifact(args) -> int:

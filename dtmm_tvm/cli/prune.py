@@ -10,14 +10,14 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import OutputExistsError
+from ..errors import DTMMError, OutputExistsError
 from ..target import TARGET_TAGS
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("prune", help="prune a trained Keras model for a board's budgets (needs [train])")
-    p.add_argument("model", help="trained Keras model (.keras); read only")
-    p.add_argument("--data", required=True, help="fashion-mnist, digits, or FILE.npz (x_train, y_train, x_test, "
+    p.add_argument("model", nargs="?", help="trained Keras model (.keras); read only")
+    p.add_argument("--data", default=None, help="fashion-mnist, digits, or FILE.npz (x_train, y_train, x_test, "
                                                  "y_test[, x_val, y_val])")
     p.add_argument("--target", default="dtmm/cortex-m4", help=f"one of {', '.join(TARGET_TAGS)}")
     p.add_argument("--flash-kb", type=float, default=None, help="flash budget for the model's stored weights, "
@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sram-kb", type=float, default=None, help="SRAM budget for the activation arena (KiB)")
     p.add_argument("--instructions", type=int, default=None,
                    help="latency budget (instructions per inference): minimise flash under it instead")
-    p.add_argument("-o", "--output", required=True, help="the pruned full-int8 .tflite to write")
+    p.add_argument("-o", "--output", default=None, help="the pruned full-int8 .tflite to write")
     p.add_argument("--compile", dest="compile_output", default=None,
                    help="also write the compiled artifact (.tar), run the test set on the emulated board and "
                         "report on-board accuracy")
@@ -44,6 +44,15 @@ def add_parser(subparsers) -> None:
                    help="weight of predicted instructions against importance removed (default 0.1: prune about "
                         "as far as the budgets need; 1: the paper's objective, as fast as the guard allows)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", choices=["dtmm", "filter", "unstructured", "pattern"], default="dtmm",
+                   help="dtmm (filters + filterlets) or a baseline: filter, unstructured, pattern (PatDNN)")
+    p.add_argument("--filter-criterion", choices=["chip", "l1"], default="chip",
+                   help="--method filter: rank filters by CHIP channel independence or L1 norm")
+    p.add_argument("--patterns", type=int, default=8, help="--method pattern: size of the pattern set")
+    p.add_argument("--sweep", default=None, metavar="SWEEP.yaml",
+                   help="run every (model, method, budget, target) of a sweep file as a Ray job")
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="with --sweep: the Ray cluster (default: a local Ray with this machine's cores)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -51,6 +60,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    if args.sweep:
+        return run_sweep_cmd(args)
+    if args.ray:
+        raise DTMMError("--ray needs --sweep")
+    if not args.model or not args.data or not args.output:
+        raise DTMMError("give MODEL, --data and -o OUTPUT (or --sweep SWEEP.yaml)")
     from ..pruning.api import prune, write_outputs
     from ..pruning.search import Budget
     from ..progress import progress_bar
@@ -89,7 +104,8 @@ def run(args) -> int:
     result = prune(args.model, args.data, budget, args.target, importance=args.importance, epochs=args.epochs,
                    schedule=args.schedule, lr=args.lr, distill=args.distill, guard=args.guard, seed=args.seed,
                    objective_weight=args.speed_weight, compile_output=args.compile_output, run_on_board=bool(args.compile_output),
-                   board_limit=args.board_images, progress=progress)
+                   board_limit=args.board_images, progress=progress, method=args.method,
+                   filter_criterion=args.filter_criterion, n_patterns=args.patterns)
     write_outputs(result, args.output, force=args.force)
     report = result.report
     report["output"] = str(args.output)
@@ -98,6 +114,27 @@ def run(args) -> int:
     else:
         print_report(report)
     return 0
+
+
+def run_sweep_cmd(args) -> int:
+    from ..pruning.sweep import run_sweep
+
+    def progress(rec):
+        if args.quiet:
+            return
+        i = rec["inputs"]
+        what = f"{Path(i['model']).name} {i['method']} {i['budget']} {i['target']}"
+        if rec["status"] == "ok":
+            c = rec["result"].get("compiled") or {}
+            print(f"done   {rec['key']} {what}: int8 acc {rec['result']['accuracy']['int8_pruned_tflm']:.4f}, "
+                  f"flash {c.get('constants_bytes')} B, {c.get('instructions')} instr", file=sys.stderr, flush=True)
+        else:
+            print(f"FAILED {rec['key']} {what}: {rec['error']}", file=sys.stderr, flush=True)
+
+    summary = run_sweep(args.sweep, args.ray, progress)
+    print(f"sweep: {summary['jobs']} jobs, {summary['skipped']} already done, {summary['ok']} ran ok, "
+          f"{len(summary['failed'])} failed; results in {summary['output']}")
+    return 1 if summary["failed"] else 0
 
 
 def print_report(report: dict) -> None:
@@ -111,7 +148,7 @@ def print_report(report: dict) -> None:
     for r in report["layers"]:
         rows.append([r["layer"], r["kind"], f"{r['filters']}/{r['filters_total']}" if r.get("filters_total") else
                      str(r.get("filters") if r.get("filters") is not None else "-"), r["format"] or "-",
-                     f"{r['filterlet_sparsity']:.2f}", str(r["bytes"]),
+                     f"{r.get('filterlet_sparsity', 0.0):.2f}", str(r["bytes"]),
                      str(r["dense_bytes"]), str(r["predicted_instructions"])])
         if measured:
             rows[-1].append(str(r.get("measured_instructions") if r.get("measured_instructions") is not None else "-"))

@@ -25,6 +25,9 @@ def add_parser(subparsers) -> None:
                         help="filterlet sparsity threshold, as for 'dtmm compile' (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidate sample and the random inputs")
     parser.add_argument("--workers", type=int, default=2, help="parallel builds and emulator runs (default 2)")
+    parser.add_argument("--ray", default=None, metavar="auto|ADDRESS|local",
+                        help="run the QEMU measurements as Ray tasks (the sweep runner; pip install "
+                             "'dtmm-tvm[cluster]'); default: --workers threads")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(handler=run)
@@ -50,7 +53,7 @@ def run(args) -> int:
     try:
         records = tune_model(args.model, target=args.target, board=args.board, trials=args.trials,
                              mode="dense" if args.dense else "dtmm", threshold=args.threshold, seed=args.seed,
-                             workers=args.workers, progress=False if args.quiet else progress)
+                             workers=args.workers, progress=False if args.quiet else progress, ray=args.ray)
     finally:
         for bar in bars:
             bar.close()

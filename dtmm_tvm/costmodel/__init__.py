@@ -22,6 +22,9 @@ API
 ``predict_conv_formats(params, mask, target) -> {format: (instructions, flash_bytes)}``
     Every weight format the layer fits (``"dense"`` and the filterlet formats), for a caller that
     chooses the format by predicted instructions.
+``predict_conv_pattern(params, kept_kernels, patterns, target) -> (instructions, flash_bytes)``
+    A regular conv in the pattern-pruning baseline's format (:mod:`dtmm_tvm.sparsity.pattern`):
+    ``kept_kernels`` non-zero (out, in) kernels over ``patterns`` distinct 4-tap patterns.
 ``predict_depthwise(params, target)``, ``predict_fc(in_features, out_features, target)``
     ``(instructions, flash_bytes)`` of a depthwise conv / fully connected layer.
 ``predict_pool``, ``predict_mean``, ``predict_softmax``, ``predict_add``
@@ -52,12 +55,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .features import (CONV_FORMATS, ConvShape, add_features, conv_features, depthwise_features, fc_features,
-                       mean_features, pool_features, softmax_features)
+                       mean_features, pattern_features, pool_features, softmax_features)
 
 __all__ = ["ArenaCall", "ConvCost", "ConvShape", "CONV_FORMATS", "format_bytes", "load_coefficients",
-           "peak_sram", "predict_conv", "predict_conv_formats", "predict_depthwise", "predict_fc",
-           "conv_shape_of", "CostModelError", "predict_pool", "predict_mean", "predict_softmax", "predict_add",
-           "predict_artifact"]
+           "peak_sram", "predict_conv", "predict_conv_formats", "predict_conv_pattern", "predict_depthwise",
+           "predict_fc", "conv_shape_of", "CostModelError", "predict_pool", "predict_mean", "predict_softmax",
+           "predict_add", "predict_artifact"]
 
 from ..errors import DTMMError
 
@@ -146,16 +149,22 @@ def _keep_mask(mask, shape: ConvShape) -> np.ndarray | None:
     return mask.astype(bool)
 
 
-def format_bytes(weight_shape, kept_filterlets: int, fmt: str) -> int | None:
+def format_bytes(weight_shape, kept_filterlets: int, fmt: str, nonzero_weights: int | None = None) -> int | None:
     """Stored weight bytes (values + index) of a conv in ``fmt``; None if the layer does not fit
-    the format. Equal to ``pack_filterlets_as(w, fmt).nbytes`` (tested)."""
-    from ..sparsity.storage import BITMASK_MAX_TAPS, INT16_MAX, U8_MAX
+    the format. Equal to ``pack_filterlets_as(w, fmt).nbytes`` (tested). ``nonzero_weights``
+    (the unstructured format's count) defaults to ``kept_filterlets * Cin``."""
+    from ..sparsity.storage import BITMASK_MAX_TAPS, INT16_MAX, U8_MAX, UNSTRUCTURED
 
     o, kh, kw, cin = (int(d) for d in weight_shape)
     kept = int(kept_filterlets)
     taps = kh * kw
     if fmt == "dense":
         return o * taps * cin
+    if fmt == UNSTRUCTURED:
+        if taps * cin - 1 > INT16_MAX:
+            return None
+        nnz = kept * cin if nonzero_weights is None else int(nonzero_weights)
+        return nnz + 2 * nnz + 4 * (o + 1)
     if fmt == "filterlet_csr":
         if (taps - 1) * cin > INT16_MAX or kept > INT16_MAX:
             return None
@@ -192,6 +201,8 @@ def predict_conv_formats(params, mask=None, target="dtmm/cortex-m4") -> dict:
     tag = _tag(target)
     doc = load_coefficients(tag)
     shape = conv_shape_of(params)
+    if mask is not None and np.ndim(mask) == 4:  # OHWI weights: the unstructured format's count
+        shape = ConvShape(**{**shape.__dict__, "nonzero_weights": int(np.count_nonzero(mask))})
     keep = _keep_mask(mask, shape)
     kept = shape.total_filterlets if keep is None else int(keep.sum())
     shape = conv_shape_of(shape, kept)
@@ -203,22 +214,36 @@ def predict_conv_formats(params, mask=None, target="dtmm/cortex-m4") -> dict:
     requant = REQUANT_BYTES_PER_CHANNEL * shape.cout
     out = {}
     for fmt in CONV_FORMATS:
-        nbytes = format_bytes(weight_shape, kept, fmt)
+        nbytes = format_bytes(weight_shape, kept, fmt, shape.nonzero_weights)
         if nbytes is None:
             continue
         out[fmt] = (_predict(doc, f"conv/{fmt}", conv_features(shape, fmt, tag)), nbytes + requant)
     return out
 
 
+def predict_conv_pattern(params, kept_kernels: int, patterns: int, target="dtmm/cortex-m4") -> tuple:
+    """``(instructions, flash_bytes)`` of a regular conv in the pattern format (coefficients
+    group ``conv/pattern``; bytes exact: :func:`dtmm_tvm.sparsity.pattern.pattern_bytes` plus
+    the per-channel bias, multiplier and shift)."""
+    from ..sparsity.pattern import pattern_bytes
+
+    tag = _tag(target)
+    doc = load_coefficients(tag)
+    shape = conv_shape_of(params)
+    nbytes = pattern_bytes((shape.cout, shape.kh, shape.kw, shape.cin), kept_kernels, patterns)
+    feats = pattern_features(shape, kept_kernels, patterns, tag)
+    return _predict(doc, "conv/pattern", feats), nbytes + REQUANT_BYTES_PER_CHANNEL * shape.cout
+
+
 def compiler_format(by_format: dict, sparsity: float, threshold: float | None = None,
-                    optimize: str = "speed", margin: float = 0.0) -> str:
+                    optimize: str = "speed", margin: float = 0.0, element_sparsity: float | None = None) -> str:
     """The weight format ``dtmm compile`` gives a conv whose per-format ``(instructions, bytes)``
     are ``by_format`` (the one decision of :mod:`dtmm_tvm.costmodel.format_choice`)."""
     from relay_passes import DEFAULT_THRESHOLD
     from .format_choice import pick
 
     return pick({f: v[1] for f, v in by_format.items()}, {f: v[0] for f, v in by_format.items()}, sparsity,
-                DEFAULT_THRESHOLD if threshold is None else threshold, optimize, margin)[0]
+                DEFAULT_THRESHOLD if threshold is None else threshold, optimize, margin, element_sparsity)[0]
 
 
 def predict_conv(params, mask=None, target="dtmm/cortex-m4", threshold: float | None = None) -> ConvCost:
@@ -229,14 +254,17 @@ def predict_conv(params, mask=None, target="dtmm/cortex-m4", threshold: float | 
         raise CostModelError("predict_conv is for regular convs; use predict_depthwise")
     keep = _keep_mask(mask, shape)
     kept = shape.total_filterlets if keep is None else int(keep.sum())
-    by_format = predict_conv_formats(shape, keep, target)
+    weights = np.asarray(mask) if mask is not None and np.ndim(mask) == 4 else None
+    by_format = predict_conv_formats(shape, keep if weights is None else weights, target)
+    element_sparsity = None if weights is None else 1.0 - np.count_nonzero(weights) / max(weights.size, 1)
     fmt = compiler_format(by_format, 1.0 - kept / shape.total_filterlets if shape.total_filterlets else 0.0,
-                          threshold, margin=conv_heldout_error(load_coefficients(target)))
+                          threshold, margin=conv_heldout_error(load_coefficients(target)),
+                          element_sparsity=element_sparsity)
     if keep is not None and fmt != "dense":
         # Exact bytes straight from the storage module's packing of this mask.
         from ..sparsity.storage import pack_filterlets_as
 
-        weight = np.repeat(keep[..., None], shape.cin, axis=3).astype(np.int8)
+        weight = np.repeat(keep[..., None], shape.cin, axis=3).astype(np.int8) if weights is None else weights
         packed = pack_filterlets_as(weight, fmt)
         assert packed.nbytes + REQUANT_BYTES_PER_CHANNEL * shape.cout == by_format[fmt][1]
     instr, nbytes = by_format[fmt]

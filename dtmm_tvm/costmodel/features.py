@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Weight formats a regular conv can be compiled to ("dense" = the dense micro-kernel).
-CONV_FORMATS = ("dense", "filterlet_csr", "filterlet_u8", "filterlet_bitmask")
+CONV_FORMATS = ("dense", "filterlet_csr", "filterlet_u8", "filterlet_bitmask", "unstructured_csr")
+#: The per-weight CSR format (kernel dtmm_conv_csr_s8.c): its own loop structure and features.
+UNSTRUCTURED = "unstructured_csr"
 
 #: SIMD chunk (int8 elements per inner step) per core: DSP q15 pairs of 4, MVE 16 lanes.
 _CHUNK = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
@@ -41,6 +43,13 @@ class ConvShape:
     #: Runs of consecutive kept taps summed over filters (the kernel makes one dot-product call
     #: per run when Cin fills whole SIMD chunks); None: estimated for a random placement.
     kept_runs: int | None = None
+    #: Non-zero weights (the unstructured format's work and bytes); None: ``kept * cin`` (every
+    #: weight of a kept filterlet non-zero).
+    nonzero_weights: int | None = None
+
+    @property
+    def nnz(self) -> int:
+        return self.kept * self.cin if self.nonzero_weights is None else int(self.nonzero_weights)
 
     @property
     def out_hw(self) -> tuple:
@@ -88,10 +97,36 @@ CONV_FEATURES = ["simd_mac_steps", "dot_calls", "chunk_tails", "filterlet_visits
                  "channel_blocks", "call", "packed_im2col_taps", "im2col_taps", "im2col_partial_taps", "blocks"]
 
 
+#: Features of the unstructured format (dtmm_conv_csr_s8.c: gather P pixels' patches, walk
+#: every CSR row once per P pixels, requantize).
+UNSTRUCTURED_FEATURES = ["nonzero_visits", "gather_bytes", "gather_rows", "outputs", "channel_rows",
+                         "nonzero", "call"]
+#: Output pixels per CSR row walk (mirrors dtmm_tvm.ops.conv2d_unstructured.csr_pixels).
+_CSR_PIXELS = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 8}
+
+
+def unstructured_features(shape: ConvShape, target: str) -> list:
+    """Feature vector of a conv in the unstructured CSR format (:data:`UNSTRUCTURED_FEATURES`)."""
+    p = shape.pixels
+    blocks = -(-p // _CSR_PIXELS[_core(target)])
+    nnz = shape.nnz
+    return [
+        float(blocks * nnz),                          # each non-zero once per row walk (P pixels)
+        float(p * shape.kh * shape.kw * shape.cin),   # gathered patch bytes
+        float(p * shape.kh),                          # gathered kernel rows (one copy each)
+        float(p * shape.cout),                        # requantize + store each output
+        float(blocks * shape.cout),                   # per channel per row walk: row setup, tails
+        float(nnz),                                   # bias fold, once per call
+        1.0,                                          # call overhead
+    ]
+
+
 def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
     """Feature vector of a regular conv compiled in ``fmt`` for ``target`` (the kernel's loop
     structure: dtmm_conv_block_s8.c visits kept taps in runs, one dot-product call per run when
     Cin fills whole chunks, else one call plus a tail chunk per filterlet)."""
+    if fmt == UNSTRUCTURED:
+        return unstructured_features(shape, target)
     core = _core(target)
     ch = _CHUNK[core]
     ppb = _PIXELS_PER_BLOCK[core]
@@ -131,6 +166,39 @@ def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
         float(p * taps),
         float(p * taps) if (not aligned and not packed) else 0.0,
         float(blocks),                    # per pixel block: im2col call, accumulator tile, requant pass
+    ]
+
+
+#: Pixels per block of the pattern kernel (PG of dtmm_conv_pattern_s8.c) and the channels its
+#: gather moves per vector step (DSP: 4 via SXTB16/PKH, MVE: 16 via VST4; else one at a time).
+_PATTERN_PG = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 8}
+_PATTERN_GATHER_STEP = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
+
+PATTERN_FEATURES = ["kernel_visits", "filter_blocks", "outputs", "gather_steps", "gather_tails",
+                    "pattern_pixels", "kept_kernels", "patterns", "call"]
+
+
+def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target: str) -> list:
+    """Feature vector of a regular conv compiled in the pattern format (dtmm_conv_pattern_s8.c:
+    per block of PG pixels a gather of every pattern's 4 taps over Cin, then per filter one
+    dot-product step per kept kernel (MVE: per 4 kept kernels), then requantization)."""
+    core = _core(target)
+    pg = _PATTERN_PG[core]
+    step = _PATTERN_GATHER_STEP[core]
+    p = shape.pixels
+    blocks = -(-p // pg)
+    kept = int(kept_kernels)
+    visits = kept / 4.0 if core == "cortex-m55" else float(kept)
+    return [
+        float(blocks * visits),                         # inner dot-product steps
+        float(blocks * shape.cout),                     # per filter per block: bias, loop, tail
+        float(p * shape.cout),                          # requantize + store each output
+        float(p * patterns * (shape.cin // step)),      # vector gather steps
+        float(p * patterns * (shape.cin % step)),       # scalar gather of the channel tail
+        float(p * patterns),                            # tap pointers per pattern per pixel
+        float(kept),                                    # effective bias (4 weights per kept kernel)
+        float(patterns),                                # tap offsets of the pattern table
+        1.0,                                            # call overhead
     ]
 
 

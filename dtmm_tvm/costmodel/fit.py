@@ -19,10 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import (CONV_FEATURES, CONV_FORMATS, OTHER_OP_FEATURES, ConvShape, add_features, conv_features,
-                       depthwise_features, fc_features, mean_features, pool_features, softmax_features)
+from .features import (CONV_FEATURES, CONV_FORMATS, OTHER_OP_FEATURES, PATTERN_FEATURES, ConvShape,
+                       add_features, conv_features, depthwise_features, fc_features, mean_features,
+                       pattern_features, pool_features, softmax_features)
 
-SPARSE_FORMATS = CONV_FORMATS[1:]
+from .features import UNSTRUCTURED, UNSTRUCTURED_FEATURES
+
+SPARSE_FORMATS = tuple(f for f in CONV_FORMATS[1:] if f != UNSTRUCTURED)
+#: Element sparsities of the unstructured format's points (two per conv shape, 1x1 included).
+UNSTRUCTURED_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
 def _same_padding(h, w, k, s):
@@ -56,7 +61,10 @@ def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, hel
     :data:`FC_SHAPES`; pooling, mean, softmax and add: :data:`OTHER_OP_SHAPES`.
     """
     rng = np.random.default_rng(seed)
+    # the pattern kernel's points draw from their own stream: the other points stay as they were
+    pattern_rng = np.random.default_rng(seed + 1000)
     plan = []
+    conv_shapes = []
     # Shapes of the Fashion-MNIST demo / VGG-style models first, then random ones.
     fixed = [(28, 28, 1, 16, 3, 1), (14, 14, 16, 32, 3, 1), (7, 7, 32, 64, 3, 1), (16, 16, 32, 32, 3, 1)]
     for i in range(conv_points):
@@ -75,10 +83,16 @@ def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, hel
             sparsity = float(rng.choice([0.3, 0.5, 0.7, 0.85, 0.95]))
         shape = ConvShape(h, w, cin, cout, k, k, (s, s), _same_padding(h, w, k, s))
         heldout = i % heldout_every == heldout_every - 1
+        conv_shapes.append(shape)
         plan.append(dict(kind="conv", fmt="dense", shape=shape, sparsity=sparsity, heldout=heldout))
         if k > 1:
             for fmt in SPARSE_FORMATS:
                 plan.append(dict(kind="conv", fmt=fmt, shape=shape, sparsity=sparsity, heldout=heldout))
+        if k == 3:  # the pattern baseline (3x3 only): connectivity-pruned fraction, pattern count
+            for _ in range(3):
+                plan.append(dict(kind="conv", fmt="pattern", shape=shape,
+                                 sparsity=float(pattern_rng.choice([0.0, 0.3, 0.5, 0.7])),
+                                 patterns=int(pattern_rng.choice([4, 6, 8, 12, 16])), heldout=heldout))
     for i in range(small_points):
         hw = int(rng.choice([6, 8, 12, 16]))
         c = int(rng.choice([8, 16, 24, 32, 48]))
@@ -96,6 +110,13 @@ def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, hel
     for kind, shapes in OTHER_OP_SHAPES.items():
         for i, shape in enumerate(shapes):
             plan.append(dict(kind=kind, fmt="dense", shape=dict(shape), sparsity=0.0, heldout=i == 3))
+    # The unstructured format last, from its own generator: the points above (and their seeds,
+    # the index in the plan) stay those of the earlier fits.
+    urng = np.random.default_rng(seed + 1)
+    for i, shape in enumerate(conv_shapes):
+        for j, sparsity in enumerate(urng.choice(UNSTRUCTURED_SPARSITIES, size=2, replace=False)):
+            plan.append(dict(kind="conv", fmt=UNSTRUCTURED, shape=shape, sparsity=float(sparsity),
+                             heldout=(2 * i + j) % heldout_every == heldout_every - 1))
     return plan
 
 
@@ -103,7 +124,7 @@ def _conv_shape(point: dict, index: int | None = None) -> ConvShape:
     shape = point["shape"]
     if isinstance(shape, dict):
         shape = ConvShape(**{k: tuple(v) if isinstance(v, list) else v for k, v in shape.items()})
-    if shape.kept_runs is None and "seed" in point and point["fmt"] != "dense":
+    if shape.kept_runs is None and "seed" in point and point["fmt"] not in ("dense", UNSTRUCTURED):
         # Replay the measured mask (measure.conv_weights is deterministic in the seed).
         from .measure import conv_weights, kept_runs
 
@@ -113,6 +134,11 @@ def _conv_shape(point: dict, index: int | None = None) -> ConvShape:
 
 
 def features_of(point: dict, target: str) -> list:
+    if point["kind"] == "conv" and point["fmt"] == "pattern":
+        shape = point["shape"]
+        if isinstance(shape, dict):
+            shape = ConvShape(**{k: tuple(v) if isinstance(v, list) else v for k, v in shape.items()})
+        return pattern_features(shape, point["kept_kernels"], point["patterns"], target)
     if point["kind"] == "conv":
         return conv_features(_conv_shape(point), point["fmt"], target)
     if point["kind"] == "depthwise":
@@ -245,10 +271,15 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
                     kept = None
                 else:
                     mod, ishape, kept = measure.build_conv_module(point["shape"], point["fmt"], point["sparsity"],
-                                                                  seed=i)
+                                                                  seed=i, patterns=point.get("patterns"))
             measure.write_module(mod, path, tag)
             point = dict(point, seed=i)
-            if kept is not None and point["kind"] == "conv":
+            if point["fmt"] == UNSTRUCTURED:
+                point = dict(point, shape=ConvShape(**dict(asdict(point["shape"]), nonzero_weights=kept)))
+            if point["fmt"] == "pattern":  # the pattern count the layer really has
+                used = measure.pattern_layer(point["shape"], point["sparsity"], i, point["patterns"]).patterns
+                point = dict(point, kept_kernels=int(kept), patterns=int(used), patterns_requested=point["patterns"])
+            elif kept is not None and point["kind"] == "conv":
                 point = dict(point, shape=ConvShape(**dict(asdict(point["shape"]), kept_filterlets=kept)))
                 point = dict(point, shape=_conv_shape(point))
             futures.append((point, pool.submit(measure.run_module, path, board, ishape, tmp, i)))
@@ -264,7 +295,9 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
 def fit_target(target: str, *, seed: int = 0, conv_points: int = 20, small_points: int = 8, workers: int = 2,
                progress=None, build_dir=None, reuse: list | None = None) -> dict:
     """Measure, fit and evaluate; returns the coefficients document (see :func:`write`).
-    ``reuse``: see :func:`measure_plan`."""
+
+    ``reuse``: points measured before (see :func:`measure_plan`); a partial refit passes the
+    shipped file's points minus those of the groups whose kernels changed."""
     from ..target import DEFAULT_BOARD, resolve_target, target_tag
 
     tag = target_tag(resolve_target(target))
@@ -290,7 +323,8 @@ def document(points: list, tag: str, board: str, seed: int = 0, seconds: float =
         "seed": seed,
         "seconds": round(seconds, 1),
         "measure": "instructions per inference (QEMU -icount), one-layer artifacts, default schedules",
-        "features": {"conv": CONV_FEATURES,
+        "features": {"conv": CONV_FEATURES, f"conv/{UNSTRUCTURED}": UNSTRUCTURED_FEATURES,
+                     "conv/pattern": PATTERN_FEATURES,
                      "depthwise": ["macs", "outputs", "pixels", "call"],
                      "fc": ["mac_chunks", "outputs", "inputs", "call"], **OTHER_OP_FEATURES},
         "coefficients": coefficients,

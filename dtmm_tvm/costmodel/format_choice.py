@@ -14,6 +14,11 @@ compiler builds):
   dense kernel takes the packed-patch path, stay dense this way up to very high sparsity,
   measured instead of the old estimated 85% rule);
 - ``optimize="size"``: the fewest bytes (values + index), ties by predicted instructions.
+- the unstructured format (``"unstructured_csr"``, CSR over single weights) is a candidate too,
+  and also opens the decision when the filterlet sparsity is at or below the threshold but the
+  *element* sparsity exceeds :data:`UNSTRUCTURED_MIN_SPARSITY` (a layer pruned weight by weight:
+  filterlet sparsity low, element sparsity high), so such layers get the per-weight kernel
+  where it is predicted faster (or, with ``size``, smaller) than dense.
 
 Without a target (host builds) or without a cost model for it, ``speed`` cannot predict and
 falls back to ``size``; the decision says so in its ``reason``.
@@ -30,6 +35,23 @@ OPTIMIZE = ("speed", "size")
 DENSE_MARGIN = 0.05
 #: Filterlet formats predicted within this fraction of the fastest one are tied (bytes decide).
 TIE_FRACTION = 0.02
+#: Element sparsity above which the unstructured format is considered although the filterlet
+#: sparsity is at or below the threshold. At 50% or less it stores 3 bytes per non-zero (value +
+#: int16 column), 1.5x the dense bytes or more, and walks every weight of a dense-ish row with
+#: a gather: never smaller nor faster than dense.
+UNSTRUCTURED_MIN_SPARSITY = 0.5
+UNSTRUCTURED = "unstructured_csr"
+#: Formats that apply by their own detection from the weights, not by the filterlet-sparsity
+#: threshold (the pattern baseline: :mod:`dtmm_tvm.sparsity.pattern`).
+UNGATED_FORMATS = ("pattern",)
+#: How much faster than dense and every filterlet format the unstructured format must be
+#: predicted (``speed``; else it is left out of the decision). Its rows
+#: are unlike the filterlet formats' (gathers, one MAC per non-zero), and the dense fit's error
+#: on small-Cin packed-patch layers is large: the DS-CNN 10x4 Cin=1 first conv at 60% is
+#: predicted 931 k dense (measured 730 k) vs 850 k unstructured (measured 867 k) on M4; a
+#: filterlet-pruned 12x12 16->16 3x3 layer at 90%: 266 k filterlet_csr (measured 234 k) vs
+#: 243 k unstructured (measured 249 k).
+UNSTRUCTURED_MARGIN = 0.25
 
 
 @dataclass
@@ -60,18 +82,37 @@ def kept_runs(keep_ohw: np.ndarray) -> int:
     return int(starts.sum())
 
 
+def considered(sparsity: float, threshold: float, element_sparsity: float | None = None,
+               formats=(UNSTRUCTURED,)) -> bool:
+    """Whether a conv gets a format decision at all (else it stays dense without one): filterlet
+    ``sparsity`` above ``threshold``, or the unstructured format among ``formats`` and
+    ``element_sparsity`` above :data:`UNSTRUCTURED_MIN_SPARSITY`."""
+    if sparsity > threshold:
+        return True
+    return (UNSTRUCTURED in formats and element_sparsity is not None
+            and element_sparsity > max(threshold, UNSTRUCTURED_MIN_SPARSITY))
+
+
 def pick(bytes_by_format: dict, predicted: dict, sparsity: float, threshold: float,
-         optimize: str = "speed", margin: float = DENSE_MARGIN) -> tuple[str, str]:
+         optimize: str = "speed", margin: float = DENSE_MARGIN,
+         element_sparsity: float | None = None) -> tuple[str, str]:
     """``(format, reason)`` from per-format bytes and predicted instructions (``predicted``
     empty: no prediction, bytes decide). ``bytes_by_format`` holds ``"dense"`` and every
     filterlet format the layer fits; ``margin``: how much faster than dense a filterlet format
-    must be predicted (at least :data:`DENSE_MARGIN`)."""
+    must be predicted (at least :data:`DENSE_MARGIN`); ``element_sparsity``: the fraction of
+    zero weights (None: not known, only the filterlet sparsity opens the decision)."""
     margin = max(margin, DENSE_MARGIN)
     if optimize not in OPTIMIZE:
         raise ValueError(f"optimize must be one of {OPTIMIZE}, got {optimize!r}")
-    if sparsity <= threshold:
+    if not considered(sparsity, threshold, element_sparsity, tuple(bytes_by_format)) and \
+            not any(f in bytes_by_format for f in UNGATED_FORMATS):
+        if element_sparsity is not None and UNSTRUCTURED in bytes_by_format:
+            return "dense", (f"filterlet sparsity {sparsity:.0%} <= threshold {threshold:.0%}, element "
+                             f"sparsity {element_sparsity:.0%} <= {max(threshold, UNSTRUCTURED_MIN_SPARSITY):.0%}")
         return "dense", f"filterlet sparsity {sparsity:.0%} <= threshold {threshold:.0%}"
-    sparse = [f for f in bytes_by_format if f != "dense"]
+    sparse = [f for f in bytes_by_format if f != "dense" and (
+        sparsity > threshold or f in UNGATED_FORMATS
+        or (f == UNSTRUCTURED and considered(sparsity, threshold, element_sparsity, tuple(bytes_by_format))))]
     if not sparse:
         return "dense", "no filterlet format fits the layer"
     if optimize == "speed" and predicted:
@@ -79,6 +120,15 @@ def pick(bytes_by_format: dict, predicted: dict, sparsity: float, threshold: flo
         tied = [f for f in sparse if predicted[f] <= best * (1 + TIE_FRACTION)]
         fmt = min(tied, key=lambda f: (bytes_by_format[f], predicted[f]))
         dense = predicted["dense"]
+        if fmt == UNSTRUCTURED:
+            margin = max(margin, UNSTRUCTURED_MARGIN)
+            best_other = min(predicted[f] for f in bytes_by_format if f != UNSTRUCTURED)
+            if predicted[fmt] > best_other * (1 - margin):
+                # not clearly faster than dense and every filterlet format: decide without it
+                rest = {f: b for f, b in bytes_by_format.items() if f != UNSTRUCTURED}
+                chosen, why = pick(rest, predicted, sparsity, threshold, optimize, margin, None)
+                return chosen, (f"{why}; {UNSTRUCTURED} predicted {predicted[fmt]:,} (not {margin:.0%} "
+                                f"faster than the best other format)")
         if predicted[fmt] > dense * (1 - margin):
             return "dense", (f"speed: dense predicted {dense:,} instructions, best filterlet format "
                              f"{fmt} {predicted[fmt]:,} (not {margin:.0%} faster)")
@@ -103,39 +153,60 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
     target
         A ``tvm.target.Target``, a target tag, or None (no prediction: bytes decide).
     formats
-        Filterlet formats allowed (default all of :data:`dtmm_tvm.sparsity.FORMATS`).
+        Formats allowed besides dense (default all of :data:`dtmm_tvm.sparsity.FORMATS` and
+        ``"pattern"``, which is a candidate only when :func:`dtmm_tvm.sparsity.pattern.detect_patterns`
+        finds the weights within its limits).
     """
+    from ..sparsity.pattern import PATTERN, detect_patterns, pattern_bytes
     from ..sparsity.storage import FORMATS
     from . import (CostModelError, conv_heldout_error, conv_shape_of, format_bytes, load_coefficients,
                    predict_conv_formats)
 
-    formats = FORMATS if formats is None else tuple(formats)
+    formats = FORMATS + (PATTERN,) if formats is None else tuple(formats)
     keep = np.any(np.asarray(weight_ohwi) != 0, axis=3)
     kept = int(keep.sum())
     sparsity = 1.0 - kept / keep.size if keep.size else 0.0
+    nonzero = int(np.count_nonzero(weight_ohwi))
+    element_sparsity = 1.0 - nonzero / np.size(weight_ohwi) if np.size(weight_ohwi) else 0.0
     shape = tuple(int(d) for d in np.shape(weight_ohwi))
     nbytes = {"dense": format_bytes(shape, kept, "dense")}
     for fmt in formats:
-        b = format_bytes(shape, kept, fmt)
+        if fmt == PATTERN:
+            continue
+        b = format_bytes(shape, kept, fmt, nonzero)
         if b is not None:
             nbytes[fmt] = b
+    patterns = detect_patterns(weight_ohwi) if PATTERN in formats and len(shape) == 4 else None
+    if patterns is not None:
+        nbytes[PATTERN] = pattern_bytes(shape, patterns.kept_kernels, len(patterns.supports))
     predicted, source, note, margin = {}, None, "", DENSE_MARGIN
-    if sparsity > threshold:  # predicted in both modes: metadata shows every candidate
+    if considered(sparsity, threshold, element_sparsity, tuple(nbytes)) or PATTERN in nbytes:  # predicted in both modes: metadata shows every candidate
         tag = _target_tag(target)
         if tag is None:
             note = "no target"
         else:
             try:
                 conv = conv_shape_of(params)
-                conv = type(conv)(**{**conv.__dict__, "kept_filterlets": kept, "kept_runs": kept_runs(keep)})
+                conv = type(conv)(**{**conv.__dict__, "kept_filterlets": kept, "kept_runs": kept_runs(keep),
+                                     "nonzero_weights": nonzero})
                 by_format = predict_conv_formats(conv, keep, tag)
                 predicted = {f: int(v[0]) for f, v in by_format.items() if f in nbytes}
+                if PATTERN in nbytes:
+                    from . import predict_conv_pattern
+
+                    try:
+                        predicted[PATTERN] = int(predict_conv_pattern(conv, patterns.kept_kernels,
+                                                                      len(patterns.supports), tag)[0])
+                    except CostModelError as err:  # no fit for the pattern kernel: not a speed candidate
+                        note = str(err)
+                        if optimize == "speed":
+                            del nbytes[PATTERN]
                 source = tag
                 # the fit's own held-out error: a prediction closer to dense than that is a tie
                 margin = conv_heldout_error(load_coefficients(tag)) or DENSE_MARGIN
             except CostModelError as err:
                 note = str(err)
-    fmt, reason = pick(nbytes, predicted, sparsity, threshold, optimize, margin)
+    fmt, reason = pick(nbytes, predicted, sparsity, threshold, optimize, margin, element_sparsity)
     if note:
         reason += f" ({note})"
     return FormatDecision(fmt, optimize, reason, nbytes, predicted, source)

@@ -55,6 +55,56 @@ def conv_weights(shape: ConvShape, sparsity: float, seed: int):
     return weight * keep[..., None].astype(np.int8), keep, bias, mult, shift
 
 
+def element_sparse_weights(shape: ConvShape, sparsity: float, seed: int):
+    """Like :func:`conv_weights`, but ``round(sparsity * size)`` single weights zeroed at random
+    (the unstructured format's work depends on the non-zero count and rows, not the values)."""
+    rng = np.random.default_rng(seed)
+    params = conv_params(shape)
+    bias, mult, shift = _requant(params.output_shape[3], rng)
+    weight = rng.integers(-127, 128, size=params.weight_shape).astype(np.int8)
+    weight[weight == 0] = 1
+    flat = weight.reshape(-1)
+    flat[rng.permutation(flat.size)[:int(round(sparsity * flat.size))]] = 0
+    return weight, bias, mult, shift
+
+
+#: A PatDNN-like set of 4-tap patterns of a 3x3 kernel (centre kept), for measuring the pattern
+#: kernel; its cost depends on how many patterns a layer uses, not on which.
+MEASURE_PATTERNS_3X3 = ((0, 1, 3, 4), (1, 2, 4, 5), (3, 4, 6, 7), (4, 5, 7, 8), (1, 3, 4, 5), (1, 4, 5, 7),
+                        (3, 4, 5, 7), (1, 3, 4, 7), (0, 1, 4, 5), (1, 2, 3, 4), (3, 4, 7, 8), (4, 5, 6, 7),
+                        (0, 4, 5, 8), (2, 3, 4, 6), (0, 3, 4, 5), (2, 4, 5, 8))
+
+
+def random_pattern_weights(weight_shape, patterns, connectivity: float, rng) -> np.ndarray:
+    """OHWI int8 weights whose (out, in) kernels are zero with probability ``connectivity``
+    (connectivity pruning) and otherwise non-zero exactly on one of ``patterns`` (tap tuples,
+    tap = kh*KW + kw), every pattern used at least once when there are enough kernels."""
+    o, kh, kw, cin = weight_shape
+    w = np.zeros((o, cin, kh * kw), np.int8)
+    keep = rng.random((o, cin)) >= connectivity
+    which = rng.integers(len(patterns), size=(o, cin))
+    kept = np.flatnonzero(keep)
+    which.reshape(-1)[kept[: len(patterns)]] = np.arange(min(len(patterns), kept.size))
+    for flat in kept:
+        taps = list(patterns[int(which.reshape(-1)[flat])])
+        vals = rng.integers(-127, 128, size=len(taps)).astype(np.int8)
+        vals[vals == 0] = 1
+        w.reshape(o * cin, kh * kw)[flat, taps] = vals
+    return np.ascontiguousarray(w.transpose(0, 2, 1).reshape(o, kh, kw, cin))
+
+
+def pattern_layer(shape: ConvShape, connectivity: float, seed: int, patterns: int | None = None):
+    """The packed pattern weights :func:`build_conv_module` measures (deterministic in ``seed``);
+    ``.patterns`` is the count the layer really uses (at most ``patterns``, fewer when it has
+    fewer kept kernels)."""
+    from ..sparsity.pattern import pack_patterns
+
+    rng = np.random.default_rng(seed + 7919)
+    weight = random_pattern_weights(conv_params(shape).weight_shape, MEASURE_PATTERNS_3X3[: int(patterns or 8)],
+                                    connectivity, rng)
+    return pack_patterns(weight)
+
+
 def conv_params(shape: ConvShape):
     from ..quant.conv import Conv2DParams
 
@@ -86,9 +136,13 @@ def _requant(cout: int, rng):
     return bias, mult, shift
 
 
-def build_conv_module(shape: ConvShape, fmt: str, sparsity: float, seed: int = 0):
+def build_conv_module(shape: ConvShape, fmt: str, sparsity: float, seed: int = 0, patterns: int | None = None):
     """(module, input shape) of one conv layer in ``fmt`` at ``sparsity``; the current target
-    selects the kernels. Returns also the kept-filterlet count of the mask used."""
+    selects the kernels. Returns also the kept-filterlet count of the mask used (for
+    ``"unstructured_csr"``: ``sparsity`` is the element sparsity, the count the non-zero weights;
+    for the pattern format, ``fmt="pattern"``: ``sparsity`` is the connectivity-pruned fraction of
+    kernels, the layer uses ``patterns`` patterns of :data:`MEASURE_PATTERNS_3X3`, and the count
+    returned is the kept kernels)."""
     from ..ops.conv2d import conv2d_int8
     from ..ops.conv2d_filterlet import conv2d_filterlet_int8
     from ..ops.depthwise_conv2d import depthwise_conv2d_int8
@@ -100,6 +154,24 @@ def build_conv_module(shape: ConvShape, fmt: str, sparsity: float, seed: int = 0
         func = depthwise_conv2d_int8(params)
         mod = _one_layer(func, params.input_shape, [weight, bias, mult, shift], params.output_shape, "dw")
         return mod, params.input_shape, shape.total_filterlets
+    if fmt == "unstructured_csr":
+        # element-sparse weights; the third value returned is the non-zero count
+        from ..ops.conv2d_unstructured import conv2d_unstructured_int8
+
+        weight, bias, mult, shift = element_sparse_weights(shape, sparsity, seed)
+        packed = pack_filterlets_as(weight, fmt)
+        func = conv2d_unstructured_int8(params, packed.nonzero_weights)
+        consts = [packed.values, *packed.index_arrays, bias, mult, shift]
+        return (_one_layer(func, params.input_shape, consts, params.output_shape, "conv"), params.input_shape,
+                packed.nonzero_weights)
+    if fmt == "pattern":
+        from ..ops.conv2d_pattern import conv2d_pattern_int8
+
+        packed = pattern_layer(shape, sparsity, seed, patterns)
+        func = conv2d_pattern_int8(params, packed.kept_kernels, packed.patterns)
+        consts = [packed.values, *packed.index_arrays, bias, mult, shift]
+        return (_one_layer(func, params.input_shape, consts, params.output_shape, "conv"), params.input_shape,
+                packed.kept_kernels)
     if fmt == "dense":
         func = conv2d_int8(params)
         consts = [weight, bias, mult, shift]

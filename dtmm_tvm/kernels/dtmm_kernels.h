@@ -105,6 +105,35 @@ void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t 
                         int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
                         int32_t act_max);
 
+/* ---- regular int8 convolution over element-sparse (unstructured) weights, CSR per output
+ * filter, owner: unstructured kernel (dtmm_conv_csr_s8.c, dtmm_tvm/ops/conv2d_unstructured.py).
+ * values int8 [nnz], col_idx int16 [nnz] = (kh*KW + kw)*Cin + ci, row_ptr int32 [Cout+1].
+ * One call per image; scratch of dtmm_conv_csr_s8_get_buffer_size bytes (4-byte aligned).
+ * dtmm_conv_csr_s8_pixels() is the output pixels per row walk of this build (8 MVE, else 4). */
+int32_t dtmm_conv_csr_s8_pixels(void);
+int32_t dtmm_conv_csr_s8_get_buffer_size(int32_t kh, int32_t kw, int32_t cin, int32_t cout);
+void dtmm_conv_csr_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_h,
+                      int32_t out_w, int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t dh,
+                      int32_t dw, int32_t pad_top, int32_t pad_left, int32_t input_offset,
+                      const int8_t *values, const int16_t *col_idx, const int32_t *row_ptr,
+                      int32_t cout, const int32_t *bias, const int32_t *mult,
+                      const int32_t *shift, int8_t *out, int32_t out_offset, int32_t act_min,
+                      int32_t act_max, int8_t *scratch);
+
+/* ---- pattern-pruned int8 convolution (PatDNN-style baseline), owner: pattern kernel ------
+ * dtmm_tvm/ops/conv2d_pattern.py calls it once per image. Every kept (out, in) kernel has its
+ * non-zeros inside one of npat 4-tap patterns (taps[4*npat], tap = kh*KW + kw); per kept kernel
+ * j: values[4j..4j+3] (weights at the pattern's taps), kidx[j] = pattern * Cin + channel;
+ * counts[o] kept kernels of filter o (see dtmm_conv_pattern_s8.c). Scratch: get_buffer_size. */
+int32_t dtmm_conv_pattern_s8_get_buffer_size(int32_t npat, int32_t cin, int32_t cout);
+void dtmm_conv_pattern_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_h,
+                          int32_t out_w, int32_t kw, int32_t sh, int32_t sw, int32_t dh, int32_t dw,
+                          int32_t pad_top, int32_t pad_left, int32_t input_offset, int32_t npat,
+                          const uint8_t *taps, const int8_t *values, const int16_t *kidx,
+                          const int16_t *counts, int32_t cout, const int32_t *bias, const int32_t *mult,
+                          const int32_t *shift, int32_t out_offset, int32_t act_min, int32_t act_max,
+                          int8_t *out, int8_t *scratch);
+
 /* ---- int8 elementwise ADD (same shapes), owner: ADD kernel ------------------------------
  * dtmm_tvm/ops/add.py calls it once per ADD whose inputs are not broadcast. TFLM
  * reference_integer_ops::AddFunc bit-exact over `size` elements (parameters as in TFLM's

@@ -83,7 +83,9 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
           batch: int = 64, distill: float = 0.0, temperature: float = 4.0, guard: float = 0.9, importance_weight: float = 1.0, objective_weight: float = 0.1,
           seed: int = 0,
           check_compiled: bool = True, compile_output=None, run_on_board: bool = False, board_limit=None,
-          eval_dense_int8: bool = True, progress=None, search_kwargs: dict | None = None) -> PruneResult:
+          eval_dense_int8: bool = True, progress=None, search_kwargs: dict | None = None,
+          method: str = "dtmm", filter_criterion: str = "chip", n_patterns: int = 8,
+          int8_accuracy_images: int | None = None) -> PruneResult:
     """Prune a trained Keras classifier for ``target`` under ``budget``.
 
     Parameters
@@ -118,6 +120,13 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         accuracy and measured instructions.
     progress
         ``progress(event: str, info: dict)`` callback (the CLI draws bars from it).
+    method
+        ``"dtmm"`` (filters + filterlets), or a baseline: ``"filter"`` (criterion
+        ``filter_criterion``: ``"chip"`` or ``"l1"``), ``"unstructured"``, ``"pattern"``
+        (``n_patterns`` patterns); see :mod:`dtmm_tvm.pruning.methods` and
+        :mod:`dtmm_tvm.pruning.baselines`.
+    int8_accuracy_images
+        Evaluate the int8 model(s) with TFLM on this many test images only (default: all).
     """
     started = time.time()
     budget = budget or Budget()
@@ -136,6 +145,19 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         raise PruneError(f"{model_path or keras_model.name}: no Conv2D layer to prune")
     unknown = [f"{l.class_name} '{l.name}' ({l.unknown_reason})" for l in graph.unknown()]
     say("graph", {"convs": len(convs), "unknown": unknown})
+    from .methods import METHODS
+
+    if method not in METHODS:
+        raise PruneError(f"unknown pruning method '{method}'; choose one of {', '.join(METHODS)}")
+    if method != "dtmm":
+        from .baselines import prune_baseline
+
+        return prune_baseline(method, keras_model, model_path, dataset, graph, unknown, budget, target,
+                              filter_criterion=filter_criterion, n_patterns=n_patterns, epochs=epochs,
+                              schedule=schedule, lr=lr, batch=batch, seed=seed, check_compiled=check_compiled,
+                              compile_output=compile_output, run_on_board=run_on_board, board_limit=board_limit,
+                              eval_dense_int8=eval_dense_int8, int8_accuracy_images=int8_accuracy_images, say=say,
+                              started=started)
 
     fl_imp, f_imp = compute_importance(keras_model, graph, dataset.x_val, dataset.y_val, importance)
     from .finetune import accuracy
@@ -180,16 +202,17 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         kept = int(keep.sum()) if keep is not None else l.channels
         conv_rows.append((l.name, kept, l.channels, final_keep.get(l.name)))
     export_rows = check_export(tflite, conv_rows)
-    int8_acc, xq_test, y_test = _int8_accuracy(tflite, dataset.x_test, dataset.y_test)
+    int8_acc, xq_test, y_test = _int8_accuracy(tflite, dataset.x_test, dataset.y_test, int8_accuracy_images)
     dense_tflite, dense_int8_acc = None, None
     if eval_dense_int8 or budget_in.flash_fraction is not None or budget_in.instructions_fraction is not None:
         dense_tflite = export_int8(keras_model, rep)
-        dense_int8_acc = _int8_accuracy(dense_tflite, dataset.x_test, dataset.y_test)[0]
+        dense_int8_acc = _int8_accuracy(dense_tflite, dataset.x_test, dataset.y_test, int8_accuracy_images)[0]
 
     report = {
         "model": str(model_path) if model_path else keras_model.name,
         "data": dataset.name,
         "target": target,
+        "method": "dtmm",
         "importance": importance,
         "schedule": schedule,
         "epochs": epochs,

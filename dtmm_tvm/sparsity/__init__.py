@@ -1,7 +1,8 @@
 """Filterlet analysis and compact weight storage."""
 
 from .filterlet import FilterletStats, analyze_filterlets, kept_filterlet_mask
-from .storage import (FORMATS, PackedFilterlets, PackedFilterletsBitmask, PackedFilterletsU8, choose_format,
+from .storage import (FORMATS, PackedFilterlets, PackedFilterletsBitmask, PackedFilterletsU8, PackedUnstructured,
+                      UNSTRUCTURED, choose_format,
                       pack_filterlets, pack_filterlets_as, storage_report)
 
 __all__ = [
@@ -9,6 +10,8 @@ __all__ = [
     "FilterletStats",
     "PackedFilterletsBitmask",
     "PackedFilterletsU8",
+    "PackedUnstructured",
+    "UNSTRUCTURED",
     "choose_format",
     "pack_filterlets_as",
     "PackedFilterlets",

@@ -121,7 +121,9 @@ def storage_report(weights: dict[str, np.ndarray]) -> list[dict]:
 
 # ---- more index formats, chosen per layer ---------------------------------------------------
 #: Weight formats of a regular conv. "filterlet_csr" is the paper's format above.
-FORMATS = ("filterlet_csr", "filterlet_u8", "filterlet_bitmask")
+FORMATS = ("filterlet_csr", "filterlet_u8", "filterlet_bitmask", "unstructured_csr")
+#: The per-weight (unstructured) format: CSR over single weights, not filterlets.
+UNSTRUCTURED = "unstructured_csr"
 U8_MAX = 255
 #: Largest KH*KW of the bitmask format (the kernel reads a filter's bits with one 32-bit load).
 BITMASK_MAX_TAPS = 25
@@ -215,6 +217,65 @@ class PackedFilterletsBitmask:
         return dense.reshape(o, kh, kw, cin)
 
 
+@dataclass(frozen=True)
+class PackedUnstructured:
+    """Element-sparse weights, CSR over single weights per output filter (the unstructured-pruning
+    baseline, kernel ``dtmm_conv_csr_s8``): ``values`` int8 ``[nnz]`` the non-zero weights in
+    (o, kh, kw, ci) order, ``col_idx`` int16 ``[nnz]`` = ``(kh * KW + kw) * Cin + ci`` (needs
+    ``KH * KW * Cin <= 32768``), ``row_ptr`` int32 ``[Cout + 1]`` (int32 so a layer may keep more
+    than 32767 weights). Index bytes: ``2 * nnz + 4 * (Cout + 1)``."""
+
+    values: np.ndarray  # int8 [nnz]
+    col_idx: np.ndarray  # int16 [nnz]
+    row_ptr: np.ndarray  # int32 [Cout + 1]
+    weight_shape: tuple[int, int, int, int]
+    format = UNSTRUCTURED
+
+    @property
+    def nonzero_weights(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def kept_filterlets(self) -> int:
+        """Filterlets holding a non-zero weight (for the layer's filterlet statistics)."""
+        o, kh, kw, cin = self.weight_shape
+        taps = np.unique(np.repeat(np.arange(o), np.diff(self.row_ptr)) * (kh * kw)
+                         + self.col_idx.astype(np.int64) // cin)
+        return int(taps.size)
+
+    @property
+    def index_arrays(self) -> list[np.ndarray]:
+        return [self.col_idx, self.row_ptr]
+
+    @property
+    def values_bytes(self) -> int:
+        return int(self.values.nbytes)
+
+    @property
+    def index_bytes(self) -> int:
+        return int(self.col_idx.nbytes + self.row_ptr.nbytes)
+
+    @property
+    def nbytes(self) -> int:
+        return self.values_bytes + self.index_bytes
+
+    def unpack(self) -> np.ndarray:
+        o, kh, kw, cin = self.weight_shape
+        dense = np.zeros((o, kh * kw * cin), dtype=self.values.dtype)
+        rows = np.repeat(np.arange(o), np.diff(self.row_ptr))
+        dense[rows, self.col_idx.astype(np.int64)] = self.values
+        return dense.reshape(o, kh, kw, cin)
+
+
+def _pack_unstructured(weight_ohwi: np.ndarray) -> PackedUnstructured:
+    o, kh, kw, cin = (int(d) for d in weight_ohwi.shape)
+    flat = weight_ohwi.reshape(o, kh * kw * cin)
+    rows, cols = np.nonzero(flat)  # row-major: sorted by filter, then column
+    return PackedUnstructured(values=flat[rows, cols].astype(weight_ohwi.dtype), col_idx=cols.astype(np.int16),
+                              row_ptr=np.concatenate([[0], np.cumsum(np.count_nonzero(flat, axis=1))]).astype(np.int32),
+                              weight_shape=(o, kh, kw, cin))
+
+
 def _kept(weight_ohwi: np.ndarray):
     o, kh, kw, cin = weight_ohwi.shape
     flat_mask = kept_filterlet_mask(weight_ohwi).reshape(o, kh * kw)
@@ -232,6 +293,8 @@ def fits(fmt: str, weight_shape) -> bool:
         return kh * kw <= U8_MAX
     if fmt == "filterlet_bitmask":
         return kh * kw <= BITMASK_MAX_TAPS
+    if fmt == UNSTRUCTURED:
+        return kh * kw * cin - 1 <= INT16_MAX
     raise ValueError(f"unknown filterlet format {fmt!r}; known: {FORMATS}")
 
 
@@ -243,6 +306,12 @@ def pack_filterlets_as(weight_ohwi: np.ndarray, fmt: str, layer: str = "conv"):
     if fmt == "filterlet_csr":
         return pack_filterlets(weight_ohwi, layer)
     shape = tuple(int(d) for d in weight_ohwi.shape)
+    if fmt == UNSTRUCTURED:
+        if not fits(fmt, shape):
+            raise FormatError(f"layer '{layer}': column indices up to KH*KW*Cin-1 = "
+                              f"{shape[1] * shape[2] * shape[3] - 1} do not fit the int16 index of "
+                              f"{UNSTRUCTURED} (limit {INT16_MAX})")
+        return _pack_unstructured(weight_ohwi)
     if not fits(fmt, shape):
         raise FormatError(f"layer '{layer}': kernel {shape[1]}x{shape[2]} does not fit the {fmt} index "
                           f"(KH*KW <= {U8_MAX if fmt == 'filterlet_u8' else BITMASK_MAX_TAPS})")
@@ -262,7 +331,7 @@ def pack_filterlets_as(weight_ohwi: np.ndarray, fmt: str, layer: str = "conv"):
 #:   bitmask  6.197 / 2.335   1.347 / 0.560
 #: (bitmask decodes runs with CTZ: fastest when runs are long, a few % slower at 90%). Lower
 #: rank wins a tie; bytes decide first (the differences are within 4%).
-FORMAT_SPEED_RANK = {"filterlet_csr": 0, "filterlet_u8": 1, "filterlet_bitmask": 2}
+FORMAT_SPEED_RANK = {"filterlet_csr": 0, "filterlet_u8": 1, "filterlet_bitmask": 2, UNSTRUCTURED: 3}
 
 
 def choose_format(weight_ohwi: np.ndarray, layer: str = "conv", formats=FORMATS):

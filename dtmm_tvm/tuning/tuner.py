@@ -25,7 +25,7 @@ import random
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +153,24 @@ def _progress_printer(stream=None):
     return show
 
 
+@contextmanager
+def _closing(pool):
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def run_artifact_bytes(artifact: bytes, board: str, inputs):
+    """:func:`dtmm_tvm.micro.run_artifact` on an artifact sent as bytes (a Ray task on any node)."""
+    from ..micro import run_artifact
+
+    with tempfile.TemporaryDirectory(prefix="dtmm-tune-task-") as tmp:
+        path = Path(tmp) / "artifact.tar"
+        path.write_bytes(artifact)
+        return run_artifact(path, board, inputs, build_dir=tmp)
+
+
 def tune_model(
     model_path,
     *,
@@ -165,6 +183,7 @@ def tune_model(
     workers: int = 2,
     progress=True,
     build_dir=None,
+    ray: str | None = None,
 ) -> TuningRecords:
     """Tune every conv / depthwise / fully connected layer of a model; return the records.
 
@@ -182,6 +201,10 @@ def tune_model(
         Seeds the candidate sample and the random layer inputs.
     workers
         Parallel builds / emulator runs.
+    ray
+        Run the emulator measurements as Ray tasks on this cluster (``"auto"``, ``"HOST:PORT"``
+        or ``"local"``: a local Ray) through :mod:`dtmm_tvm.sweep.runner`, the runner sweeps
+        use; default: ``workers`` threads of the same runner.
     progress
         True: a progress line per measured candidate on stderr; a callable
         ``progress(done, total, candidate, default_instructions)``; False: silent.
@@ -219,15 +242,17 @@ def tune_model(
     load_server(template_dir())  # import the template's server once, before the worker threads
     started = time.time()
     results: dict[str, list[Candidate]] = {}
-    with tempfile.TemporaryDirectory(prefix="dtmm-tune-", dir=build_dir) as tmp, \
-            ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    from ..sweep.runner import executor
+
+    pool = executor(ray, workers) if ray not in (None, "local") else executor(None, workers, use_ray=ray == "local")
+    with tempfile.TemporaryDirectory(prefix="dtmm-tune-", dir=build_dir) as tmp, _closing(pool):
         futures = []
         done = 0
         defaults: dict[str, int | None] = {}
 
         def finish(cand: Candidate, future):
             try:
-                res = future.result()
+                res = pool.result(future)
                 cand.instructions = int(res.instructions)
                 cand.outputs = res.outputs
             except DTMMError as err:
@@ -253,7 +278,9 @@ def tune_model(
                     cand.error = f"build failed: {err}"
                 except Exception as err:  # noqa: BLE001 - a broken candidate kernel is a finding
                     cand.error = f"build failed: {type(err).__name__}: {err}"
-                if cand.error is None:
+                if cand.error is None and pool.kind == "ray":   # the artifact travels with the task
+                    fut = pool.submit(run_artifact_bytes, cand.artifact.read_bytes(), board_obj.name, inputs)
+                elif cand.error is None:
                     fut = pool.submit(run_artifact, cand.artifact, board_obj.name, inputs,
                                       build_dir=tmp)
                 else:

@@ -67,13 +67,17 @@ def test_fit_points_and_heldout_errors_on_synthetic_measurements():
             "conv/filterlet_csr": [2.1, 45, 60, 20, 5, 40, 25, 600, 0, 30, 15, 80],
             "conv/filterlet_u8": [2.1, 46, 60, 22, 5, 40, 25, 600, 0, 31, 14, 80],
             "conv/filterlet_bitmask": [2.1, 50, 60, 18, 5, 40, 25, 600, 0, 29, 16, 80],
+            "conv/pattern": [19.0, 60, 40, 9, 4, 12, 5, 80, 900],
+            "conv/unstructured_csr": [12.0, 0.2, 60, 1, 150, 0.5, 900],
             "depthwise": [3.0, 20, 10, 400], "fc": [2.5, 30, 1, 300],
             "max_pool2d": [4.0, 9, 20, 200], "avg_pool2d": [4.5, 20, 20, 250], "mean": [3.0, 60, 300],
             "softmax": [150, 900, 400], "add": [22.0, 150]}
     points = []
     for p in plan:
         shape = p["shape"]
-        if p["kind"] == "conv":
+        if p["fmt"] == "pattern":
+            p = dict(p, kept_kernels=max(1, int(round((1 - p["sparsity"]) * shape.cin * shape.cout))))
+        elif p["kind"] == "conv":
             total = shape.total_filterlets
             shape = ConvShape(**{**shape.__dict__, "kept_filterlets": total - int(round(p["sparsity"] * total))})
         q = dict(p, shape=shape)

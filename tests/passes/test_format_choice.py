@@ -59,7 +59,10 @@ def test_small_cin_first_conv_stays_dense_unless_sparse_is_predicted_faster(core
     w = (rng.integers(1, 127, size=(64, 10, 4, 1)) * (rng.random((64, 10, 4, 1)) >= 0.6)).astype(np.int8)
     d = decide_conv_format(w, params, f"dtmm/{core}")
     assert d.format == "dense" and d.predicted and d.predicted["dense"] < min(
-        v for f, v in d.predicted.items() if f != "dense")
+        v for f, v in d.predicted.items() if f.startswith("filterlet_"))
+    # the per-weight format is predicted a little faster on M4 (the dense fit over-predicts this
+    # packed-patch layer: measured 730 k dense vs 867 k unstructured), not by its 25% margin
+    assert "unstructured_csr" in d.predicted and "unstructured_csr" in d.reason
     assert decide_conv_format(w, params, f"dtmm/{core}", optimize="size").format == "filterlet_u8"  # 40 taps: no bitmask
 
 
@@ -69,8 +72,12 @@ def test_paper_layer_at_90_percent_goes_sparse_and_records_why():
     assert d.format.startswith("filterlet_") and d.predicted[d.format] < d.predicted["dense"] / 2
     doc = d.to_json()
     assert doc["chosen"] == d.format and doc["cost_model"] == "dtmm/cortex-m4"
+    # at 90% a filter keeps ~1 tap: its (out, in) kernels also fit the pattern format's limits
+    from dtmm_tvm.sparsity.pattern import detect_patterns
+
+    pattern = {"pattern"} if detect_patterns(_weights(64, 3, 64, 0.9)) is not None else set()
     assert set(doc["predicted_instructions"]) == set(doc["bytes"]) == {"dense", "filterlet_csr", "filterlet_u8",
-                                                                       "filterlet_bitmask"}
+                                                                       "filterlet_bitmask", "unstructured_csr"} | pattern
     json.dumps(doc)
     # without a target nothing is predicted: bytes decide, and the reason says so
     nod = decide_conv_format(_weights(64, 3, 64, 0.9), params, None)
@@ -91,8 +98,9 @@ def test_compile_flag_and_inspect(tmp_path, capsys):
     size_doc = json.loads(capsys.readouterr().out)
     assert speed_doc["optimize"] == "speed" and size_doc["optimize"] == "size"
     first_speed, first_size = speed_doc["layers"][0], size_doc["layers"][0]
-    # the 28x28x1 first conv (60%): dense is predicted faster; size takes the smallest format
-    assert first_speed["chosen"] == "dense" and first_size["chosen"] == "filterlet_bitmask"
+    # the 28x28x1 first conv (60%, Cin 1): the per-weight kernel is predicted >25% faster than
+    # dense on M4 (measured on QEMU: 810 k vs 1161 k instructions); size takes the smallest format
+    assert first_speed["chosen"] == "unstructured_csr" and first_size["chosen"] == "filterlet_bitmask"
     for row in speed_doc["layers"]:
         pred = row["predicted_instructions"]
         assert pred[row["chosen"]] <= pred["dense"]

@@ -1,0 +1,148 @@
+"""DTMM against filter (CHIP), unstructured and pattern (PatDNN) pruning, on the same compiler and
+boards (issue 9): ``python -m bench.pruning`` (from the repository root).
+
+Every (model, method, budget) is a prune job and every (pruned model, board) a measure job, each a
+Ray task (:func:`dtmm_tvm.sweep.runner.run_jobs`: a local Ray with this machine's cores, or
+``--ray auto|ADDRESS``); jobs are keyed by their inputs, so a re-run skips finished ones and
+resumes an interrupted run. Results stream into ``OUT/results.jsonl``; then ``OUT/results.md``
+(tables, targets), ``OUT/summary.json`` and the plots are written from it. ``--report-only``
+rewrites the report from the JSON lines.
+
+Protocol (defaults): base models trained ``models.BASE_EPOCHS`` epochs on the first
+``models.BASE_IMAGES`` training images (cached in ``--cache``); every method prunes under a flash budget of 60 / 40 / 25 / 15 %
+of the dense int8 model's predicted flash, importance on 2,000 validation images, one-shot
+masks, ``--epochs`` fine-tuning epochs on the first ``--train-images`` training images (masks
+enforced after every step), full-int8 export; accuracy on the 10,000 test images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+METHODS = ("dtmm", "filter", "unstructured", "pattern")
+FRACTIONS = (0.6, 0.4, 0.25, 0.15)
+TARGETS = ("dtmm/cortex-m4", "dtmm/cortex-m55")
+OUT = ROOT / "bench" / "results" / "pruning"
+
+
+def code_version() -> str:
+    """The git tree of ``dtmm_tvm/`` (a compiler change re-measures), or 'unknown'."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD:dtmm_tvm"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip() + ("+dirty" if subprocess.run(
+                                  ["git", "diff", "--quiet", "HEAD", "--", "dtmm_tvm"], cwd=ROOT).returncode else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.pruning", description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="vgg,resnet,dscnn")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS),
+                    help="flash budgets as fractions of the dense model")
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per job")
+    ap.add_argument("--train-images", type=int, default=8000, help="training images used for fine-tuning")
+    ap.add_argument("--base-epochs", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="concurrent jobs of the local Ray (default: this machine's cores)")
+    ap.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="Ray cluster (default: a local Ray)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--cache", type=Path, default=None, help="base models (default OUT/.cache)")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args(argv)
+
+    from dtmm_tvm.errors import DTMMError
+    from dtmm_tvm.pruning.methods import METHODS as KNOWN
+    from dtmm_tvm.sweep.runner import SweepError, executor, read_results, run_jobs
+
+    from . import models as M
+    from .report import write_report
+
+    out = args.out
+    results = out / "results.jsonl"
+    if args.report_only:
+        write_report(read_results(results), out)
+        return 0
+    models = [m for m in args.models.split(",") if m]
+    methods = [m for m in args.methods.split(",") if m]
+    try:
+        for m in models:
+            if m not in M.MODELS:
+                raise SweepError(f"unknown model '{m}' (choose from {', '.join(M.MODELS)})")
+        for m in methods:
+            if m not in KNOWN:
+                raise SweepError(f"unknown method '{m}' (choose from {', '.join(KNOWN)})")
+        fractions = [float(f) for f in args.fractions.split(",") if f]
+        if any(not 0 < f < 1 for f in fractions):
+            raise SweepError("--fractions must lie in (0, 1)")
+    except ValueError:
+        print("python -m bench.pruning: error: --fractions: comma-separated numbers", file=sys.stderr)
+        return 2
+    except SweepError as err:
+        print(f"python -m bench.pruning: error: {err}", file=sys.stderr)
+        return 2
+    cache = args.cache or (out / ".cache")
+    base_epochs = args.base_epochs or M.BASE_EPOCHS
+    started = time.time()
+    try:
+        if args.ray is None:
+            from dtmm_tvm.sweep.runner import RayExecutor
+
+            ex = RayExecutor(None, num_cpus=args.jobs or os.cpu_count())
+        else:
+            ex = executor(args.ray, use_ray=True)
+    except DTMMError as err:
+        print(f"python -m bench.pruning: error: {err}", file=sys.stderr)
+        return 2
+    from dtmm_tvm.costmodel import CONV_FORMATS
+
+    def show(rec):
+        i = rec["inputs"]
+        what = " ".join(str(i.get(k)) for k in ("model", "method", "fraction", "target") if k in i)
+        tail = rec.get("error", "") if rec["status"] != "ok" else f"{rec.get('seconds')} s"
+        print(f"[{time.time() - started:7.0f} s] {rec['status']:6s} {what} {tail}", flush=True)
+
+    try:
+        # Base models first (one job per model: trained once, cached for the prune jobs).
+        base_jobs = [{"model": m, "method": "dense", "fraction": None, "seed": args.seed, "epochs": 0,
+                      "train_images": args.train_images, "cache": str(cache.resolve()), "base_epochs": base_epochs,
+                      "cost_formats": list(CONV_FORMATS), "out_dir": str((out / "tflite").resolve())}
+                     for m in models]
+        version = code_version()
+        summaries = []
+        # Model by model (base model, prune, then measure on every board): a run cut short still
+        # leaves whole models measured.
+        for b in base_jobs:
+            summaries.append(run_jobs("bench.pruning.jobs:prune_job", [b], results, executor_=ex, progress=show))
+            jobs = [dict(b, method=meth, fraction=f, epochs=args.epochs) for meth in methods for f in fractions]
+            summaries.append(run_jobs("bench.pruning.jobs:prune_job", jobs, results, executor_=ex, progress=show))
+            pruned = [r for r in read_results(results) if r.get("status") == "ok" and r["fn"].endswith("prune_job")
+                      and r["inputs"] in [b] + jobs]
+            mjobs = [{"tflite": r["result"]["tflite"], "tflite_sha256": r["result"]["tflite_sha256"], "target": t,
+                      "code_version": version} for t in args.targets.split(",") for r in pruned]
+            summaries.append(run_jobs("bench.pruning.jobs:measure_job", mjobs, results, executor_=ex, progress=show))
+            write_report(read_results(results), out, code_version=version)
+    finally:
+        ex.close()
+    failed = [f for s in summaries for f in s["failed"]]
+    print(f"jobs: {sum(s['ran'] for s in summaries)} ran ({len(failed)} failed), "
+          f"{sum(s['skipped'] for s in summaries)} already done; {time.time() - started:.0f} s", flush=True)
+    write_report(read_results(results), out, code_version=version)
+    print(f"wrote {out / 'results.md'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
