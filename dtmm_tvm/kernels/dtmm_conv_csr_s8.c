@@ -22,9 +22,11 @@
  *                 place) + one VLDRB of weights (16-bit lanes), then per pixel one gather
  *                 VLDRB.S16 [row, offset] + VMLADAVA (tail predicated by VCTP); requantization
  *                 4 pixels per vector. In place only while the offsets fit 16 bits.
- *   DSP / portable: P = 4; per non-zero one weight and one column load, 4 LDRSB from the four
- *                 rows at that column, 4 MLA (SMLAD does not pay here: the 4 values come from
- *                 4 rows, packing pairs costs what the dual MAC saves; measured in bench/).
+ *   DSP / portable: P = 4; one C path: per non-zero one weight and one column load, 4 LDRSB
+ *                 at that column of the four pixels, 4 MACs (gcc emits SMLABB on M4/M7: 12
+ *                 instructions per non-zero and 4 pixels). A pairwise SMLAD path was not built:
+ *                 the 4 values of a non-zero come from 4 pixels, so packing pairs of them costs
+ *                 about what the dual MAC saves (counted, not measured).
  *
  * Scratch (dtmm_conv_csr_s8_get_buffer_size): 4 * Cout bytes of effective bias, 4 * K bytes of
  * column table (K = KH*KW*Cin), then P rows of K bytes (rounded up to 4).

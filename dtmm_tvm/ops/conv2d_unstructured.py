@@ -18,22 +18,16 @@ from tvm.script import tirx as T
 
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
+from ..schedules.conv import unstructured_scratch_bytes
 from .common import requantize_macro, tap_in_bounds, with_attrs
 
 C_KERNEL = "dtmm_conv_csr_s8"
 OP_NAME = "conv2d_unstructured"
 
 
-def csr_pixels(isa: str) -> int:
-    """Output pixels per CSR row walk (``dtmm_conv_csr_s8_pixels()`` of that ISA's build)."""
-    return 8 if isa == "mve" else 4
-
-
 def scratch_bytes(params: Conv2DParams, isa: str) -> int:
-    """Mirror of ``dtmm_conv_csr_s8_get_buffer_size``: effective bias, column table, P patches."""
-    cout, kh, kw, cin = params.weight_shape
-    k = kh * kw * cin
-    return 4 * cout + 4 * k + csr_pixels(isa) * ((k + 3) & ~3)
+    """Mirror of ``dtmm_conv_csr_s8_get_buffer_size`` (the schedules' one formula)."""
+    return unstructured_scratch_bytes(params, isa)
 
 
 def conv2d_unstructured_int8(params: Conv2DParams, nonzero_weights: int, *, target=None) -> tirx.PrimFunc:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from ..kernels import target_isa
 from ..quant.conv import Conv2DParams
 
-__all__ = ["ConvSchedule", "PACKED_MAX", "default_schedule", "group_width", "packed_patch", "resolve",
-           "row_bytes", "schedule_space", "scratch_bytes"]
+__all__ = ["ConvSchedule", "PACKED_MAX", "csr_pixels", "default_schedule", "group_width", "packed_patch", "resolve",
+           "row_bytes", "schedule_space", "scratch_bytes", "unstructured_scratch_bytes"]
 
 PIXELS_PER_BLOCK = (1, 2, 4, 8)
 
@@ -100,12 +100,28 @@ def row_stride_bytes(params: Conv2DParams, isa: str) -> int:
 
 
 def scratch_bytes(params: Conv2DParams, isa: str, schedule: ConvSchedule, fmt: str = "dense") -> int:
-    """Arena scratch of one kernel: the im2col block plus the per-channel bias (int32)."""
+    """Arena scratch of one kernel: the im2col block plus the per-channel bias (int32)
+    (``"unstructured_csr"``: :func:`unstructured_scratch_bytes`)."""
     if not schedule.micro_kernel:
         return 0
+    if fmt == "unstructured_csr":
+        return unstructured_scratch_bytes(params, isa)
     pixels = params.output_shape[1] * params.output_shape[2]
     p = min(schedule.pixels_per_block, pixels)
     return p * row_bytes(params, isa, packed_patch(params, isa, fmt)) + 4 * params.output_shape[3]
+
+
+def csr_pixels(isa: str) -> int:
+    """Output pixels per CSR row walk of ``dtmm_conv_csr_s8`` (its ``CSR_P``: 8 MVE, else 4)."""
+    return 8 if isa == "mve" else 4
+
+
+def unstructured_scratch_bytes(params: Conv2DParams, isa: str) -> int:
+    """Mirror of ``dtmm_conv_csr_s8_get_buffer_size``: effective bias (int32 per output channel),
+    the column table (4 bytes per patch element) and ``csr_pixels`` gathered patches."""
+    cout, kh, kw, cin = params.weight_shape
+    k = kh * kw * cin
+    return 4 * cout + 4 * k + csr_pixels(isa) * ((k + 3) & ~3)
 
 
 def default_schedule(params: Conv2DParams, target=None) -> ConvSchedule:

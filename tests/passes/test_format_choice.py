@@ -105,4 +105,4 @@ def test_compile_flag_and_inspect(tmp_path, capsys):
         pred = row["predicted_instructions"]
         assert pred[row["chosen"]] <= pred["dense"]
     assert main(["inspect", str(speed)]) == 0
-    assert "* dense" in capsys.readouterr().out
+    assert "* unstructured_csr" in capsys.readouterr().out
