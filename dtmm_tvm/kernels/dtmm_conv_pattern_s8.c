@@ -75,22 +75,24 @@ static inline uint32_t rd32(const void *p) {
 static inline void wr32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
 
 /* Pattern im2col of output pixels [pix0, pix0 + npix): chunk k = p*cin + c at buf + CHUNK*k. */
-/* tap_dy / tap_dx: each pattern tap's input row / column offset (kh * dh, kw * dw). */
+/* The layer's distinct taps (ntap of them, input row / column offsets kh * dh, kw * dw) and, per
+ * pattern tap, its slot among them: a pixel's tap pointers are computed once, not per pattern. */
 static void gather_block(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
                          int32_t sh, int32_t sw, int32_t pad_top, int32_t pad_left, int32_t npat,
-                         const int16_t *tap_dy, const int16_t *tap_dx, const int8_t *padrow,
-                         int32_t pix0, int32_t npix, int8_t *buf) {
+                         int32_t ntap, const int16_t *tap_dy, const int16_t *tap_dx, const uint8_t *slot,
+                         const int8_t *padrow, int32_t pix0, int32_t npix, int8_t *buf) {
   for (int32_t s = 0; s < npix; ++s) {
     const int32_t pix = pix0 + s;
     const int32_t ih0 = (pix / out_w) * sh - pad_top;
     const int32_t iw0 = (pix % out_w) * sw - pad_left;
+    const int8_t *tp[4 * DTMM_PATTERN_MAX];
+    for (int32_t u = 0; u < ntap; ++u) {
+      const int32_t ih = ih0 + tap_dy[u], iw = iw0 + tap_dx[u];
+      tp[u] = ((uint32_t)ih < (uint32_t)in_h && (uint32_t)iw < (uint32_t)in_w) ? x + (ih * in_w + iw) * cin
+                                                                               : padrow;
+    }
     for (int32_t p = 0; p < npat; ++p) {
-      const int8_t *src[4];
-      for (int32_t t = 0; t < 4; ++t) {
-        const int32_t ih = ih0 + tap_dy[4 * p + t], iw = iw0 + tap_dx[4 * p + t];
-        src[t] = ((uint32_t)ih < (uint32_t)in_h && (uint32_t)iw < (uint32_t)in_w) ? x + (ih * in_w + iw) * cin
-                                                                                 : padrow;
-      }
+      const int8_t *src[4] = {tp[slot[4 * p]], tp[slot[4 * p + 1]], tp[slot[4 * p + 2]], tp[slot[4 * p + 3]]};
       int8_t *dst = buf + p * cin * CHUNK;
 #if defined(DTMM_ISA_MVE)
       /* chunk: PG words (t0, t1, t2, t3) per pixel; 16 channels of the 4 taps per VST4 into a
@@ -309,15 +311,24 @@ void dtmm_conv_pattern_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t c
   }
   memset(padrow, (int8_t)(-input_offset), (size_t)cin); /* a padded tap reads the zero point */
   int16_t tap_dy[4 * DTMM_PATTERN_MAX], tap_dx[4 * DTMM_PATTERN_MAX];
+  uint8_t tap_of[4 * DTMM_PATTERN_MAX], slot[4 * DTMM_PATTERN_MAX];
+  int32_t ntap = 0;
   for (int32_t i = 0; i < 4 * npat && i < 4 * DTMM_PATTERN_MAX; ++i) {
-    tap_dy[i] = (int16_t)((taps[i] / kw) * dh);
-    tap_dx[i] = (int16_t)((taps[i] % kw) * dw);
+    int32_t u = 0;
+    while (u < ntap && tap_of[u] != taps[i]) ++u;
+    if (u == ntap) {
+      tap_of[u] = taps[i];
+      tap_dy[u] = (int16_t)((taps[i] / kw) * dh);
+      tap_dx[u] = (int16_t)((taps[i] % kw) * dw);
+      ++ntap;
+    }
+    slot[i] = (uint8_t)u;
   }
   const int32_t pixels = out_h * out_w;
   for (int32_t pix0 = 0; pix0 < pixels; pix0 += PG) {
     const int32_t npix = pixels - pix0 < PG ? pixels - pix0 : PG;
-    gather_block(x, in_h, in_w, cin, out_w, sh, sw, pad_top, pad_left, npat, tap_dy, tap_dx, padrow,
-                 pix0, npix, buf);
+    gather_block(x, in_h, in_w, cin, out_w, sh, sw, pad_top, pad_left, npat, ntap, tap_dy, tap_dx, slot,
+                 padrow, pix0, npix, buf);
     const int8_t *w = values;
     const int16_t *k = kidx;
     int8_t *o_ptr = out + pix0 * cout;
