@@ -53,7 +53,7 @@ case "$job" in
     test)
         # pytest exits 5 when it collected no test: that is a failure here, never a pass.
         set +e
-        "$VENV/bin/python" -m pytest -q -n auto --dist loadfile "$@"
+        "$VENV/bin/python" -m pytest -q -n auto --dist loadfile --durations=30 "$@"
         status=$?
         [ $status = 5 ] && echo "pytest collected no tests" >&2 && exit 1
         exit $status ;;

@@ -43,6 +43,7 @@ def run(args) -> int:
     if args.output and output.exists() and not args.force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
     plan = fit.sample_plan(args.seed, args.conv_points, args.small_points)
+    bar = progress_bar(total=len(plan), desc=f"measuring {tag}", disable=args.quiet)
 
     def step(point):
         bar.update(1)
