@@ -697,7 +697,7 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
   if (DTMM_IS_F32_RECORD(shift[o_t])) { /* ONNX records (a layer's are all of one kind): requant_tile
                                          * is TFLite's fixed point, so float32 per channel */
     for (int32_t o = o_t; o < o_tend; ++o)
-      requant_store(tile + (o - o_t) * 8, g, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min,
+      requant_body(tile + (o - o_t) * 8, g, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min,
                     act_max);
   } else {
     requant_tile(tile, nvalid, o_tend - o_t, mult + o_t, shift + o_t, out + o_t, ps, out_offset,
