@@ -60,7 +60,7 @@ from .features import (CONV_FORMATS, ConvShape, add_features, conv_features, dep
 __all__ = ["ArenaCall", "ConvCost", "ConvShape", "CONV_FORMATS", "format_bytes", "load_coefficients",
            "peak_sram", "predict_conv", "predict_conv_formats", "predict_conv_pattern", "predict_depthwise",
            "predict_fc", "conv_shape_of", "CostModelError", "predict_pool", "predict_mean", "predict_softmax",
-           "predict_add", "predict_artifact"]
+           "predict_add", "predict_artifact", "conv_params", "padding_of", "scratch_bytes"]
 
 from ..errors import DTMMError
 
@@ -308,6 +308,38 @@ def predict_add(elements: int, target="dtmm/cortex-m4") -> int:
     """Instructions of an elementwise ADD of two int8 tensors of ``elements`` each."""
     tag = _tag(target)
     return _predict(load_coefficients(tag), "add", add_features(elements))
+
+
+def conv_params(shape: ConvShape):
+    """The compiler's layer description (``Conv2DParams``, zero points 0) of a :class:`ConvShape`."""
+    from ..quant.conv import Conv2DParams
+
+    ws = (1, shape.kh, shape.kw, shape.cin) if shape.depthwise else (shape.cout, shape.kh, shape.kw, shape.cin)
+    return Conv2DParams(input_shape=(1, shape.height, shape.width, shape.cin), weight_shape=ws,
+                        strides=tuple(shape.strides), padding=tuple(shape.padding), depthwise=shape.depthwise)
+
+
+def padding_of(in_hw, kernel_hw, strides, same: bool) -> tuple:
+    """``(top, left, bottom, right)`` padding of a ``SAME`` (``same=True``) or ``VALID`` conv, as
+    the compiler pads it."""
+    from ..quant.conv import same_padding
+
+    return same_padding(in_hw, kernel_hw, strides, mode="SAME" if same else "VALID")
+
+
+def scratch_bytes(shape: ConvShape, fmt: str = "dense", target="dtmm/cortex-m4") -> int:
+    """Arena scratch of the kernel the compiler calls for this conv (or depthwise conv) in
+    ``fmt`` on ``target``: the planner's request that :func:`peak_sram` lays out."""
+    params = conv_params(shape)
+    if shape.depthwise:
+        from ..ops.depthwise_conv2d import scratch_bytes as depthwise_scratch
+
+        return int(depthwise_scratch(params))
+    from ..schedules.conv import default_schedule, scratch_bytes as conv_scratch, target_isa
+    from ..target import resolve_target
+
+    t = resolve_target(target)
+    return int(conv_scratch(params, target_isa(t), default_schedule(params, t), fmt))
 
 
 @dataclass(frozen=True)

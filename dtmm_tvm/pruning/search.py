@@ -84,10 +84,9 @@ class Cost:
 
 
 def _same_pad(layer, in_hw):
-    from ..quant.conv import same_padding
+    from .. import costmodel as cm
 
-    kh, kw = layer.kernel_shape[:2]
-    return same_padding(in_hw, (kh, kw), layer.strides, mode="SAME" if layer.padding == "same" else "VALID")
+    return cm.padding_of(in_hw, layer.kernel_shape[:2], layer.strides, same=layer.padding == "same")
 
 
 class CostEvaluator:
@@ -286,21 +285,13 @@ class CostEvaluator:
         key = (shape.height, shape.width, shape.cin, shape.cout, shape.kh, shape.kw, shape.strides, shape.padding,
                fmt)
         if key not in self._scratch_cache:
-            from ..schedules.conv import default_schedule, scratch_bytes, target_isa
-            from ..target import resolve_target
-
-            t = resolve_target(self.target)
-            params = _params(shape)
-            self._scratch_cache[key] = int(scratch_bytes(params, target_isa(t), default_schedule(params, t),
-                                                         "dense" if fmt == "dense" else fmt))
+            self._scratch_cache[key] = self.cm.scratch_bytes(shape, "dense" if fmt == "dense" else fmt, self.target)
         return self._scratch_cache[key]
 
     def _dw_scratch(self, shape):
         key = ("dw", shape.height, shape.width, shape.cin, shape.kh, shape.kw, shape.strides, shape.padding)
         if key not in self._scratch_cache:
-            from ..ops.depthwise_conv2d import scratch_bytes
-
-            self._scratch_cache[key] = int(scratch_bytes(_params(shape)))
+            self._scratch_cache[key] = self.cm.scratch_bytes(shape, "dense", self.target)
         return self._scratch_cache[key]
 
     # -- guard -----------------------------------------------------------------------------
@@ -324,11 +315,9 @@ class CostEvaluator:
 
 
 def _params(shape):
-    from ..quant.conv import Conv2DParams
+    from .. import costmodel as cm
 
-    ws = (1, shape.kh, shape.kw, shape.cin) if shape.depthwise else (shape.cout, shape.kh, shape.kw, shape.cin)
-    return Conv2DParams(input_shape=(1, shape.height, shape.width, shape.cin), weight_shape=ws,
-                        strides=tuple(shape.strides), padding=tuple(shape.padding), depthwise=shape.depthwise)
+    return cm.conv_params(shape)
 
 
 def _cumulative(importance: np.ndarray):
