@@ -51,19 +51,25 @@ def test_portable_build_picks_csr_and_matches_tflm_on_the_host(tmp_path):
 
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                     reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-@pytest.mark.parametrize("target, board, at_least", [("dtmm/cortex-m4", "mps2-an386", 3),
-                                                     ("dtmm/cortex-m55", "mps3-an547", 1)])
-def test_speed_build_picks_csr_and_is_bit_exact_on_qemu(tmp_path, target, board, at_least):
+# M4: chosen for speed (its dense kernel is far slower on these layers); M55: its dense MVE kernel
+# is predicted within 25% of the per-weight one here, so the kernel is exercised by --optimize size
+@pytest.mark.parametrize("target, board, optimize, at_least", [("dtmm/cortex-m4", "mps2-an386", "speed", 2),
+                                                               ("dtmm/cortex-m55", "mps3-an547", "size", 1)])
+def test_csr_build_is_bit_exact_on_qemu(tmp_path, target, board, optimize, at_least):
     from dtmm_tvm.micro import run_artifact
 
     archive = tmp_path / "model.tar"
-    meta = compile_model(MODEL, archive, target=target, mode="dtmm")
+    meta = compile_model(MODEL, archive, target=target, mode="dtmm", optimize=optimize)
     formats = _formats(meta)
     assert formats.count("unstructured_csr") >= at_least, formats
     for layer in meta["layers"]:
         if layer.get("format") == "unstructured_csr":
-            pred = layer["format_choice"]["predicted_instructions"]
-            assert pred["unstructured_csr"] < min(v for f, v in pred.items() if f != "unstructured_csr")
+            choice = layer["format_choice"]
+            if optimize == "speed":
+                pred = choice["predicted_instructions"]
+                assert pred["unstructured_csr"] < min(v for f, v in pred.items() if f != "unstructured_csr")
+            else:
+                assert choice["bytes"]["unstructured_csr"] == min(choice["bytes"].values())
     x = _inputs(meta)
     expected = run_tflm(MODEL.read_bytes(), x)
     got = run_artifact(archive, board, x)

@@ -121,14 +121,16 @@ def pick(bytes_by_format: dict, predicted: dict, sparsity: float, threshold: flo
         fmt = min(tied, key=lambda f: (bytes_by_format[f], predicted[f]))
         dense = predicted["dense"]
         if fmt == UNSTRUCTURED:
-            margin = max(margin, UNSTRUCTURED_MARGIN)
+            csr_margin = max(margin, UNSTRUCTURED_MARGIN)
             best_other = min(predicted[f] for f in bytes_by_format if f != UNSTRUCTURED)
-            if predicted[fmt] > best_other * (1 - margin):
-                # not clearly faster than dense and every filterlet format: decide without it
+            if predicted[fmt] > best_other * (1 - csr_margin):
+                # not clearly faster than dense and every filterlet format: decide without it, the
+                # other formats under their own margin
                 rest = {f: b for f, b in bytes_by_format.items() if f != UNSTRUCTURED}
                 chosen, why = pick(rest, predicted, sparsity, threshold, optimize, margin, None)
-                return chosen, (f"{why}; {UNSTRUCTURED} predicted {predicted[fmt]:,} (not {margin:.0%} "
+                return chosen, (f"{why}; {UNSTRUCTURED} predicted {predicted[fmt]:,} (not {csr_margin:.0%} "
                                 f"faster than the best other format)")
+            margin = csr_margin
         if predicted[fmt] > dense * (1 - margin):
             return "dense", (f"speed: dense predicted {dense:,} instructions, best filterlet format "
                              f"{fmt} {predicted[fmt]:,} (not {margin:.0%} faster)")

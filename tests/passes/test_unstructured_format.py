@@ -14,7 +14,7 @@ import tvm
 from tvm.script import ir as I
 from tvm.script import relax as R
 
-from dtmm_tvm.costmodel.format_choice import UNSTRUCTURED_MIN_SPARSITY, decide_conv_format
+from dtmm_tvm.costmodel.format_choice import UNSTRUCTURED_MARGIN, UNSTRUCTURED_MIN_SPARSITY, decide_conv_format
 from dtmm_tvm.quant.conv import Conv2DParams
 from dtmm_tvm.sparsity import analyze_filterlets, pack_filterlets_as
 from relay_passes import FilterletSparseConv, LowerQDQToInteger
@@ -96,8 +96,12 @@ def test_speed_decision_predicts_and_explains_every_candidate(core):
     w[rng.random(w.shape) < 0.95] = 0
     d = decide_conv_format(w, params, f"dtmm/{core}")
     assert set(d.predicted) == set(d.bytes) >= {"dense", "unstructured_csr"}
-    assert d.format == "unstructured_csr", d.reason
-    assert d.predicted["unstructured_csr"] < 0.75 * min(v for f, v in d.predicted.items() if f != "unstructured_csr")
+    best_other = min(v for f, v in d.predicted.items() if f != "unstructured_csr")
+    # chosen exactly when predicted 25% faster than every other candidate
+    assert (d.format == "unstructured_csr") == (d.predicted["unstructured_csr"] < (1 - UNSTRUCTURED_MARGIN) * best_other), \
+        d.reason
+    if core == "cortex-m4":  # M4's dense kernel is far slower here (bench/results/unstructured: 630 k vs 1,544 k)
+        assert d.format == "unstructured_csr", d.reason
     # at 60% the per-weight format is predicted slower than dense: dense, and the reason says why
     w60 = rng.integers(1, 127, size=(32, 3, 3, 32)).astype(np.int8)
     w60[rng.random(w60.shape) < 0.6] = 0
