@@ -79,7 +79,7 @@ def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs
         rng = np.random.default_rng(seed)
         rep = data.x_train[rng.choice(len(data.x_train), 200, replace=False)]
         tflite = export_int8(base, rep)
-        report = {"method": "dense", "plan": {}, "budget_note": None, "predicted": None, "layers": [],
+        report = {"method": "dense", "plan": {}, "predicted": None, "layers": [],
                   "accuracy": {"float_pruned": float(np.mean(base.predict(data.x_test, verbose=0).argmax(1)
                                                              == data.y_test))}}
     else:
@@ -98,7 +98,7 @@ def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs
     return {"model": model, "method": method, "fraction": fraction, "tflite": str(path), "tflite_sha256": sha,
             "accuracy": {**acc, "float": report["accuracy"].get("float_pruned"),
                          "float_dense": report["accuracy"].get("float_dense")},
-            "budget": report.get("budget"), "budget_note": report.get("budget_note"), "plan": report.get("plan"),
+            "budget": report.get("budget"), "plan": report.get("plan"),
             "predicted": report.get("predicted"), "layers": report.get("layers"),
             "seconds": round(time.time() - started, 1)}
 

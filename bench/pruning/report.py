@@ -164,7 +164,7 @@ def write_report(records: list, out: Path, code_version: str | None = None) -> N
                   f"{'/'.join('—' if b is None else ('yes' if b else 'NO') for b in bx)} |")
     notes = sorted({r["budget_note"].split(":")[0] for r in rows if r.get("budget_note")})
     if notes:
-        md += ["", "\\* flash budget applied as a sparsity ratio (the cost model had no format for that sparsity "
+        md += ["", "\\* (results recorded before budgets were enforced for the baselines) flash budget applied as a sparsity ratio (the cost model had no format for that sparsity "
                "on this build); see `budget_note` in `summary.json`:"] + [f"- {n}" for n in notes]
     md += ["", "## Targets (issue 9)", "",
            "*Equal accuracy*: each method's smallest M4 flash among its models within 0.5 pt of the dense int8 "

@@ -13,10 +13,9 @@ projection), the smallest whose predicted figures meet the budget (bisection; th
 monotone in the ratio). Each candidate's convs are priced by the compiler's own format decision
 (:func:`dtmm_tvm.costmodel.format_choice.decide_conv_format`, the cost model's predictions) on the
 candidate's own non-zero weights, so every format the compiler knows (filterlet, unstructured CSR,
-pattern) is priced with its exact bytes. When even the largest ratio misses a flash
-budget in the cost model (the compiler has no format for the method's sparsity), the flash budget
-falls back to a sparsity ratio: the share ``1 - flash_fraction`` of the conv weights is removed,
-and the report says so in ``budget_note``.
+pattern) is priced with its exact bytes. A budget that even the largest ratio misses (e.g. the
+compiler has no format that stores the method's sparsity in fewer bytes) is refused with the
+smallest achievable figures, as for ``dtmm``: a budget is never silently relaxed.
 """
 
 from __future__ import annotations
@@ -92,12 +91,6 @@ class MethodSearch:
             return LayerMasks(channel_keep=self.policy.keep({g.id: self.scores[g.id] for g in groups}, ratio))
         return self.policy.masks(self.kernels, ratio)
 
-    def weight_sparsity(self, ratio: float) -> float:
-        """The share of all conv weights the method's masks at ``ratio`` remove."""
-        m = self.masks(ratio).element_masks
-        total = sum(np.size(v) for v in m.values())
-        return float(sum(np.sum(np.asarray(v) == 0) for v in m.values()) / max(total, 1))
-
     def price(self, ratio: float):
         """``(Cost, LayerMasks)`` of the method at ``ratio``."""
         from .search import Cost
@@ -138,37 +131,18 @@ class MethodSearch:
         return fmt, int(nbytes), int(instr)
 
     def search(self, budget: Budget, steps: int = 12):
-        """``(ratio, Cost, LayerMasks, note)``: the smallest ratio meeting ``budget`` (resolved
-        against the dense model's predicted figures)."""
+        """``(ratio, Cost, LayerMasks)``: the smallest ratio meeting ``budget`` (resolved against
+        the dense model's predicted figures); a budget the largest ratio cannot meet is a
+        :class:`BudgetError` naming the smallest achievable figures."""
         top = MAX_RATIO[self.method]
         most, _ = self.price(top)
-        note = None
         if not feasible(most, budget):
-            flash_only_missed = feasible(most, Budget(None, budget.sram_bytes, budget.instructions))
-            if self.method != "filter" and flash_only_missed and budget.flash_bytes is not None:
-                frac = budget.flash_bytes / max(self.dense.flash_bytes, 1)
-                want = 1.0 - frac
-                lo, hi = 0.0, top
-                if self.weight_sparsity(0.0) < want:
-                    for _ in range(steps):
-                        mid = 0.5 * (lo + hi)
-                        lo, hi = (lo, mid) if self.weight_sparsity(mid) >= want else (mid, hi)
-                    ratio = hi
-                else:
-                    ratio = 0.0
-                cost, lm = self.price(ratio)
-                note = (f"the cost model on this build has no weight format that stores {self.method} sparsity "
-                        f"in fewer bytes (at ratio {top:.2f} it predicts {most.flash_bytes} B > budget "
-                        f"{budget.flash_bytes} B): the flash budget is applied as a sparsity ratio instead, "
-                        f"{self.weight_sparsity(ratio):.1%} of the conv weights removed (target 1 - flash fraction "
-                        f"{frac:.3f} = {want:.1%})")
-                return ratio, cost, lm, note
             raise BudgetError(f"budget cannot be met by {self.method} pruning: at ratio {top:.2f} the model needs "
                               + describe_budget_failure(most, budget) + "; raise the budget")
         lo, hi = 0.0, top
         cost0, lm0 = self.price(0.0)
         if feasible(cost0, budget):
-            return 0.0, cost0, lm0, note
+            return 0.0, cost0, lm0
         for _ in range(steps):
             mid = 0.5 * (lo + hi)
             cost, _ = self.price(mid)
@@ -177,7 +151,7 @@ class MethodSearch:
             else:
                 lo = mid
         cost, lm = self.price(hi)
-        return hi, cost, lm, note
+        return hi, cost, lm
 
 
 def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, budget_in: Budget, target, *,
@@ -202,7 +176,7 @@ def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, bud
     scores = filter_scores(keras_model, graph, dataset, filter_criterion) if method == "filter" else None
     searcher = MethodSearch(method, graph, target, kernels, scores, pol)
     budget = budget_in.resolve(searcher.dense)
-    ratio, cost, lm, note = searcher.search(budget)
+    ratio, cost, lm = searcher.search(budget)
     say("search", {"step": 1, "total": 1, "cost": cost})
     if method == "filter":
         pruned, _ = build_pruned(keras_model, graph, lm.channel_keep, {})
@@ -252,7 +226,6 @@ def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, bud
         "schedule": schedule, "epochs": epochs,
         "budget": {"flash_bytes": budget.flash_bytes, "sram_bytes": budget.sram_bytes,
                    "instructions": budget.instructions},
-        "budget_note": note,
         "not_understood": unknown,
         "plan": {"method": method, "ratio": round(ratio, 4),
                  "patterns": {f"{k[0]}x{k[1]}": v.astype(int).tolist() for k, v in lm.patterns.items()},
@@ -267,10 +240,6 @@ def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, bud
     metadata = None
     if check_compiled or compile_output or run_on_board:
         fractions = (budget_in.flash_fraction, budget_in.instructions_fraction)
-        if note is not None:
-            # the flash budget became a sparsity ratio: the artifact's flash is reported, not held to it
-            budget = Budget(None, budget.sram_bytes, budget.instructions)
-            fractions = (None, fractions[1])
         try:
             metadata = api._compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq_test,
                                               y_test, board_limit, say,

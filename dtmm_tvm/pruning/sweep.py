@@ -129,7 +129,7 @@ def prune_job(model, model_sha256, data, method, budget, target, epochs, board_i
     r = res.report
     return {"tflite": str(tfl), "accuracy": r["accuracy"], "compiled": r.get("compiled"),
             "predicted": r["predicted"], "budget_checked": r.get("budget_checked", r["budget"]),
-            "budget_note": r.get("budget_note"), "plan": r["plan"], "seconds": r.get("seconds")}
+            "plan": r["plan"], "seconds": r.get("seconds")}
 
 
 def run_sweep(path, ray: str | None = None, progress=None) -> dict:

@@ -20,6 +20,7 @@ except ImportError:  # under CI (DTMM_REQUIRE_TOOLS=1) this skip is a failure
 
 from dtmm_tvm.frontend.tflite_reader import read_tflite
 from dtmm_tvm.pruning import Budget, prune
+from dtmm_tvm.pruning.search import BudgetError
 from dtmm_tvm.pruning.data import digits
 
 from test_prune_e2e import _train, tiny_model
@@ -50,16 +51,21 @@ def test_pattern_method_export_has_patterns_and_zeroed_kernels(trained):
 
 
 @pytest.mark.skipif(not FULL, reason="slow: set DTMM_SWEEP_E2E=1 (every method compiled and run on QEMU)")
-@pytest.mark.parametrize("method", ["filter", "unstructured", "pattern"])
-def test_every_method_compiles_within_budget_and_runs_bit_exact(trained, method):
+# The pattern format costs 6 bytes per kept 3x3 kernel (4 weights + index): on this tiny model it
+# cannot reach 80% of the dense flash (measured: 3.6 KB needed at the largest ratio), which must be
+# refused, not relaxed; 90% it meets.
+@pytest.mark.parametrize("method, fraction", [("filter", 0.8), ("unstructured", 0.8), ("pattern", 0.9)])
+def test_every_method_compiles_within_budget_and_runs_bit_exact(trained, method, fraction):
     if any(shutil.which(t) is None for t in TOOLS):
         pytest.skip(f"missing tools: {[t for t in TOOLS if shutil.which(t) is None]}")
-    res = prune(trained, "digits", Budget(flash_fraction=0.8), "dtmm/cortex-m4", method=method, epochs=1,
+    if method == "pattern":
+        with pytest.raises(BudgetError, match="budget cannot be met by pattern pruning"):
+            prune(trained, "digits", Budget(flash_fraction=0.8), "dtmm/cortex-m4", method=method, epochs=1)
+    res = prune(trained, "digits", Budget(flash_fraction=fraction), "dtmm/cortex-m4", method=method, epochs=1,
                 run_on_board=True, board_limit=5, int8_accuracy_images=100)
     c = res.report["compiled"]
     assert c["bit_exact_vs_tflm"]
-    if res.report["budget_note"] is None:
-        assert c["constants_bytes"] <= res.report["budget_checked"]["flash_bytes"]
+    assert c["constants_bytes"] <= res.report["budget_checked"]["flash_bytes"]
     if method == "filter":
         kept = [w.shape[0] for w in _conv_weights(res.tflite)]
         assert sum(kept) < sum(l["filters_total"] for l in res.report["layers"] if l["kind"] == "conv")
