@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist bubblewrap chromium"
+APT_PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist bubblewrap chromium ccache"
 VENV=.venv
 
 setup_system() {
@@ -18,6 +18,7 @@ setup_system() {
     command -v qemu-system-arm >/dev/null || missing=1
     command -v bwrap >/dev/null || missing=1
     command -v chromium >/dev/null || missing=1  # headless, renders dtmm report in tests
+    command -v ccache >/dev/null || missing=1  # reuses the kernels' objects across firmware builds
     [ -d /usr/share/datasets/fashion-mnist ] || missing=1
     [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -d /usr/lib/arm-none-eabi/newlib ] || missing=1
     if [ -n "$missing" ]; then

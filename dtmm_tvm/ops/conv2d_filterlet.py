@@ -151,55 +151,56 @@ def _plain_indexed(params: Conv2DParams, kept: int, fmt: str) -> tirx.PrimFunc:
     accumulate = _accumulate_tap(params)
 
     requantize_store_of_layer = requantize_macro(params)  # TFLite or ONNX records
-    @T.prim_func
-    def conv2d_filterlet_u8(
-        x: T.Buffer(x_shape, "int8"),
-        values: T.Buffer((kept * cin,), "int8"),
-        taps: T.Buffer((kept,), "uint8"),
-        counts: T.Buffer((cout,), "uint8"),
-        bias: T.Buffer((cout,), "int32"),
-        mult: T.Buffer((cout,), "int32"),
-        shift: T.Buffer((cout,), "int32"),
-        out: T.Buffer(o_shape, "int8"),
-    ):
-        acc = T.decl_buffer((1,), "int32", scope="global")
-        start = T.decl_buffer((1,), "int32", scope="global")
-        for n, oh, ow in T.grid(n_size, oh_size, ow_size):
-            start[0] = 0
-            for o in range(cout):
-                acc[0] = 0
-                for jj in range(T.Cast("int32", counts[o])):
-                    j: T.let = start[0] + jj
-                    accumulate(acc, x, values, n, oh, ow, T.Cast("int32", taps[j]), j)
-                start[0] = start[0] + T.Cast("int32", counts[o])
-                requantize_store_of_layer(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
-
-    requantize_store_of_layer = requantize_macro(params)  # TFLite or ONNX records
-    @T.prim_func
-    def conv2d_filterlet_bitmask(
-        x: T.Buffer(x_shape, "int8"),
-        values: T.Buffer((kept * cin,), "int8"),
-        mask: T.Buffer((mask_bytes,), "uint8"),
-        bias: T.Buffer((cout,), "int32"),
-        mult: T.Buffer((cout,), "int32"),
-        shift: T.Buffer((cout,), "int32"),
-        out: T.Buffer(o_shape, "int8"),
-    ):
-        acc = T.decl_buffer((1,), "int32", scope="global")
-        j = T.decl_buffer((1,), "int32", scope="global")
-        for n, oh, ow in T.grid(n_size, oh_size, ow_size):
-            j[0] = 0
-            for o in range(cout):
-                acc[0] = 0
-                for tap in range(kk):
-                    bit: T.let = o * kk + tap
-                    if T.bitwise_and(T.shift_right(T.Cast("int32", mask[T.shift_right(bit, 3)]),
-                                                   T.bitwise_and(bit, 7)), 1) != 0:
-                        accumulate(acc, x, values, n, oh, ow, tap, j[0])
-                        j[0] = j[0] + 1
-                requantize_store_of_layer(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
-
-    func = conv2d_filterlet_u8 if fmt == "filterlet_u8" else conv2d_filterlet_bitmask
+    # Only the chosen format's function is parsed (TVMScript parses where it is defined).
+    if fmt == "filterlet_u8":
+        @T.prim_func
+        def conv2d_filterlet_u8(
+            x: T.Buffer(x_shape, "int8"),
+            values: T.Buffer((kept * cin,), "int8"),
+            taps: T.Buffer((kept,), "uint8"),
+            counts: T.Buffer((cout,), "uint8"),
+            bias: T.Buffer((cout,), "int32"),
+            mult: T.Buffer((cout,), "int32"),
+            shift: T.Buffer((cout,), "int32"),
+            out: T.Buffer(o_shape, "int8"),
+        ):
+            acc = T.decl_buffer((1,), "int32", scope="global")
+            start = T.decl_buffer((1,), "int32", scope="global")
+            for n, oh, ow in T.grid(n_size, oh_size, ow_size):
+                start[0] = 0
+                for o in range(cout):
+                    acc[0] = 0
+                    for jj in range(T.Cast("int32", counts[o])):
+                        j: T.let = start[0] + jj
+                        accumulate(acc, x, values, n, oh, ow, T.Cast("int32", taps[j]), j)
+                    start[0] = start[0] + T.Cast("int32", counts[o])
+                    requantize_store_of_layer(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+        func = conv2d_filterlet_u8
+    else:
+        @T.prim_func
+        def conv2d_filterlet_bitmask(
+            x: T.Buffer(x_shape, "int8"),
+            values: T.Buffer((kept * cin,), "int8"),
+            mask: T.Buffer((mask_bytes,), "uint8"),
+            bias: T.Buffer((cout,), "int32"),
+            mult: T.Buffer((cout,), "int32"),
+            shift: T.Buffer((cout,), "int32"),
+            out: T.Buffer(o_shape, "int8"),
+        ):
+            acc = T.decl_buffer((1,), "int32", scope="global")
+            j = T.decl_buffer((1,), "int32", scope="global")
+            for n, oh, ow in T.grid(n_size, oh_size, ow_size):
+                j[0] = 0
+                for o in range(cout):
+                    acc[0] = 0
+                    for tap in range(kk):
+                        bit: T.let = o * kk + tap
+                        if T.bitwise_and(T.shift_right(T.Cast("int32", mask[T.shift_right(bit, 3)]),
+                                                       T.bitwise_and(bit, 7)), 1) != 0:
+                            accumulate(acc, x, values, n, oh, ow, tap, j[0])
+                            j[0] = j[0] + 1
+                    requantize_store_of_layer(out, (n, oh, ow, o), acc[0] + bias[o], mult[o], shift[o], out_zp, act_min, act_max)
+        func = conv2d_filterlet_bitmask
     return with_attrs(func, "conv2d_filterlet")
 
 

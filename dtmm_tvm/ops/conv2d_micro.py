@@ -96,57 +96,63 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
                     bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
                     T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
 
-    @T.prim_func
-    def dense(
-        x: T.Buffer(x_shape, "int8"),
-        w: T.Buffer(w_shape, "int8"),
-        bias: T.Buffer((cout,), "int32"),
-        mult: T.Buffer((cout,), "int32"),
-        shift: T.Buffer((cout,), "int32"),
-        out: T.Buffer(o_shape, "int8"),
-    ):
-        conv_body(x, T.address_of(w[0, 0, 0, 0]), null, null, bias, mult, shift, out)
+    # Only the chosen format's function is parsed: TVMScript parses a prim_func where it is
+    # defined, and parsing is most of the time a conv takes to build.
+    if fmt == "dense":
+        @T.prim_func
+        def dense(
+            x: T.Buffer(x_shape, "int8"),
+            w: T.Buffer(w_shape, "int8"),
+            bias: T.Buffer((cout,), "int32"),
+            mult: T.Buffer((cout,), "int32"),
+            shift: T.Buffer((cout,), "int32"),
+            out: T.Buffer(o_shape, "int8"),
+        ):
+            conv_body(x, T.address_of(w[0, 0, 0, 0]), null, null, bias, mult, shift, out)
+        func = dense
+    elif fmt == "filterlet_csr":
+        @T.prim_func
+        def csr(
+            x: T.Buffer(x_shape, "int8"),
+            values: T.Buffer((kept_n * cin,), "int8"),
+            col_idx: T.Buffer((kept_n,), "int16"),
+            row_ptr: T.Buffer((cout + 1,), "int16"),
+            bias: T.Buffer((cout,), "int32"),
+            mult: T.Buffer((cout,), "int32"),
+            shift: T.Buffer((cout,), "int32"),
+            out: T.Buffer(o_shape, "int8"),
+        ):
+            conv_body(x, T.address_of(values[0]), T.address_of(col_idx[0]), T.address_of(row_ptr[0]),
+                      bias, mult, shift, out)
+        func = csr
+    elif fmt == "filterlet_u8":
+        @T.prim_func
+        def u8(
+            x: T.Buffer(x_shape, "int8"),
+            values: T.Buffer((kept_n * cin,), "int8"),
+            taps: T.Buffer((kept_n,), "uint8"),
+            counts: T.Buffer((cout,), "uint8"),
+            bias: T.Buffer((cout,), "int32"),
+            mult: T.Buffer((cout,), "int32"),
+            shift: T.Buffer((cout,), "int32"),
+            out: T.Buffer(o_shape, "int8"),
+        ):
+            conv_body(x, T.address_of(values[0]), T.address_of(taps[0]), T.address_of(counts[0]),
+                      bias, mult, shift, out)
+        func = u8
+    elif fmt == "filterlet_bitmask":
+        @T.prim_func
+        def bitmask(
+            x: T.Buffer(x_shape, "int8"),
+            values: T.Buffer((kept_n * cin,), "int8"),
+            mask: T.Buffer((mask_bytes,), "uint8"),
+            bias: T.Buffer((cout,), "int32"),
+            mult: T.Buffer((cout,), "int32"),
+            shift: T.Buffer((cout,), "int32"),
+            out: T.Buffer(o_shape, "int8"),
+        ):
+            conv_body(x, T.address_of(values[0]), T.address_of(mask[0]), null, bias, mult, shift, out)
+        func = bitmask
 
-    @T.prim_func
-    def csr(
-        x: T.Buffer(x_shape, "int8"),
-        values: T.Buffer((kept_n * cin,), "int8"),
-        col_idx: T.Buffer((kept_n,), "int16"),
-        row_ptr: T.Buffer((cout + 1,), "int16"),
-        bias: T.Buffer((cout,), "int32"),
-        mult: T.Buffer((cout,), "int32"),
-        shift: T.Buffer((cout,), "int32"),
-        out: T.Buffer(o_shape, "int8"),
-    ):
-        conv_body(x, T.address_of(values[0]), T.address_of(col_idx[0]), T.address_of(row_ptr[0]),
-                  bias, mult, shift, out)
-
-    @T.prim_func
-    def u8(
-        x: T.Buffer(x_shape, "int8"),
-        values: T.Buffer((kept_n * cin,), "int8"),
-        taps: T.Buffer((kept_n,), "uint8"),
-        counts: T.Buffer((cout,), "uint8"),
-        bias: T.Buffer((cout,), "int32"),
-        mult: T.Buffer((cout,), "int32"),
-        shift: T.Buffer((cout,), "int32"),
-        out: T.Buffer(o_shape, "int8"),
-    ):
-        conv_body(x, T.address_of(values[0]), T.address_of(taps[0]), T.address_of(counts[0]),
-                  bias, mult, shift, out)
-
-    @T.prim_func
-    def bitmask(
-        x: T.Buffer(x_shape, "int8"),
-        values: T.Buffer((kept_n * cin,), "int8"),
-        mask: T.Buffer((mask_bytes,), "uint8"),
-        bias: T.Buffer((cout,), "int32"),
-        mult: T.Buffer((cout,), "int32"),
-        shift: T.Buffer((cout,), "int32"),
-        out: T.Buffer(o_shape, "int8"),
-    ):
-        conv_body(x, T.address_of(values[0]), T.address_of(mask[0]), null, bias, mult, shift, out)
-
-    func = {"dense": dense, "filterlet_csr": csr, "filterlet_u8": u8, "filterlet_bitmask": bitmask}[fmt]
     func = with_attrs(func, op_name)
     return with_c_kernels(func, C_KERNELS)

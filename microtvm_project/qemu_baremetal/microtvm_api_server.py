@@ -119,6 +119,9 @@ PROJECT_OPTIONS = [
     ProjectOption("stack_bytes", "int", "Stack reserved at the top of RAM, in bytes.",
                   default=65536, optional=["generate_project"]),
     ProjectOption("jobs", "int", "Parallel make jobs.", default=2, optional=["build"]),
+    ProjectOption("compiler_cache", "bool",
+                  "Compile through ccache when it is installed (the kernels' C files are the same "
+                  "in every build; their objects are reused).", default=True, optional=["build"]),
     ProjectOption("inputs_path", "str",
                   "Binary file of N input records (all inputs back to back, metadata order).",
                   required=["run"]),
@@ -128,6 +131,28 @@ PROJECT_OPTIONS = [
     ProjectOption("timeout_s", "float", "Wall-clock limit of one emulator run, seconds.",
                   default=120.0, optional=["run"]),
 ]
+
+
+def _compiler_cache_env(env: dict) -> str | None:
+    """ccache's path, with ``env`` set up for it, or None when it is absent or has no cache dir.
+
+    Every project lives in its own directory, so the directory is left out of the hash
+    (``CCACHE_NOHASHDIR``; all paths in the build are relative). A cache directory that cannot
+    be written means no cache, never a failed build.
+    """
+    ccache = shutil.which("ccache")
+    if ccache is None:
+        return None
+    cache_dir = Path(env.get("CCACHE_DIR") or Path.home() / ".cache" / "ccache")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(cache_dir, os.W_OK):
+        return None
+    env["CCACHE_DIR"] = str(cache_dir)
+    env.setdefault("CCACHE_NOHASHDIR", "1")
+    return ccache
 
 
 def _option(options: dict | None, name: str, call: str) -> Any:
@@ -488,7 +513,12 @@ class Handler:
         verbose = bool(_option(options, "verbose", "build"))
         jobs = int(_option(options, "jobs", "build"))
         cmd = [make, "-C", str(self.project_dir), f"-j{jobs}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        env = dict(os.environ)
+        if _option(options, "compiler_cache", "build"):
+            launcher = _compiler_cache_env(env)
+            if launcher:
+                cmd.append(f"CC_LAUNCHER={launcher}")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if verbose:
             print(" ".join(cmd), proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
         if proc.returncode != 0:

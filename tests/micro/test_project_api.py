@@ -232,3 +232,30 @@ def tarfile_text(path, member):
 
     with tarfile.open(path) as tar:
         return tar.extractfile(member).read().decode()
+
+
+def test_compiler_cache_reuses_objects_and_never_fails_a_build(needs_toolchain, tmp_path, fake_artifact,
+                                                               monkeypatch):
+    import shutil
+    import subprocess
+
+    if shutil.which("ccache") is None:
+        pytest.skip("missing tools: ccache (run.sh installs it)")
+    monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "cache"))
+    for name in ("a", "b"):  # the same sources in two project directories: the second compiles nothing
+        project = session.create_project(fake_artifact, tmp_path / name, "mps2-an386")
+        with ProjectAPIClient.launch(project) as client:
+            client.build({})
+    stats = subprocess.run(["ccache", "--print-stats"], capture_output=True, text=True, check=True).stdout
+    counts = dict(line.split("\t") for line in stats.splitlines() if "\t" in line)
+    hits = int(counts["direct_cache_hit"]) + int(counts["preprocessed_cache_hit"])
+    assert hits == int(counts["cache_miss"]) > 0
+
+    # A cache directory that cannot be made means no cache, not a failed build.
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("CCACHE_DIR", str(blocker / "cache"))
+    project = session.create_project(fake_artifact, tmp_path / "c", "mps2-an386")
+    with ProjectAPIClient.launch(project) as client:
+        client.build({})
+    assert (project / "build" / "app.elf").exists()
