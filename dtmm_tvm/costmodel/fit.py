@@ -52,13 +52,30 @@ OTHER_OP_SHAPES = {
 }
 
 
-def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, heldout_every: int = 4):
+#: Shapes of pruned layers appended to the plan (see :func:`sample_plan`): filter pruning leaves
+#: any Cout, and the next layer any Cin, so the kernels' partial-chunk, odd-channel and
+#: partial-block paths are measured, not only the multiples of 4 / 8 of the regular shapes.
+PRUNED_CONV_POINTS = 16
+#: Fully connected (in, out) after filter pruning: odd feature counts.
+PRUNED_FC_SHAPES = ((200, 10), (49, 20), (300, 7), (72, 24), (36, 100), (490, 10), (20, 5), (162, 48))
+#: Depthwise channel counts after filter pruning (H = W, stride per shape).
+PRUNED_DEPTHWISE = ((8, 13, 1), (12, 20, 2), (6, 37, 1), (10, 44, 1), (14, 7, 2), (7, 27, 1))
+
+
+def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, heldout_every: int = 4,
+                pruned_points: int = PRUNED_CONV_POINTS):
     """The measurement plan: a list of dicts ``{kind, fmt, shape, sparsity, heldout}``.
 
     Regular convs: ``conv_points`` (shape, sparsity) pairs, each measured dense (at its sparsity:
     the dense kernel's cost does not depend on it) and in every sparse format. Every
     ``heldout_every``-th pair is held out of the fit. Depthwise: ``small_points``; FC: the fixed
     :data:`FC_SHAPES`; pooling, mean, softmax and add: :data:`OTHER_OP_SHAPES`.
+
+    Then (appended, from their own generator, so the points before keep their seeds and stored
+    counts) ``pruned_points`` conv shapes of pruned layers - any Cin in 1..64, any Cout in 4..48,
+    odd output sizes - in the dense, filterlet and unstructured formats and one pattern point per
+    3x3 shape, with :data:`PRUNED_FC_SHAPES` and :data:`PRUNED_DEPTHWISE`; every
+    ``heldout_every``-th of each held out.
     """
     rng = np.random.default_rng(seed)
     # the pattern kernel's points draw from their own stream: the other points stay as they were
@@ -117,6 +134,37 @@ def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, hel
         for j, sparsity in enumerate(urng.choice(UNSTRUCTURED_SPARSITIES, size=2, replace=False)):
             plan.append(dict(kind="conv", fmt=UNSTRUCTURED, shape=shape, sparsity=float(sparsity),
                              heldout=(2 * i + j) % heldout_every == heldout_every - 1))
+    plan += _pruned_plan(seed, pruned_points, heldout_every)
+    return plan
+
+
+def _pruned_plan(seed: int, points: int, heldout_every: int) -> list:
+    """The pruned-layer part of :func:`sample_plan`."""
+    rng = np.random.default_rng(seed + 2000)
+    plan = []
+    for i in range(points):
+        hw = int(rng.choice([5, 7, 8, 9, 11, 12, 14, 16]))
+        cin = int(rng.integers(1, 65))
+        cout = int(rng.integers(4, 49))
+        k = int(rng.choice([3, 3, 3, 1, 5]))
+        s = int(rng.choice([1, 1, 2]))
+        sparsity = 0.0 if k == 1 else float(rng.choice([0.3, 0.5, 0.7, 0.85, 0.95]))
+        shape = ConvShape(hw, hw, cin, cout, k, k, (s, s), _same_padding(hw, hw, k, s))
+        heldout = i % heldout_every == heldout_every - 1
+        for fmt in ("dense", *SPARSE_FORMATS) if k > 1 else ("dense",):
+            plan.append(dict(kind="conv", fmt=fmt, shape=shape, sparsity=sparsity, heldout=heldout))
+        for sp in rng.choice(UNSTRUCTURED_SPARSITIES, size=2, replace=False):
+            plan.append(dict(kind="conv", fmt=UNSTRUCTURED, shape=shape, sparsity=float(sp), heldout=heldout))
+        if k == 3:
+            plan.append(dict(kind="conv", fmt="pattern", shape=shape, sparsity=float(rng.choice([0.0, 0.3, 0.5, 0.7])),
+                             patterns=int(rng.choice([4, 6, 8, 12, 16])), heldout=heldout))
+    for i, (hw, c, s) in enumerate(PRUNED_DEPTHWISE):
+        shape = ConvShape(hw, hw, c, c, 3, 3, (s, s), _same_padding(hw, hw, 3, s), depthwise=True)
+        plan.append(dict(kind="depthwise", fmt="dense", shape=shape, sparsity=0.0,
+                         heldout=i % heldout_every == heldout_every - 1))
+    for i, (fin, fout) in enumerate(PRUNED_FC_SHAPES):
+        plan.append(dict(kind="fc", fmt="dense", shape={"in_features": fin, "out_features": fout},
+                         sparsity=0.0, heldout=i % heldout_every == heldout_every - 1))
     return plan
 
 
@@ -230,7 +278,7 @@ def _shape_json(shape):
 def _point_key(point: dict) -> str:
     shape = point["shape"]
     shape = {k: v for k, v in (asdict(shape) if isinstance(shape, ConvShape) else dict(shape)).items()
-             if k not in ("kept_filterlets", "kept_runs")}
+             if k not in ("kept_filterlets", "kept_runs", "nonzero_weights")}  # outcomes of the seed
     return json.dumps([point["kind"], point["fmt"], shape, point["sparsity"]], sort_keys=True,
                       default=lambda v: list(v))
 
