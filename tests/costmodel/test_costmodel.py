@@ -9,7 +9,7 @@ import pytest
 
 from dtmm_tvm import costmodel
 from dtmm_tvm.costmodel import fit as cmfit
-from dtmm_tvm.costmodel.features import ConvShape
+from dtmm_tvm.costmodel.features import CONV_FEATURES, SHARED_CONV_FEATURES, ConvShape
 from dtmm_tvm.sparsity import FORMATS, pack_filterlets_as
 
 GOAL = 0.10
@@ -63,14 +63,21 @@ def test_nnls_relative_recovers_known_coefficients():
 def test_fit_points_and_heldout_errors_on_synthetic_measurements():
     target = "dtmm/cortex-m4"
     plan = cmfit.sample_plan(seed=3, conv_points=20, small_points=6)
-    true = {"conv/dense": [2.0, 30, 50, 0, 5, 40, 20, 500, 12, 30, 0, 70],
-            "conv/filterlet_csr": [2.1, 45, 60, 20, 5, 40, 25, 600, 0, 30, 15, 80],
-            "conv/filterlet_u8": [2.1, 46, 60, 22, 5, 40, 25, 600, 0, 31, 14, 80],
-            "conv/filterlet_bitmask": [2.1, 50, 60, 18, 5, 40, 25, 600, 0, 29, 16, 80],
+    # The regular formats share the cost of their shared code (one joint fit, see fit_points).
+    shared = {name: 3.0 + i for i, name in enumerate(SHARED_CONV_FEATURES)}
+
+    def conv(own):
+        return [shared.get(name, own.get(name, 0.0)) for name in CONV_FEATURES]
+
+    own = {"dot_calls": 30, "channel_blocks": 20, "blocks": 70, "call": 500}
+    true = {"conv/dense": conv(dict(own, pair_steps=9, pair_calls=25, pair_tails=7)),
+            "conv/filterlet_csr": conv(dict(own, filterlet_visits=20, runs=6, call=600)),
+            "conv/filterlet_u8": conv(dict(own, filterlet_visits=22, runs=4, dot_calls=34)),
+            "conv/filterlet_bitmask": conv(dict(own, filterlet_visits=18, runs=9, channel_blocks=25)),
             "conv/pattern": [19.0, 60, 40, 9, 4, 12, 5, 80, 900],
-            "conv/unstructured_csr": [12.0, 0.2, 60, 1, 150, 0.5, 900],
-            "depthwise": [3.0, 20, 10, 400], "fc": [2.5, 30, 1, 300],
-            "max_pool2d": [4.0, 9, 20, 200], "avg_pool2d": [4.5, 20, 20, 250], "mean": [3.0, 60, 300],
+            "conv/unstructured_csr": [12.0, 14, 60, 20, 3, 0.5, 30, 1, 8, 0.4, 0.5, 900],
+            "depthwise": [3.0, 9, 12, 20, 10, 400], "fc": [2.5, 9, 14, 30, 30, 40, 300],
+            "max_pool2d": [4.0, 3, 9, 20, 200], "avg_pool2d": [4.5, 2, 20, 20, 250], "mean": [3.0, 5, 60, 300],
             "softmax": [150, 900, 400], "add": [22.0, 150]}
     points = []
     for p in plan:
