@@ -12,8 +12,11 @@ then a refit (``dtmm fit-cost-model --remeasure GROUP``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
+
+import numpy as np
 
 #: Weight formats a regular conv can be compiled to ("dense" = the dense micro-kernel).
 CONV_FORMATS = ("dense", "filterlet_csr", "filterlet_u8", "filterlet_bitmask", "unstructured_csr")
@@ -246,6 +249,23 @@ def _csr_counts_cached(height, width, cin, kh, kw, strides, padding, ppb) -> tup
     return direct, gathered, gpix, calls, small, large
 
 
+@lru_cache(maxsize=4096)
+def _expected_steps_cached(k: int, mean: float, step: int) -> float:
+    q = min(max(mean / k, 0.0), 1.0)
+    if q in (0.0, 1.0):
+        return float(_ceil(int(round(q * k)), step))
+    x = np.arange(k + 1)
+    logpmf = (np.array([math.lgamma(k + 1) - math.lgamma(i + 1) - math.lgamma(k - i + 1) for i in range(k + 1)])
+              + x * math.log(q) + (k - x) * math.log1p(-q))
+    return float(np.dot(np.exp(logpmf), -(-x // step)))
+
+
+def _expected_steps(k: int, mean: float, step: int) -> float:
+    """Expected ``ceil(X / step)`` of a CSR row's non-zero count ``X`` ~ Binomial(``k``, mean / k):
+    the row walk's vector steps when the non-zeros are spread at random over the rows."""
+    return _expected_steps_cached(int(k), round(float(mean), 6), int(step))
+
+
 def unstructured_features(shape: ConvShape, target: str) -> list:
     """Feature vector of a conv in the unstructured CSR format (:data:`UNSTRUCTURED_FEATURES`)."""
     core = _core(target)
@@ -254,9 +274,10 @@ def unstructured_features(shape: ConvShape, target: str) -> list:
     p = shape.pixels
     nnz = shape.nnz
     direct, gathered, gpix, calls, small, large = _csr_counts(shape, ppb)
-    # MVE walks a row 8 non-zeros per step (a predicated last step: half a step per row on
-    # average); the scalar path one non-zero per step.
-    per_row = (nnz / 8.0 + 0.5 * shape.cout) if mve else float(nnz)
+    # MVE walks a row 8 non-zeros per step (a predicated last step, none for an empty row); the
+    # scalar path one non-zero per step.
+    per_row = shape.cout * _expected_steps(shape.kh * shape.kw * shape.cin, nnz / max(shape.cout, 1), 8) if mve \
+        else float(nnz)
     blocks = direct + gathered
     return [
         float(direct * per_row),                      # row-walk steps read in place (+ table gather)
@@ -380,7 +401,7 @@ def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target:
     ]
 
 
-DEPTHWISE_FEATURES = ["macs", "vector_steps", "tap_visits", "outputs", "pixels", "call"]
+DEPTHWISE_FEATURES = ["macs", "vector_steps", "outputs", "pixels", "border_pixels", "call"]
 #: int8 lanes per depthwise vector step (MVE: 16; DSP: 4 per word).
 _DW_LANES = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
 
@@ -388,11 +409,14 @@ _DW_LANES = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
 def depthwise_features(shape: ConvShape, target: str) -> list:
     """Depthwise conv (:data:`DEPTHWISE_FEATURES`): per pixel and tap the channels in vector steps
     (a partial last step when the channels do not fill the lanes), per pixel the tap pointers
-    and requantization."""
+    and requantization, and the pixels whose window leaves the image (padded taps: a slower
+    border path)."""
     p = shape.pixels
     taps = shape.kh * shape.kw
     steps = _ceil(shape.cout, _DW_LANES[_core(target)])
-    return [float(p * shape.cout * taps), float(p * taps * steps), float(p * taps), float(p * shape.cout), float(p),
+    rows, cols = _window_geometry(shape)
+    inside = sum(r == (0, shape.kh) for r in rows) * sum(c == (0, shape.kw) for c in cols)
+    return [float(p * shape.cout * taps), float(p * taps * steps), float(p * shape.cout), float(p), float(p - inside),
             1.0]
 
 

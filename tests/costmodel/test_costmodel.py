@@ -76,7 +76,7 @@ def test_fit_points_and_heldout_errors_on_synthetic_measurements():
             "conv/filterlet_bitmask": conv(dict(own, filterlet_visits=18, runs=9, channel_blocks=25)),
             "conv/pattern": [19.0, 60, 40, 9, 4, 12, 5, 80, 900],
             "conv/unstructured_csr": [12.0, 14, 60, 20, 3, 0.5, 30, 1, 8, 0.4, 0.5, 900],
-            "depthwise": [3.0, 9, 12, 20, 10, 400], "fc": [2.5, 9, 14, 30, 30, 40, 300],
+            "depthwise": [3.0, 9, 20, 10, 12, 400], "fc": [2.5, 9, 14, 30, 30, 40, 300],
             "max_pool2d": [4.0, 3, 9, 20, 200], "avg_pool2d": [4.5, 2, 20, 20, 250], "mean": [3.0, 5, 60, 300],
             "softmax": [150, 900, 400], "add": [22.0, 150]}
     points = []
@@ -161,3 +161,26 @@ def test_one_measured_layer_is_within_the_goal():
     assert int(keep.sum()) == kept
     pred = costmodel.predict_conv_formats(shape, keep, "dtmm/cortex-m4")["filterlet_csr"][0]
     assert abs(pred - measured) / measured <= GOAL
+
+
+def test_remeasure_measures_exactly_the_named_groups_again():
+    """``dtmm fit-cost-model --remeasure G,...``: the plan's points of those groups are measured,
+    every other point takes its stored count (the shipped file holds the whole plan)."""
+    doc = costmodel.load_coefficients("dtmm/cortex-m4")
+    plan = cmfit.sample_plan(doc["seed"])
+    again = {"depthwise", "conv/dense", "fc"}
+    olds = cmfit.reused(plan, cmfit.reusable_points(doc["points"], again))
+    for point, old in zip(plan, olds):
+        assert (old is None) == (cmfit.group_of(point) in again), (cmfit.group_of(point), point["shape"])
+    assert all(o is not None for o in cmfit.reused(plan, cmfit.reusable_points(doc["points"])))
+
+
+def test_remeasure_unknown_group_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from dtmm_tvm.cli.main import main
+
+    out = tmp_path / "fit.json"
+    assert main(["fit-cost-model", "--target", "dtmm/cortex-m55", "--remeasure", "depthwise,conv/nope",
+                 "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "conv/nope" in err[0] and "conv/dense" in err[0]
+    assert not out.exists()
