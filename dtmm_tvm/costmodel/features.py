@@ -374,20 +374,23 @@ _PATTERN_PG = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 8}
 _PATTERN_GATHER_STEP = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
 
 PATTERN_FEATURES = ["kernel_visits", "filter_blocks", "outputs", "gather_steps", "gather_tails",
-                    "pattern_pixels", "kept_kernels", "patterns", "call"]
+                    "pattern_pixels", "pixels", "kept_kernels", "patterns", "call"]
 
 
 def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target: str) -> list:
     """Feature vector of a regular conv compiled in the pattern format (dtmm_conv_pattern_s8.c:
     per block of PG pixels a gather of every pattern's 4 taps over Cin, then per filter one
-    dot-product step per kept kernel (MVE: per 4 kept kernels), then requantization)."""
+    dot-product step per kept kernel (MVE: per 4 kept kernels of a filter), then requantization)."""
     core = _core(target)
     pg = _PATTERN_PG[core]
     step = _PATTERN_GATHER_STEP[core]
     p = shape.pixels
     blocks = -(-p // pg)
     kept = int(kept_kernels)
-    visits = kept / 4.0 if core == "cortex-m55" else float(kept)
+    # MVE: per filter ceil(kept kernels / 4) steps (the filter's kept kernels spread at random
+    # over its Cin input channels)
+    visits = (shape.cout * _expected_steps(shape.cin, kept / max(shape.cout, 1), 4) if core == "cortex-m55"
+              else float(kept))
     return [
         float(blocks * visits),                         # inner dot-product steps
         float(blocks * shape.cout),                     # per filter per block: bias, loop, tail
@@ -395,6 +398,7 @@ def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target:
         float(p * patterns * (shape.cin // step)),      # vector gather steps
         float(p * patterns * (shape.cin % step)),       # scalar gather of the channel tail
         float(p * patterns),                            # tap pointers per pattern per pixel
+        float(p),                                       # per pixel: window origin, the layer's tap pointers
         float(kept),                                    # effective bias (4 weights per kept kernel)
         float(patterns),                                # tap offsets of the pattern table
         1.0,                                            # call overhead
