@@ -405,23 +405,26 @@ def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target:
     ]
 
 
-DEPTHWISE_FEATURES = ["macs", "vector_steps", "outputs", "pixels", "border_pixels", "call"]
+DEPTHWISE_FEATURES = ["macs", "vector_steps", "tail_steps", "outputs", "pixels", "border_pixels", "call"]
 #: int8 lanes per depthwise vector step (MVE: 16; DSP: 4 per word).
 _DW_LANES = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
 
 
 def depthwise_features(shape: ConvShape, target: str) -> list:
-    """Depthwise conv (:data:`DEPTHWISE_FEATURES`): per pixel and tap the channels in vector steps
-    (a partial last step when the channels do not fill the lanes), per pixel the tap pointers
-    and requantization, and the pixels whose window leaves the image (padded taps: a slower
-    border path)."""
+    """Depthwise conv (:data:`DEPTHWISE_FEATURES`): per pixel and tap the channels in full vector
+    steps, then the channels that do not fill the lanes (DSP: one at a time; MVE: one predicated
+    step), per pixel the tap pointers and requantization, and the pixels whose window leaves the
+    image (padded taps: a slower border path)."""
+    core = _core(target)
+    lanes = _DW_LANES[core]
     p = shape.pixels
     taps = shape.kh * shape.kw
-    steps = _ceil(shape.cout, _DW_LANES[_core(target)])
+    c = shape.cout
+    tail = int(c % lanes > 0) if core == "cortex-m55" else c % lanes
     rows, cols = _window_geometry(shape)
-    inside = sum(r == (0, shape.kh) for r in rows) * sum(c == (0, shape.kw) for c in cols)
-    return [float(p * shape.cout * taps), float(p * taps * steps), float(p * shape.cout), float(p), float(p - inside),
-            1.0]
+    inside = sum(r == (0, shape.kh) for r in rows) * sum(col == (0, shape.kw) for col in cols)
+    return [float(p * c * taps), float(p * taps * (c // lanes)), float(p * taps * tail), float(p * c), float(p),
+            float(p - inside), 1.0]
 
 
 FC_FEATURES = ["row_steps", "block_steps", "row_tails", "block_tails", "outputs", "blocks", "call"]
