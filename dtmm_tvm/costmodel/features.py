@@ -450,8 +450,8 @@ def fc_features(in_features: int, out_features: int, target: str) -> list:
 #: feature names. Their cost barely changes with pruning (only through the channels kept), but
 #: whole-model predictions must include them to track measured totals.
 OTHER_OP_FEATURES = {
-    "max_pool2d": ["window_reads", "window_rows", "outputs", "output_pixels", "call"],
-    "avg_pool2d": ["window_reads", "window_rows", "outputs", "output_pixels", "call"],
+    "max_pool2d": ["window_reads", "window_row_loops", "outputs", "output_pixels", "call"],
+    "avg_pool2d": ["window_reads", "window_row_loops", "outputs", "output_pixels", "call"],
     "mean": ["inputs", "input_rows", "outputs", "call"],
     "softmax": ["elements", "rows", "call"],
     "add": ["elements", "call"],
@@ -459,11 +459,13 @@ OTHER_OP_FEATURES = {
 
 
 def pool_features(out_hw: tuple, channels: int, window: tuple) -> list:
-    """Max / average pool (NHWC, batch 1; TIR loops, one output at a time): every output reads
-    its window's elements in a loop per window row."""
+    """Max / average pool (NHWC, batch 1; TIR loops, one output at a time, constant trip counts):
+    every output reads its window's elements; the C compiler (-O2) unrolls a window of up to 4
+    reads completely, a larger one keeps its loop over the window rows."""
     pixels = int(out_hw[0]) * int(out_hw[1])
     outputs = pixels * int(channels)
-    return [float(outputs * int(window[0]) * int(window[1])), float(outputs * int(window[0])), float(outputs),
+    reads = int(window[0]) * int(window[1])
+    return [float(outputs * reads), float(outputs * int(window[0])) if reads > 4 else 0.0, float(outputs),
             float(pixels), 1.0]
 
 

@@ -62,10 +62,11 @@ PRUNED_FC_SHAPES = ((200, 10), (49, 20), (300, 7), (72, 24), (36, 100), (490, 10
 #: Pooling and mean after filter pruning: odd channel counts and sizes.
 PRUNED_OTHER_SHAPES = {
     "max_pool2d": [{"height": h, "width": h, "channels": c, "window": k, "stride": k}
-                   for h, c, k in ((15, 13, 2), (9, 20, 3), (10, 37, 2), (6, 5, 2))],
+                   for h, c, k in ((15, 13, 2), (9, 20, 3), (10, 37, 2), (6, 5, 2), (4, 6, 2), (6, 3, 3))],
     "avg_pool2d": [{"height": h, "width": h, "channels": c, "window": k, "stride": k}
-                   for h, c, k in ((15, 13, 2), (9, 20, 3), (10, 37, 2), (6, 5, 2))],
-    "mean": [{"height": h, "width": h, "channels": c} for h, c in ((5, 13), (9, 40), (3, 7), (12, 20))],
+                   for h, c, k in ((15, 13, 2), (9, 20, 3), (10, 37, 2), (6, 5, 2), (4, 6, 2), (6, 3, 3))],
+    "mean": [{"height": h, "width": h, "channels": c}
+             for h, c in ((5, 13), (9, 40), (3, 7), (12, 20), (2, 9), (6, 3))],
 }
 #: Depthwise channel counts after filter pruning (H = W, stride per shape).
 PRUNED_DEPTHWISE = ((8, 13, 1), (12, 20, 2), (6, 37, 1), (10, 44, 1), (14, 7, 2), (7, 27, 1))
