@@ -405,7 +405,8 @@ def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target:
     ]
 
 
-DEPTHWISE_FEATURES = ["macs", "vector_steps", "tail_steps", "outputs", "pixels", "border_pixels", "call"]
+DEPTHWISE_FEATURES = ["macs", "vector_steps", "tail_steps", "outputs", "pixel_passes", "border_pixels", "channels",
+                      "call"]
 #: int8 lanes per depthwise vector step (MVE: 16; DSP: 4 per word).
 _DW_LANES = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
 
@@ -413,18 +414,21 @@ _DW_LANES = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
 def depthwise_features(shape: ConvShape, target: str) -> list:
     """Depthwise conv (:data:`DEPTHWISE_FEATURES`): per pixel and tap the channels in full vector
     steps, then the channels that do not fill the lanes (DSP: one at a time; MVE: one predicated
-    step), per pixel the tap pointers and requantization, and the pixels whose window leaves the
-    image (padded taps: a slower border path)."""
+    step), per pixel and pass over a block of channels the tap pointers (MVE: blocks of 64
+    channels), per output the requantization, and the pixels whose window leaves the image (padded
+    taps: a slower border path), per channel the layer's set-up (bias and requantization tables)."""
     core = _core(target)
     lanes = _DW_LANES[core]
     p = shape.pixels
     taps = shape.kh * shape.kw
     c = shape.cout
-    tail = int(c % lanes > 0) if core == "cortex-m55" else c % lanes
+    # the channels past the full vectors: MVE in predicated half vectors (8 lanes), DSP one at a time
+    tail = _ceil(c % lanes, 8) if core == "cortex-m55" else c % lanes
     rows, cols = _window_geometry(shape)
     inside = sum(r == (0, shape.kh) for r in rows) * sum(col == (0, shape.kw) for col in cols)
-    return [float(p * c * taps), float(p * taps * (c // lanes)), float(p * taps * tail), float(p * c), float(p),
-            float(p - inside), 1.0]
+    passes = _ceil(c, 64) if core == "cortex-m55" else 1
+    return [float(p * c * taps), float(p * taps * (c // lanes)), float(p * taps * tail), float(p * c),
+            float(p * passes), float(p - inside), float(c), 1.0]
 
 
 FC_FEATURES = ["row_steps", "block_steps", "row_tails", "block_tails", "outputs", "blocks", "call"]
