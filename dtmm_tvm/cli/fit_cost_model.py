@@ -1,7 +1,8 @@
 """``dtmm fit-cost-model --target dtmm/cortex-m4``: measure sampled layer shapes on the target's
 emulated board, fit the latency model and write the coefficients the pruner and the compiler
 use (``dtmm_tvm/costmodel/coefficients/<target>.json`` unless ``-o`` is given). Re-run it after
-changing a kernel."""
+changing a kernel: ``--remeasure GROUP,...`` measures the changed kernels' groups again and keeps
+the stored counts of the others; ``--reuse-measured`` alone refits on the stored counts."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ def add_parser(subparsers) -> None:
                              "shape, format, sparsity and seed) instead of running them again; only valid while "
                              "the kernels are unchanged")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
-    parser.add_argument("--formats", default=None,
-                        help="comma-separated conv formats to measure again (e.g. unstructured_csr,pattern); "
-                             "the other groups keep the shipped file's points")
+    parser.add_argument("--remeasure", default=None, metavar="GROUPS",
+                        help="comma-separated groups to measure again after their kernel changed (e.g. "
+                             "depthwise,conv/dense,fc; the groups are those of the coefficients file: conv/<format>, "
+                             "depthwise, fc, max_pool2d, avg_pool2d, mean, softmax, add); every other group keeps "
+                             "the shipped file's counts (implies --reuse-measured)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -43,26 +46,26 @@ def run(args) -> int:
     if args.output and output.exists() and not args.force:
         raise OutputExistsError(f"{output}: exists; pass --force to replace it")
     plan = fit.sample_plan(args.seed, args.conv_points, args.small_points)
+    reuse = None
+    remeasure = [g.strip() for g in args.remeasure.split(",") if g.strip()] if args.remeasure else []
+    if remeasure:
+        known = sorted({fit.group_of(p) for p in plan})
+        bad = [g for g in remeasure if g not in known]
+        if bad:
+            raise DTMMError(f"--remeasure: unknown group(s) {', '.join(bad)}; known: {', '.join(known)}")
+    if args.reuse_measured or remeasure:
+        import json
+
+        source = fit.coefficients_path(tag)
+        if not source.exists():
+            raise DTMMError(f"{source}: no stored points to reuse; run without --reuse-measured / --remeasure")
+        reuse = fit.reusable_points(json.loads(source.read_text()).get("points") or [], remeasure)
     bar = progress_bar(total=len(plan), desc=f"measuring {tag}", disable=args.quiet)
 
     def step(point):
         bar.update(1)
         bar.set_postfix_str(f"{point['kind']}/{point['fmt']} {point['instructions']} instr")
 
-    reuse = None
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
-    if formats:
-        from ..costmodel import CONV_FORMATS
-
-        bad = [f for f in formats if f not in CONV_FORMATS]
-        if bad:
-            raise DTMMError(f"--formats: unknown conv format(s) {bad}; known: {', '.join(CONV_FORMATS)}")
-    if (args.reuse_measured or formats) and fit.coefficients_path(tag).exists():
-        import json
-
-        stored = json.loads(fit.coefficients_path(tag).read_text()).get("points") or []
-        # --formats: every other group keeps its stored count; these formats are measured again
-        reuse = [p for p in stored if not (formats and p["kind"] == "conv" and p["fmt"] in formats)]
     try:
         doc = fit.fit_target(tag, seed=args.seed, conv_points=args.conv_points, small_points=args.small_points,
                              workers=args.workers, progress=step, reuse=reuse)

@@ -1,15 +1,22 @@
 """Features of one layer for the linear latency model, and the layer description they read.
 
 A layer's predicted instructions are ``coefficients[op/format] . features(layer)``: a sum of
-work counts that our micro-kernels repeat (MACs in SIMD chunks, kept filterlets visited per
-output pixel, im2col bytes, requantized outputs, per-call overhead). The counts are exact
-functions of the shape and the mask; only the per-count costs are fitted (see
-:mod:`dtmm_tvm.costmodel.fit`).
+work counts that our micro-kernels repeat, read off their loop structure (dot-product chunk
+steps, calls and partial-chunk tails per group of pixels, kept filterlets and runs decoded,
+im2col copies of in-image rows / taps and fills of padded ones, requantized outputs, per-call
+overhead). The counts are exact functions of the shape, the mask and the target's default
+schedule (chunk width, pixels per group); only the per-count costs are fitted (see
+:mod:`dtmm_tvm.costmodel.fit`). A kernel whose loops change needs its counts here changed too,
+then a refit (``dtmm fit-cost-model --remeasure GROUP``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 #: Weight formats a regular conv can be compiled to ("dense" = the dense micro-kernel).
 CONV_FORMATS = ("dense", "filterlet_csr", "filterlet_u8", "filterlet_bitmask", "unstructured_csr")
@@ -92,80 +99,272 @@ def _core(target: str) -> str:
 #: Dense convs with Cin not a multiple of the chunk and KH*KW*Cin up to this many bytes use the
 #: packed-patch im2col (mirrors dtmm_tvm.schedules.conv.PACKED_MAX).
 PACKED_MAX = 256
+#: Output channels per requantization tile of the MVE block kernel (TILE_CH of dtmm_conv_block_s8.c).
+_TILE_CH = 16 * 2
 
-CONV_FEATURES = ["simd_mac_steps", "dot_calls", "chunk_tails", "filterlet_visits", "im2col_chunks", "outputs",
-                 "channel_blocks", "call", "packed_im2col_taps", "im2col_taps", "im2col_partial_taps", "blocks"]
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
-#: Features of the unstructured format (dtmm_conv_csr_s8.c: gather P pixels' patches, walk
-#: every CSR row once per P pixels, requantize).
-UNSTRUCTURED_FEATURES = ["nonzero_visits", "gather_bytes", "gather_rows", "outputs", "channel_rows",
-                         "nonzero", "call"]
+def _extents(n_out: int, stride: int, pad: int, k: int, size: int) -> tuple:
+    """In-image kernel range ``[lo, hi)`` of every output index along one axis (dilation 1)."""
+    out = []
+    for o in range(n_out):
+        start = o * stride - pad
+        lo = min(max(0, -start), k)
+        out.append((lo, max(min(k, size - start), lo)))
+    return tuple(out)
+
+
+def _window_geometry(shape: ConvShape) -> tuple:
+    """Exact in-image window extents of every output row and column (the im2col kernels' ``ih``
+    test per kernel row and ``[lo, hi)`` range per pixel): ``(rows[oh], cols[ow])`` of
+    ``(lo, hi)`` pairs. Row and column extents are independent, so every per-pixel count of an
+    im2col is a product of a row sum and a column sum."""
+    oh, ow = shape.out_hw
+    return (_extents(oh, shape.strides[0], shape.padding[0], shape.kh, shape.height),
+            _extents(ow, shape.strides[1], shape.padding[1], shape.kw, shape.width))
+
+
+def _copy_steps(nbytes: int, core: str) -> tuple:
+    """(wide steps, narrow steps, tail) of one ``copy_chunks`` call of ``nbytes`` input bytes
+    (dtmm_conv_im2col_s8.c): MVE 64 bytes per wide step (group of 8), 16 per narrow step, a
+    predicated tail; DSP 8 bytes per wide step (group of 4), 4 per narrow, a scalar tail."""
+    wide, narrow = (64, 16) if core == "cortex-m55" else (8, 4)
+    return nbytes // wide, (nbytes % wide) // narrow, int(nbytes % narrow > 0)
+
+
+def _im2col_counts(shape: ConvShape, core: str, packed: bool) -> list:
+    """Exact event counts of one layer's im2col (all blocks), in :data:`IM2COL_FEATURES` order."""
+    return list(_im2col_counts_cached(shape.height, shape.width, shape.cin, shape.kh, shape.kw,
+                                      tuple(shape.strides), tuple(shape.padding), core, packed))
+
+
+@lru_cache(maxsize=4096)
+def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, packed) -> tuple:
+    shape = ConvShape(height, width, cin, cin, kh, kw, strides, padding)
+    mve = core == "cortex-m55"
+    ch = _CHUNK[core]
+    p = shape.pixels
+    rows, cols = _window_geometry(shape)
+    sum_rows = sum(hi - lo for lo, hi in rows)        # in-image kernel rows over output rows
+    rows_in = sum_rows * len(cols)                     # ... over pixels
+    rows_out = p * kh - rows_in
+    taps_in = sum_rows * sum(hi - lo for lo, hi in cols)
+    pad_runs = rows_out + sum_rows * sum(int(lo > 0) + int(hi < kw) for lo, hi in cols)
+    if packed:
+        # per in-image kernel row one patch copy of (hi - lo) * Cin bytes and fills of the padded
+        # taps, per padded row one fill; then per pixel one copy of the patch into the chunk layout
+        def steps(nbytes):   # patch_copy / patch_fill: MVE predicated 16-byte steps, DSP words + bytes
+            return (_ceil(nbytes, 16), 0) if mve else (nbytes // 4, nbytes % 4)
+
+        copy_w = copy_b = fill = 0
+        for lo, hi in cols:
+            w_, b_ = steps((hi - lo) * cin)
+            copy_w += sum_rows * w_
+            copy_b += sum_rows * b_
+            for nb in (lo * cin, (kw - hi) * cin):
+                fw, fb = steps(nb)
+                fill += sum_rows * (fw + fb)
+        fw, fb = steps(kw * cin)
+        fill += rows_out * (fw + fb)
+        patch = _copy_steps(kh * kw * cin, core)
+        return (0, 0, 0, p, p * patch[0], p * patch[1], p * patch[2], 0, pad_runs, rows_in, copy_w, copy_b, fill)
+    wide = narrow = tail = 0
+    if cin % ch == 0:  # a kernel row's in-image taps are one contiguous copy
+        calls = rows_in
+        for lo, hi in cols:
+            w_, n_, t_ = _copy_steps((hi - lo) * cin, core)
+            wide, narrow, tail = wide + sum_rows * w_, narrow + sum_rows * n_, tail + sum_rows * t_
+    else:
+        calls = taps_in
+        w_, n_, t_ = _copy_steps(cin, core)
+        wide, narrow, tail = taps_in * w_, taps_in * n_, taps_in * t_
+    pad_chunks = (p * kh * kw - taps_in) * _ceil(cin, ch)
+    return (rows_in, rows_out, calls, p, wide, narrow, tail, pad_chunks, pad_runs, 0, 0, 0, 0)
+
+
+#: im2col features (dtmm_conv_im2col_s8.c; the packed patch's own counts last).
+IM2COL_FEATURES = ["im2col_rows_in", "im2col_rows_out", "im2col_copy_calls", "im2col_pixels", "im2col_copy_wide",
+                   "im2col_copy_narrow", "im2col_copy_tails", "im2col_pad_chunks", "im2col_pad_runs",
+                   "patch_rows_in", "patch_copy_steps", "patch_copy_bytes", "patch_fill_steps"]
+#: Block-kernel features (dtmm_conv_block_s8.c), then the im2col's, then the call.
+CONV_FEATURES = ["dot_steps", "dot_calls", "dot_tails", "filterlet_visits", "runs", "pair_steps", "pair_calls",
+                 "pair_tails", "channel_blocks", "tiles", "outputs", "requant_groups", "requant_tail_pixels",
+                 "blocks", *IM2COL_FEATURES, "call"]
+#: Features whose per-event cost is the same code for every regular format (the im2col, the
+#: requantization, the dot-product loop body): fitted jointly over the formats
+#: (:func:`dtmm_tvm.costmodel.fit.fit_points`); the rest are fitted per format.
+SHARED_CONV_FEATURES = ("dot_steps", "dot_tails", "outputs", "requant_groups", "requant_tail_pixels", "tiles",
+                        *IM2COL_FEATURES)
+
+
+#: Features of the unstructured format (dtmm_conv_csr_s8.c: per block of P pixels either read
+#: in place (every window inside the image) or gather the P patches, walk every CSR row once,
+#: requantize).
+UNSTRUCTURED_FEATURES = ["direct_steps", "gather_steps", "row_walks", "gather_runs", "gather_bytes_small",
+                         "gather_bytes_large", "gathered_pixels", "outputs", "requant_steps", "table", "nonzero",
+                         "call"]
 #: Output pixels per CSR row walk (mirrors dtmm_tvm.ops.conv2d_unstructured.csr_pixels).
 _CSR_PIXELS = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 8}
 
 
+def _csr_counts(shape: ConvShape, pixels_per_block: int) -> tuple:
+    return _csr_counts_cached(shape.height, shape.width, shape.cin, shape.kh, shape.kw, tuple(shape.strides),
+                              tuple(shape.padding), pixels_per_block)
+
+
+@lru_cache(maxsize=4096)
+def _csr_counts_cached(height, width, cin, kh, kw, strides, padding, ppb) -> tuple:
+    """Exact counts of the unstructured kernel's blocks: (blocks read in place, blocks gathered,
+    gathered pixels, gather copy / fill calls, bytes moved by byte loops, bytes moved by
+    memcpy / memset). A block is read in place when every pixel's window lies inside the image;
+    a gathered pixel copies each kernel row in one run when it lies inside the image (a padded
+    row is one fill), else tap by tap; runs under 16 bytes are byte loops."""
+    shape = ConvShape(height, width, cin, cin, kh, kw, strides, padding)
+    rows, cols = _window_geometry(shape)
+    ow = len(cols)
+    p = shape.pixels
+    direct = gathered = gpix = calls = small = large = 0
+    for p0 in range(0, p, ppb):
+        block = range(p0, min(p, p0 + ppb))
+        if all(rows[q // ow] == (0, kh) and cols[q % ow] == (0, kw) for q in block):
+            direct += 1
+            continue
+        gathered += 1
+        for q in block:
+            gpix += 1
+            (rlo, rhi), (clo, chi) = rows[q // ow], cols[q % ow]
+            nin = rhi - rlo
+            whole = (clo, chi) == (0, kw)
+            long_runs = kh - nin + (nin if whole else 0)      # runs of KW*Cin bytes
+            short_runs = 0 if whole else nin * kw             # runs of Cin bytes
+            calls += long_runs + short_runs
+            for n_runs, length in ((long_runs, kw * cin), (short_runs, cin)):
+                if length < 16:
+                    small += n_runs * length
+                else:
+                    large += n_runs * length
+    return direct, gathered, gpix, calls, small, large
+
+
+@lru_cache(maxsize=4096)
+def _expected_steps_cached(k: int, mean: float, step: int) -> float:
+    q = min(max(mean / k, 0.0), 1.0)
+    if q in (0.0, 1.0):
+        return float(_ceil(int(round(q * k)), step))
+    x = np.arange(k + 1)
+    logpmf = (np.array([math.lgamma(k + 1) - math.lgamma(i + 1) - math.lgamma(k - i + 1) for i in range(k + 1)])
+              + x * math.log(q) + (k - x) * math.log1p(-q))
+    return float(np.dot(np.exp(logpmf), -(-x // step)))
+
+
+def _expected_steps(k: int, mean: float, step: int) -> float:
+    """Expected ``ceil(X / step)`` of a CSR row's non-zero count ``X`` ~ Binomial(``k``, mean / k):
+    the row walk's vector steps when the non-zeros are spread at random over the rows."""
+    return _expected_steps_cached(int(k), round(float(mean), 6), int(step))
+
+
 def unstructured_features(shape: ConvShape, target: str) -> list:
     """Feature vector of a conv in the unstructured CSR format (:data:`UNSTRUCTURED_FEATURES`)."""
+    core = _core(target)
+    mve = core == "cortex-m55"
+    ppb = _CSR_PIXELS[core]
     p = shape.pixels
-    blocks = -(-p // _CSR_PIXELS[_core(target)])
     nnz = shape.nnz
+    direct, gathered, gpix, calls, small, large = _csr_counts(shape, ppb)
+    # MVE walks a row 8 non-zeros per step (a predicated last step, none for an empty row); the
+    # scalar path one non-zero per step.
+    per_row = shape.cout * _expected_steps(shape.kh * shape.kw * shape.cin, nnz / max(shape.cout, 1), 8) if mve \
+        else float(nnz)
+    blocks = direct + gathered
     return [
-        float(blocks * nnz),                          # each non-zero once per row walk (P pixels)
-        float(p * shape.kh * shape.kw * shape.cin),   # gathered patch bytes
-        float(p * shape.kh),                          # gathered kernel rows (one copy each)
+        float(direct * per_row),                      # row-walk steps read in place (+ table gather)
+        float(gathered * per_row),                    # row-walk steps over gathered patches
+        float(blocks * shape.cout),                   # per row and block: bias, accumulators, loop
+        float(calls),                                 # gather copy / fill calls
+        float(small),                                 # bytes moved by byte loops
+        float(large),                                 # bytes moved by memcpy / memset
+        float(gpix),                                  # per gathered pixel: window, row pointers
         float(p * shape.cout),                        # requantize + store each output
-        float(blocks * shape.cout),                   # per channel per row walk: row setup, tails
+        float(blocks * shape.cout * (ppb // 4)) if mve else 0.0,   # MVE 4-pixel requant vectors
+        float(shape.kh * shape.kw * shape.cin),       # column table, once per call
         float(nnz),                                   # bias fold, once per call
         1.0,                                          # call overhead
     ]
 
 
+def _dot_counts(shape: ConvShape, fmt: str, core: str, packed: bool) -> tuple:
+    """Per pixel group: (steps, calls, tails) of the one-filter dot product ``dot_g``,
+    (steps, calls, tails) of the MVE two-filter dense path ``dot_pair4``, filterlet visits and
+    runs of the sparse decode."""
+    ch = _CHUNK[core]
+    taps = shape.kh * shape.kw
+    cout = shape.cout
+    kk, cin = (1, taps * shape.cin) if packed else (taps, shape.cin)
+    aligned = cin % ch == 0
+    full, rest = cin // ch, cin % ch
+    pair_channels = 0
+    if core == "cortex-m55" and fmt == "dense" and (aligned or kk == 1) and cin > 0:
+        # two filters at a time inside each 32-channel tile; an odd last channel alone
+        pair_channels = sum(2 * (min(_TILE_CH, cout - t) // 2) for t in range(0, cout, _TILE_CH))
+    pairs = pair_channels // 2
+    n_pair = kk * _ceil(cin, ch) if aligned else full
+    pair = (2 * pairs * n_pair, 2 * pairs, 2 * pairs * int(rest > 0 and not aligned))
+    singles = cout - pair_channels
+    if fmt == "dense":
+        kept = singles * kk
+        runs = singles
+        visits = runs_decoded = 0.0
+    else:
+        kept = shape.kept
+        runs = shape.runs
+        visits, runs_decoded = float(kept), float(runs)
+    if aligned:
+        dot = (kept * (cin // ch), runs, 0.0)
+    else:
+        dot = (kept * full, kept, kept * int(rest > 0))
+    return dot, pair, visits, runs_decoded
+
+
 def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
-    """Feature vector of a regular conv compiled in ``fmt`` for ``target`` (the kernel's loop
-    structure: dtmm_conv_block_s8.c visits kept taps in runs, one dot-product call per run when
-    Cin fills whole chunks, else one call plus a tail chunk per filterlet)."""
+    """Feature vector of a regular conv compiled in ``fmt`` for ``target``
+    (:data:`CONV_FEATURES`): exact counts of the loops of dtmm_conv_block_s8.c and
+    dtmm_conv_im2col_s8.c under the default schedule. The block kernel always computes a whole
+    group of G pixels (a partial last block too), visits the kept taps in runs (one dot-product
+    call per run when Cin fills whole chunks, else one call plus a partial-chunk tail per
+    filterlet), and with MVE takes dense filters two at a time; requantization is per channel
+    and group (DSP) or 4 channels x 1 pixel per vector (MVE, a predicated path for the last
+    Cout % 4 channels)."""
     if fmt == UNSTRUCTURED:
         return unstructured_features(shape, target)
     core = _core(target)
-    ch = _CHUNK[core]
     ppb = _PIXELS_PER_BLOCK[core]
     p = shape.pixels
-    taps = shape.kh * shape.kw
     cin = shape.cin
-    aligned = cin % ch == 0
-    chunks = -(-cin // ch)
-    blocks = -(-p // ppb)
-    packed = fmt == "dense" and not aligned and taps * cin <= PACKED_MAX
-    if packed:
-        # Packed patch: one contiguous run of ceil(KH*KW*Cin / CH) chunks per filter.
-        row = -(-(taps * cin) // ch)
-        mac, calls, tails, visits, im2col = shape.cout * row, shape.cout, 0.0, 0.0, row
-    else:
-        kept = shape.cout * taps if fmt == "dense" else shape.kept
-        runs = shape.cout if fmt == "dense" else shape.runs
-        mac = kept * (cin // ch)
-        calls = runs if aligned else kept
-        tails = 0.0 if aligned else kept
-        visits = 0.0 if fmt == "dense" else kept
-        im2col = taps * chunks
+    blocks = _ceil(p, ppb)
+    packed = fmt == "dense" and cin % _CHUNK[core] != 0 and shape.kh * shape.kw * cin <= PACKED_MAX
+    dot, pair, visits, runs = _dot_counts(shape, fmt, core, packed)
+    mve = core == "cortex-m55"
+    cout = shape.cout
     return [
-        float(p * mac),                   # SIMD MAC steps (full chunks)
-        float(blocks * calls),            # dot-product calls per pixel block
-        float(blocks * tails),            # leftover-chunk handling per filterlet per block
-        float(blocks * visits),           # index decode per kept filterlet per block
-        float(p * im2col),                # im2col chunks per pixel
-        float(p * shape.cout),            # requantize + store each output
-        float(blocks * shape.cout),       # per output channel per block: loop + bias setup
-        1.0,                              # call overhead
-        # im2col per tap and pixel (bounds check, address, copy setup): separately for the packed
-        # patch (Cin bytes appended at an unaligned offset), the chunk layout, and taps whose
-        # Cin leaves a partial chunk (zero fill). With MVE's 16-byte chunks these dominate the
-        # copy itself (without them the M55 fit missed held-out shapes by up to 22%).
-        float(p * taps) if packed else 0.0,
-        float(p * taps),
-        float(p * taps) if (not aligned and not packed) else 0.0,
-        float(blocks),                    # per pixel block: im2col call, accumulator tile, requant pass
+        float(blocks * dot[0]),                       # dot_g chunk steps (G pixels each)
+        float(blocks * dot[1]),                       # dot_g calls
+        float(blocks * dot[2]),                       # partial-chunk tails
+        float(blocks * visits),                       # sparse index decode per kept filterlet
+        float(blocks * runs),                         # ... per run of consecutive taps
+        float(blocks * pair[0]),                      # MVE dense 2-filter x 4-pixel chunk steps
+        float(blocks * pair[1]),                      # ... calls
+        float(blocks * pair[2]),                      # ... partial-chunk tails
+        float(blocks * cout),                         # per channel and group: bias, loop
+        float(blocks * _ceil(cout, _TILE_CH)) if mve else 0.0,   # MVE requantization tiles
+        float(p * cout),                              # requantize + store each output
+        float(blocks * _ceil(cout, 4)) if mve else 0.0,          # MVE 4-channel requant set-up
+        float(p * (cout % 4 > 0)) if mve else 0.0,    # MVE predicated requant of the last channels
+        float(blocks),                                # per block: im2col and block calls
+        *_im2col_counts(shape, core, packed),
+        1.0,                                          # call overhead
     ]
 
 
@@ -175,20 +374,23 @@ _PATTERN_PG = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 8}
 _PATTERN_GATHER_STEP = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
 
 PATTERN_FEATURES = ["kernel_visits", "filter_blocks", "outputs", "gather_steps", "gather_tails",
-                    "pattern_pixels", "kept_kernels", "patterns", "call"]
+                    "pattern_pixels", "pixels", "kept_kernels", "patterns", "call"]
 
 
 def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target: str) -> list:
     """Feature vector of a regular conv compiled in the pattern format (dtmm_conv_pattern_s8.c:
     per block of PG pixels a gather of every pattern's 4 taps over Cin, then per filter one
-    dot-product step per kept kernel (MVE: per 4 kept kernels), then requantization)."""
+    dot-product step per kept kernel (MVE: per 4 kept kernels of a filter), then requantization)."""
     core = _core(target)
     pg = _PATTERN_PG[core]
     step = _PATTERN_GATHER_STEP[core]
     p = shape.pixels
     blocks = -(-p // pg)
     kept = int(kept_kernels)
-    visits = kept / 4.0 if core == "cortex-m55" else float(kept)
+    # MVE: per filter ceil(kept kernels / 4) steps (the filter's kept kernels spread at random
+    # over its Cin input channels)
+    visits = (shape.cout * _expected_steps(shape.cin, kept / max(shape.cout, 1), 4) if core == "cortex-m55"
+              else float(kept))
     return [
         float(blocks * visits),                         # inner dot-product steps
         float(blocks * shape.cout),                     # per filter per block: bias, loop, tail
@@ -196,45 +398,85 @@ def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target:
         float(p * patterns * (shape.cin // step)),      # vector gather steps
         float(p * patterns * (shape.cin % step)),       # scalar gather of the channel tail
         float(p * patterns),                            # tap pointers per pattern per pixel
+        float(p),                                       # per pixel: window origin, the layer's tap pointers
         float(kept),                                    # effective bias (4 weights per kept kernel)
         float(patterns),                                # tap offsets of the pattern table
         1.0,                                            # call overhead
     ]
 
 
+DEPTHWISE_FEATURES = ["macs", "vector_steps", "tail_steps", "outputs", "pixel_passes", "border_pixels", "channels",
+                      "call"]
+#: int8 lanes per depthwise vector step (MVE: 16; DSP: 4 per word).
+_DW_LANES = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
+
+
 def depthwise_features(shape: ConvShape, target: str) -> list:
+    """Depthwise conv (:data:`DEPTHWISE_FEATURES`): per pixel and tap the channels in full vector
+    steps, then the channels that do not fill the lanes (DSP: one at a time; MVE: one predicated
+    step), per pixel and pass over a block of channels the tap pointers (MVE: blocks of 64
+    channels), per output the requantization, and the pixels whose window leaves the image (padded
+    taps: a slower border path), per channel the layer's set-up (bias and requantization tables)."""
+    core = _core(target)
+    lanes = _DW_LANES[core]
     p = shape.pixels
     taps = shape.kh * shape.kw
-    return [float(p * shape.cout * taps), float(p * shape.cout), float(p), 1.0]
+    c = shape.cout
+    # the channels past the full vectors: MVE in predicated half vectors (8 lanes), DSP one at a time
+    tail = _ceil(c % lanes, 8) if core == "cortex-m55" else c % lanes
+    rows, cols = _window_geometry(shape)
+    inside = sum(r == (0, shape.kh) for r in rows) * sum(col == (0, shape.kw) for col in cols)
+    passes = _ceil(c, 64) if core == "cortex-m55" else 1
+    return [float(p * c * taps), float(p * taps * (c // lanes)), float(p * taps * tail), float(p * c),
+            float(p * passes), float(p - inside), float(c), 1.0]
+
+
+FC_FEATURES = ["row_steps", "block_steps", "row_tails", "block_tails", "outputs", "blocks", "call"]
+#: Output rows per block of the fully connected kernel (its default schedule: 4, then 2, then 1).
+_FC_ROWS = 4
 
 
 def fc_features(in_features: int, out_features: int, target: str) -> list:
-    ch = _CHUNK[_core(target)]
-    return [float(out_features * -(-in_features // ch)), float(out_features), float(in_features), 1.0]
+    """Fully connected (:data:`FC_FEATURES`, dtmm_fully_connected_s8.c): rows in blocks of 4, then 2,
+    then 1 sharing each input load; per block ``K // CH`` vector steps, then the last ``K % CH``
+    inputs (MVE: one predicated step per block; DSP: a scalar loop per row and input)."""
+    core = _core(target)
+    ch = _CHUNK[core]
+    k, o = int(in_features), int(out_features)
+    blocks = o // _FC_ROWS + (o % _FC_ROWS) // 2 + o % 2
+    rest = k % ch
+    row_tails = o * int(rest > 0) if core == "cortex-m55" else o * rest
+    return [float(o * (k // ch)), float(blocks * (k // ch)), float(row_tails), float(blocks * int(rest > 0)), float(o),
+            float(blocks), 1.0]
 
 
 #: Non-conv operators the cost model prices (what the pruner's Keras models lower to): group ->
 #: feature names. Their cost barely changes with pruning (only through the channels kept), but
 #: whole-model predictions must include them to track measured totals.
 OTHER_OP_FEATURES = {
-    "max_pool2d": ["window_reads", "outputs", "output_pixels", "call"],
-    "avg_pool2d": ["window_reads", "outputs", "output_pixels", "call"],
-    "mean": ["inputs", "outputs", "call"],
+    "max_pool2d": ["window_reads", "window_row_loops", "outputs", "output_pixels", "call"],
+    "avg_pool2d": ["window_reads", "window_row_loops", "outputs", "output_pixels", "call"],
+    "mean": ["inputs", "input_rows", "outputs", "call"],
     "softmax": ["elements", "rows", "call"],
     "add": ["elements", "call"],
 }
 
 
 def pool_features(out_hw: tuple, channels: int, window: tuple) -> list:
-    """Max / average pool (NHWC, batch 1): every output reads its window's elements."""
+    """Max / average pool (NHWC, batch 1; TIR loops, one output at a time, constant trip counts):
+    every output reads its window's elements; the C compiler (-O2) unrolls a window of up to 4
+    reads completely, a larger one keeps its loop over the window rows."""
     pixels = int(out_hw[0]) * int(out_hw[1])
     outputs = pixels * int(channels)
-    return [float(outputs * int(window[0]) * int(window[1])), float(outputs), float(pixels), 1.0]
+    reads = int(window[0]) * int(window[1])
+    return [float(outputs * reads), float(outputs * int(window[0])) if reads > 4 else 0.0, float(outputs),
+            float(pixels), 1.0]
 
 
 def mean_features(height: int, width: int, channels: int) -> list:
-    """MEAN over H and W (Keras' GlobalAveragePooling2D in TFLite)."""
-    return [float(height * width * channels), float(channels), 1.0]
+    """MEAN over H and W (Keras' GlobalAveragePooling2D in TFLite; TIR loops per channel over the
+    rows, then the columns)."""
+    return [float(height * width * channels), float(height * channels), float(channels), 1.0]
 
 
 def softmax_features(rows: int, depth: int) -> list:

@@ -23,7 +23,8 @@ from .features import (CONV_FEATURES, CONV_FORMATS, OTHER_OP_FEATURES, PATTERN_F
                        add_features, conv_features, depthwise_features, fc_features, mean_features,
                        pattern_features, pool_features, softmax_features)
 
-from .features import UNSTRUCTURED, UNSTRUCTURED_FEATURES
+from .features import (DEPTHWISE_FEATURES, FC_FEATURES, SHARED_CONV_FEATURES, UNSTRUCTURED,
+                       UNSTRUCTURED_FEATURES)
 
 SPARSE_FORMATS = tuple(f for f in CONV_FORMATS[1:] if f != UNSTRUCTURED)
 #: Element sparsities of the unstructured format's points (two per conv shape, 1x1 included).
@@ -52,13 +53,40 @@ OTHER_OP_SHAPES = {
 }
 
 
-def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, heldout_every: int = 4):
+#: Shapes of pruned layers appended to the plan (see :func:`sample_plan`): filter pruning leaves
+#: any Cout, and the next layer any Cin, so the kernels' partial-chunk, odd-channel and
+#: partial-block paths are measured, not only the multiples of 4 / 8 of the regular shapes.
+PRUNED_CONV_POINTS = 16
+#: Fully connected (in, out) after filter pruning: odd feature counts.
+PRUNED_FC_SHAPES = ((200, 10), (49, 20), (300, 7), (72, 24), (36, 100), (490, 10), (20, 5), (162, 48))
+#: Pooling and mean after filter pruning: odd channel counts and sizes.
+PRUNED_OTHER_SHAPES = {
+    "max_pool2d": [{"height": h, "width": h, "channels": c, "window": k, "stride": k}
+                   for h, c, k in ((15, 13, 2), (9, 20, 3), (10, 37, 2), (6, 5, 2), (4, 6, 2), (6, 3, 3))],
+    "avg_pool2d": [{"height": h, "width": h, "channels": c, "window": k, "stride": k}
+                   for h, c, k in ((15, 13, 2), (9, 20, 3), (10, 37, 2), (6, 5, 2), (4, 6, 2), (6, 3, 3))],
+    "mean": [{"height": h, "width": h, "channels": c}
+             for h, c in ((5, 13), (9, 40), (3, 7), (12, 20), (2, 9), (6, 3))],
+}
+#: Depthwise channel counts after filter pruning (H = W, stride per shape).
+PRUNED_DEPTHWISE = ((8, 13, 1), (12, 20, 2), (6, 37, 1), (10, 44, 1), (14, 7, 2), (7, 27, 1))
+
+
+def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, heldout_every: int = 4,
+                pruned_points: int = PRUNED_CONV_POINTS):
     """The measurement plan: a list of dicts ``{kind, fmt, shape, sparsity, heldout}``.
 
     Regular convs: ``conv_points`` (shape, sparsity) pairs, each measured dense (at its sparsity:
     the dense kernel's cost does not depend on it) and in every sparse format. Every
     ``heldout_every``-th pair is held out of the fit. Depthwise: ``small_points``; FC: the fixed
     :data:`FC_SHAPES`; pooling, mean, softmax and add: :data:`OTHER_OP_SHAPES`.
+
+    Then (appended, from their own generator, so the points before keep their seeds and stored
+    counts) ``pruned_points`` conv shapes of pruned layers - any Cin in 1..64, any Cout in 4..48,
+    odd output sizes - in the dense, filterlet and unstructured formats and one pattern point per
+    3x3 shape, with :data:`PRUNED_DEPTHWISE`, :data:`PRUNED_FC_SHAPES` and
+    :data:`PRUNED_OTHER_SHAPES`; every
+    ``heldout_every``-th of each held out.
     """
     rng = np.random.default_rng(seed)
     # the pattern kernel's points draw from their own stream: the other points stay as they were
@@ -117,6 +145,41 @@ def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, hel
         for j, sparsity in enumerate(urng.choice(UNSTRUCTURED_SPARSITIES, size=2, replace=False)):
             plan.append(dict(kind="conv", fmt=UNSTRUCTURED, shape=shape, sparsity=float(sparsity),
                              heldout=(2 * i + j) % heldout_every == heldout_every - 1))
+    plan += _pruned_plan(seed, pruned_points, heldout_every)
+    return plan
+
+
+def _pruned_plan(seed: int, points: int, heldout_every: int) -> list:
+    """The pruned-layer part of :func:`sample_plan`."""
+    rng = np.random.default_rng(seed + 2000)
+    plan = []
+    for i in range(points):
+        hw = int(rng.choice([5, 7, 8, 9, 11, 12, 14, 16]))
+        cin = int(rng.integers(1, 65))
+        cout = int(rng.integers(4, 49))
+        k = int(rng.choice([3, 3, 3, 1, 5]))
+        s = int(rng.choice([1, 1, 2]))
+        sparsity = 0.0 if k == 1 else float(rng.choice([0.3, 0.5, 0.7, 0.85, 0.95]))
+        shape = ConvShape(hw, hw, cin, cout, k, k, (s, s), _same_padding(hw, hw, k, s))
+        heldout = i % heldout_every == heldout_every - 1
+        for fmt in ("dense", *SPARSE_FORMATS) if k > 1 else ("dense",):
+            plan.append(dict(kind="conv", fmt=fmt, shape=shape, sparsity=sparsity, heldout=heldout))
+        for sp in rng.choice(UNSTRUCTURED_SPARSITIES, size=2, replace=False):
+            plan.append(dict(kind="conv", fmt=UNSTRUCTURED, shape=shape, sparsity=float(sp), heldout=heldout))
+        if k == 3:
+            plan.append(dict(kind="conv", fmt="pattern", shape=shape, sparsity=float(rng.choice([0.0, 0.3, 0.5, 0.7])),
+                             patterns=int(rng.choice([4, 6, 8, 12, 16])), heldout=heldout))
+    for i, (hw, c, s) in enumerate(PRUNED_DEPTHWISE):
+        shape = ConvShape(hw, hw, c, c, 3, 3, (s, s), _same_padding(hw, hw, 3, s), depthwise=True)
+        plan.append(dict(kind="depthwise", fmt="dense", shape=shape, sparsity=0.0,
+                         heldout=i % heldout_every == heldout_every - 1))
+    for i, (fin, fout) in enumerate(PRUNED_FC_SHAPES):
+        plan.append(dict(kind="fc", fmt="dense", shape={"in_features": fin, "out_features": fout},
+                         sparsity=0.0, heldout=i % heldout_every == heldout_every - 1))
+    for kind, shapes in PRUNED_OTHER_SHAPES.items():
+        for i, shape in enumerate(shapes):
+            plan.append(dict(kind=kind, fmt="dense", shape=dict(shape), sparsity=0.0,
+                             heldout=i % heldout_every == heldout_every - 1))
     return plan
 
 
@@ -194,17 +257,57 @@ def nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return coef
 
 
+#: The regular conv formats share one kernel pair (dtmm_conv_im2col_s8 + dtmm_conv_block_s8):
+#: their :data:`~dtmm_tvm.costmodel.features.SHARED_CONV_FEATURES` get one coefficient each,
+#: fitted on all of their points together; the other features one per format.
+JOINT_CONV_GROUPS = tuple(f"conv/{f}" for f in CONV_FORMATS if f != UNSTRUCTURED)
+
+
 def fit_points(points: list, target: str) -> dict:
-    """``{group: coefficients}`` fitted on the points that are not held out."""
+    """``{group: coefficients}`` fitted on the points that are not held out (the regular conv
+    formats jointly, see :data:`JOINT_CONV_GROUPS`)."""
     groups: dict = {}
     for p in points:
         if not p.get("heldout") and p.get("instructions"):
             groups.setdefault(group_of(p), []).append(p)
     out = {}
     for g, pts in groups.items():
+        if g in JOINT_CONV_GROUPS:
+            continue
         x = np.array([features_of(p, target) for p in pts])
         y = np.array([p["instructions"] for p in pts], dtype=np.float64)
         out[g] = [float(c) for c in nnls_relative(x, y)]
+    joint = [g for g in JOINT_CONV_GROUPS if g in groups]
+    if joint:
+        out.update(_fit_joint({g: groups[g] for g in joint}, target))
+    return out
+
+
+def _fit_joint(groups: dict, target: str) -> dict:
+    """One non-negative relative least squares over several groups with the same feature list:
+    shared features one column for all, the others one column per group."""
+    n = len(CONV_FEATURES)
+    shared = [i for i, name in enumerate(CONV_FEATURES) if name in SHARED_CONV_FEATURES]
+    own = [i for i in range(n) if i not in shared]
+    names = list(groups)
+    rows, ys = [], []
+    for gi, g in enumerate(names):
+        for p in groups[g]:
+            f = features_of(p, target)
+            row = [f[i] for i in shared] + [0.0] * (len(own) * len(names))
+            for j, i in enumerate(own):
+                row[len(shared) + gi * len(own) + j] = f[i]
+            rows.append(row)
+            ys.append(p["instructions"])
+    coef = nnls_relative(np.array(rows), np.array(ys, dtype=np.float64))
+    out = {}
+    for gi, g in enumerate(names):
+        c = [0.0] * n
+        for j, i in enumerate(shared):
+            c[i] = float(coef[j])
+        for j, i in enumerate(own):
+            c[i] = float(coef[len(shared) + gi * len(own) + j])
+        out[g] = c
     return out
 
 
@@ -230,9 +333,23 @@ def _shape_json(shape):
 def _point_key(point: dict) -> str:
     shape = point["shape"]
     shape = {k: v for k, v in (asdict(shape) if isinstance(shape, ConvShape) else dict(shape)).items()
-             if k not in ("kept_filterlets", "kept_runs")}
+             if k not in ("kept_filterlets", "kept_runs", "nonzero_weights")}  # outcomes of the seed
     return json.dumps([point["kind"], point["fmt"], shape, point["sparsity"]], sort_keys=True,
                       default=lambda v: list(v))
+
+
+def reusable_points(stored: list, remeasure=()) -> list:
+    """The stored points (a coefficients file's ``points``) whose counts a refit may take over:
+    those with a count, outside the groups in ``remeasure`` (groups whose kernels changed)."""
+    remeasure = set(remeasure)
+    return [p for p in stored if p.get("instructions") and group_of(p) not in remeasure]
+
+
+def reused(plan: list, reuse: list | None) -> list:
+    """Per plan point, the stored point it takes its count from (same kind, format, shape,
+    sparsity and seed = plan index), or None: it is measured."""
+    known = {(_point_key(p), p.get("seed")): p for p in (reuse or []) if p.get("instructions")}
+    return [known.get((_point_key(point), i)) for i, point in enumerate(plan)]
 
 
 def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, build_dir=None,
@@ -254,9 +371,7 @@ def measure_plan(plan: list, target: str, *, workers: int = 2, progress=None, bu
     with tempfile.TemporaryDirectory(prefix="dtmm-costfit-", dir=build_dir) as tmp, \
             ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = []
-        known = {(_point_key(p), p.get("seed")): p for p in (reuse or []) if p.get("instructions")}
-        for i, point in enumerate(plan):
-            old = known.get((_point_key(point), i))
+        for i, (point, old) in enumerate(zip(plan, reused(plan, reuse))):
             if old is not None:
                 point = dict(old, heldout=point["heldout"])
                 futures.append((point, None))
@@ -306,9 +421,8 @@ def fit_target(target: str, *, seed: int = 0, conv_points: int = 20, small_point
     points = measure_plan(plan, tag, workers=workers, progress=progress, build_dir=build_dir, reuse=reuse)
     doc = document(points, tag, DEFAULT_BOARD[tag], seed=seed, seconds=time.time() - started)
     if reuse:
-        known = {(_point_key(p), p.get("seed")) for p in reuse if p.get("instructions")}
         # "seconds" then times only the points measured in this run
-        doc["reused_points"] = sum((_point_key(p), i) in known for i, p in enumerate(plan))
+        doc["reused_points"] = sum(old is not None for old in reused(plan, reuse))
     return doc
 
 
@@ -325,8 +439,7 @@ def document(points: list, tag: str, board: str, seed: int = 0, seconds: float =
         "measure": "instructions per inference (QEMU -icount), one-layer artifacts, default schedules",
         "features": {"conv": CONV_FEATURES, f"conv/{UNSTRUCTURED}": UNSTRUCTURED_FEATURES,
                      "conv/pattern": PATTERN_FEATURES,
-                     "depthwise": ["macs", "outputs", "pixels", "call"],
-                     "fc": ["mac_chunks", "outputs", "inputs", "call"], **OTHER_OP_FEATURES},
+                     "depthwise": DEPTHWISE_FEATURES, "fc": FC_FEATURES, **OTHER_OP_FEATURES},
         "coefficients": coefficients,
         "heldout_max_abs_error": max((abs(r["error"]) for r in held), default=None),
         "heldout_by_group": group_errors(held),

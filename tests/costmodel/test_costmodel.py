@@ -9,7 +9,7 @@ import pytest
 
 from dtmm_tvm import costmodel
 from dtmm_tvm.costmodel import fit as cmfit
-from dtmm_tvm.costmodel.features import ConvShape
+from dtmm_tvm.costmodel.features import CONV_FEATURES, SHARED_CONV_FEATURES, ConvShape
 from dtmm_tvm.sparsity import FORMATS, pack_filterlets_as
 
 GOAL = 0.10
@@ -63,14 +63,21 @@ def test_nnls_relative_recovers_known_coefficients():
 def test_fit_points_and_heldout_errors_on_synthetic_measurements():
     target = "dtmm/cortex-m4"
     plan = cmfit.sample_plan(seed=3, conv_points=20, small_points=6)
-    true = {"conv/dense": [2.0, 30, 50, 0, 5, 40, 20, 500, 12, 30, 0, 70],
-            "conv/filterlet_csr": [2.1, 45, 60, 20, 5, 40, 25, 600, 0, 30, 15, 80],
-            "conv/filterlet_u8": [2.1, 46, 60, 22, 5, 40, 25, 600, 0, 31, 14, 80],
-            "conv/filterlet_bitmask": [2.1, 50, 60, 18, 5, 40, 25, 600, 0, 29, 16, 80],
-            "conv/pattern": [19.0, 60, 40, 9, 4, 12, 5, 80, 900],
-            "conv/unstructured_csr": [12.0, 0.2, 60, 1, 150, 0.5, 900],
-            "depthwise": [3.0, 20, 10, 400], "fc": [2.5, 30, 1, 300],
-            "max_pool2d": [4.0, 9, 20, 200], "avg_pool2d": [4.5, 20, 20, 250], "mean": [3.0, 60, 300],
+    # The regular formats share the cost of their shared code (one joint fit, see fit_points).
+    shared = {name: 3.0 + i for i, name in enumerate(SHARED_CONV_FEATURES)}
+
+    def conv(own):
+        return [shared.get(name, own.get(name, 0.0)) for name in CONV_FEATURES]
+
+    own = {"dot_calls": 30, "channel_blocks": 20, "blocks": 70, "call": 500}
+    true = {"conv/dense": conv(dict(own, pair_steps=9, pair_calls=25, pair_tails=7)),
+            "conv/filterlet_csr": conv(dict(own, filterlet_visits=20, runs=6, call=600)),
+            "conv/filterlet_u8": conv(dict(own, filterlet_visits=22, runs=4, dot_calls=34)),
+            "conv/filterlet_bitmask": conv(dict(own, filterlet_visits=18, runs=9, channel_blocks=25)),
+            "conv/pattern": [19.0, 60, 40, 9, 4, 12, 30, 5, 80, 900],
+            "conv/unstructured_csr": [12.0, 14, 60, 20, 3, 0.5, 30, 1, 8, 0.4, 0.5, 900],
+            "depthwise": [3.0, 9, 6, 20, 10, 12, 15, 400], "fc": [2.5, 9, 14, 30, 30, 40, 300],
+            "max_pool2d": [4.0, 3, 9, 20, 200], "avg_pool2d": [4.5, 2, 20, 20, 250], "mean": [3.0, 5, 60, 300],
             "softmax": [150, 900, 400], "add": [22.0, 150]}
     points = []
     for p in plan:
@@ -106,16 +113,7 @@ def test_shipped_coefficients_are_the_fit_of_their_stored_points(target):
     assert doc["heldout_max_abs_error"] == pytest.approx(max(abs(r["error"]) for r in again["heldout"]), rel=1e-6)
 
 
-@pytest.mark.parametrize("target", [
-    pytest.param("dtmm/cortex-m4", marks=pytest.mark.xfail(
-        strict=True, reason="the M4 fit of the merged kernels misses the 10% goal on one of 48 held-out layers: "
-                            "10.1% (over-predicted) on a dense 8x8x8->24 1x1 conv (the DSP dense loop now takes "
-                            "4 chunks per iteration, with a fallback for unaligned weights)")),
-    pytest.param("dtmm/cortex-m55", marks=pytest.mark.xfail(
-        strict=True, reason="the M55 fit of the merged kernels misses the 10% goal: max 13.1% (unstructured_csr), "
-                            "12.3% (filterlet_u8), 11.8% (filterlet_csr); the conv groups' error is the "
-                            "compiler's dense margin")),
-])
+@pytest.mark.parametrize("target", ["dtmm/cortex-m4", "dtmm/cortex-m55"])
 def test_shipped_fit_meets_the_goal_on_heldout_shapes(target):
     doc = costmodel.load_coefficients(target)
     worst = doc["heldout_max_abs_error"]
@@ -154,3 +152,26 @@ def test_one_measured_layer_is_within_the_goal():
     assert int(keep.sum()) == kept
     pred = costmodel.predict_conv_formats(shape, keep, "dtmm/cortex-m4")["filterlet_csr"][0]
     assert abs(pred - measured) / measured <= GOAL
+
+
+def test_remeasure_measures_exactly_the_named_groups_again():
+    """``dtmm fit-cost-model --remeasure G,...``: the plan's points of those groups are measured,
+    every other point takes its stored count (the shipped file holds the whole plan)."""
+    doc = costmodel.load_coefficients("dtmm/cortex-m4")
+    plan = cmfit.sample_plan(doc["seed"])
+    again = {"depthwise", "conv/dense", "fc"}
+    olds = cmfit.reused(plan, cmfit.reusable_points(doc["points"], again))
+    for point, old in zip(plan, olds):
+        assert (old is None) == (cmfit.group_of(point) in again), (cmfit.group_of(point), point["shape"])
+    assert all(o is not None for o in cmfit.reused(plan, cmfit.reusable_points(doc["points"])))
+
+
+def test_remeasure_unknown_group_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from dtmm_tvm.cli.main import main
+
+    out = tmp_path / "fit.json"
+    assert main(["fit-cost-model", "--target", "dtmm/cortex-m55", "--remeasure", "depthwise,conv/nope",
+                 "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "conv/nope" in err[0] and "conv/dense" in err[0]
+    assert not out.exists()
