@@ -14,7 +14,7 @@ def test_readme_python_example_on_the_bundled_model():
     from dtmm_tvm.frontend.loader import load_model
     from relay_passes import FilterletSparseConv
 
-    mod = load_model(ROOT / "models" / "fashion_mnist" / "fashion_cnn_filterlet_int8.tflite").mod
+    mod = load_model(ROOT / "tests" / "fixtures" / "fashion_filterlet" / "fashion_cnn_filterlet_int8.tflite").mod
     pipeline = tvm.transform.Sequential([FilterletSparseConv(threshold=0.1), relax.get_pipeline("default")])
     rewritten = FilterletSparseConv(threshold=0.1)(mod)
     symbols = [f.attrs["global_symbol"] for _, f in rewritten.functions.items()

@@ -10,11 +10,12 @@ It is then quantized with ``onnxruntime.quantization.quantize_static(..., QuantF
 int8 activations and weights, calibrated on the first 200 Fashion-MNIST *training* images
 (Debian ``dataset-fashion-mnist``), per-channel and per-tensor.
 
-The per-channel model is quantized with ``reduce_range=True`` (7-bit weights), as onnxruntime's
+Both models are quantized with ``reduce_range=True`` (7-bit weights), as onnxruntime's
 documentation recommends for x86 CPUs without VNNI: there ORT's u8 x s8 GEMM (``vpmaddubsw``)
-saturates the sum of two adjacent products at int16, so with full-range per-channel weights ORT's
-outputs depend on the host CPU (measured on an AVX2 host: 140 of the 200 test_subset outputs off,
-by up to 40 LSB).
+saturates the sum of two adjacent products at int16, so with full-range weights ORT's
+outputs depend on the host CPU (measured on an AVX2 host: per-channel, 140 of the 200 test_subset
+outputs off by up to 40 LSB; per-tensor, 44 of 600 outputs off by up to 13 LSB on the pruner's
+demo model).
 With 7-bit weights the pair sums fit int16 (255 * 64 * 2 < 32768) and ORT is exact on every host,
 which makes the model a stable bit-exact reference. ``--full-range`` writes the per-channel model
 with 8-bit weights instead (``*_qdq_per_channel_full_range.onnx``, not committed).
@@ -128,22 +129,22 @@ def quantize(float_path: Path, out_path: Path, per_channel: bool, reduce_range: 
                     weight_type=QuantType.QInt8)
 
 
-def export(kind: str, keep_float: bool, full_range: bool) -> list[Path]:
+def export(kind: str, keep_float: bool, full_range: bool, directory: Path = HERE) -> list[Path]:
     import onnx
 
-    model = build_float_model(float_weights(HERE / f"fashion_cnn_{kind}_int8.tflite"))
+    model = build_float_model(float_weights(directory / f"fashion_cnn_{kind}_int8.tflite"))
     written = []
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.onnx"
         onnx.save(model, float_path)
         if keep_float:
-            onnx.save(model, HERE / f"fashion_cnn_{kind}_float.onnx")
-            written.append(HERE / f"fashion_cnn_{kind}_float.onnx")
-        variants = [("per_channel", True, True), ("per_tensor", False, False)]
+            onnx.save(model, directory / f"fashion_cnn_{kind}_float.onnx")
+            written.append(directory / f"fashion_cnn_{kind}_float.onnx")
+        variants = [("per_channel", True, True), ("per_tensor", False, True)]
         if full_range:
             variants.append(("per_channel_full_range", True, False))
         for suffix, per_channel, reduce_range in variants:
-            out = HERE / f"fashion_cnn_{kind}_qdq_{suffix}.onnx"
+            out = directory / f"fashion_cnn_{kind}_qdq_{suffix}.onnx"
             quantize(float_path, out, per_channel, reduce_range)
             written.append(out)
     return written
@@ -154,9 +155,12 @@ def main() -> None:
     ap.add_argument("--dense", action="store_true", help="also export the unpruned network")
     ap.add_argument("--float", action="store_true", help="keep the float ONNX models too")
     ap.add_argument("--full-range", action="store_true", help="also a per-channel model with 8-bit weights")
+    ap.add_argument("--dir", type=Path, default=HERE,
+                    help="read fashion_cnn_*_int8.tflite from and write the ONNX models into this directory "
+                         "(tests/fixtures/fashion_filterlet: the test fixtures)")
     args = ap.parse_args()
     for kind in ["filterlet"] + (["dense"] if args.dense else []):
-        for path in export(kind, args.float, args.full_range):
+        for path in export(kind, args.float, args.full_range, args.dir):
             print(f"{path.name}: {path.stat().st_size} bytes")
 
 

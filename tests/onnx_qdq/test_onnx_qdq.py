@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FMNIST = ROOT / "models" / "fashion_mnist"
+FILTERLET = ROOT / "tests" / "fixtures" / "fashion_filterlet"  # every conv 60-85% filterlet-sparse
 sys.path.insert(0, str(ROOT / "tests" / "codegen"))
 
 ort = pytest.importorskip("onnxruntime")
@@ -52,8 +53,8 @@ def _host_run(path: Path, mode: str, x: np.ndarray, tmp: Path) -> np.ndarray:
 @pytest.mark.parametrize("model,mode", [("fashion_cnn_filterlet_qdq_per_tensor.onnx", "dense")])
 def test_host_c_bit_exact_with_onnxruntime(tmp_path, model, mode):
     x = _images(60)
-    expected = _onnxruntime(FMNIST / model, x)
-    got = _host_run(FMNIST / model, mode, x, tmp_path)
+    expected = _onnxruntime(FILTERLET / model, x)
+    got = _host_run(FILTERLET / model, mode, x, tmp_path)
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
 
 
@@ -61,7 +62,7 @@ def test_cortex_m4_bit_exact_with_onnxruntime_and_filterlet_kernels(tmp_path):
     from dtmm_tvm.compiler import compile_model
     from dtmm_tvm.micro import run_artifact
 
-    model = FMNIST / "fashion_cnn_filterlet_qdq_per_channel.onnx"
+    model = FILTERLET / "fashion_cnn_filterlet_qdq_per_channel.onnx"
     metadata = compile_model(model, tmp_path / "m.tar", target="dtmm/cortex-m4", mode="dtmm")
     convs = [layer for layer in metadata["layers"] if layer["op"] == "conv2d"]
     assert len(convs) == 4
@@ -177,8 +178,8 @@ def test_inspect_reports_qdq_sparsity_like_the_tflite_model():
     from dtmm_tvm.cli.inspect import conv_weights
     from dtmm_tvm.sparsity import analyze_filterlets
 
-    onnx_layers = conv_weights(str(FMNIST / "fashion_cnn_filterlet_qdq_per_channel.onnx"))
-    tflite_layers = conv_weights(str(FMNIST / "fashion_cnn_filterlet_int8.tflite"))
+    onnx_layers = conv_weights(str(FILTERLET / "fashion_cnn_filterlet_qdq_per_channel.onnx"))
+    tflite_layers = conv_weights(str(FILTERLET / "fashion_cnn_filterlet_int8.tflite"))
     assert list(onnx_layers) == ["conv1", "conv2", "conv3", "conv4"]
     for onnx_w, tflite_w in zip(onnx_layers.values(), tflite_layers.values()):
         assert onnx_w.shape == tflite_w.shape  # OHWI both

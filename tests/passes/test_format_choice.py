@@ -87,7 +87,7 @@ def test_paper_layer_at_90_percent_goes_sparse_and_records_why():
 def test_compile_flag_and_inspect(tmp_path, capsys):
     from dtmm_tvm.cli.main import main
 
-    model = "models/fashion_mnist/fashion_cnn_filterlet_int8.tflite"
+    model = "tests/fixtures/fashion_filterlet/fashion_cnn_filterlet_int8.tflite"  # 60-85% filterlet-sparse
     speed, size = tmp_path / "speed.tar", tmp_path / "size.tar"
     assert main(["compile", model, "-o", str(speed)]) == 0
     assert main(["compile", model, "-o", str(size), "--optimize", "size"]) == 0

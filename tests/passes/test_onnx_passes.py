@@ -20,7 +20,7 @@ from relay_passes import FilterletSparseConv, LowerONNXQDQToInteger
 from relay_passes._match import is_op
 
 ROOT = Path(__file__).resolve().parents[2]
-FMNIST = ROOT / "models" / "fashion_mnist"
+FILTERLET = ROOT / "tests" / "fixtures" / "fashion_filterlet"  # every conv 60-85% filterlet-sparse
 FIXTURES = ROOT / "tests" / "fixtures" / "models"
 
 
@@ -99,7 +99,7 @@ def _bindings(mod):
 
 
 def test_qdq_model_lowers_to_integer_kernels_in_nhwc():
-    mod = _lowered(FMNIST / "fashion_cnn_filterlet_qdq_per_channel.onnx")
+    mod = _lowered(FILTERLET / "fashion_cnn_filterlet_qdq_per_channel.onnx")
     calls = [v.args[0].name_hint for _, v in _bindings(mod) if is_op(v, "relax.call_tir")]
     assert calls == ["quantize_linear_0", "conv2d_0", "conv2d_1", "conv2d_2", "max_pool2d_0", "conv2d_3",
                      "global_avg_pool_0", "fully_connected_0", "softmax_0", "dequantize_linear_0"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "models" / "fashion_mnist" / "fashion_cnn_filterlet_int8.tflite"
+DEMO = ROOT / "tests" / "fixtures" / "fashion_filterlet" / "fashion_cnn_filterlet_int8.tflite"  # 60-85% filterlet-sparse
 
 
 def test_verify_builds_the_targets_formats_not_the_bytes_choice():
