@@ -93,7 +93,7 @@ def load_dense_from_tflite(model, path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=6, help="dense training epochs")
-    ap.add_argument("--finetune-epochs", type=int, default=6, help="fine-tuning epochs after pruning")
+    ap.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs after pruning")
     ap.add_argument("--flash-fraction", type=float, default=0.45, help="flash budget / dense model flash")
     ap.add_argument("--instructions-fraction", type=float, default=0.5,
                     help="latency budget / dense model's predicted instructions")
