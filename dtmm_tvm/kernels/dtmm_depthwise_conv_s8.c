@@ -429,21 +429,15 @@ static inline __attribute__((always_inline)) void dw3_taps_dsp(const int8_t* bas
     acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
 }
 
-/* FAST: every channel of the block has a multiplier >= 2^30 and a negative shift (the usual
- * TFLite record); else the general per-channel requantization. CLAMP: activation narrower than
- * int8. */
-static inline __attribute__((always_inline)) void dw3_store_dsp(const int FAST, const int CLAMP, const int32_t* acc,
-                                                                 const dw3_block_dsp* blk, const int32_t* mult,
-                                                                 const int32_t* shift, int8_t* out, int32_t ozp,
+/* Requantize channels c..c+3 of one pixel (records checked by dw3_records_fast). CLAMP: an
+ * activation range narrower than int8. */
+static inline __attribute__((always_inline)) void dw3_store_dsp(const int CLAMP, const int32_t* acc,
+                                                                 const dw3_block_dsp* blk, int8_t* out, int32_t ozp,
                                                                  int32_t amin, int32_t amax)
 {
 #define DW3_OUT(i)                                                                                    \
     do {                                                                                              \
-        int32_t v_;                                                                                   \
-        if (FAST)                                                                                     \
-            v_ = dtmm_rq_sat8(dtmm_rq_rdbp(dtmm_rq_high(acc[i], blk->m2[i]), blk->right[i]) + ozp); \
-        else                                                                                          \
-            v_ = dw_out_dsp(1, acc[i], mult[i], shift[i], ozp, amin, amax);                           \
+        int32_t v_ = dtmm_rq_sat8(dtmm_rq_rdbp(dtmm_rq_high(acc[i], blk->m2[i]), blk->right[i]) + ozp); \
         if (CLAMP) v_ = dtmm_dwfc_clamp_s8(v_, amin, amax);                                           \
         out[i] = (int8_t)v_;                                                                          \
     } while (0)
@@ -452,10 +446,9 @@ static inline __attribute__((always_inline)) void dw3_store_dsp(const int FAST, 
 }
 
 static inline __attribute__((always_inline)) void dw3_block_rows_dsp(
-    const int FAST, const int CLAMP, const int8_t* in_b, int8_t* out, const dw3_block_dsp* blk, const int32_t* mult,
-    const int32_t* shift, int32_t in_h, int32_t in_w, int32_t in_c, int32_t out_h, int32_t out_w, int32_t stride_h,
-    int32_t stride_w, int32_t pad_top, int32_t pad_left, int32_t dil_h, int32_t dil_w, int32_t pad4, int32_t ozp,
-    int32_t amin, int32_t amax)
+    const int CLAMP, const int8_t* in_b, int8_t* out, const dw3_block_dsp* blk, int32_t in_h, int32_t in_w,
+    int32_t in_c, int32_t out_h, int32_t out_w, int32_t stride_h, int32_t stride_w, int32_t pad_top,
+    int32_t pad_left, int32_t dil_h, int32_t dil_w, int32_t pad4, int32_t ozp, int32_t amin, int32_t amax)
 {
     const int32_t dx = dil_w * in_c, dy = dil_h * in_w * in_c, step = stride_w * in_c;
     /* output columns whose 3 taps are all in the image: [ox_lo, ox_hi) */
@@ -480,7 +473,7 @@ static inline __attribute__((always_inline)) void dw3_block_rows_dsp(
                 for (; ox < ox_hi; ox++, o += in_c, base += step) {
                     acc[0] = blk->bias[0]; acc[1] = blk->bias[1]; acc[2] = blk->bias[2]; acc[3] = blk->bias[3];
                     dw3_taps_dsp(base, dx, dy, blk, acc);
-                    dw3_store_dsp(FAST, CLAMP, acc, blk, mult, shift, o, ozp, amin, amax);
+                    dw3_store_dsp(CLAMP, acc, blk, o, ozp, amin, amax);
                 }
                 ox--; o -= in_c;
                 continue;
@@ -497,9 +490,19 @@ static inline __attribute__((always_inline)) void dw3_block_rows_dsp(
             DW3_PATCH(2, 0); DW3_PATCH(2, 1); DW3_PATCH(2, 2);
 #undef DW3_PATCH
             dw3_taps_dsp((const int8_t*)patch, 4, 12, blk, acc);
-            dw3_store_dsp(FAST, CLAMP, acc, blk, mult, shift, o, ozp, amin, amax);
+            dw3_store_dsp(CLAMP, acc, blk, o, ozp, amin, amax);
         }
     }
+}
+
+/* Every channel a normalised TFLite record with a right shift (multiplier >= 2^30, shift < 0):
+ * what dw3_layer_dsp's requantization assumes; else (a zero multiplier, a scale >= 0.5) the
+ * layer takes the generic path. */
+static int32_t dw3_records_fast(const int32_t* mult, const int32_t* shift, int32_t n)
+{
+    int32_t ok = 1;
+    for (int32_t i = 0; i < n; i++) ok &= (mult[i] >= (1 << 30)) & (shift[i] < 0);
+    return ok;
 }
 
 static void dw3_layer_dsp(const int8_t* input, const int8_t* weight, const int32_t* bias, const int32_t* mult,
@@ -512,7 +515,6 @@ static void dw3_layer_dsp(const int8_t* input, const int8_t* weight, const int32
     const int32_t pad4 = (int32_t)((uint32_t)(uint8_t)izp * 0x01010101u);
     const int32_t clamp = !(amin == -128 && amax == 127);
     for (int32_t c = 0; c < in_c; c += 4) {
-        int32_t fast = 1;
         for (int32_t t = 0; t < 9; t++) {
             const int32_t wv = dw_read_s8x4(weight + t * in_c + c);
             blk.w[t][0] = (int32_t)__sxtb16(wv);
@@ -522,17 +524,15 @@ static void dw3_layer_dsp(const int8_t* input, const int8_t* weight, const int32
             blk.bias[i] = bias[c + i];
             blk.m2[i] = (int32_t)((uint32_t)mult[c + i] << 1);
             blk.right[i] = -shift[c + i];
-            fast &= mult[c + i] >= (1 << 30) && shift[c + i] < 0;
         }
         for (int32_t b = 0; b < batches; b++) {
             const int8_t* in_b = input + b * in_h * in_w * in_c + c;
             int8_t* out = output + b * out_h * out_w * in_c + c;
-#define DW3_ROWS(F, CL)                                                                                     \
-    dw3_block_rows_dsp(F, CL, in_b, out, &blk, mult + c, shift + c, in_h, in_w, in_c, out_h, out_w, stride_h, \
-                       stride_w, pad_top, pad_left, dil_h, dil_w, pad4, ozp, amin, amax)
-            if (fast && !clamp) DW3_ROWS(1, 0);
-            else if (fast) DW3_ROWS(1, 1);
-            else DW3_ROWS(0, 1);
+#define DW3_ROWS(CL)                                                                                        \
+    dw3_block_rows_dsp(CL, in_b, out, &blk, in_h, in_w, in_c, out_h, out_w, stride_h, stride_w,        \
+                       pad_top, pad_left, dil_h, dil_w, pad4, ozp, amin, amax)
+            if (!clamp) DW3_ROWS(0);
+            else DW3_ROWS(1);
 #undef DW3_ROWS
         }
     }
@@ -613,7 +613,7 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
     /* below 16 output pixels (a 3x3 map: 8 of its 9 pixels on the border) the per-block setup
      * does not pay: 3x3x256 +6% measured */
     if (ch_mult == 1 && k_h == 3 && k_w == 3 && (in_c & 3) == 0 && !DTMM_IS_F32_RECORD(shift[0]) &&
-        out_h * out_w >= 16) {
+        out_h * out_w >= 16 && dw3_records_fast(mult, shift, in_c)) {
         dw3_layer_dsp(input, weight, bias, mult, shift, output, batches, in_h, in_w, in_c, out_h, out_w, stride_h,
                       stride_w, pad_top, pad_left, dil_h, dil_w, input_zp, output_zp, act_min, act_max);
         return;
