@@ -610,10 +610,8 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
         return;
     }
 #elif defined(DTMM_DW_DSP)
-    /* below 16 output pixels (a 3x3 map: 8 of its 9 pixels on the border) the per-block setup
-     * does not pay: 3x3x256 +6% measured */
     if (ch_mult == 1 && k_h == 3 && k_w == 3 && (in_c & 3) == 0 && !DTMM_IS_F32_RECORD(shift[0]) &&
-        out_h * out_w >= 16 && dw3_records_fast(mult, shift, in_c)) {
+        dw3_records_fast(mult, shift, in_c)) {
         dw3_layer_dsp(input, weight, bias, mult, shift, output, batches, in_h, in_w, in_c, out_h, out_w, stride_h,
                       stride_w, pad_top, pad_left, dil_h, dil_w, input_zp, output_zp, act_min, act_max);
         return;
