@@ -16,7 +16,8 @@
  *                  loads per 8 VMLADAVA); offset folded into the bias; vector requantization
  *                  (VQRDMULH + rounding fix-up, bit-exact).
  *   DSP:           chunk = 4 q15 per slot as reordered pairs; per chunk LDR + 2 SXTB16 (no PKH)
- *                  + LDM of the G (x0,x2) words + G SMLAD + LDM of the (x1,x3) words + G SMLAD.
+ *                  + LDM of the G (x0,x2) words + G SMLAD + LDM of the (x1,x3) words + G SMLAD;
+ *                  dense weights in full groups of 4 run in dense_group4_dsp.
  *   portable:      plain C on the same q15 layout.
  *
  * Index formats (fmt): DTMM_FMT_DENSE (idx unused), DTMM_FMT_CSR (idx0 int16 col_idx = tap*Cin,

@@ -8,7 +8,9 @@
  *                      odd int32 accumulators), 16 channels per pass (channel_block 16; 4 or 8: 8),
  *                      a predicated tail, vector requantization from a per-call table (dw_layer_mve).
  *   DSP  (Cortex-M4/M7): 4 channels per word: SXTB16 (+ROR 8) on input and weights, SMLABB/SMLATT
- *                      into 4 (channel_block 4) or 8 (channel_block 8) accumulators.
+ *                      into 4 (channel_block 4) or 8 (channel_block 8) accumulators; 3x3 kernels
+ *                      with channels % 4 == 0 and TFLite records take a channel-blocked layer loop
+ *                      instead (dw3_layer_dsp: no tap table, weights sign-extended once per block).
  *   portable C:        1, 2 or 4 channels per pass.
  * Depth multiplier > 1 uses the portable loop on every ISA.
  */
