@@ -169,6 +169,54 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
   __asm__ volatile("" : : "r"(x), "r"(buf) : "memory");
   return;
 #endif
+#if defined(DTMM_ISA_DSP)
+  if (kh == 1 && kw == 1 && pad_top == 0 && pad_left == 0 && group == 4 && (cin & 3) == 0) {
+    /* 1x1 without padding (pointwise convs): every pixel is in the image and is one run of Cin
+     * input values, so no per-pixel bounds or tap arithmetic (Cin = 8: ~20 instructions per
+     * pixel instead of ~180). */
+    const uint32_t off2 = ((uint32_t)(uint16_t)input_offset) * 0x00010001u;
+    const int32_t contiguous = sh == 1 && sw == 1 && out_w == in_w; /* input pixel = output pixel */
+    int32_t oh = pix0 / out_w, ow = pix0 - oh * out_w;
+    const int8_t *src = x + (oh * sh * in_w + ow * sw) * cin;
+    for (int32_t p = 0; p < npix; ++p) {
+      int8_t *dst = buf + (p >> 2) * (cin * CHB) + (p & 3) * 4; /* cin / 4 chunks x 8 B x 4 slots */
+      const int8_t *s = src;
+      const int8_t *const end = s + cin;
+      if (cin & 4) { /* an odd chunk first */
+        uint32_t v;
+        __builtin_memcpy(&v, s, 4);
+        const uint32_t e = sxtab16(off2, v), o = sxtab16_ror8(off2, v);
+        __builtin_memcpy(dst, &e, 4);
+        __builtin_memcpy(dst + 16, &o, 4);
+        s += 4;
+        dst += 32;
+      }
+      while (s != end) {
+        uint32_t v0, v1;
+        __builtin_memcpy(&v0, s, 4);
+        __builtin_memcpy(&v1, s + 4, 4);
+        s += 8;
+        const uint32_t e0 = sxtab16(off2, v0), o0 = sxtab16_ror8(off2, v0);
+        const uint32_t e1 = sxtab16(off2, v1), o1 = sxtab16_ror8(off2, v1);
+        __builtin_memcpy(dst, &e0, 4);
+        __builtin_memcpy(dst + 16, &o0, 4);
+        __builtin_memcpy(dst + 32, &e1, 4);
+        __builtin_memcpy(dst + 48, &o1, 4);
+        dst += 64;
+      }
+      if (contiguous) {
+        src = end;
+      } else if (++ow == out_w) {
+        ow = 0;
+        ++oh;
+        src = x + oh * sh * in_w * cin;
+      } else {
+        src += sw * cin;
+      }
+    }
+    return;
+  }
+#endif
   const int32_t cpt = (cin + CH - 1) / CH;
   const int32_t cs = CHB * group;                  /* bytes between chunks of one slot */
   const int32_t tap_bytes = cpt * cs;

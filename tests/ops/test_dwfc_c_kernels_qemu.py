@@ -91,3 +91,10 @@ def test_micro_kernel_at_least_3x_faster_than_loop_nest(tmp_path, target, model,
     fast = _run(tmp_path, path, target)
     slow = _run(tmp_path, path, target, op, naive)
     assert slow.instructions >= 3 * fast.instructions, (slow.instructions, fast.instructions)
+
+
+def test_dsp_channel_blocked_depthwise_and_pointwise_bit_exact(tmp_path):
+    # Cortex-M4: the MVE edge-shape chain takes the DSP paths of issue 11 too: the channel-blocked
+    # 3x3 depthwise (40 channels, stride 2, VALID; 21 channels keep the generic path) and the
+    # unpadded 1x1 im2col / full-group dense function (Cin 40), next to the generic ones.
+    _run(tmp_path, ROOT / "tests" / "fixtures" / "ops" / "mve_edge_chain.tflite", "dtmm/cortex-m4")
