@@ -46,10 +46,22 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
                             int32_t output_zp, int32_t act_min, int32_t act_max, int32_t channel_block);
 int32_t dtmm_depthwise_conv_s8_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w);
 
+#if defined(DTMM_DW_MVE)
+/* MVE work area after the pad pixel (16-byte aligned inside the scratch): the larger of the
+ * transposed path's weight table + transposed patch and the lane path's requantization table
+ * (dw_scratch_mve below); kept off the stack. */
+#define DW_MVE_AREA 1280
+#define DW_MVE_ALIGN_SLACK 12 /* the scratch is int32-aligned; the area starts 16-aligned */
+#else
+#define DW_MVE_AREA 0
+#define DW_MVE_ALIGN_SLACK 0
+#endif
+
 int32_t dtmm_depthwise_conv_s8_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w)
 {
-    /* tap pointer table, then one pad pixel (in_c bytes of input_zero_point), 4-byte rounded */
-    return (int32_t)sizeof(int8_t*) * k_h * k_w + ((in_c + 3) & ~3);
+    /* tap pointer table, then one pad pixel (in_c bytes of input_zero_point), 4-byte rounded,
+     * then (MVE) the work area */
+    return (int32_t)sizeof(int8_t*) * k_h * k_w + ((in_c + 3) & ~3) + DW_MVE_ALIGN_SLACK + DW_MVE_AREA;
 }
 
 /* One output pixel, any depth multiplier: oc = c * ch_mult + m reads input channel c. */
@@ -91,7 +103,8 @@ typedef struct {
     int32_t bias_e[4], bias_o[4], mult_e[4], mult_o[4], right_e[4], right_o[4], left_e[4], left_o[4];
 } dw_group_mve;
 
-/* Channels per super-block: the group table lives on the stack (DW_SUPER / 8 * 128 bytes). */
+/* Channels per super-block: the group table (DW_SUPER / 8 * 128 bytes) and the transposed
+ * path's weight table (DW_SUPER * 16 bytes) live in the scratch work area. */
 #define DW_SUPER 64
 
 static void dw_groups_mve(dw_group_mve* tab, const int32_t* bias, const int32_t* mult, const int32_t* shift,
@@ -211,16 +224,16 @@ static void dw_pixel_mve(const int8_t* const* taps, int32_t ntaps, const int8_t*
     }
 }
 
-/* The whole layer, depth multiplier 1, TFLite records: per super-block of DW_SUPER channels the
- * group table, then every output pixel (tap table as the portable path). */
+/* The whole layer, depth multiplier 1, TFLite records, more than DW_T_TAPS taps: per super-block
+ * of DW_SUPER channels the group table (tab: scratch), then every output pixel (tap table as the
+ * portable path). */
 static void dw_layer_mve(const int8_t* input, const int8_t* weight, const int32_t* bias, const int32_t* mult,
                          const int32_t* shift, int8_t* output, const int8_t** taps, const int8_t* pad,
                          int32_t batches, int32_t in_h, int32_t in_w, int32_t in_c, int32_t out_h, int32_t out_w,
                          int32_t k_h, int32_t k_w, int32_t stride_h, int32_t stride_w, int32_t pad_top,
                          int32_t pad_left, int32_t dil_h, int32_t dil_w, int32_t ozp, int32_t amin, int32_t amax,
-                         int32_t channel_block)
+                         int32_t channel_block, dw_group_mve* tab)
 {
-    dw_group_mve tab[DW_SUPER / 8] __attribute__((aligned(16)));
     const int32_t ntaps = k_h * k_w, row_bytes = in_w * in_c;
     const int32x4_t vmin = vdupq_n_s32(amin), vmax = vdupq_n_s32(amax);
     int32_t no_left = 1; /* no channel needs the left shift (scale >= 1): skip it per vector */
@@ -250,6 +263,127 @@ static void dw_layer_mve(const int8_t* input, const int8_t* weight, const int32_
                     }
                     dw_pixel_mve(taps, ntaps, weight, tab, out, c0, n, in_c, ozp, vmin, vmax, channel_block,
                                  no_left);
+                    out += in_c;
+                }
+            }
+        }
+    }
+}
+
+/* ---- transposed path (up to DW_T_TAPS taps: 3x3 at any stride / dilation, 1xN, ...) ----
+ * Per output pixel and block of 16 channels the KH*KW tap vectors (16 channels each) are
+ * transposed by VST4 into xt: group g of 4 taps at xt + 64 g holds, per channel c, the word
+ * (tap 4g, 4g+1, 4g+2, 4g+3) at byte 4c. One gather (VLDRW, 4 word addresses xt + 4c + 64 g,
+ * written back by +4 per channel) then loads channel c's taps as one int8x16 vector, and VMLADAV
+ * against the channel's weight row (taps in the same order, zero past the last tap, built once
+ * per super-block in wt) gives its accumulator: 3 instructions per channel per pixel instead of
+ * a VMULL / VADD pair per 8 MACs and tap. The 4 accumulators of 4 channels are one vector for
+ * the requantization (channel order, per-channel constants loaded straight from the records). */
+#define DW_T_TAPS 16
+
+/* VLDRW.U32 Qd, [Qn, #4]!: gather 4 words, then advance the 4 addresses by 4 bytes */
+static inline __attribute__((always_inline)) int32x4_t dw_gather_wb4(uint32x4_t* addr)
+{
+    int32x4_t v;
+    __asm__ volatile("vldrw.u32 %q0, [%q1, #4]!" : "=&w"(v), "+w"(*addr) : : "memory");
+    return v;
+}
+
+/* Accumulators of 4 consecutive channels: the next 4 gathers of xt against 4 weight rows. */
+static inline __attribute__((always_inline)) int32x4_t dw_dot4_t(uint32x4_t* addr, const int8_t* wp)
+{
+    const int32_t a0 = vmladavq_s8(vreinterpretq_s8_s32(dw_gather_wb4(addr)), vldrbq_s8(wp));
+    const int32_t a1 = vmladavq_s8(vreinterpretq_s8_s32(dw_gather_wb4(addr)), vldrbq_s8(wp + 16));
+    const int32_t a2 = vmladavq_s8(vreinterpretq_s8_s32(dw_gather_wb4(addr)), vldrbq_s8(wp + 32));
+    const int32_t a3 = vmladavq_s8(vreinterpretq_s8_s32(dw_gather_wb4(addr)), vldrbq_s8(wp + 48));
+    int32x4_t v = vdupq_n_s32(a0);
+    v = vsetq_lane_s32(a1, v, 1);
+    v = vsetq_lane_s32(a2, v, 2);
+    return vsetq_lane_s32(a3, v, 3);
+}
+
+/* Channels off..off+m-1 (m <= 16) of one pixel: transpose the taps, then dot + requantize 4
+ * channels per step (TFLM double rounding as dw_requantize_mve). */
+static inline __attribute__((always_inline)) void dw_block_t(const int8_t* const* taps, int32_t ntaps, int32_t off,
+                                                             int32_t m, const int8_t* wp, int8_t* xt,
+                                                             uint32x4_t goff, const int32_t* bias,
+                                                             const int32_t* mult, const int32_t* shift, int8_t* out,
+                                                             int32_t no_left, int32_t ozp, int32x4_t vmin,
+                                                             int32x4_t vmax)
+{
+    const mve_pred16_t p = vctp8q((uint32_t)m);
+    for (int32_t t = 0; t < ntaps; t += 4) {
+        int8x16x4_t v;
+        v.val[0] = vldrbq_z_s8(taps[t] + off, p);
+        /* taps past the last one: any bytes (their weights are 0) */
+        v.val[1] = t + 1 < ntaps ? vldrbq_z_s8(taps[t + 1] + off, p) : v.val[0];
+        v.val[2] = t + 2 < ntaps ? vldrbq_z_s8(taps[t + 2] + off, p) : v.val[0];
+        v.val[3] = t + 3 < ntaps ? vldrbq_z_s8(taps[t + 3] + off, p) : v.val[0];
+        vst4q_s8(xt + 16 * t, v);
+    }
+    uint32x4_t addr = vaddq_n_u32(goff, (uint32_t)xt - 4u);
+    const int32x4_t zero = vdupq_n_s32(0);
+    for (int32_t q = 0; q < m; q += 4) {
+        const mve_pred16_t pq = vctp32q((uint32_t)(m - q));
+        int32x4_t acc = vaddq_s32(dw_dot4_t(&addr, wp + 16 * q), vldrwq_z_s32(bias + q, pq));
+        const int32x4_t sh = vldrwq_z_s32(shift + q, pq);
+        const int32x4_t right = vminq_s32(sh, zero);
+        if (!no_left) acc = vshlq_s32(acc, vmaxq_s32(sh, zero));
+        int32x4_t r = vqrdmulhq_s32(acc, vldrwq_z_s32(mult + q, pq));
+        r = vqaddq_s32(r, vshrq_n_s32(vandq_s32(r, right), 31));
+        r = vaddq_n_s32(vrshlq_s32(r, right), ozp);
+        vstrbq_p_s32(out + q, vminq_s32(vmaxq_s32(r, vmin), vmax), pq);
+    }
+}
+
+/* The whole layer, depth multiplier 1, TFLite records, up to DW_T_TAPS taps. wt: DW_SUPER * 16
+ * bytes, xt: 256 bytes, both 16-byte aligned scratch. */
+static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int32_t* bias, const int32_t* mult,
+                           const int32_t* shift, int8_t* output, const int8_t** taps, const int8_t* pad,
+                           int8_t* wt, int8_t* xt, int32_t batches, int32_t in_h, int32_t in_w, int32_t in_c,
+                           int32_t out_h, int32_t out_w, int32_t k_h, int32_t k_w, int32_t stride_h,
+                           int32_t stride_w, int32_t pad_top, int32_t pad_left, int32_t dil_h, int32_t dil_w,
+                           int32_t ozp, int32_t amin, int32_t amax)
+{
+    const int32_t ntaps = k_h * k_w, row_bytes = in_w * in_c;
+    const int32_t last = (ntaps - 1) / 4; /* the last tap group; unused gather lanes repeat it */
+    const uint32x4_t goff = vminq_u32(vmulq_n_u32(vidupq_n_u32(0, 1), 64), vdupq_n_u32(64u * (uint32_t)last));
+    const int32x4_t vmin = vdupq_n_s32(amin), vmax = vdupq_n_s32(amax);
+    int32_t no_left = 1; /* no channel needs the left shift (scale >= 1): skip it per vector */
+    for (int32_t i = 0; i < in_c; i++) no_left &= shift[i] <= 0;
+    for (int32_t c0 = 0; c0 < in_c; c0 += DW_SUPER) {
+        const int32_t n = in_c - c0 < DW_SUPER ? in_c - c0 : DW_SUPER;
+        /* weight rows: wt[16 c + t] = w[t][c0 + c], 0 past the last tap */
+        memset(wt, 0, (size_t)(16 * n));
+        for (int32_t t = 0; t < ntaps; t++) {
+            const int8_t* w = weight + t * in_c + c0;
+            for (int32_t c = 0; c < n; c++) wt[16 * c + t] = w[c];
+        }
+        int8_t* out = output + c0;
+        for (int32_t b = 0; b < batches; b++) {
+            const int8_t* in_b = input + b * in_h * row_bytes;
+            for (int32_t oy = 0; oy < out_h; oy++) {
+                const int32_t iy0 = oy * stride_h - pad_top;
+                for (int32_t ox = 0; ox < out_w; ox++) {
+                    const int32_t ix0 = ox * stride_w - pad_left;
+                    int32_t t = 0;
+                    for (int32_t ky = 0; ky < k_h; ky++) {
+                        const int32_t iy = iy0 + ky * dil_h;
+                        if ((uint32_t)iy >= (uint32_t)in_h) {
+                            for (int32_t kx = 0; kx < k_w; kx++) taps[t++] = pad;
+                            continue;
+                        }
+                        const int8_t* row = in_b + iy * row_bytes;
+                        for (int32_t kx = 0; kx < k_w; kx++) {
+                            const int32_t ix = ix0 + kx * dil_w;
+                            taps[t++] = (uint32_t)ix < (uint32_t)in_w ? row + ix * in_c : pad;
+                        }
+                    }
+                    for (int32_t cb = 0; cb < n; cb += 16) {
+                        const int32_t c = c0 + cb;
+                        dw_block_t(taps, ntaps, c, n - cb < 16 ? n - cb : 16, wt + 16 * cb, xt, goff, bias + c,
+                                   mult + c, shift + c, out + cb, no_left, ozp, vmin, vmax);
+                    }
                     out += in_c;
                 }
             }
@@ -441,9 +575,16 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
     const int32_t row_bytes = in_w * in_c;
 #if defined(DTMM_DW_MVE)
     if (ch_mult == 1 && shift[0] != DTMM_REQUANT_F32) { /* ONNX float32 records: the scalar pixel */
-        dw_layer_mve(input, weight, bias, mult, shift, output, taps, pad, batches, in_h, in_w, in_c, out_h, out_w,
-                     k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, output_zp, act_min, act_max,
-                     channel_block);
+        int8_t* area = (int8_t*)(((uintptr_t)(pad + ((in_c + 3) & ~3)) + 15u) & ~(uintptr_t)15u);
+        if (ntaps <= DW_T_TAPS) {
+            dw_layer_mve_t(input, weight, bias, mult, shift, output, taps, pad, area, area + 16 * DW_SUPER, batches,
+                           in_h, in_w, in_c, out_h, out_w, k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h,
+                           dil_w, output_zp, act_min, act_max);
+        } else {
+            dw_layer_mve(input, weight, bias, mult, shift, output, taps, pad, batches, in_h, in_w, in_c, out_h,
+                         out_w, k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, output_zp, act_min,
+                         act_max, channel_block, (dw_group_mve*)(void*)area);
+        }
         return;
     }
 #endif
