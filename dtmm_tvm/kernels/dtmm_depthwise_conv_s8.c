@@ -48,9 +48,9 @@ int32_t dtmm_depthwise_conv_s8_get_buffer_size(int32_t in_c, int32_t k_h, int32_
 
 #if defined(DTMM_DW_MVE)
 /* MVE work area after the pad pixel (16-byte aligned inside the scratch): the larger of the
- * transposed path's weight table + transposed patch and the lane path's requantization table
- * (dw_scratch_mve below); kept off the stack. */
-#define DW_MVE_AREA 1280
+ * transposed path's tables (dw_layer_mve_t: 1024 + 256 + 256 + 64 bytes) and the lane path's
+ * requantization table (dw_layer_mve: 1024 bytes); kept off the stack. */
+#define DW_MVE_AREA 1600
 #define DW_MVE_ALIGN_SLACK 12 /* the scratch is int32-aligned; the area starts 16-aligned */
 #else
 #define DW_MVE_AREA 0
@@ -289,115 +289,85 @@ static inline __attribute__((always_inline)) int32x4_t dw_gather_wb4(uint32x4_t*
     return v;
 }
 
-/* Accumulators of 4 consecutive channels: the next 4 gathers of xt against 4 weight rows. */
-static inline __attribute__((always_inline)) int32x4_t dw_dot4_t(uint32x4_t* addr, const int8_t* wp)
+/* Transpose one group of k <= 4 taps (the other slots: any bytes, their weights are 0) of m <= 16
+ * channels at byte OFF of the tap pointers tp[0..k-1] into the 64 bytes at xt (VST40-43 of
+ * q4-q7). m < 16: the loads are predicated (VCTP), so a short block never reads past its last
+ * channel. */
+#define DW_LD(i, r) "ldr %[" #r "], [%[tp], #" #i "]\n\t"
+#define DW_VL(q, r) "vldrb.8 " q ", [%[" #r "], %[off]]\n\t"
+#define DW_VLT(q, r) "vpst\n\tvldrbt.8 " q ", [%[" #r "], %[off]]\n\t"
+#define DW_CTP "vctp.8 %[m]\n\t"
+#define DW_ST4 "vst40.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst41.8 {q4, q5, q6, q7}, [%[xt]]\n\t" \
+               "vst42.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst43.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
+#define DW_T_ASM(body)                                                                                   \
+    __asm__ volatile(body : [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2), [p3] "=&r"(p3)                \
+                     : [tp] "r"(tp), [xt] "r"(xt), [off] "i"(OFF), [m] "r"(m) : "q4", "q5", "q6", "q7", "memory")
+static inline __attribute__((always_inline)) void dw_transpose4(const int8_t* const* tp, const int32_t k, int8_t* xt,
+                                                                const int32_t OFF, int32_t m)
 {
-    const int32_t a0 = vmladavq_s8(vreinterpretq_s8_s32(dw_gather_wb4(addr)), vldrbq_s8(wp));
-    const int32_t a1 = vmladavq_s8(vreinterpretq_s8_s32(dw_gather_wb4(addr)), vldrbq_s8(wp + 16));
-    const int32_t a2 = vmladavq_s8(vreinterpretq_s8_s32(dw_gather_wb4(addr)), vldrbq_s8(wp + 32));
-    const int32_t a3 = vmladavq_s8(vreinterpretq_s8_s32(dw_gather_wb4(addr)), vldrbq_s8(wp + 48));
-    int32x4_t v = vdupq_n_s32(a0);
-    v = vsetq_lane_s32(a1, v, 1);
-    v = vsetq_lane_s32(a2, v, 2);
-    return vsetq_lane_s32(a3, v, 3);
-}
-
-/* Channels off..off+m-1 (m <= 16) of one pixel: transpose the taps, then dot + requantize 4
- * channels per step (TFLM double rounding as dw_requantize_mve). The general form (a channel
- * tail that is not a multiple of 4, or a left shift); dw_block16_t is the fast one. */
-static void dw_block_t(const int8_t* const* taps, int32_t ntaps, int32_t off, int32_t m, const int8_t* wp, int8_t* xt,
-                       uint32x4_t goff, const int32_t* bias, const int32_t* mult, const int32_t* shift, int8_t* out,
-                       int32_t no_left, int32_t ozp, int32x4_t vmin, int32x4_t vmax)
-{
-    const mve_pred16_t p = vctp8q((uint32_t)m);
-    for (int32_t t = 0; t < ntaps; t += 4) {
-        int8x16x4_t v;
-        v.val[0] = vldrbq_z_s8(taps[t] + off, p);
-        /* taps past the last one: any bytes (their weights are 0) */
-        v.val[1] = t + 1 < ntaps ? vldrbq_z_s8(taps[t + 1] + off, p) : v.val[0];
-        v.val[2] = t + 2 < ntaps ? vldrbq_z_s8(taps[t + 2] + off, p) : v.val[0];
-        v.val[3] = t + 3 < ntaps ? vldrbq_z_s8(taps[t + 3] + off, p) : v.val[0];
-        vst4q_s8(xt + 16 * t, v);
-    }
-    uint32x4_t addr = vaddq_n_u32(goff, (uint32_t)xt - 4u);
-    const int32x4_t zero = vdupq_n_s32(0);
-    for (int32_t q = 0; q < m; q += 4) {
-        const mve_pred16_t pq = vctp32q((uint32_t)(m - q));
-        int32x4_t acc = vaddq_s32(dw_dot4_t(&addr, wp + 16 * q), vldrwq_z_s32(bias + q, pq));
-        const int32x4_t sh = vldrwq_z_s32(shift + q, pq);
-        const int32x4_t right = vminq_s32(sh, zero);
-        if (!no_left) acc = vshlq_s32(acc, vmaxq_s32(sh, zero));
-        int32x4_t r = vqrdmulhq_s32(acc, vldrwq_z_s32(mult + q, pq));
-        r = vqaddq_s32(r, vshrq_n_s32(vandq_s32(r, right), 31));
-        r = vaddq_n_s32(vrshlq_s32(r, right), ozp);
-        vstrbq_p_s32(out + q, vminq_s32(vmaxq_s32(r, vmin), vmax), pq);
+    const int8_t *p0, *p1, *p2, *p3;
+    if (m >= 16) {
+        if (k >= 4)
+            DW_T_ASM(DW_LD(0, p0) DW_LD(4, p1) DW_LD(8, p2) DW_LD(12, p3) DW_VL("q4", p0) DW_VL("q5", p1)
+                         DW_VL("q6", p2) DW_VL("q7", p3) DW_ST4);
+        else if (k == 3)
+            DW_T_ASM(DW_LD(0, p0) DW_LD(4, p1) DW_LD(8, p2) DW_VL("q4", p0) DW_VL("q5", p1) DW_VL("q6", p2) DW_ST4);
+        else if (k == 2)
+            DW_T_ASM(DW_LD(0, p0) DW_LD(4, p1) DW_VL("q4", p0) DW_VL("q5", p1) DW_ST4);
+        else
+            DW_T_ASM(DW_LD(0, p0) DW_VL("q4", p0) DW_ST4);
+    } else {
+        if (k >= 4)
+            DW_T_ASM(DW_CTP DW_LD(0, p0) DW_LD(4, p1) DW_LD(8, p2) DW_LD(12, p3) DW_VLT("q4", p0) DW_VLT("q5", p1)
+                         DW_VLT("q6", p2) DW_VLT("q7", p3) DW_ST4);
+        else if (k == 3)
+            DW_T_ASM(DW_CTP DW_LD(0, p0) DW_LD(4, p1) DW_LD(8, p2) DW_VLT("q4", p0) DW_VLT("q5", p1) DW_VLT("q6", p2)
+                         DW_ST4);
+        else if (k == 2)
+            DW_T_ASM(DW_CTP DW_LD(0, p0) DW_LD(4, p1) DW_VLT("q4", p0) DW_VLT("q5", p1) DW_ST4);
+        else
+            DW_T_ASM(DW_CTP DW_LD(0, p0) DW_VLT("q4", p0) DW_ST4);
     }
 }
+#undef DW_T_ASM
+#undef DW_ST4
+#undef DW_VLT
+#undef DW_CTP
+#undef DW_VL
+#undef DW_LD
 
-/* Transpose one group of up to 4 taps (k of them, the rest any bytes) of 16 channels at byte
- * OFF of each tap pointer into the 64 bytes at xt (VST40-43: q4-q7). */
-static inline __attribute__((always_inline)) void dw_transpose4(const int8_t* const* tp, int32_t k, int8_t* xt,
-                                                                const int32_t off)
+/* All taps of one block (3x3 unrolled). */
+static inline __attribute__((always_inline)) void dw_transpose_taps(const int8_t* const* taps, int32_t ntaps,
+                                                                    int8_t* xt, const int32_t OFF, int32_t m)
 {
-    const int8_t* p;
-    if (k >= 4)
-        __asm__ volatile("ldr %[p], [%[tp]]\n\tvldrb.8 q4, [%[p], %[off]]\n\t"
-                         "ldr %[p], [%[tp], #4]\n\tvldrb.8 q5, [%[p], %[off]]\n\t"
-                         "ldr %[p], [%[tp], #8]\n\tvldrb.8 q6, [%[p], %[off]]\n\t"
-                         "ldr %[p], [%[tp], #12]\n\tvldrb.8 q7, [%[p], %[off]]\n\t"
-                         "vst40.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst41.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
-                         "vst42.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst43.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
-                         : [p] "=&r"(p) : [tp] "r"(tp), [xt] "r"(xt), [off] "i"(off)
-                         : "q4", "q5", "q6", "q7", "memory");
-    else if (k == 3)
-        __asm__ volatile("ldr %[p], [%[tp]]\n\tvldrb.8 q4, [%[p], %[off]]\n\t"
-                         "ldr %[p], [%[tp], #4]\n\tvldrb.8 q5, [%[p], %[off]]\n\t"
-                         "ldr %[p], [%[tp], #8]\n\tvldrb.8 q6, [%[p], %[off]]\n\t"
-                         "vst40.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst41.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
-                         "vst42.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst43.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
-                         : [p] "=&r"(p) : [tp] "r"(tp), [xt] "r"(xt), [off] "i"(off)
-                         : "q4", "q5", "q6", "q7", "memory");
-    else if (k == 2)
-        __asm__ volatile("ldr %[p], [%[tp]]\n\tvldrb.8 q4, [%[p], %[off]]\n\t"
-                         "ldr %[p], [%[tp], #4]\n\tvldrb.8 q5, [%[p], %[off]]\n\t"
-                         "vst40.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst41.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
-                         "vst42.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst43.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
-                         : [p] "=&r"(p) : [tp] "r"(tp), [xt] "r"(xt), [off] "i"(off)
-                         : "q4", "q5", "q6", "q7", "memory");
-    else
-        __asm__ volatile("ldr %[p], [%[tp]]\n\tvldrb.8 q4, [%[p], %[off]]\n\t"
-                         "vst40.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst41.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
-                         "vst42.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst43.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
-                         : [p] "=&r"(p) : [tp] "r"(tp), [xt] "r"(xt), [off] "i"(off)
-                         : "q4", "q5", "q6", "q7", "memory");
-}
-
-/* 16 whole channels at byte OFF (0, 16, 32 or 48) of the tap pointers, no left shift: the
- * transposition, then 4 x (4 gathers + 4 weight rows + 4 VMLADAV, two VMOV into one vector,
- * bias, requantization, narrowing store), one low-overhead loop: 29 instructions per 4 channels. */
-static void __attribute__((noinline)) dw_block16_t(const int8_t* const* taps, int32_t ntaps, int32_t k16,
-                                                   const int8_t* wp, int8_t* xt, uint32x4_t goff,
-                                                   const int32_t* bias, const int32_t* mult, const int32_t* shift,
-                                                   int8_t* out, int32_t ozp, int32x4_t vmin, int32x4_t vmax)
-{
+    if (ntaps == 9) {
+        dw_transpose4(taps, 4, xt, OFF, m);
+        dw_transpose4(taps + 4, 4, xt + 64, OFF, m);
+        dw_transpose4(taps + 8, 1, xt + 128, OFF, m);
+        return;
+    }
     int32_t t = 0;
-#define DW_TRANSPOSE(OFF)                                                                               \
-    for (; t + 4 <= ntaps; t += 4) dw_transpose4(taps + t, 4, xt + 16 * t, OFF);                        \
-    if (t < ntaps) dw_transpose4(taps + t, ntaps - t, xt + 16 * t, OFF);
-    switch (k16) { /* the block's byte offset from the tap pointers as an immediate */
-    case 0: DW_TRANSPOSE(0) break;
-    case 1: DW_TRANSPOSE(16) break;
-    case 2: DW_TRANSPOSE(32) break;
-    default: DW_TRANSPOSE(48) break;
-    }
-#undef DW_TRANSPOSE
+    for (; t + 4 <= ntaps; t += 4) dw_transpose4(taps + t, 4, xt + 16 * t, OFF, m);
+    if (t + 3 == ntaps) dw_transpose4(taps + t, 3, xt + 16 * t, OFF, m);
+    else if (t + 2 == ntaps) dw_transpose4(taps + t, 2, xt + 16 * t, OFF, m);
+    else if (t + 1 == ntaps) dw_transpose4(taps + t, 1, xt + 16 * t, OFF, m);
+}
+
+/* q = m / 4 steps of 4 channels over the transposed block xt: 4 gathers + 4 weight rows + 4
+ * VMLADAV, two VMOV into one vector (lanes (2, 0) then (3, 1)), bias, TFLM requantization (right
+ * shift from the rt table: no channel of the layer shifts left), clamp, narrowing store; one
+ * low-overhead loop, 28 instructions per 4 channels. */
+static inline __attribute__((always_inline)) void dw_dot_t(int32_t q, const int8_t* wp, int8_t* xt, uint32x4_t goff,
+                                                           const int32_t* bias, const int32_t* mult,
+                                                           const int32_t* rt, int8_t* out, int32_t ozp,
+                                                           int32x4_t vmin, int32x4_t vmax)
+{
     uint32x4_t addr = vaddq_n_u32(goff, (uint32_t)xt - 4u);
     register int32_t a0 __asm__("r0");
     register int32_t a1 __asm__("r2");
     register int32_t a2 __asm__("r4");
     register int32_t a3 __asm__("r6");
-    register int32_t cnt __asm__("lr") = 4;
-    const int32x4_t zero = vdupq_n_s32(0);
+    register int32_t cnt __asm__("lr") = q;
     __asm__ volatile(
         "dls lr, lr\n\t"
         "1:\n\t"
@@ -417,9 +387,8 @@ static void __attribute__((noinline)) dw_block16_t(const int8_t* const* taps, in
         "vmov q2[3], q2[1], %[a1], %[a3]\n\t"
         "vldrw.32 q0, [%[bp]], #16\n\t"
         "vadd.i32 q2, q2, q0\n\t"
-        "vldrw.32 q0, [%[sp_]], #16\n\t"
-        "vmin.s32 q1, q0, %q[zero]\n\t"
         "vldrw.32 q0, [%[mp]], #16\n\t"
+        "vldrw.32 q1, [%[rp]], #16\n\t"
         "vqrdmulh.s32 q2, q2, q0\n\t"
         "vand q0, q2, q1\n\t"
         "vshr.s32 q0, q0, #31\n\t"
@@ -430,75 +399,98 @@ static void __attribute__((noinline)) dw_block16_t(const int8_t* const* taps, in
         "vmin.s32 q2, q2, %q[vmax]\n\t"
         "vstrb.32 q2, [%[op]], #4\n\t"
         "le lr, 1b\n\t"
-        : [addr] "+w"(addr), [wp] "+r"(wp), [bp] "+r"(bias), [sp_] "+r"(shift), [mp] "+r"(mult), [op] "+l"(out),
+        : [addr] "+w"(addr), [wp] "+r"(wp), [bp] "+r"(bias), [rp] "+r"(rt), [mp] "+r"(mult), [op] "+l"(out),
           [a0] "=r"(a0), [a1] "=r"(a1), [a2] "=r"(a2), [a3] "=r"(a3), [cnt] "+r"(cnt), [ozp] "+r"(ozp)
         /* no GPR is input-only, so none can share a register with the pinned outputs a0-a3 */
-        : [zero] "w"(zero), [vmin] "w"(vmin), [vmax] "w"(vmax)
+        : [vmin] "w"(vmin), [vmax] "w"(vmax)
         : "q0", "q1", "q2", "memory");
 }
 
-/* The whole layer, depth multiplier 1, TFLite records, up to DW_T_TAPS taps. wt: DW_SUPER * 16
- * bytes, xt: 256 bytes, both 16-byte aligned scratch. */
+/* One output pixel, the n channels (n a multiple of 4, <= DW_SUPER) of a super-block: per block
+ * of 16 (the last one possibly of n % 16, predicated) the transposition at its immediate offset
+ * from the tap pointers, then the dot products + requantization. wt / bias / mult / rt / out at
+ * the super-block's first channel. */
+static void __attribute__((noinline)) dw_pixel_t(const int8_t* const* taps, int32_t ntaps, int32_t n,
+                                                 const int8_t* wt, int8_t* xt, uint32x4_t goff, const int32_t* bias,
+                                                 const int32_t* mult, const int32_t* rt, int8_t* out, int32_t ozp,
+                                                 int32x4_t vmin, int32x4_t vmax)
+{
+#define DW_BLOCK(k)                                                                                          \
+    if (n >= 16 * (k) + 16) {                                                                                \
+        dw_transpose_taps(taps, ntaps, xt, 16 * (k), 16);                                                    \
+        dw_dot_t(4, wt + 256 * (k), xt, goff, bias + 16 * (k), mult + 16 * (k), rt + 16 * (k), out + 16 * (k), \
+                 ozp, vmin, vmax);                                                                           \
+    } else {                                                                                                 \
+        if (n > 16 * (k)) {                                                                                  \
+            const int32_t m = n - 16 * (k);                                                                  \
+            dw_transpose_taps(taps, ntaps, xt, 16 * (k), m);                                                 \
+            dw_dot_t(m / 4, wt + 256 * (k), xt, goff, bias + 16 * (k), mult + 16 * (k), rt + 16 * (k),       \
+                     out + 16 * (k), ozp, vmin, vmax);                                                       \
+        }                                                                                                    \
+        return;                                                                                              \
+    }
+    DW_BLOCK(0) DW_BLOCK(1) DW_BLOCK(2) DW_BLOCK(3)
+#undef DW_BLOCK
+}
+
+/* The whole layer, depth multiplier 1, TFLite records, up to DW_T_TAPS taps. area: the 16-byte
+ * aligned scratch work area (wt: DW_SUPER x 16 weight rows, xt: 256 bytes of transposed patch,
+ * rt: DW_SUPER right shifts, off: DW_T_TAPS tap offsets of an interior pixel). */
 static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int32_t* bias, const int32_t* mult,
                            const int32_t* shift, int8_t* output, const int8_t** taps, const int8_t* pad,
-                           int8_t* wt, int8_t* xt, int32_t batches, int32_t in_h, int32_t in_w, int32_t in_c,
-                           int32_t out_h, int32_t out_w, int32_t k_h, int32_t k_w, int32_t stride_h,
-                           int32_t stride_w, int32_t pad_top, int32_t pad_left, int32_t dil_h, int32_t dil_w,
-                           int32_t ozp, int32_t amin, int32_t amax)
+                           int8_t* area, int32_t batches, int32_t in_h, int32_t in_w, int32_t in_c, int32_t out_h,
+                           int32_t out_w, int32_t k_h, int32_t k_w, int32_t stride_h, int32_t stride_w,
+                           int32_t pad_top, int32_t pad_left, int32_t dil_h, int32_t dil_w, int32_t ozp, int32_t amin,
+                           int32_t amax)
 {
+    int8_t* const wt = area;
+    int8_t* const xt = wt + 16 * DW_SUPER;
+    int32_t* const rt = (int32_t*)(void*)(xt + 256);
+    int32_t* const off = rt + DW_SUPER;
     const int32_t ntaps = k_h * k_w, row_bytes = in_w * in_c;
     const int32_t last = (ntaps - 1) / 4; /* the last tap group; unused gather lanes repeat it */
     const uint32x4_t goff = vminq_u32(vmulq_n_u32(vidupq_n_u32(0, 1), 64), vdupq_n_u32(64u * (uint32_t)last));
     const int32x4_t vmin = vdupq_n_s32(amin), vmax = vdupq_n_s32(amax);
-    int32_t no_left = 1; /* no channel needs the left shift (scale >= 1): skip it per vector */
-    for (int32_t i = 0; i < in_c; i++) no_left &= shift[i] <= 0;
+    const int32_t span_h = (k_h - 1) * dil_h, span_w = (k_w - 1) * dil_w;
+    for (int32_t ky = 0, t = 0; ky < k_h; ky++)
+        for (int32_t kx = 0; kx < k_w; kx++) off[t++] = ky * dil_h * row_bytes + kx * dil_w * in_c;
     for (int32_t c0 = 0; c0 < in_c; c0 += DW_SUPER) {
         const int32_t n = in_c - c0 < DW_SUPER ? in_c - c0 : DW_SUPER;
-        /* weight rows: wt[16 c + t] = w[t][c0 + c], 0 past the last tap */
+        /* weight rows: wt[16 c + t] = w[t][c0 + c], 0 past the last tap; right shifts */
         memset(wt, 0, (size_t)(16 * n));
         for (int32_t t = 0; t < ntaps; t++) {
             const int8_t* w = weight + t * in_c + c0;
             for (int32_t c = 0; c < n; c++) wt[16 * c + t] = w[c];
         }
+        for (int32_t c = 0; c < n; c++) rt[c] = shift[c0 + c] < 0 ? shift[c0 + c] : 0;
         int8_t* out = output + c0;
         const int8_t* const pad_c0 = pad + c0; /* tap pointers point at channel c0 */
         for (int32_t b = 0; b < batches; b++) {
             const int8_t* in_c0 = input + b * in_h * row_bytes + c0;
             for (int32_t oy = 0; oy < out_h; oy++) {
                 const int32_t iy0 = oy * stride_h - pad_top;
+                const int32_t row_inside = iy0 >= 0 && iy0 + span_h < in_h;
                 for (int32_t ox = 0; ox < out_w; ox++) {
                     const int32_t ix0 = ox * stride_w - pad_left;
-                    int32_t t = 0;
-                    for (int32_t ky = 0; ky < k_h; ky++) {
-                        const int32_t iy = iy0 + ky * dil_h;
-                        if ((uint32_t)iy >= (uint32_t)in_h) {
-                            for (int32_t kx = 0; kx < k_w; kx++) taps[t++] = pad_c0;
-                            continue;
+                    if (row_inside && ix0 >= 0 && ix0 + span_w < in_w) { /* no padded tap */
+                        const int8_t* base = in_c0 + iy0 * row_bytes + ix0 * in_c;
+                        for (int32_t t = 0; t < ntaps; t++) taps[t] = base + off[t];
+                    } else {
+                        int32_t t = 0;
+                        for (int32_t ky = 0; ky < k_h; ky++) {
+                            const int32_t iy = iy0 + ky * dil_h;
+                            if ((uint32_t)iy >= (uint32_t)in_h) {
+                                for (int32_t kx = 0; kx < k_w; kx++) taps[t++] = pad_c0;
+                                continue;
+                            }
+                            const int8_t* row = in_c0 + iy * row_bytes;
+                            for (int32_t kx = 0; kx < k_w; kx++) {
+                                const int32_t ix = ix0 + kx * dil_w;
+                                taps[t++] = (uint32_t)ix < (uint32_t)in_w ? row + ix * in_c : pad_c0;
+                            }
                         }
-                        const int8_t* row = in_c0 + iy * row_bytes;
-                        for (int32_t kx = 0; kx < k_w; kx++) {
-                            const int32_t ix = ix0 + kx * dil_w;
-                            taps[t++] = (uint32_t)ix < (uint32_t)in_w ? row + ix * in_c : pad_c0;
-                        }
                     }
-                    int32_t cb = 0;
-                    if (no_left) { /* whole blocks of 16 (immediate offsets from the tap pointers) */
-#define DW_B16(k)                                                                                            \
-    if (cb + 16 <= n) {                                                                                      \
-        dw_block16_t(taps, ntaps, (k), wt + 16 * cb, xt, goff, bias + c0 + cb, mult + c0 + cb,          \
-                     shift + c0 + cb, out + cb, ozp, vmin, vmax);                                            \
-        cb += 16;                                                                                            \
-    }
-                        DW_B16(0) DW_B16(1) DW_B16(2) DW_B16(3)
-#undef DW_B16
-                    }
-                    for (; cb < n; cb += 16) {
-                        const int32_t m = n - cb < 16 ? n - cb : 16;
-                        const int8_t* tb[DW_T_TAPS];
-                        for (int32_t i = 0; i < ntaps; i++) tb[i] = taps[i] + cb;
-                        dw_block_t(tb, ntaps, 0, m, wt + 16 * cb, xt, goff, bias + c0 + cb, mult + c0 + cb,
-                                   shift + c0 + cb, out + cb, no_left, ozp, vmin, vmax);
-                    }
+                    dw_pixel_t(taps, ntaps, n, wt, xt, goff, bias + c0, mult + c0, rt, out, ozp, vmin, vmax);
                     out += in_c;
                 }
             }
@@ -691,10 +683,12 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
 #if defined(DTMM_DW_MVE)
     if (ch_mult == 1 && shift[0] != DTMM_REQUANT_F32) { /* ONNX float32 records: the scalar pixel */
         int8_t* area = (int8_t*)(((uintptr_t)(pad + ((in_c + 3) & ~3)) + 15u) & ~(uintptr_t)15u);
-        if (ntaps <= DW_T_TAPS) {
-            dw_layer_mve_t(input, weight, bias, mult, shift, output, taps, pad, area, area + 16 * DW_SUPER, batches,
-                           in_h, in_w, in_c, out_h, out_w, k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h,
-                           dil_w, output_zp, act_min, act_max);
+        int32_t no_left = 1, c4 = (in_c % 4) == 0;
+        for (int32_t i = 0; i < in_c; i++) no_left &= shift[i] <= 0;
+        if (ntaps <= DW_T_TAPS && no_left && c4) { /* the usual layer */
+            dw_layer_mve_t(input, weight, bias, mult, shift, output, taps, pad, area, batches, in_h, in_w, in_c,
+                           out_h, out_w, k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, output_zp,
+                           act_min, act_max);
         } else {
             dw_layer_mve(input, weight, bias, mult, shift, output, taps, pad, batches, in_h, in_w, in_c, out_h,
                          out_w, k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, output_zp, act_min,

@@ -40,7 +40,7 @@ _POINTER_BYTES = 4  # Cortex-M
 #: MVE work area of the kernel after the pad pixel, with its alignment slack (``DW_MVE_AREA`` +
 #: ``DW_MVE_ALIGN_SLACK`` of dtmm_depthwise_conv_s8.c): the transposed path's weight table and
 #: patch, or the lane path's requantization table (kept off the stack).
-_MVE_AREA_BYTES = 1280 + 12
+_MVE_AREA_BYTES = 1600 + 12
 
 
 def scratch_bytes(params: Conv2DParams, isa: str | None = None) -> int:
