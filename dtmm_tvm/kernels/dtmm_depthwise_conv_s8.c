@@ -454,15 +454,29 @@ static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int3
     const int32_t span_h = (k_h - 1) * dil_h, span_w = (k_w - 1) * dil_w;
     for (int32_t ky = 0, t = 0; ky < k_h; ky++)
         for (int32_t kx = 0; kx < k_w; kx++) off[t++] = ky * dil_h * row_bytes + kx * dil_w * in_c;
+    /* Packed pixels: with 4 or 8 channels and stride_w 1, one 16-byte load at a tap of output
+     * pixel ox holds that tap for the 16 / in_c pixels ox, ox + 1, ... (consecutive input pixels),
+     * so they run as one pixel of 16 "channels" (their outputs are contiguous too) over tables
+     * repeated per pixel; where not all of them are free of padding, one pixel at a time. */
+    const int32_t pack = (in_c == 4 || in_c == 8) && stride_w == 1 ? 16 / in_c : 1;
+    int32_t* const bias_rep = (int32_t*)(void*)(wt + 256); /* pack > 1 only: wt uses 256 bytes */
+    int32_t* const mult_rep = bias_rep + 16;
     for (int32_t c0 = 0; c0 < in_c; c0 += DW_SUPER) {
         const int32_t n = in_c - c0 < DW_SUPER ? in_c - c0 : DW_SUPER;
-        /* weight rows: wt[16 c + t] = w[t][c0 + c], 0 past the last tap; right shifts */
-        memset(wt, 0, (size_t)(16 * n));
+        const int32_t nrep = n * pack;
+        /* weight rows: wt[16 c + t] = w[t][c0 + c % n], 0 past the last tap; right shifts */
+        memset(wt, 0, (size_t)(16 * nrep));
         for (int32_t t = 0; t < ntaps; t++) {
             const int8_t* w = weight + t * in_c + c0;
-            for (int32_t c = 0; c < n; c++) wt[16 * c + t] = w[c];
+            for (int32_t c = 0; c < nrep; c++) wt[16 * c + t] = w[c % n];
         }
-        for (int32_t c = 0; c < n; c++) rt[c] = shift[c0 + c] < 0 ? shift[c0 + c] : 0;
+        for (int32_t c = 0; c < nrep; c++) rt[c] = shift[c0 + c % n] < 0 ? shift[c0 + c % n] : 0;
+        for (int32_t c = 0; pack > 1 && c < nrep; c++) {
+            bias_rep[c] = bias[c0 + c % n];
+            mult_rep[c] = mult[c0 + c % n];
+        }
+        const int32_t* const bias_t = pack > 1 ? bias_rep : bias + c0;
+        const int32_t* const mult_t = pack > 1 ? mult_rep : mult + c0;
         int8_t* out = output + c0;
         const int8_t* const pad_c0 = pad + c0; /* tap pointers point at channel c0 */
         for (int32_t b = 0; b < batches; b++) {
@@ -475,6 +489,12 @@ static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int3
                     if (row_inside && ix0 >= 0 && ix0 + span_w < in_w) { /* no padded tap */
                         const int8_t* base = in_c0 + iy0 * row_bytes + ix0 * in_c;
                         for (int32_t t = 0; t < ntaps; t++) taps[t] = base + off[t];
+                        if (pack > 1 && ox + pack <= out_w && ix0 + pack - 1 + span_w < in_w) {
+                            dw_pixel_t(taps, ntaps, 16, wt, xt, goff, bias_t, mult_t, rt, out, ozp, vmin, vmax);
+                            out += 16;
+                            ox += pack - 1;
+                            continue;
+                        }
                     } else {
                         int32_t t = 0;
                         for (int32_t ky = 0; ky < k_h; ky++) {
@@ -490,7 +510,7 @@ static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int3
                             }
                         }
                     }
-                    dw_pixel_t(taps, ntaps, n, wt, xt, goff, bias + c0, mult + c0, rt, out, ozp, vmin, vmax);
+                    dw_pixel_t(taps, ntaps, n, wt, xt, goff, bias_t, mult_t, rt, out, ozp, vmin, vmax);
                     out += in_c;
                 }
             }
