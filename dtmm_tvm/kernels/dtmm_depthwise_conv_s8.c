@@ -410,7 +410,7 @@ static inline __attribute__((always_inline)) void dw_dot_t(int32_t q, const int8
  * of 16 (the last one possibly of n % 16, predicated) the transposition at its immediate offset
  * from the tap pointers, then the dot products + requantization. wt / bias / mult / rt / out at
  * the super-block's first channel. */
-static void __attribute__((noinline)) dw_pixel_t(const int8_t* const* taps, int32_t ntaps, int32_t n,
+static inline __attribute__((always_inline)) void dw_pixel_t(const int8_t* const* taps, int32_t ntaps, int32_t n,
                                                  const int8_t* wt, int8_t* xt, uint32x4_t goff, const int32_t* bias,
                                                  const int32_t* mult, const int32_t* rt, int8_t* out, int32_t ozp,
                                                  int32x4_t vmin, int32x4_t vmax)
@@ -433,6 +433,23 @@ static void __attribute__((noinline)) dw_pixel_t(const int8_t* const* taps, int3
 #undef DW_BLOCK
 }
 
+/* count output pixels (or packed pixel groups) of a row whose tap pointers advance by step bytes
+ * from one to the next; outputs out_step bytes apart. taps: the first one's table (advanced in
+ * place). One call per run keeps the per-pixel bookkeeping in this small loop. */
+static void __attribute__((noinline)) dw_run_t(const int8_t** taps, int32_t ntaps, int32_t n, int32_t count,
+                                               int32_t step, int32_t out_step, const int8_t* wt, int8_t* xt,
+                                               uint32x4_t goff, const int32_t* bias, const int32_t* mult,
+                                               const int32_t* rt, int8_t* out, int32_t ozp, int32x4_t vmin,
+                                               int32x4_t vmax)
+{
+    for (;;) {
+        dw_pixel_t(taps, ntaps, n, wt, xt, goff, bias, mult, rt, out, ozp, vmin, vmax);
+        if (--count == 0) return;
+        out += out_step;
+        for (int32_t t = 0; t < ntaps; t++) taps[t] += step;
+    }
+}
+
 /* The whole layer, depth multiplier 1, TFLite records, up to DW_T_TAPS taps. area: the 16-byte
  * aligned scratch work area (wt: DW_SUPER x 16 weight rows, xt: 256 bytes of transposed patch,
  * rt: DW_SUPER right shifts, off: DW_T_TAPS tap offsets of an interior pixel). */
@@ -452,6 +469,11 @@ static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int3
     const uint32x4_t goff = vminq_u32(vmulq_n_u32(vidupq_n_u32(0, 1), 64), vdupq_n_u32(64u * (uint32_t)last));
     const int32x4_t vmin = vdupq_n_s32(amin), vmax = vdupq_n_s32(amax);
     const int32_t span_h = (k_h - 1) * dil_h, span_w = (k_w - 1) * dil_w;
+    /* output columns [ox_lo, ox_hi) read no padded column */
+    const int32_t ox_lo = (pad_left + stride_w - 1) / stride_w;
+    const int32_t last_x = in_w - 1 - span_w + pad_left; /* ix0 + span_w < in_w <=> ox * stride_w <= last_x */
+    int32_t ox_hi = last_x < 0 ? 0 : last_x / stride_w + 1;
+    ox_hi = ox_hi > out_w ? out_w : ox_hi;
     for (int32_t ky = 0, t = 0; ky < k_h; ky++)
         for (int32_t kx = 0; kx < k_w; kx++) off[t++] = ky * dil_h * row_bytes + kx * dil_w * in_c;
     /* Packed pixels: with 4 or 8 channels and stride_w 1, one 16-byte load at a tap of output
@@ -465,12 +487,16 @@ static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int3
         const int32_t n = in_c - c0 < DW_SUPER ? in_c - c0 : DW_SUPER;
         const int32_t nrep = n * pack;
         /* weight rows: wt[16 c + t] = w[t][c0 + c % n], 0 past the last tap; right shifts */
-        memset(wt, 0, (size_t)(16 * nrep));
+        memset(wt, 0, (size_t)(16 * n));
         for (int32_t t = 0; t < ntaps; t++) {
             const int8_t* w = weight + t * in_c + c0;
-            for (int32_t c = 0; c < nrep; c++) wt[16 * c + t] = w[c % n];
+            for (int32_t c = 0; c < n; c++) wt[16 * c + t] = w[c];
         }
-        for (int32_t c = 0; c < nrep; c++) rt[c] = shift[c0 + c % n] < 0 ? shift[c0 + c % n] : 0;
+        for (int32_t c = 0; c < n; c++) rt[c] = shift[c0 + c] < 0 ? shift[c0 + c] : 0;
+        for (int32_t c = n; c < nrep; c++) { /* pack > 1: the copies */
+            memcpy(wt + 16 * c, wt + 16 * (c - n), 16);
+            rt[c] = rt[c - n];
+        }
         for (int32_t c = 0; pack > 1 && c < nrep; c++) {
             bias_rep[c] = bias[c0 + c % n];
             mult_rep[c] = mult[c0 + c % n];
@@ -486,15 +512,20 @@ static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int3
                 const int32_t row_inside = iy0 >= 0 && iy0 + span_h < in_h;
                 for (int32_t ox = 0; ox < out_w; ox++) {
                     const int32_t ix0 = ox * stride_w - pad_left;
+                    if (row_inside && ox >= ox_lo && ox + pack <= ox_hi) {
+                        /* a run of pixels (groups of pack) free of padding */
+                        const int8_t* base = in_c0 + iy0 * row_bytes + ix0 * in_c;
+                        const int32_t groups = (ox_hi - ox) / pack;
+                        for (int32_t t = 0; t < ntaps; t++) taps[t] = base + off[t];
+                        dw_run_t(taps, ntaps, pack > 1 ? 16 : n, groups, pack * stride_w * in_c, pack * in_c, wt, xt,
+                                 goff, bias_t, mult_t, rt, out, ozp, vmin, vmax);
+                        out += groups * pack * in_c;
+                        ox += groups * pack - 1;
+                        continue;
+                    }
                     if (row_inside && ix0 >= 0 && ix0 + span_w < in_w) { /* no padded tap */
                         const int8_t* base = in_c0 + iy0 * row_bytes + ix0 * in_c;
                         for (int32_t t = 0; t < ntaps; t++) taps[t] = base + off[t];
-                        if (pack > 1 && ox + pack <= out_w && ix0 + pack - 1 + span_w < in_w) {
-                            dw_pixel_t(taps, ntaps, 16, wt, xt, goff, bias_t, mult_t, rt, out, ozp, vmin, vmax);
-                            out += 16;
-                            ox += pack - 1;
-                            continue;
-                        }
                     } else {
                         int32_t t = 0;
                         for (int32_t ky = 0; ky < k_h; ky++) {
@@ -510,7 +541,7 @@ static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int3
                             }
                         }
                     }
-                    dw_pixel_t(taps, ntaps, n, wt, xt, goff, bias_t, mult_t, rt, out, ozp, vmin, vmax);
+                    dw_run_t(taps, ntaps, n, 1, 0, 0, wt, xt, goff, bias_t, mult_t, rt, out, ozp, vmin, vmax);
                     out += in_c;
                 }
             }
