@@ -4,9 +4,13 @@
  * Per output pixel the kernel first builds a table of KH*KW tap pointers (an out-of-image tap
  * points at a pad pixel filled with input_zero_point, which contributes exactly the folded term
  * it must cancel), then runs a channel-vectorized loop over the table:
- *   MVE  (Cortex-M55): 8 int16 lanes per load (VLDRB.S16 widening loads, VMULLB/VMULLT into even /
- *                      odd int32 accumulators), 16 channels per pass (channel_block 16; 4 or 8: 8),
- *                      a predicated tail, vector requantization from a per-call table (dw_layer_mve).
+ *   MVE  (Cortex-M55): up to 16 taps, channels a multiple of 4, no left shift (the usual layer):
+ *                      the transposed path (dw_layer_mve_t): taps transposed by VST4, one word
+ *                      gather + VMLADAV per channel and pixel, 4- / 8-channel layers pack pixels.
+ *                      Otherwise the lane path (dw_layer_mve): 8 int16 lanes per load (VLDRB.S16
+ *                      widening loads, VMULLB/VMULLT into even / odd int32 accumulators), 16
+ *                      channels per pass (channel_block 16; 4 or 8: 8), a predicated tail, vector
+ *                      requantization from a per-call table. Both keep their tables in scratch.
  *   DSP  (Cortex-M4/M7): 4 channels per word: SXTB16 (+ROR 8) on input and weights, SMLABB/SMLATT
  *                      into 4 (channel_block 4) or 8 (channel_block 8) accumulators.
  *   portable C:        1, 2 or 4 channels per pass.
