@@ -330,15 +330,15 @@ def padding_of(in_hw, kernel_hw, strides, same: bool) -> tuple:
 def scratch_bytes(shape: ConvShape, fmt: str = "dense", target="dtmm/cortex-m4") -> int:
     """Arena scratch of the kernel the compiler calls for this conv (or depthwise conv) in
     ``fmt`` on ``target``: the planner's request that :func:`peak_sram` lays out."""
-    params = conv_params(shape)
-    if shape.depthwise:
-        from ..ops.depthwise_conv2d import scratch_bytes as depthwise_scratch
-
-        return int(depthwise_scratch(params))
     from ..schedules.conv import default_schedule, scratch_bytes as conv_scratch, target_isa
     from ..target import resolve_target
 
+    params = conv_params(shape)
     t = resolve_target(target)
+    if shape.depthwise:
+        from ..ops.depthwise_conv2d import scratch_bytes as depthwise_scratch
+
+        return int(depthwise_scratch(params, target_isa(t)))
     return int(conv_scratch(params, target_isa(t), default_schedule(params, t), fmt))
 
 

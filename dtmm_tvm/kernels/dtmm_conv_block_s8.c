@@ -516,11 +516,11 @@ static void requant_store(const int32_t *acc, int32_t g, int32_t nvalid, int32_t
 
 #if defined(DTMM_ISA_MVE)
 /* Channels per requantization tile. The accumulators of a pixel group live channel-major in a
- * stack tile (8 int32 per channel, the dot product's acc[] itself), and are requantized 4
+ * scratch tile (8 int32 per channel, the dot product's acc[] itself), and are requantized 4
  * channels x 1 pixel per vector (a gather of 4 channels' accumulators): per-channel multiplier
  * and shift vectors are loaded once per 4 channels, the 4 results of a pixel are contiguous in
  * the NHWC output (no scatter), instead of one requantization pass per channel. */
-#define TILE_CH 32
+#define TILE_CH 32 /* the tile is caller scratch: dtmm_conv_block_s8_get_buffer_size() */
 /* VLDRW.U32 Qd, [Qn, #4]!: gather from 4 addresses, then advance them (GCC 12's
  * vldrwq_gather_base_wb_s32 rejects its immediate once inlined) */
 static inline int32x4_t gather_wb4(uint32x4_t *addr) {
@@ -657,7 +657,8 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
                      const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
                      int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
                      const int32_t *mult, const int32_t *shift, int8_t *out, int32_t ps,
-                     int32_t out_offset, int32_t act_min, int32_t act_max) {
+                     int32_t out_offset, int32_t act_min, int32_t act_max, int32_t *tile) {
+  (void)tile;
   const int32_t cpt = (cin + CH - 1) / CH;
   const int32_t tap_bytes = cpt * CHB * g;
   const int32_t aligned = (cin % CH) == 0;
@@ -682,7 +683,6 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
   }
 #endif
 #if defined(DTMM_ISA_MVE)
-  int32_t tile[8 * TILE_CH] __attribute__((aligned(16)));
   for (int32_t o_t = o_begin; o_t < o_end; o_t += TILE_CH) {
   const int32_t o_tend = o_end - o_t < TILE_CH ? o_end : o_t + TILE_CH;
 #else
@@ -786,21 +786,29 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
   do {                                                                                      \
     if (FAST_G(group) == 4)                                                                 \
       channels(FMT, 4, 4, xg, nvalid, values, idx0, idx1, kk, cin, o_begin, o_end, bias,   \
-               mult, shift, o, ps, out_offset, act_min, act_max);                           \
+               mult, shift, o, ps, out_offset, act_min, act_max, tile);                     \
     else if (FAST_G(group) == 8)                                                            \
       channels(FMT, FAST_G(8), 8, xg, nvalid, values, idx0, idx1, kk, cin, o_begin, o_end, \
-               bias, mult, shift, o, ps, out_offset, act_min, act_max);                     \
+               bias, mult, shift, o, ps, out_offset, act_min, act_max, tile);               \
     else                                                                                    \
       channels(FMT, 0, group, xg, nvalid, values, idx0, idx1, kk, cin, o_begin, o_end,     \
-               bias, mult, shift, o, ps, out_offset, act_min, act_max);                     \
+               bias, mult, shift, o, ps, out_offset, act_min, act_max, tile);               \
   } while (0)
+
+int32_t dtmm_conv_block_s8_get_buffer_size(void) {
+#if defined(DTMM_ISA_MVE)
+  return (int32_t)sizeof(int32_t) * 8 * TILE_CH;
+#else
+  return 0;
+#endif
+}
 
 void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t fmt,
                         const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
                         int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
                         const int32_t *mult, const int32_t *shift, int8_t *out,
                         int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
-                        int32_t act_max) {
+                        int32_t act_max, int32_t *tile) {
   const int32_t ps = out_pixel_stride;
   const int32_t group_bytes = kk * ((cin + CH - 1) / CH) * CHB * group;
   for (int32_t p = 0; p < npix; p += group) {

@@ -4,9 +4,13 @@
  * Per output pixel the kernel first builds a table of KH*KW tap pointers (an out-of-image tap
  * points at a pad pixel filled with input_zero_point, which contributes exactly the folded term
  * it must cancel), then runs a channel-vectorized loop over the table:
- *   MVE  (Cortex-M55): 8 int16 lanes per load (VLDRB.S16 widening loads, VMULLB/VMULLT into even /
- *                      odd int32 accumulators), 16 channels per pass (channel_block 16; 4 or 8: 8),
- *                      a predicated tail, vector requantization from a per-call table (dw_layer_mve).
+ *   MVE  (Cortex-M55): up to 16 taps, channels a multiple of 4, no left shift (the usual layer):
+ *                      the transposed path (dw_layer_mve_t): taps transposed by VST4, one word
+ *                      gather + VMLADAV per channel and pixel, 4- / 8-channel layers pack pixels.
+ *                      Otherwise the lane path (dw_layer_mve): 8 int16 lanes per load (VLDRB.S16
+ *                      widening loads, VMULLB/VMULLT into even / odd int32 accumulators), 16
+ *                      channels per pass (channel_block 16; 4 or 8: 8), a predicated tail, vector
+ *                      requantization from a per-call table. Both keep their tables in scratch.
  *   DSP  (Cortex-M4/M7): 4 channels per word: SXTB16 (+ROR 8) on input and weights, SMLABB/SMLATT
  *                      into 4 (channel_block 4) or 8 (channel_block 8) accumulators; 3x3 kernels
  *                      with channels % 4 == 0 and TFLite records take a channel-blocked layer loop
@@ -48,10 +52,22 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
                             int32_t output_zp, int32_t act_min, int32_t act_max, int32_t channel_block);
 int32_t dtmm_depthwise_conv_s8_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w);
 
+#if defined(DTMM_DW_MVE)
+/* MVE work area after the pad pixel (16-byte aligned inside the scratch): the larger of the
+ * transposed path's tables (dw_layer_mve_t: 1024 + 256 + 256 + 64 bytes) and the lane path's
+ * requantization table (dw_layer_mve: 1024 bytes); kept off the stack. */
+#define DW_MVE_AREA 1600
+#define DW_MVE_ALIGN_SLACK 12 /* the scratch is int32-aligned; the area starts 16-aligned */
+#else
+#define DW_MVE_AREA 0
+#define DW_MVE_ALIGN_SLACK 0
+#endif
+
 int32_t dtmm_depthwise_conv_s8_get_buffer_size(int32_t in_c, int32_t k_h, int32_t k_w)
 {
-    /* tap pointer table, then one pad pixel (in_c bytes of input_zero_point), 4-byte rounded */
-    return (int32_t)sizeof(int8_t*) * k_h * k_w + ((in_c + 3) & ~3);
+    /* tap pointer table, then one pad pixel (in_c bytes of input_zero_point), 4-byte rounded,
+     * then (MVE) the work area */
+    return (int32_t)sizeof(int8_t*) * k_h * k_w + ((in_c + 3) & ~3) + DW_MVE_ALIGN_SLACK + DW_MVE_AREA;
 }
 
 /* One output pixel, any depth multiplier: oc = c * ch_mult + m reads input channel c. */
@@ -93,7 +109,8 @@ typedef struct {
     int32_t bias_e[4], bias_o[4], mult_e[4], mult_o[4], right_e[4], right_o[4], left_e[4], left_o[4];
 } dw_group_mve;
 
-/* Channels per super-block: the group table lives on the stack (DW_SUPER / 8 * 128 bytes). */
+/* Channels per super-block: the group table (DW_SUPER / 8 * 128 bytes) and the transposed
+ * path's weight table (DW_SUPER * 16 bytes) live in the scratch work area. */
 #define DW_SUPER 64
 
 static void dw_groups_mve(dw_group_mve* tab, const int32_t* bias, const int32_t* mult, const int32_t* shift,
@@ -213,16 +230,16 @@ static void dw_pixel_mve(const int8_t* const* taps, int32_t ntaps, const int8_t*
     }
 }
 
-/* The whole layer, depth multiplier 1, TFLite records: per super-block of DW_SUPER channels the
- * group table, then every output pixel (tap table as the portable path). */
+/* The whole layer, depth multiplier 1, TFLite records, more than DW_T_TAPS taps: per super-block
+ * of DW_SUPER channels the group table (tab: scratch), then every output pixel (tap table as the
+ * portable path). */
 static void dw_layer_mve(const int8_t* input, const int8_t* weight, const int32_t* bias, const int32_t* mult,
                          const int32_t* shift, int8_t* output, const int8_t** taps, const int8_t* pad,
                          int32_t batches, int32_t in_h, int32_t in_w, int32_t in_c, int32_t out_h, int32_t out_w,
                          int32_t k_h, int32_t k_w, int32_t stride_h, int32_t stride_w, int32_t pad_top,
                          int32_t pad_left, int32_t dil_h, int32_t dil_w, int32_t ozp, int32_t amin, int32_t amax,
-                         int32_t channel_block)
+                         int32_t channel_block, dw_group_mve* tab)
 {
-    dw_group_mve tab[DW_SUPER / 8] __attribute__((aligned(16)));
     const int32_t ntaps = k_h * k_w, row_bytes = in_w * in_c;
     const int32x4_t vmin = vdupq_n_s32(amin), vmax = vdupq_n_s32(amax);
     int32_t no_left = 1; /* no channel needs the left shift (scale >= 1): skip it per vector */
@@ -252,6 +269,285 @@ static void dw_layer_mve(const int8_t* input, const int8_t* weight, const int32_
                     }
                     dw_pixel_mve(taps, ntaps, weight, tab, out, c0, n, in_c, ozp, vmin, vmax, channel_block,
                                  no_left);
+                    out += in_c;
+                }
+            }
+        }
+    }
+}
+
+/* ---- transposed path (up to DW_T_TAPS taps: 3x3 at any stride / dilation, 1xN, ...) ----
+ * Per output pixel and block of 16 channels the KH*KW tap vectors (16 channels each) are
+ * transposed by VST4 into xt: group g of 4 taps at xt + 64 g holds, per channel c, the word
+ * (tap 4g, 4g+1, 4g+2, 4g+3) at byte 4c. One gather (VLDRW, 4 word addresses xt + 4c + 64 g,
+ * written back by +4 per channel) then loads channel c's taps as one int8x16 vector, and VMLADAV
+ * against the channel's weight row (taps in the same order, zero past the last tap, built once
+ * per super-block in wt) gives its accumulator: 3 instructions per channel per pixel instead of
+ * a VMULL / VADD pair per 8 MACs and tap. The 4 accumulators of 4 channels are one vector for
+ * the requantization (channel order, per-channel constants loaded straight from the records). */
+#define DW_T_TAPS 16
+
+/* VLDRW.U32 Qd, [Qn, #4]!: gather 4 words, then advance the 4 addresses by 4 bytes */
+static inline __attribute__((always_inline)) int32x4_t dw_gather_wb4(uint32x4_t* addr)
+{
+    int32x4_t v;
+    __asm__ volatile("vldrw.u32 %q0, [%q1, #4]!" : "=&w"(v), "+w"(*addr) : : "memory");
+    return v;
+}
+
+/* Transpose one group of k <= 4 taps (the other slots: any bytes, their weights are 0) of m <= 16
+ * channels at byte OFF of the tap pointers tp[0..k-1] into the 64 bytes at xt (VST40-43 of
+ * q4-q7). m < 16: the loads are predicated (VCTP), so a short block never reads past its last
+ * channel. */
+#define DW_LD(i, r) "ldr %[" #r "], [%[tp], #" #i "]\n\t"
+#define DW_VL(q, r) "vldrb.8 " q ", [%[" #r "], %[off]]\n\t"
+#define DW_VLT(q, r) "vpst\n\tvldrbt.8 " q ", [%[" #r "], %[off]]\n\t"
+#define DW_CTP "vctp.8 %[m]\n\t"
+#define DW_ST4 "vst40.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst41.8 {q4, q5, q6, q7}, [%[xt]]\n\t" \
+               "vst42.8 {q4, q5, q6, q7}, [%[xt]]\n\tvst43.8 {q4, q5, q6, q7}, [%[xt]]\n\t"
+#define DW_T_ASM(body)                                                                                   \
+    __asm__ volatile(body : [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2), [p3] "=&r"(p3)                \
+                     : [tp] "r"(tp), [xt] "r"(xt), [off] "i"(OFF), [m] "r"(m) : "q4", "q5", "q6", "q7", "memory")
+static inline __attribute__((always_inline)) void dw_transpose4(const int8_t* const* tp, const int32_t k, int8_t* xt,
+                                                                const int32_t OFF, int32_t m)
+{
+    const int8_t *p0, *p1, *p2, *p3;
+    if (m >= 16) {
+        if (k >= 4)
+            DW_T_ASM(DW_LD(0, p0) DW_LD(4, p1) DW_LD(8, p2) DW_LD(12, p3) DW_VL("q4", p0) DW_VL("q5", p1)
+                         DW_VL("q6", p2) DW_VL("q7", p3) DW_ST4);
+        else if (k == 3)
+            DW_T_ASM(DW_LD(0, p0) DW_LD(4, p1) DW_LD(8, p2) DW_VL("q4", p0) DW_VL("q5", p1) DW_VL("q6", p2) DW_ST4);
+        else if (k == 2)
+            DW_T_ASM(DW_LD(0, p0) DW_LD(4, p1) DW_VL("q4", p0) DW_VL("q5", p1) DW_ST4);
+        else
+            DW_T_ASM(DW_LD(0, p0) DW_VL("q4", p0) DW_ST4);
+    } else {
+        if (k >= 4)
+            DW_T_ASM(DW_CTP DW_LD(0, p0) DW_LD(4, p1) DW_LD(8, p2) DW_LD(12, p3) DW_VLT("q4", p0) DW_VLT("q5", p1)
+                         DW_VLT("q6", p2) DW_VLT("q7", p3) DW_ST4);
+        else if (k == 3)
+            DW_T_ASM(DW_CTP DW_LD(0, p0) DW_LD(4, p1) DW_LD(8, p2) DW_VLT("q4", p0) DW_VLT("q5", p1) DW_VLT("q6", p2)
+                         DW_ST4);
+        else if (k == 2)
+            DW_T_ASM(DW_CTP DW_LD(0, p0) DW_LD(4, p1) DW_VLT("q4", p0) DW_VLT("q5", p1) DW_ST4);
+        else
+            DW_T_ASM(DW_CTP DW_LD(0, p0) DW_VLT("q4", p0) DW_ST4);
+    }
+}
+#undef DW_T_ASM
+#undef DW_ST4
+#undef DW_VLT
+#undef DW_CTP
+#undef DW_VL
+#undef DW_LD
+
+/* All taps of one block (3x3 unrolled). */
+static inline __attribute__((always_inline)) void dw_transpose_taps(const int8_t* const* taps, int32_t ntaps,
+                                                                    int8_t* xt, const int32_t OFF, int32_t m)
+{
+    if (ntaps == 9) {
+        dw_transpose4(taps, 4, xt, OFF, m);
+        dw_transpose4(taps + 4, 4, xt + 64, OFF, m);
+        dw_transpose4(taps + 8, 1, xt + 128, OFF, m);
+        return;
+    }
+    int32_t t = 0;
+    for (; t + 4 <= ntaps; t += 4) dw_transpose4(taps + t, 4, xt + 16 * t, OFF, m);
+    if (t + 3 == ntaps) dw_transpose4(taps + t, 3, xt + 16 * t, OFF, m);
+    else if (t + 2 == ntaps) dw_transpose4(taps + t, 2, xt + 16 * t, OFF, m);
+    else if (t + 1 == ntaps) dw_transpose4(taps + t, 1, xt + 16 * t, OFF, m);
+}
+
+/* q = m / 4 steps of 4 channels over the transposed block xt: 4 gathers + 4 weight rows + 4
+ * VMLADAV, two VMOV into one vector (lanes (2, 0) then (3, 1)), bias, TFLM requantization (right
+ * shift from the rt table: no channel of the layer shifts left), clamp, narrowing store; one
+ * low-overhead loop, 28 instructions per 4 channels. */
+static inline __attribute__((always_inline)) void dw_dot_t(int32_t q, const int8_t* wp, int8_t* xt, uint32x4_t goff,
+                                                           const int32_t* bias, const int32_t* mult,
+                                                           const int32_t* rt, int8_t* out, int32_t ozp,
+                                                           int32x4_t vmin, int32x4_t vmax)
+{
+    uint32x4_t addr = vaddq_n_u32(goff, (uint32_t)xt - 4u);
+    register int32_t a0 __asm__("r0");
+    register int32_t a1 __asm__("r2");
+    register int32_t a2 __asm__("r4");
+    register int32_t a3 __asm__("r6");
+    register int32_t cnt __asm__("lr") = q;
+    __asm__ volatile(
+        "dls lr, lr\n\t"
+        "1:\n\t"
+        "vldrw.u32 q0, [%q[addr], #4]!\n\t"
+        "vldrb.8 q1, [%[wp]], #16\n\t"
+        "vmladav.s8 %[a0], q0, q1\n\t"
+        "vldrw.u32 q0, [%q[addr], #4]!\n\t"
+        "vldrb.8 q1, [%[wp]], #16\n\t"
+        "vmladav.s8 %[a1], q0, q1\n\t"
+        "vldrw.u32 q0, [%q[addr], #4]!\n\t"
+        "vldrb.8 q1, [%[wp]], #16\n\t"
+        "vmladav.s8 %[a2], q0, q1\n\t"
+        "vldrw.u32 q0, [%q[addr], #4]!\n\t"
+        "vldrb.8 q1, [%[wp]], #16\n\t"
+        "vmladav.s8 %[a3], q0, q1\n\t"
+        "vmov q2[2], q2[0], %[a0], %[a2]\n\t"
+        "vmov q2[3], q2[1], %[a1], %[a3]\n\t"
+        "vldrw.32 q0, [%[bp]], #16\n\t"
+        "vadd.i32 q2, q2, q0\n\t"
+        "vldrw.32 q0, [%[mp]], #16\n\t"
+        "vldrw.32 q1, [%[rp]], #16\n\t"
+        "vqrdmulh.s32 q2, q2, q0\n\t"
+        "vand q0, q2, q1\n\t"
+        "vshr.s32 q0, q0, #31\n\t"
+        "vqadd.s32 q2, q2, q0\n\t"
+        "vrshl.s32 q2, q2, q1\n\t"
+        "vadd.i32 q2, q2, %[ozp]\n\t"
+        "vmax.s32 q2, q2, %q[vmin]\n\t"
+        "vmin.s32 q2, q2, %q[vmax]\n\t"
+        "vstrb.32 q2, [%[op]], #4\n\t"
+        "le lr, 1b\n\t"
+        : [addr] "+w"(addr), [wp] "+r"(wp), [bp] "+r"(bias), [rp] "+r"(rt), [mp] "+r"(mult), [op] "+l"(out),
+          [a0] "=r"(a0), [a1] "=r"(a1), [a2] "=r"(a2), [a3] "=r"(a3), [cnt] "+r"(cnt), [ozp] "+r"(ozp)
+        /* no GPR is input-only, so none can share a register with the pinned outputs a0-a3 */
+        : [vmin] "w"(vmin), [vmax] "w"(vmax)
+        : "q0", "q1", "q2", "memory");
+}
+
+/* One output pixel, the n channels (n a multiple of 4, <= DW_SUPER) of a super-block: per block
+ * of 16 (the last one possibly of n % 16, predicated) the transposition at its immediate offset
+ * from the tap pointers, then the dot products + requantization. wt / bias / mult / rt / out at
+ * the super-block's first channel. */
+static inline __attribute__((always_inline)) void dw_pixel_t(const int8_t* const* taps, int32_t ntaps, int32_t n,
+                                                 const int8_t* wt, int8_t* xt, uint32x4_t goff, const int32_t* bias,
+                                                 const int32_t* mult, const int32_t* rt, int8_t* out, int32_t ozp,
+                                                 int32x4_t vmin, int32x4_t vmax)
+{
+#define DW_BLOCK(k)                                                                                          \
+    if (n >= 16 * (k) + 16) {                                                                                \
+        dw_transpose_taps(taps, ntaps, xt, 16 * (k), 16);                                                    \
+        dw_dot_t(4, wt + 256 * (k), xt, goff, bias + 16 * (k), mult + 16 * (k), rt + 16 * (k), out + 16 * (k), \
+                 ozp, vmin, vmax);                                                                           \
+    } else {                                                                                                 \
+        if (n > 16 * (k)) {                                                                                  \
+            const int32_t m = n - 16 * (k);                                                                  \
+            dw_transpose_taps(taps, ntaps, xt, 16 * (k), m);                                                 \
+            dw_dot_t(m / 4, wt + 256 * (k), xt, goff, bias + 16 * (k), mult + 16 * (k), rt + 16 * (k),       \
+                     out + 16 * (k), ozp, vmin, vmax);                                                       \
+        }                                                                                                    \
+        return;                                                                                              \
+    }
+    DW_BLOCK(0) DW_BLOCK(1) DW_BLOCK(2) DW_BLOCK(3)
+#undef DW_BLOCK
+}
+
+/* count output pixels (or packed pixel groups) of a row whose tap pointers advance by step bytes
+ * from one to the next; outputs out_step bytes apart. taps: the first one's table (advanced in
+ * place). One call per run keeps the per-pixel bookkeeping in this small loop. */
+static void __attribute__((noinline)) dw_run_t(const int8_t** taps, int32_t ntaps, int32_t n, int32_t count,
+                                               int32_t step, int32_t out_step, const int8_t* wt, int8_t* xt,
+                                               uint32x4_t goff, const int32_t* bias, const int32_t* mult,
+                                               const int32_t* rt, int8_t* out, int32_t ozp, int32x4_t vmin,
+                                               int32x4_t vmax)
+{
+    for (;;) {
+        dw_pixel_t(taps, ntaps, n, wt, xt, goff, bias, mult, rt, out, ozp, vmin, vmax);
+        if (--count == 0) return;
+        out += out_step;
+        for (int32_t t = 0; t < ntaps; t++) taps[t] += step;
+    }
+}
+
+/* The whole layer, depth multiplier 1, TFLite records, up to DW_T_TAPS taps. area: the 16-byte
+ * aligned scratch work area (wt: DW_SUPER x 16 weight rows, xt: 256 bytes of transposed patch,
+ * rt: DW_SUPER right shifts, off: DW_T_TAPS tap offsets of an interior pixel). */
+static void dw_layer_mve_t(const int8_t* input, const int8_t* weight, const int32_t* bias, const int32_t* mult,
+                           const int32_t* shift, int8_t* output, const int8_t** taps, const int8_t* pad,
+                           int8_t* area, int32_t batches, int32_t in_h, int32_t in_w, int32_t in_c, int32_t out_h,
+                           int32_t out_w, int32_t k_h, int32_t k_w, int32_t stride_h, int32_t stride_w,
+                           int32_t pad_top, int32_t pad_left, int32_t dil_h, int32_t dil_w, int32_t ozp, int32_t amin,
+                           int32_t amax)
+{
+    int8_t* const wt = area;
+    int8_t* const xt = wt + 16 * DW_SUPER;
+    int32_t* const rt = (int32_t*)(void*)(xt + 256);
+    int32_t* const off = rt + DW_SUPER;
+    const int32_t ntaps = k_h * k_w, row_bytes = in_w * in_c;
+    const int32_t last = (ntaps - 1) / 4; /* the last tap group; unused gather lanes repeat it */
+    const uint32x4_t goff = vminq_u32(vmulq_n_u32(vidupq_n_u32(0, 1), 64), vdupq_n_u32(64u * (uint32_t)last));
+    const int32x4_t vmin = vdupq_n_s32(amin), vmax = vdupq_n_s32(amax);
+    const int32_t span_h = (k_h - 1) * dil_h, span_w = (k_w - 1) * dil_w;
+    /* output columns [ox_lo, ox_hi) read no padded column */
+    const int32_t ox_lo = (pad_left + stride_w - 1) / stride_w;
+    const int32_t last_x = in_w - 1 - span_w + pad_left; /* ix0 + span_w < in_w <=> ox * stride_w <= last_x */
+    int32_t ox_hi = last_x < 0 ? 0 : last_x / stride_w + 1;
+    ox_hi = ox_hi > out_w ? out_w : ox_hi;
+    for (int32_t ky = 0, t = 0; ky < k_h; ky++)
+        for (int32_t kx = 0; kx < k_w; kx++) off[t++] = ky * dil_h * row_bytes + kx * dil_w * in_c;
+    /* Packed pixels: with 4 or 8 channels and stride_w 1, one 16-byte load at a tap of output
+     * pixel ox holds that tap for the 16 / in_c pixels ox, ox + 1, ... (consecutive input pixels),
+     * so they run as one pixel of 16 "channels" (their outputs are contiguous too) over tables
+     * repeated per pixel; where not all of them are free of padding, one pixel at a time. */
+    const int32_t pack = (in_c == 4 || in_c == 8) && stride_w == 1 ? 16 / in_c : 1;
+    int32_t* const bias_rep = (int32_t*)(void*)(wt + 256); /* pack > 1 only: wt uses 256 bytes */
+    int32_t* const mult_rep = bias_rep + 16;
+    for (int32_t c0 = 0; c0 < in_c; c0 += DW_SUPER) {
+        const int32_t n = in_c - c0 < DW_SUPER ? in_c - c0 : DW_SUPER;
+        const int32_t nrep = n * pack;
+        /* weight rows: wt[16 c + t] = w[t][c0 + c % n], 0 past the last tap; right shifts */
+        memset(wt, 0, (size_t)(16 * n));
+        for (int32_t t = 0; t < ntaps; t++) {
+            const int8_t* w = weight + t * in_c + c0;
+            for (int32_t c = 0; c < n; c++) wt[16 * c + t] = w[c];
+        }
+        for (int32_t c = 0; c < n; c++) rt[c] = shift[c0 + c] < 0 ? shift[c0 + c] : 0;
+        for (int32_t c = n; c < nrep; c++) { /* pack > 1: the copies */
+            memcpy(wt + 16 * c, wt + 16 * (c - n), 16);
+            rt[c] = rt[c - n];
+        }
+        for (int32_t c = 0; pack > 1 && c < nrep; c++) {
+            bias_rep[c] = bias[c0 + c % n];
+            mult_rep[c] = mult[c0 + c % n];
+        }
+        const int32_t* const bias_t = pack > 1 ? bias_rep : bias + c0;
+        const int32_t* const mult_t = pack > 1 ? mult_rep : mult + c0;
+        int8_t* out = output + c0;
+        const int8_t* const pad_c0 = pad + c0; /* tap pointers point at channel c0 */
+        for (int32_t b = 0; b < batches; b++) {
+            const int8_t* in_c0 = input + b * in_h * row_bytes + c0;
+            for (int32_t oy = 0; oy < out_h; oy++) {
+                const int32_t iy0 = oy * stride_h - pad_top;
+                const int32_t row_inside = iy0 >= 0 && iy0 + span_h < in_h;
+                for (int32_t ox = 0; ox < out_w; ox++) {
+                    const int32_t ix0 = ox * stride_w - pad_left;
+                    if (row_inside && ox >= ox_lo && ox + pack <= ox_hi) {
+                        /* a run of pixels (groups of pack) free of padding */
+                        const int8_t* base = in_c0 + iy0 * row_bytes + ix0 * in_c;
+                        const int32_t groups = (ox_hi - ox) / pack;
+                        for (int32_t t = 0; t < ntaps; t++) taps[t] = base + off[t];
+                        dw_run_t(taps, ntaps, pack > 1 ? 16 : n, groups, pack * stride_w * in_c, pack * in_c, wt, xt,
+                                 goff, bias_t, mult_t, rt, out, ozp, vmin, vmax);
+                        out += groups * pack * in_c;
+                        ox += groups * pack - 1;
+                        continue;
+                    }
+                    if (row_inside && ix0 >= 0 && ix0 + span_w < in_w) { /* no padded tap */
+                        const int8_t* base = in_c0 + iy0 * row_bytes + ix0 * in_c;
+                        for (int32_t t = 0; t < ntaps; t++) taps[t] = base + off[t];
+                    } else {
+                        int32_t t = 0;
+                        for (int32_t ky = 0; ky < k_h; ky++) {
+                            const int32_t iy = iy0 + ky * dil_h;
+                            if ((uint32_t)iy >= (uint32_t)in_h) {
+                                for (int32_t kx = 0; kx < k_w; kx++) taps[t++] = pad_c0;
+                                continue;
+                            }
+                            const int8_t* row = in_c0 + iy * row_bytes;
+                            for (int32_t kx = 0; kx < k_w; kx++) {
+                                const int32_t ix = ix0 + kx * dil_w;
+                                taps[t++] = (uint32_t)ix < (uint32_t)in_w ? row + ix * in_c : pad_c0;
+                            }
+                        }
+                    }
+                    dw_run_t(taps, ntaps, n, 1, 0, 0, wt, xt, goff, bias_t, mult_t, rt, out, ozp, vmin, vmax);
                     out += in_c;
                 }
             }
@@ -606,9 +902,18 @@ void dtmm_depthwise_conv_s8(int8_t* input, int8_t* weight, int32_t* bias, int32_
     const int32_t row_bytes = in_w * in_c;
 #if defined(DTMM_DW_MVE)
     if (ch_mult == 1 && shift[0] != DTMM_REQUANT_F32) { /* ONNX float32 records: the scalar pixel */
-        dw_layer_mve(input, weight, bias, mult, shift, output, taps, pad, batches, in_h, in_w, in_c, out_h, out_w,
-                     k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, output_zp, act_min, act_max,
-                     channel_block);
+        int8_t* area = (int8_t*)(((uintptr_t)(pad + ((in_c + 3) & ~3)) + 15u) & ~(uintptr_t)15u);
+        int32_t no_left = 1, c4 = (in_c % 4) == 0;
+        for (int32_t i = 0; i < in_c; i++) no_left &= shift[i] <= 0;
+        if (ntaps <= DW_T_TAPS && no_left && c4) { /* the usual layer */
+            dw_layer_mve_t(input, weight, bias, mult, shift, output, taps, pad, area, batches, in_h, in_w, in_c,
+                           out_h, out_w, k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, output_zp,
+                           act_min, act_max);
+        } else {
+            dw_layer_mve(input, weight, bias, mult, shift, output, taps, pad, batches, in_h, in_w, in_c, out_h,
+                         out_w, k_h, k_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, output_zp, act_min,
+                         act_max, channel_block, (dw_group_mve*)(void*)area);
+        }
         return;
     }
 #elif defined(DTMM_DW_DSP)

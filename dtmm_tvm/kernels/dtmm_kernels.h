@@ -97,13 +97,16 @@ void dtmm_conv_bias_s8(int32_t fmt, const int8_t *values, const void *idx0, cons
 /* npix pixels of the im2col block buf x output channels [o_begin, o_end): for every channel
  * the kept filterlets as runs of consecutive taps, one dot-product loop per run into `group`
  * accumulators, then bias (from dtmm_conv_bias_s8), requantization, output offset, clamp.
- * out points at the first pixel's channel 0; pixels are out_pixel_stride bytes apart. */
+ * out points at the first pixel's channel 0; pixels are out_pixel_stride bytes apart.
+ * tile: dtmm_conv_block_s8_get_buffer_size() bytes of int32-aligned caller scratch (the MVE
+ * accumulator tile, kept off the stack; 0 bytes and unused on the other ISAs). */
+int32_t dtmm_conv_block_s8_get_buffer_size(void);
 void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t fmt,
                         const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
                         int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
                         const int32_t *mult, const int32_t *shift, int8_t *out,
                         int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
-                        int32_t act_max);
+                        int32_t act_max, int32_t *tile);
 
 /* ---- regular int8 convolution over element-sparse (unstructured) weights, CSR per output
  * filter, owner: unstructured kernel (dtmm_conv_csr_s8.c, dtmm_tvm/ops/conv2d_unstructured.py).

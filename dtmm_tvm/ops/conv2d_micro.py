@@ -31,7 +31,7 @@ from tvm.script import tirx as T
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
 from .common import with_attrs
-from ..schedules.conv import ConvSchedule, group_width, packed_patch, row_bytes
+from ..schedules.conv import ConvSchedule, block_tile_bytes, group_width, packed_patch, row_bytes
 
 C_KERNELS = ["dtmm_conv_im2col_s8", "dtmm_conv_bias_s8", "dtmm_conv_block_s8"]  # + packed im2col (same file)
 
@@ -75,12 +75,14 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
     kept_n = max(int(kept or 0), 1)
     mask_bytes = (cout * kk + 7) // 8 + 3
     null = tirx.call_intrin("handle", "tirx.reinterpret", tirx.const(0, "uint64"))
+    tile_words = block_tile_bytes(isa) // 4  # the block kernel's MVE accumulator tile (0: none)
 
     @T.macro
     def conv_body(x, weights, index0, index1, bias, mult, shift, out):
         # The same three micro-kernel calls for every format; only the weight/index pointers differ.
         im2col = T.decl_buffer((scratch,), "int8", scope="global")
-        bias_eff = T.decl_buffer((cout,), "int32", scope="global")
+        # the effective bias, then the block kernel's accumulator tile (MVE; none elsewhere)
+        bias_eff = T.decl_buffer((cout + tile_words,), "int32", scope="global")
         T.evaluate(T.call_extern("void", "dtmm_conv_bias_s8", code, weights, index0, index1, kk, cin, cout,
                                  T.address_of(bias[0]), input_offset, bias_eff.access_ptr("rw")))
         for n, blk in T.grid(n_size, nblocks):
@@ -94,7 +96,8 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
                     "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
                     weights, index0, index1, blk_kk, blk_cin, c * ob, T.min(c * ob + ob, cout),
                     bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
-                    T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max))
+                    T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max,
+                    T.address_of(bias_eff[cout])))
 
     # Only the chosen format's function is parsed: TVMScript parses a prim_func where it is
     # defined, and parsing is most of the time a conv takes to build.

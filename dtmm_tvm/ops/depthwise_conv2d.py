@@ -37,13 +37,20 @@ _POINTER_BYTES = 4  # Cortex-M
 
 
 #: PrimFunc attribute telling the caller which bias the kernel expects.
-def scratch_bytes(params: Conv2DParams) -> int:
+#: MVE work area of the kernel after the pad pixel, with its alignment slack (``DW_MVE_AREA`` +
+#: ``DW_MVE_ALIGN_SLACK`` of dtmm_depthwise_conv_s8.c): the transposed path's weight table and
+#: patch, or the lane path's requantization table (kept off the stack).
+_MVE_AREA_BYTES = 1600 + 12
+
+
+def scratch_bytes(params: Conv2DParams, isa: str | None = None) -> int:
     """Arena scratch of the micro-kernel (mirrors ``dtmm_depthwise_conv_s8_get_buffer_size``
-    for 32-bit pointers): the tap-pointer table plus one pad pixel, at least 20 bytes so the
-    codegen always places it in the (aligned) arena."""
+    for 32-bit pointers): the tap-pointer table plus one pad pixel (plus the MVE work area when
+    ``isa == "mve"``), at least 20 bytes so the codegen always places it in the (aligned) arena."""
     kh, kw = params.kernel_size
     cin = params.input_shape[3]
-    return max(_POINTER_BYTES * kh * kw + (cin + 3) // 4 * 4, 20)
+    area = _MVE_AREA_BYTES if isa == "mve" else 0
+    return max(_POINTER_BYTES * kh * kw + (cin + 3) // 4 * 4 + area, 20)
 
 
 def fold_bias(params: Conv2DParams, weight, bias) -> np.ndarray:
@@ -90,15 +97,15 @@ def depthwise_conv2d_int8(params: Conv2DParams, *, target=None,
     schedule = schedule or default_schedule(params, target)
     if not schedule.micro_kernel or c_target(target) is None:
         return _depthwise_tir(params)
-    return _depthwise_micro(params, schedule)
+    return _depthwise_micro(params, schedule, target_isa(c_target(target)))
 
 
-def _depthwise_micro(params: Conv2DParams, schedule: DepthwiseSchedule) -> tirx.PrimFunc:
+def _depthwise_micro(params: Conv2DParams, schedule: DepthwiseSchedule, isa: str) -> tirx.PrimFunc:
     n_size, height, width, cin = params.input_shape
     _, oh_size, ow_size, cout = params.output_shape
     kh_size, kw_size = params.kernel_size
     x_shape, w_shape, o_shape = params.input_shape, params.weight_shape, params.output_shape
-    scratch_words = scratch_bytes(params) // 4
+    scratch_words = scratch_bytes(params, isa) // 4
     scalars = [n_size, height, width, cin, params.depth_multiplier, oh_size, ow_size, kh_size, kw_size,
                *params.strides, params.padding[0], params.padding[1], *params.dilation,
                params.input_zero_point, params.output_zero_point, params.act_min, params.act_max,

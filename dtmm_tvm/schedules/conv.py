@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from ..kernels import target_isa
 from ..quant.conv import Conv2DParams
 
-__all__ = ["ConvSchedule", "PACKED_MAX", "csr_pixels", "default_schedule", "group_width", "packed_patch", "resolve",
+__all__ = ["ConvSchedule", "PACKED_MAX", "block_tile_bytes", "csr_pixels", "default_schedule", "group_width", "packed_patch", "resolve",
            "row_bytes", "schedule_space", "scratch_bytes", "unstructured_scratch_bytes"]
 
 PIXELS_PER_BLOCK = (1, 2, 4, 8)
@@ -99,8 +99,16 @@ def row_stride_bytes(params: Conv2DParams, isa: str) -> int:
     return row_bytes(params, isa)
 
 
+def block_tile_bytes(isa: str) -> int:
+    """Scratch of ``dtmm_conv_block_s8``'s accumulator tile (mirrors
+    ``dtmm_conv_block_s8_get_buffer_size``): 8 pixels x ``TILE_CH`` = 32 channels of int32 with
+    MVE (kept off the stack), none on the other ISAs."""
+    return 4 * 8 * 32 if isa == "mve" else 0
+
+
 def scratch_bytes(params: Conv2DParams, isa: str, schedule: ConvSchedule, fmt: str = "dense") -> int:
-    """Arena scratch of one kernel: the im2col block plus the per-channel bias (int32)
+    """Arena scratch of one kernel: the im2col block plus the per-channel bias (int32) plus the
+    block kernel's accumulator tile (:func:`block_tile_bytes`)
     (``"unstructured_csr"``: :func:`unstructured_scratch_bytes`)."""
     if not schedule.micro_kernel:
         return 0
@@ -108,7 +116,8 @@ def scratch_bytes(params: Conv2DParams, isa: str, schedule: ConvSchedule, fmt: s
         return unstructured_scratch_bytes(params, isa)
     pixels = params.output_shape[1] * params.output_shape[2]
     p = min(schedule.pixels_per_block, pixels)
-    return p * row_bytes(params, isa, packed_patch(params, isa, fmt)) + 4 * params.output_shape[3]
+    return (p * row_bytes(params, isa, packed_patch(params, isa, fmt)) + 4 * params.output_shape[3]
+            + block_tile_bytes(isa))
 
 
 def csr_pixels(isa: str) -> int:
