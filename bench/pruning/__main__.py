@@ -28,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A local Ray starts its workers at niceness +15 over the driver's (19 under `nice -n 10`, nearly
+# no CPU on a shared machine); the jobs run at the niceness the experiment was started with.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 METHODS = ("dtmm", "filter", "unstructured", "pattern")
 FRACTIONS = (0.6, 0.4, 0.25, 0.15)
