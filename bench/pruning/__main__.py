@@ -127,17 +127,22 @@ def main(argv=None) -> int:
                      for m in models]
         version = code_version()
         summaries = []
-        # Model by model (base model, prune, then measure on every board): a run cut short still
-        # leaves whole models measured.
+        # Model by model and budget by budget (prune with every method, then measure on every
+        # board): a run cut short still leaves whole budgets measured.
         for b in base_jobs:
             summaries.append(run_jobs("bench.pruning.jobs:prune_job", [b], results, executor_=ex, progress=show))
-            jobs = [dict(b, method=meth, fraction=f, epochs=args.epochs) for meth in methods for f in fractions]
-            summaries.append(run_jobs("bench.pruning.jobs:prune_job", jobs, results, executor_=ex, progress=show))
-            pruned = [r for r in read_results(results) if r.get("status") == "ok" and r["fn"].endswith("prune_job")
-                      and r["inputs"] in [b] + jobs and "tflite" in r["result"]]   # not an unmet budget
-            mjobs = [{"tflite": r["result"]["tflite"], "tflite_sha256": r["result"]["tflite_sha256"], "target": t,
-                      "code_version": version} for t in args.targets.split(",") for r in pruned]
-            summaries.append(run_jobs("bench.pruning.jobs:measure_job", mjobs, results, executor_=ex, progress=show))
+            for batch in [[b]] + [[dict(b, method=meth, fraction=f, epochs=args.epochs) for meth in methods]
+                                  for f in fractions]:
+                if batch != [b]:
+                    summaries.append(run_jobs("bench.pruning.jobs:prune_job", batch, results, executor_=ex,
+                                              progress=show))
+                pruned = [r for r in read_results(results) if r.get("status") == "ok"
+                          and r["fn"].endswith("prune_job") and r["inputs"] in batch
+                          and "tflite" in r["result"]]   # not an unmet budget
+                mjobs = [{"tflite": r["result"]["tflite"], "tflite_sha256": r["result"]["tflite_sha256"], "target": t,
+                          "code_version": version} for t in args.targets.split(",") for r in pruned]
+                summaries.append(run_jobs("bench.pruning.jobs:measure_job", mjobs, results, executor_=ex,
+                                          progress=show))
             write_report(read_results(results), out, code_version=version)
     finally:
         ex.close()

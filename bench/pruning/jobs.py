@@ -96,6 +96,7 @@ def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs
         raise RuntimeError(f"base recipe '{base_recipe}' asked, this code trains '{RECIPE}'")
     base, _ = base_model(model, Path(cache), full, base_epochs, seed, base_images or BASE_IMAGES)
     started = time.time()
+    stages = {}
     if method == "dense":
         rng = np.random.default_rng(seed)
         rep = data.x_train[rng.choice(len(data.x_train), 200, replace=False)]
@@ -105,11 +106,14 @@ def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs
                                                              == data.y_test))}}
     else:
         keras.utils.set_random_seed(seed)
+        def stage(event, info):   # when each stage of the pruner started (where a job's time goes)
+            stages.setdefault(event, round(time.time() - started, 1))
+
         try:
             res = prune(base, data, Budget(flash_fraction=fraction), target, method=method, epochs=epochs,
                         seed=seed, check_compiled=False, eval_dense_int8=False, int8_accuracy_images=50,
                         # the default energy weights of dtmm prune; the baselines search one ratio
-                        objective_weight=0.1)
+                        objective_weight=0.1, progress=stage)
         except BudgetError as err:
             if err.smallest is None:
                 raise
@@ -120,6 +124,7 @@ def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs
                                        "message": str(err)},
                     "seconds": round(time.time() - started, 1)}
         tflite, report = res.tflite, res.report
+    stages["int8_accuracy"] = round(time.time() - started, 1)
     acc = int8_test_accuracy(tflite, full.x_test, full.y_test)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +136,7 @@ def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs
                          "float_dense": report["accuracy"].get("float_dense"), "float_images": len(data.y_test)},
             "budget": report.get("budget"), "plan": report.get("plan"),
             "predicted": report.get("predicted"), "layers": report.get("layers"),
-            "seconds": round(time.time() - started, 1)}
+            "stages_started_s": stages, "seconds": round(time.time() - started, 1)}
 
 
 def measure_job(tflite: str, tflite_sha256: str, target: str, code_version: str) -> dict:
