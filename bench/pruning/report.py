@@ -154,6 +154,14 @@ def _layer_note(a, b):
                      f"{lb.get('stored_weight_bytes')} | {_fmt(lb.get('kept_macs'), ',')} |")
     lines.append(f"| **total (constants)** | | {a['m4_constants_bytes']} | M4 {a['m4_instructions']:,} instr | | "
                  f"{b['m4_constants_bytes']} | M4 {b['m4_instructions']:,} instr |")
+
+    def formats(r):
+        fm = [l.get("format") for l in r["m4_layers"] if l.get("stored_weight_bytes") is not None]
+        return ", ".join(f"{f} x{fm.count(f)}" for f in sorted(set(fm), key=str))
+
+    lines += ["", f"Formats the compiler chose: {ma} {formats(a)}; {mb} {formats(b)}. Kept MACs: {ma} "
+              f"{sum(l.get('kept_macs') or 0 for l in a['m4_layers']):,}, {mb} "
+              f"{sum(l.get('kept_macs') or 0 for l in b['m4_layers']):,}."]
     return lines
 
 
@@ -179,6 +187,9 @@ def protocol_of(records: list) -> str:
 def write_report(records: list, out: Path, code_version: str | None = None) -> None:
     out = Path(out)
     protocol = protocol_of(records)
+    if code_version is None:   # --report-only: the compiler versions the measurements were made with
+        code_version = ",".join(sorted({str(r["inputs"].get("code_version")) for r in records
+                                        if r.get("fn", "").endswith("measure_job")}))
     rows = rows_of(records)
     failed = [r for r in records if r.get("status") == "failed"]
     slim = [{k: v for k, v in r.items() if not k.endswith("_layers") and k not in ("prune_layers", "predicted")}
@@ -228,13 +239,17 @@ def write_report(records: list, out: Path, code_version: str | None = None) -> N
                   f"M4 {t['dense_m4_instructions']:,} instructions)")
         md.append("")
         for name, b in t["equal_accuracy"].items():
-            md.append(f"- {name}: " + ("no model within 0.5 pt" if b is None else
+            ms = [r for r in _measured(rows, t["model"]) if r["method"] == name]
+            top = max(ms, key=lambda r: r["accuracy"], default=None)
+            closest = ("" if top is None else f" (closest: budget {top['fraction']}, {top['accuracy']:.4f} = "
+                       f"{(top['accuracy'] - t['dense_accuracy']) * 100:+.2f} pt, {top['m4_constants_bytes']} B)")
+            md.append(f"- {name}: " + ("no model within 0.5 pt" + closest if b is None else
                                        f"budget {b['fraction']}, flash {b['flash']} B, M4 {b['m4_instructions']:,} "
                                        f"instructions, accuracy {b['accuracy']:.4f}"))
         notes = []
         for c in t["checks"]:
             if c["met"] is None:
-                md.append(f"- **{c['target']}**: not measurable ({c['note']})")
+                md.append(f"- **{c['target']}**: not met, not measurable ({c['note']})")
                 continue
             unit = "B" if "smaller" in c["target"] else "instructions"
             md.append(f"- **{c['target']}**: {'MET' if c['met'] else 'MISSED'} (measured {c['measured']:.1%}: DTMM "
