@@ -229,6 +229,13 @@ def write_report(records: list, out: Path, code_version: str | None = None) -> N
                   f"{_fmt(r.get('m55_instructions'), ',')} | {_fmt(r.get('m55_constants_bytes'))} | "
                   f"{_fmt(r.get('m4_arena_bytes'))} | "
                   f"{'/'.join('—' if b is None else ('yes' if b else 'NO') for b in bx)} |")
+    cover = []
+    for model in sorted({r["model"] for r in rows}):
+        done = sorted({r["fraction"] for r in rows if r["model"] == model and r["fraction"]}, reverse=True)
+        meths = sorted({r["method"] for r in rows if r["model"] == model and r["fraction"]})
+        cover.append(f"{model}: " + (f"{len(meths)} method(s) x budgets {', '.join(str(f) for f in done)}" if done
+                                     else "dense model only"))
+    md += ["", "Run so far (`python -m bench.pruning` resumes the rest): " + "; ".join(cover) + "."]
     md += ["", "## Targets (issue 9)", "",
            "*Equal accuracy*: each method's smallest M4 flash among its models within 0.5 pt of the dense int8 "
            "model's accuracy (the comparison is between those two models, whatever their budgets). "
