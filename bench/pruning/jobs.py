@@ -3,6 +3,9 @@
 ``prune_job(model, method, fraction, ...)``: prune the cached base model with ``method`` under a
 flash budget of ``fraction`` of the dense model (the pruner's own search and cost model; ``dense``
 = no pruning), fine-tune, export full int8; int8 test accuracy on all 10,000 test images.
+A budget the method cannot meet (:class:`dtmm_tvm.pruning.BudgetError`, raised before any
+fine-tuning) is a finished job whose result says so, with the smallest figures the cost model
+predicts at the most pruning the method allows (``not_achievable``); it has no model to measure.
 ``measure_job(tflite, board target, ...)``: compile the int8 model for the target (``dtmm
 compile``'s default build), run one test image on the emulated board (QEMU ``-icount``):
 instructions per inference, stored constants (weights + index + requantization), ELF flash,
@@ -28,6 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TFLM_CHECK = 200
 VAL_IMAGES = 2000
+#: Test images of the pruner's float-accuracy figures (three passes per job); the int8 accuracy
+#: reported is on all 10,000.
+FLOAT_TEST_IMAGES = 2000
 
 
 def _data(train_images: int):
@@ -35,7 +41,7 @@ def _data(train_images: int):
 
     d = fashion_mnist()
     return d, Dataset("fashion-mnist", d.x_train[:train_images], d.y_train[:train_images], d.x_val[:VAL_IMAGES],
-                      d.y_val[:VAL_IMAGES], d.x_test, d.y_test)
+                      d.y_val[:VAL_IMAGES], d.x_test[:FLOAT_TEST_IMAGES], d.y_test[:FLOAT_TEST_IMAGES])
 
 
 def int8_test_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> dict:
@@ -63,18 +69,34 @@ def int8_test_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> dict:
             "tflm_accuracy_check_images": float(np.mean(ref.argmax(1) == y[:TFLM_CHECK]))}
 
 
+def _one_thread_per_job() -> None:
+    """One TensorFlow thread per job: the jobs already fill the cores (Ray, 1 CPU each)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:   # already initialized in this worker (an earlier job set it)
+        pass
+
+
 def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs: int, train_images: int,
-              cache: str, base_epochs: int, cost_formats: list, out_dir: str, target: str = "dtmm/cortex-m4") -> dict:
+              cache: str, base_epochs: int, cost_formats: list, out_dir: str, target: str = "dtmm/cortex-m4",
+              base_images: int | None = None, base_recipe: str | None = None) -> dict:
+    _one_thread_per_job()
     import keras
 
-    from dtmm_tvm.pruning import Budget, prune
+    from dtmm_tvm.pruning import Budget, BudgetError, prune
     from dtmm_tvm.pruning.finetune import export_int8
 
-    from .models import base_model
+    from .models import BASE_IMAGES, RECIPE, base_model
 
     full, data = _data(train_images)
-    base, _ = base_model(model, Path(cache), full, base_epochs, seed)
+    if base_recipe not in (None, RECIPE):
+        raise RuntimeError(f"base recipe '{base_recipe}' asked, this code trains '{RECIPE}'")
+    base, _ = base_model(model, Path(cache), full, base_epochs, seed, base_images or BASE_IMAGES)
     started = time.time()
+    stages = {}
     if method == "dense":
         rng = np.random.default_rng(seed)
         rep = data.x_train[rng.choice(len(data.x_train), 200, replace=False)]
@@ -84,12 +106,26 @@ def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs
                                                              == data.y_test))}}
     else:
         keras.utils.set_random_seed(seed)
-        res = prune(base, data, Budget(flash_fraction=fraction), target, method=method, epochs=epochs, seed=seed,
-                    check_compiled=False, eval_dense_int8=False, int8_accuracy_images=50,
-                    # the default energy weights of dtmm prune; the baselines search one ratio
-                    objective_weight=0.1)
+        def stage(event, info):   # when each stage of the pruner started (where a job's time goes)
+            stages.setdefault(event, round(time.time() - started, 1))
+
+        try:
+            res = prune(base, data, Budget(flash_fraction=fraction), target, method=method, epochs=epochs,
+                        seed=seed, check_compiled=False, eval_dense_int8=False, int8_accuracy_images=50,
+                        # the default energy weights of dtmm prune; the baselines search one ratio
+                        objective_weight=0.1, progress=stage)
+        except BudgetError as err:
+            if err.smallest is None:
+                raise
+            return {"model": model, "method": method, "fraction": fraction,
+                    "not_achievable": {"smallest_flash_bytes": int(err.smallest.flash_bytes),
+                                       "smallest_instructions": int(err.smallest.instructions),
+                                       "budget_flash_bytes": err.budget.flash_bytes if err.budget else None,
+                                       "message": str(err)},
+                    "seconds": round(time.time() - started, 1)}
         tflite, report = res.tflite, res.report
-    acc = int8_test_accuracy(tflite, data.x_test, data.y_test)
+    stages["int8_accuracy"] = round(time.time() - started, 1)
+    acc = int8_test_accuracy(tflite, full.x_test, full.y_test)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sha = hashlib.sha256(tflite).hexdigest()
@@ -97,10 +133,10 @@ def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs
     path.write_bytes(tflite)
     return {"model": model, "method": method, "fraction": fraction, "tflite": str(path), "tflite_sha256": sha,
             "accuracy": {**acc, "float": report["accuracy"].get("float_pruned"),
-                         "float_dense": report["accuracy"].get("float_dense")},
+                         "float_dense": report["accuracy"].get("float_dense"), "float_images": len(data.y_test)},
             "budget": report.get("budget"), "plan": report.get("plan"),
             "predicted": report.get("predicted"), "layers": report.get("layers"),
-            "seconds": round(time.time() - started, 1)}
+            "stages_started_s": stages, "seconds": round(time.time() - started, 1)}
 
 
 def measure_job(tflite: str, tflite_sha256: str, target: str, code_version: str) -> dict:

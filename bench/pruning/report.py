@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .jobs import VAL_IMAGES
+
 COMMAND = "python -m bench.pruning   # from the repository root, with the venv's python"
 MARKERS = {"dense": "k*", "dtmm": "o", "filter": "s", "unstructured": "^", "pattern": "D"}
 
@@ -18,17 +20,24 @@ def rows_of(records: list) -> list:
     for r in records:
         if r.get("status") != "ok":
             continue
-        if r["fn"].endswith("prune_job"):
+        if r["fn"].endswith("prune_job") and "tflite_sha256" in r["result"]:
             prune[r["result"]["tflite_sha256"]] = r
         elif r["fn"].endswith("measure_job"):
             key = (r["inputs"]["tflite_sha256"], r["result"]["target"])
             measure[key] = r   # the last measurement of a model on a board wins (newest code)
     rows = []
+    for r in records:
+        if r.get("status") == "ok" and r["fn"].endswith("prune_job") and "not_achievable" in r["result"]:
+            res = r["result"]
+            na = res["not_achievable"]
+            rows.append({"model": res["model"], "method": res["method"], "fraction": res["fraction"],
+                         "accuracy": None, "not_achievable": na, "budget_flash_bytes": na.get("budget_flash_bytes"),
+                         "budget_met_on_artifact": False, "prune_seconds": res["seconds"]})
     for sha, r in prune.items():
         res = r["result"]
         row = {"model": res["model"], "method": res["method"], "fraction": res["fraction"],
                "accuracy": res["accuracy"]["int8_accuracy"], "float_accuracy": res["accuracy"].get("float"),
-               "tflm_bit_exact": res["accuracy"]["tflm_bit_exact"], "budget_note": res.get("budget_note"),
+               "tflm_bit_exact": res["accuracy"]["tflm_bit_exact"],
                "budget_flash_bytes": (res.get("budget") or {}).get("flash_bytes"), "plan": res.get("plan"),
                "predicted": res.get("predicted"), "prune_layers": res.get("layers"), "prune_seconds": res["seconds"]}
         for target, tag in (("dtmm/cortex-m4", "m4"), ("dtmm/cortex-m55", "m55")):
@@ -64,11 +73,15 @@ def _pareto(points):
     return front
 
 
+def _measured(rows, model):
+    return [r for r in rows if r["model"] == model and "m4_constants_bytes" in r]
+
+
 def targets(rows: list) -> list:
     """The issue-9 targets per model, measured (met or not, by how much)."""
     out = []
     for model in sorted({r["model"] for r in rows}):
-        mr = [r for r in rows if r["model"] == model and "m4_constants_bytes" in r]
+        mr = _measured(rows, model)
         dense = next((r for r in mr if r["method"] == "dense"), None)
         if dense is None:
             continue
@@ -79,6 +92,7 @@ def targets(rows: list) -> list:
             best[meth] = (min(ok, key=lambda r: r["m4_constants_bytes"]) if ok else None)
         d = best["dtmm"]
         t = {"model": model, "dense_accuracy": dense["accuracy"], "accuracy_floor": floor,
+             "dense_flash": dense["m4_constants_bytes"], "dense_m4_instructions": dense["m4_instructions"],
              "equal_accuracy": {m: (None if b is None else {"fraction": b["fraction"], "flash": b["m4_constants_bytes"],
                                                            "m4_instructions": b["m4_instructions"],
                                                            "accuracy": b["accuracy"]}) for m, b in best.items()}}
@@ -89,27 +103,30 @@ def targets(rows: list) -> list:
             label = (f"DTMM >= {goal:.0%} smaller than {other}" if what == "flash"
                      else f"DTMM >= {goal:.0%} fewer M4 instructions than {other}")
             if d is None or o is None:
-                checks.append({"target": label, "met": None,
-                               "note": ("no DTMM" if d is None else f"no {other}") + " point within 0.5 pt of dense"})
+                checks.append({"target": label, "met": None, "other": other,
+                               "note": ("no DTMM" if d is None else f"no {other}") + " model within 0.5 pt of dense"})
                 continue
             saving = 1 - d[key] / o[key]
-            checks.append({"target": label, "met": saving >= goal, "measured": round(saving, 4),
+            checks.append({"target": label, "met": saving >= goal, "measured": round(saving, 4), "other": other,
                            "dtmm": d[key], other: o[key], "fractions": [d["fraction"], o["fraction"]]})
         eq = []
-        for f in sorted({r["fraction"] for r in mr if r["fraction"]}, reverse=True):
-            at = {r["method"]: r for r in mr if r["fraction"] == f}
-            if "dtmm" not in at:
-                continue
-            dt = at["dtmm"]
-            e = {"fraction": f, "dtmm": dt["accuracy"], "dtmm_flash": dt["m4_constants_bytes"]}
-            for other in ("filter", "unstructured"):
-                if other in at:
-                    e[other] = at[other]["accuracy"]
-                    e[f"{other}_flash"] = at[other]["m4_constants_bytes"]
-            if "filter" in e:
-                e["dtmm_ge_filter"] = dt["accuracy"] >= e["filter"]
-            if "unstructured" in e:
-                e["dtmm_within_0.5pt_of_unstructured"] = dt["accuracy"] >= e["unstructured"] - 0.005
+        allrows = [r for r in rows if r["model"] == model]
+        for f in sorted({r["fraction"] for r in allrows if r["fraction"]}, reverse=True):
+            at = {r["method"]: r for r in allrows if r["fraction"] == f}
+            e = {"fraction": f}
+            for meth in ("dtmm", "filter", "unstructured"):
+                r = at.get(meth)
+                if r is None:
+                    continue
+                if r.get("not_achievable"):
+                    e[f"{meth}_not_achievable_smallest_flash"] = r["not_achievable"]["smallest_flash_bytes"]
+                elif "m4_constants_bytes" in r:
+                    e[meth] = r["accuracy"]
+                    e[f"{meth}_flash"] = r["m4_constants_bytes"]
+            if "dtmm" in e and "filter" in e:
+                e["dtmm_ge_filter"] = e["dtmm"] >= e["filter"]
+            if "dtmm" in e and "unstructured" in e:
+                e["dtmm_within_0.5pt_of_unstructured"] = e["dtmm"] >= e["unstructured"] - 0.005
             eq.append(e)
         t["checks"] = checks
         t["equal_flash"] = eq
@@ -117,91 +134,167 @@ def targets(rows: list) -> list:
     return out
 
 
-def _layer_note(rows, model, meth_a, meth_b, fraction):
-    """Per-layer M4 formats / bytes of two methods' models at one budget (why a target is missed)."""
-    a = next((r for r in rows if r["model"] == model and r["method"] == meth_a and r["fraction"] == fraction), None)
-    b = next((r for r in rows if r["model"] == model and r["method"] == meth_b and r["fraction"] == fraction), None)
-    if not a or not b or "m4_layers" not in a or "m4_layers" not in b:
+def _row(rows, model, method, fraction):
+    return next((r for r in rows if r["model"] == model and r["method"] == method and r["fraction"] == fraction
+                 and "m4_layers" in r), None)
+
+
+def _layer_note(a, b):
+    """Per-layer M4 formats / bytes / instructions of two measured models (why a target is missed)."""
+    if not a or not b:
         return []
-    lines = [f"| layer | {meth_a} format | {meth_a} bytes | {meth_b} format | {meth_b} bytes |", "|---|---|---:|---|---:|"]
+    ma, mb = a["method"], b["method"]
+    lines = [f"| layer | {ma} @{a['fraction']} format | bytes | kept MACs | {mb} @{b['fraction']} format | bytes | "
+             "kept MACs |", "|---|---|---:|---:|---|---:|---:|"]
     for la, lb in zip(a["m4_layers"], b["m4_layers"]):
         if la.get("stored_weight_bytes") is None and lb.get("stored_weight_bytes") is None:
             continue
-        lines.append(f"| {la.get('op')} `{str(la.get('name'))[:40]}` | {la.get('format')} | {la.get('stored_weight_bytes')} "
-                     f"| {lb.get('format')} | {lb.get('stored_weight_bytes')} |")
+        lines.append(f"| {la.get('op')} `{str(la.get('name'))[:40]}` | {la.get('format')} | "
+                     f"{la.get('stored_weight_bytes')} | {_fmt(la.get('kept_macs'), ',')} | {lb.get('format')} | "
+                     f"{lb.get('stored_weight_bytes')} | {_fmt(lb.get('kept_macs'), ',')} |")
+    lines.append(f"| **total (constants)** | | {a['m4_constants_bytes']} | M4 {a['m4_instructions']:,} instr | | "
+                 f"{b['m4_constants_bytes']} | M4 {b['m4_instructions']:,} instr |")
+
+    def formats(r):
+        fm = [l.get("format") for l in r["m4_layers"] if l.get("stored_weight_bytes") is not None]
+        return ", ".join(f"{f} x{fm.count(f)}" for f in sorted(set(fm), key=str))
+
+    lines += ["", f"Formats the compiler chose: {ma} {formats(a)}; {mb} {formats(b)}. Kept MACs: {ma} "
+              f"{sum(l.get('kept_macs') or 0 for l in a['m4_layers']):,}, {mb} "
+              f"{sum(l.get('kept_macs') or 0 for l in b['m4_layers']):,}."]
     return lines
+
+
+def protocol_of(records: list) -> str:
+    """The training protocol the prune jobs in ``records`` ran with (from their inputs)."""
+    jobs = [r["inputs"] for r in records if r.get("fn", "").endswith("prune_job")]
+    if not jobs:
+        return ""
+
+    def vals(key, where=lambda i: True):
+        return "/".join(str(v) for v in sorted({i.get(key) for i in jobs if where(i)}, key=str))
+
+    pruned = lambda i: i.get("method") != "dense"  # noqa: E731
+    return (f"base models (recipe {vals('base_recipe')}) trained {vals('base_epochs')} epochs on the first "
+            f"{vals('base_images')} of the 55,000 training images (Adam 2e-3, cosine decay, batch 128, batch-norm "
+            f"momentum 0.9); every method prunes one-shot under the flash budget, importance (and the fine-tuning's "
+            f"validation) on {VAL_IMAGES:,} validation images, then fine-tunes {vals('epochs', pruned)} epoch(s) on "
+            f"the first {vals('train_images', pruned)} training images (Adam 1e-3, cosine decay, batch 64, masks "
+            f"enforced after every step); full-int8 export (200 calibration images); seed {vals('seed')}. "
+            "Filter pruning: CHIP criterion; pattern pruning: 8 patterns.")
 
 
 def write_report(records: list, out: Path, code_version: str | None = None) -> None:
     out = Path(out)
+    protocol = protocol_of(records)
+    if code_version is None:   # --report-only: the compiler versions the measurements were made with
+        code_version = ",".join(sorted({str(r["inputs"].get("code_version")) for r in records
+                                        if r.get("fn", "").endswith("measure_job")}))
     rows = rows_of(records)
     failed = [r for r in records if r.get("status") == "failed"]
     slim = [{k: v for k, v in r.items() if not k.endswith("_layers") and k not in ("prune_layers", "predicted")}
             for r in rows]
     tg = targets(rows)
     (out / "summary.json").write_text(json.dumps({"rows": slim, "targets": tg, "code_version": code_version,
+                                                  "protocol": protocol,
                                                   "failed_jobs": [{"inputs": f["inputs"], "error": f["error"]}
                                                                   for f in failed]}, indent=1, default=str))
     md = ["# Pruning methods on the same compiler and boards (issue 9)", "",
-          f"Regenerate: `{COMMAND}` (resumes; `--report-only` rewrites this file from `results.jsonl`).", "",
-          "Accuracy: int8 model on the 10,000 Fashion-MNIST test images, TFLite builtin int8 kernels, checked "
-          "bit-exact against TFLM on the first 200 test images (column *=TFLM*). Flash: the compiled artifact's "
-          "stored constants (weights + sparse index + requantization), `dtmm compile --target ...` default build. "
-          "Instructions: one inference on QEMU `-icount` (M4: mps2-an386, M55: mps3-an547). RAM: the artifact's "
-          "activation arena (peak SRAM). Budget: fraction of the dense model's predicted flash; *met* is checked "
-          "on the M4 artifact.", ""]
+          f"Regenerate: `{COMMAND}` (resumes; `--report-only` rewrites this file from `results.jsonl`).", ""]
+    if protocol:
+        md += [f"Protocol: {protocol}", ""]
+    md += ["Accuracy: int8 model on the 10,000 Fashion-MNIST test images, TFLite builtin int8 kernels, checked "
+           "bit-exact against TFLM on the first 200 test images (column *=TFLM*). Flash: the compiled artifact's "
+           "stored constants (weights + sparse index + requantization), `dtmm compile --target ...` default build. "
+           "Instructions: one inference on QEMU `-icount` (M4: mps2-an386, M55: mps3-an547). RAM: the artifact's "
+           "activation arena (peak SRAM). Budget: fraction of the dense model's predicted flash; *met* is checked "
+           "on the M4 artifact. *board = TFLM*: the compiled model's output on each board (M4/M55) equals TFLM's. "
+           "A budget a method cannot meet (even at the most pruning it allows) is reported as *not achievable*, "
+           "with the smallest flash the cost model predicts for that method.", ""]
     md += ["| model | method | budget | int8 acc | =TFLM | flash M4 B | budget B | met | M4 instr | M55 instr | "
            "M55 flash B | RAM B | board = TFLM |", "|---|---|---:|---:|:-:|---:|---:|:-:|---:|---:|---:|---:|:-:|"]
     for r in rows:
+        if r.get("not_achievable"):
+            na = r["not_achievable"]
+            md.append(f"| {r['model']} | {r['method']} | {_fmt(r['fraction'])} | not achievable (smallest "
+                      f"{na['smallest_flash_bytes']} B predicted) | — | — | {_fmt(r['budget_flash_bytes'])} | no | "
+                      "— | — | — | — | — |")
+            continue
         met = r.get("budget_met_on_artifact")
         bx = [r.get("m4_bit_exact_vs_tflm"), r.get("m55_bit_exact_vs_tflm")]
         md.append(f"| {r['model']} | {r['method']} | {_fmt(r['fraction'])} | {r['accuracy']:.4f} | "
                   f"{'yes' if r['tflm_bit_exact'] else 'NO'} | {_fmt(r.get('m4_constants_bytes'))} | "
-                  f"{_fmt(r['budget_flash_bytes'])} | {'—' if met is None else ('yes' if met else 'no')}"
-                  f"{'*' if r.get('budget_note') else ''} | {_fmt(r.get('m4_instructions'), ',')} | "
+                  f"{_fmt(r['budget_flash_bytes'])} | {'—' if met is None else ('yes' if met else 'no')} | "
+                  f"{_fmt(r.get('m4_instructions'), ',')} | "
                   f"{_fmt(r.get('m55_instructions'), ',')} | {_fmt(r.get('m55_constants_bytes'))} | "
                   f"{_fmt(r.get('m4_arena_bytes'))} | "
                   f"{'/'.join('—' if b is None else ('yes' if b else 'NO') for b in bx)} |")
-    notes = sorted({r["budget_note"].split(":")[0] for r in rows if r.get("budget_note")})
-    if notes:
-        md += ["", "\\* (results recorded before budgets were enforced for the baselines) flash budget applied as a sparsity ratio (the cost model had no format for that sparsity "
-               "on this build); see `budget_note` in `summary.json`:"] + [f"- {n}" for n in notes]
+    cover = []
+    for model in sorted({r["model"] for r in rows}):
+        done = sorted({r["fraction"] for r in rows if r["model"] == model and r["fraction"]}, reverse=True)
+        meths = sorted({r["method"] for r in rows if r["model"] == model and r["fraction"]})
+        cover.append(f"{model}: " + (f"{len(meths)} method(s) x budgets {', '.join(str(f) for f in done)}" if done
+                                     else "dense model only"))
+    md += ["", "Run so far (`python -m bench.pruning` resumes the rest): " + "; ".join(cover) + "."]
     md += ["", "## Targets (issue 9)", "",
            "*Equal accuracy*: each method's smallest M4 flash among its models within 0.5 pt of the dense int8 "
-           "model's accuracy. *Equal flash*: the same flash budget.", ""]
+           "model's accuracy (the comparison is between those two models, whatever their budgets). "
+           "*Equal flash*: the same flash budget. Where a target is missed, the per-layer table below it "
+           "compares the two models it was measured on (M4 artifact: format, stored weight bytes, kept MACs).", ""]
     for t in tg:
-        md.append(f"### {t['model']} (dense int8 accuracy {t['dense_accuracy']:.4f})")
+        md.append(f"### {t['model']} (dense int8 accuracy {t['dense_accuracy']:.4f}, {t['dense_flash']} B, "
+                  f"M4 {t['dense_m4_instructions']:,} instructions)")
         md.append("")
         for name, b in t["equal_accuracy"].items():
-            md.append(f"- {name}: " + ("no model within 0.5 pt" if b is None else
+            ms = [r for r in _measured(rows, t["model"]) if r["method"] == name]
+            top = max(ms, key=lambda r: r["accuracy"], default=None)
+            closest = ("" if top is None else f" (closest: budget {top['fraction']}, {top['accuracy']:.4f} = "
+                       f"{(top['accuracy'] - t['dense_accuracy']) * 100:+.2f} pt, {top['m4_constants_bytes']} B)")
+            md.append(f"- {name}: " + ("no model within 0.5 pt" + closest if b is None else
                                        f"budget {b['fraction']}, flash {b['flash']} B, M4 {b['m4_instructions']:,} "
                                        f"instructions, accuracy {b['accuracy']:.4f}"))
+        notes = []
         for c in t["checks"]:
             if c["met"] is None:
-                md.append(f"- **{c['target']}**: not measurable ({c['note']})")
-            else:
-                md.append(f"- **{c['target']}**: {'MET' if c['met'] else 'MISSED'} (measured {c['measured']:.1%})")
+                md.append(f"- **{c['target']}**: not met, not measurable ({c['note']})")
+                continue
+            unit = "B" if "smaller" in c["target"] else "instructions"
+            md.append(f"- **{c['target']}**: {'MET' if c['met'] else 'MISSED'} (measured {c['measured']:.1%}: DTMM "
+                      f"{c['dtmm']:,} {unit} at budget {c['fractions'][0]} vs {c['other']} {c[c['other']]:,} {unit} "
+                      f"at budget {c['fractions'][1]})")
+            if not c["met"]:
+                notes.append((c["target"], _row(rows, t["model"], "dtmm", c["fractions"][0]),
+                              _row(rows, t["model"], c["other"], c["fractions"][1])))
         for e in t["equal_flash"]:
+            if "dtmm" not in e:
+                na = e.get("dtmm_not_achievable_smallest_flash")
+                md.append(f"- budget {e['fraction']}: DTMM " + (f"not achievable (smallest {na} B)" if na else
+                                                                   "not measured"))
+                continue
             parts = [f"budget {e['fraction']}: DTMM {e['dtmm']:.4f} ({e['dtmm_flash']} B)"]
-            if "filter" in e:
-                parts.append(f"filter {e['filter']:.4f} ({e['filter_flash']} B) -> DTMM >= filter: "
-                             f"{'MET' if e['dtmm_ge_filter'] else 'MISSED'}")
-            if "unstructured" in e:
-                parts.append(f"unstructured {e['unstructured']:.4f} ({e['unstructured_flash']} B) -> within 0.5 pt: "
-                             f"{'MET' if e['dtmm_within_0.5pt_of_unstructured'] else 'MISSED'}")
+            for other in ("filter", "unstructured"):
+                if other in e:
+                    ok = e["dtmm_ge_filter"] if other == "filter" else e["dtmm_within_0.5pt_of_unstructured"]
+                    goal = "DTMM >= filter" if other == "filter" else "within 0.5 pt"
+                    parts.append(f"{other} {e[other]:.4f} ({e[other + '_flash']} B) -> {goal}: "
+                                 f"{'MET' if ok else 'MISSED'} ({(e['dtmm'] - e[other]) * 100:+.2f} pt)")
+                    if not ok:
+                        notes.append((f"equal flash, budget {e['fraction']}: {goal}",
+                                      _row(rows, t["model"], "dtmm", e["fraction"]),
+                                      _row(rows, t["model"], other, e["fraction"])))
+                elif f"{other}_not_achievable_smallest_flash" in e:
+                    parts.append(f"{other} not achievable (smallest {e[other + '_not_achievable_smallest_flash']} B)")
             md.append("- " + "; ".join(parts))
-        tight = min((e["fraction"] for e in t["equal_flash"]), default=None)
-        missed = [c for c in t["checks"] if c["met"] is False]
-        if tight is not None and missed:
-            md += ["", f"Per layer at the tightest budget ({tight}), M4 artifact:", ""]
-            for other in sorted({"filter" if "filter" in c["target"] else "pattern" for c in missed}):
-                md += _layer_note(rows, t["model"], "dtmm", other, tight) + [""]
+        for what, a, b in notes:
+            lines = _layer_note(a, b)
+            if lines:
+                md += ["", f"Per layer, {what} (MISSED):", ""] + lines
         md.append("")
     if failed:
         md += ["## Failed jobs", ""] + [f"- `{json.dumps(f['inputs'], default=str)[:160]}`: {f['error']}"
                                        for f in failed]
     (out / "results.md").write_text("\n".join(md) + "\n")
-    _plots(rows, out)
+    _plots([r for r in rows if not r.get("not_achievable")], out)
 
 
 def _plots(rows, out):

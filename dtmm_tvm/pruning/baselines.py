@@ -138,7 +138,8 @@ class MethodSearch:
         most, _ = self.price(top)
         if not feasible(most, budget):
             raise BudgetError(f"budget cannot be met by {self.method} pruning: at ratio {top:.2f} the model needs "
-                              + describe_budget_failure(most, budget) + "; raise the budget")
+                              + describe_budget_failure(most, budget) + "; raise the budget", smallest=most,
+                              budget=budget)
         lo, hi = 0.0, top
         cost0, lm0 = self.price(0.0)
         if feasible(cost0, budget):

@@ -24,7 +24,15 @@ from .masks import n_removed
 
 
 class BudgetError(DTMMError):
-    """A budget that cannot be met even at the most pruning allowed."""
+    """A budget that cannot be met even at the most pruning allowed.
+
+    ``smallest`` (when known) is the predicted :class:`Cost` at the most pruning allowed and
+    ``budget`` the resolved :class:`Budget`, for scripts that report the figures."""
+
+    def __init__(self, message: str, smallest=None, budget=None):
+        super().__init__(message)
+        self.smallest = smallest
+        self.budget = budget
 
 
 ALIAS_CLASSES = {"BatchNormalization", "ReLU", "Activation", "Dropout", "Flatten", "Reshape", "LeakyReLU",
@@ -390,7 +398,7 @@ def anneal(evaluator: CostEvaluator, budget: Budget, *, t0: float = 100.0, cooli
     if not feasible(most, budget):
         raise BudgetError("budget cannot be met: at the most pruning the accuracy guard allows, the model needs "
                           + describe_budget_failure(most, budget)
-                          + "; raise the budget (or --guard to allow more pruning)")
+                          + "; raise the budget (or --guard to allow more pruning)", smallest=most, budget=budget)
     keys = [("f", g) for g in caps.filter_ratio] + [("l", n) for n in caps.filterlet_ratio]
     cap_of = {("f", g): caps.filter_ratio[g] for g in caps.filter_ratio}
     cap_of.update({("l", n): caps.filterlet_ratio[n] for n in caps.filterlet_ratio})

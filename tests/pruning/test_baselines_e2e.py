@@ -59,8 +59,9 @@ def test_every_method_compiles_within_budget_and_runs_bit_exact(trained, method,
     if any(shutil.which(t) is None for t in TOOLS):
         pytest.skip(f"missing tools: {[t for t in TOOLS if shutil.which(t) is None]}")
     if method == "pattern":
-        with pytest.raises(BudgetError, match="budget cannot be met by pattern pruning"):
+        with pytest.raises(BudgetError, match="budget cannot be met by pattern pruning") as err:
             prune(trained, "digits", Budget(flash_fraction=0.8), "dtmm/cortex-m4", method=method, epochs=1)
+        assert err.value.smallest.flash_bytes > err.value.budget.flash_bytes
     res = prune(trained, "digits", Budget(flash_fraction=fraction), "dtmm/cortex-m4", method=method, epochs=1,
                 run_on_board=True, board_limit=5, int8_accuracy_images=100)
     c = res.report["compiled"]
