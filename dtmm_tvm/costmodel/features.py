@@ -147,6 +147,9 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
     mve = core == "cortex-m55"
     ch = _CHUNK[core]
     p = shape.pixels
+    if not mve and kh == kw == 1 and padding[0] == padding[1] == 0 and cin % 4 == 0:
+        # DSP pointwise: one straight run of Cin per pixel, Cin / 4 chunks (no bounds, no taps)
+        return (0,) * 13 + (p, p * (cin // 4))
     rows, cols = _window_geometry(shape)
     sum_rows = sum(hi - lo for lo, hi in rows)        # in-image kernel rows over output rows
     rows_in = sum_rows * len(cols)                     # ... over pixels
@@ -170,7 +173,7 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
         fw, fb = steps(kw * cin)
         fill += rows_out * (fw + fb)
         patch = _copy_steps(kh * kw * cin, core)
-        return (0, 0, 0, p, p * patch[0], p * patch[1], p * patch[2], 0, pad_runs, rows_in, copy_w, copy_b, fill)
+        return (0, 0, 0, p, p * patch[0], p * patch[1], p * patch[2], 0, pad_runs, rows_in, copy_w, copy_b, fill, 0, 0)
     wide = narrow = tail = 0
     if cin % ch == 0:  # a kernel row's in-image taps are one contiguous copy
         calls = rows_in
@@ -182,13 +185,15 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
         w_, n_, t_ = _copy_steps(cin, core)
         wide, narrow, tail = taps_in * w_, taps_in * n_, taps_in * t_
     pad_chunks = (p * kh * kw - taps_in) * _ceil(cin, ch)
-    return (rows_in, rows_out, calls, p, wide, narrow, tail, pad_chunks, pad_runs, 0, 0, 0, 0)
+    return (rows_in, rows_out, calls, p, wide, narrow, tail, pad_chunks, pad_runs, 0, 0, 0, 0, 0, 0)
 
 
-#: im2col features (dtmm_conv_im2col_s8.c; the packed patch's own counts last).
+#: im2col features (dtmm_conv_im2col_s8.c; the packed patch's own counts, then the DSP pointwise
+#: path's: 1x1, no padding, Cin % 4 == 0).
 IM2COL_FEATURES = ["im2col_rows_in", "im2col_rows_out", "im2col_copy_calls", "im2col_pixels", "im2col_copy_wide",
                    "im2col_copy_narrow", "im2col_copy_tails", "im2col_pad_chunks", "im2col_pad_runs",
-                   "patch_rows_in", "patch_copy_steps", "patch_copy_bytes", "patch_fill_steps"]
+                   "patch_rows_in", "patch_copy_steps", "patch_copy_bytes", "patch_fill_steps", "pointwise_pixels",
+                   "pointwise_chunks"]
 #: Block-kernel features (dtmm_conv_block_s8.c), then the im2col's, then the call.
 CONV_FEATURES = ["dot_steps", "dot_calls", "dot_tails", "filterlet_visits", "runs", "pair_steps", "pair_calls",
                  "pair_tails", "channel_blocks", "tiles", "outputs", "requant_groups", "requant_tail_pixels",
