@@ -147,6 +147,9 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
     mve = core == "cortex-m55"
     ch = _CHUNK[core]
     p = shape.pixels
+    if not mve and kh == kw == 1 and padding[0] == padding[1] == 0 and cin % 4 == 0:
+        # DSP pointwise: one straight run of Cin per pixel, Cin / 4 chunks (no bounds, no taps)
+        return (0,) * 13 + (p, p * (cin // 4))
     rows, cols = _window_geometry(shape)
     sum_rows = sum(hi - lo for lo, hi in rows)        # in-image kernel rows over output rows
     rows_in = sum_rows * len(cols)                     # ... over pixels
@@ -170,7 +173,7 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
         fw, fb = steps(kw * cin)
         fill += rows_out * (fw + fb)
         patch = _copy_steps(kh * kw * cin, core)
-        return (0, 0, 0, p, p * patch[0], p * patch[1], p * patch[2], 0, pad_runs, rows_in, copy_w, copy_b, fill)
+        return (0, 0, 0, p, p * patch[0], p * patch[1], p * patch[2], 0, pad_runs, rows_in, copy_w, copy_b, fill, 0, 0)
     wide = narrow = tail = 0
     if cin % ch == 0:  # a kernel row's in-image taps are one contiguous copy
         calls = rows_in
@@ -182,13 +185,15 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
         w_, n_, t_ = _copy_steps(cin, core)
         wide, narrow, tail = taps_in * w_, taps_in * n_, taps_in * t_
     pad_chunks = (p * kh * kw - taps_in) * _ceil(cin, ch)
-    return (rows_in, rows_out, calls, p, wide, narrow, tail, pad_chunks, pad_runs, 0, 0, 0, 0)
+    return (rows_in, rows_out, calls, p, wide, narrow, tail, pad_chunks, pad_runs, 0, 0, 0, 0, 0, 0)
 
 
-#: im2col features (dtmm_conv_im2col_s8.c; the packed patch's own counts last).
+#: im2col features (dtmm_conv_im2col_s8.c; the packed patch's own counts, then the DSP pointwise
+#: path's: 1x1, no padding, Cin % 4 == 0).
 IM2COL_FEATURES = ["im2col_rows_in", "im2col_rows_out", "im2col_copy_calls", "im2col_pixels", "im2col_copy_wide",
                    "im2col_copy_narrow", "im2col_copy_tails", "im2col_pad_chunks", "im2col_pad_runs",
-                   "patch_rows_in", "patch_copy_steps", "patch_copy_bytes", "patch_fill_steps"]
+                   "patch_rows_in", "patch_copy_steps", "patch_copy_bytes", "patch_fill_steps", "pointwise_pixels",
+                   "pointwise_chunks"]
 #: Block-kernel features (dtmm_conv_block_s8.c), then the im2col's, then the call.
 CONV_FEATURES = ["dot_steps", "dot_calls", "dot_tails", "filterlet_visits", "runs", "pair_steps", "pair_calls",
                  "pair_tails", "channel_blocks", "tiles", "outputs", "requant_groups", "requant_tail_pixels",
@@ -405,30 +410,110 @@ def pattern_features(shape: ConvShape, kept_kernels: int, patterns: int, target:
     ]
 
 
-DEPTHWISE_FEATURES = ["macs", "vector_steps", "tail_steps", "outputs", "pixel_passes", "border_pixels", "channels",
-                      "call"]
+#: Depthwise features: the generic pixel loop's (zero when a fast path applies), the DSP
+#: channel-blocked 3x3 path's, the MVE transposed path's, then the per-channel set-up and the call.
+DEPTHWISE_FEATURES = ["vector_steps", "tail_steps", "vector_blocks", "tail_blocks", "pixel_passes",
+                      "table_row_taps", "table_pad_row_taps", "border_pixels",
+                      "dsp3_block_pixels", "dsp3_block_border", "dsp3_block_rows", "dsp3_blocks",
+                      "mve_t_quads", "mve_t_transposes", "mve_t_units", "mve_t_table_taps", "mve_t_border_taps",
+                      "mve_t_weights", "channels", "call"]
 #: int8 lanes per depthwise vector step (MVE: 16; DSP: 4 per word).
 _DW_LANES = {"cortex-m4": 4, "cortex-m7": 4, "cortex-m55": 16}
+#: Channels per super-block of the MVE depthwise paths (DW_SUPER), taps of its transposed path (DW_T_TAPS).
+_DW_SUPER = 64
+_DW_T_TAPS = 16
+
+
+def depthwise_path(shape: ConvShape, target: str) -> str:
+    """The loop dtmm_depthwise_conv_s8.c runs for a depth-multiplier-1 layer with the usual TFLite
+    requantization records (every channel a right shift: output scale below input x weight
+    scale, what int8 layers have): ``"dsp3"`` (DSP, 3x3, channels % 4 == 0: the channel-blocked
+    layer loop), ``"mve_t"`` (MVE, up to 16 taps, channels % 4 == 0: the transposed path), else
+    ``"generic"`` (the tap-table pixel loop; MVE: the lane path)."""
+    core = _core(target)
+    c4 = shape.cout % 4 == 0
+    if core in ("cortex-m4", "cortex-m7") and shape.kh == 3 and shape.kw == 3 and c4:
+        return "dsp3"
+    if core == "cortex-m55" and shape.kh * shape.kw <= _DW_T_TAPS and c4:
+        return "mve_t"
+    return "generic"
+
+
+def _mve_t_counts(shape: ConvShape) -> tuple:
+    """dw_layer_mve_t's events per layer: (channel quads dotted, 4-tap transposes, pixel units,
+    dw_run_t calls, border pixel-passes). Per output row that reads no padded row, the columns
+    free of padding run as one call (4- / 8-channel stride-1 layers: 16 / C pixels per unit, the
+    leftover pixels one at a time); every other pixel is its own call."""
+    c = shape.cout
+    taps = shape.kh * shape.kw
+    rows, cols = _window_geometry(shape)
+    ow = len(cols)
+    pack = 16 // c if c in (4, 8) and shape.strides[1] == 1 else 1
+    interior = [i for i, col in enumerate(cols) if col == (0, shape.kw)]
+    n_int = len(interior)
+    in_rows = sum(r == (0, shape.kh) for r in rows)
+    groups = n_int // pack if n_int >= pack else 0
+    rest = n_int - groups * pack
+    # per inside row: one run of `groups` packed units (if any) + `rest` single calls; border: singles
+    border = len(rows) * ow - in_rows * n_int
+    supers = [min(_DW_SUPER, c - c0) for c0 in range(0, c, _DW_SUPER)]
+    quads = transposes = units = calls = 0
+    tgroups = _ceil(taps, 4)
+    for n in supers:
+        singles = in_rows * rest + border
+        if pack > 1:
+            quads += in_rows * groups * 4 + singles * (n // 4)
+            transposes += (in_rows * groups + singles * _ceil(n, 16)) * tgroups
+        else:
+            quads += (in_rows * groups + singles) * (n // 4)
+            transposes += (in_rows * groups + singles) * _ceil(n, 16) * tgroups
+        units += in_rows * groups + singles
+        calls += in_rows * int(groups > 0) + singles
+    return quads, transposes, units, calls, border * len(supers)
 
 
 def depthwise_features(shape: ConvShape, target: str) -> list:
-    """Depthwise conv (:data:`DEPTHWISE_FEATURES`): per pixel and tap the channels in full vector
-    steps, then the channels that do not fill the lanes (DSP: one at a time; MVE: one predicated
-    step), per pixel and pass over a block of channels the tap pointers (MVE: blocks of 64
-    channels), per output the requantization, and the pixels whose window leaves the image (padded
-    taps: a slower border path), per channel the layer's set-up (bias and requantization tables)."""
+    """Depthwise conv (:data:`DEPTHWISE_FEATURES`), per path (:func:`depthwise_path`).
+
+    Generic: per pixel and tap the channels in full vector steps, then the channels that do not
+    fill the lanes (DSP: one at a time; MVE: predicated steps of 8), per pixel and vector block
+    (or tail step) its bias load and requantized store, per pixel and pass over a block of
+    channels (MVE: blocks of 64 channels) the pass and its table of tap pointers (per in-image
+    kernel row its taps checked, per padded row pad pointers), and the pixels whose window
+    leaves the image. DSP 3x3: per block of 4 channels and pixel the 9 taps and 4 requantizations, per
+    border pixel a patch of 9 words, per block and output row the row's set-up, per block the
+    weights sign-extended. MVE transposed: :func:`_mve_t_counts` (per pixel unit the tap pointers
+    advanced, per unit and tap pointer table set when a call starts, border tables with checks,
+    per channel and tap the weight table). Every path: per channel the layer's set-up (bias,
+    pad pixel), the call."""
     core = _core(target)
     lanes = _DW_LANES[core]
     p = shape.pixels
     taps = shape.kh * shape.kw
     c = shape.cout
-    # the channels past the full vectors: MVE in predicated half vectors (8 lanes), DSP one at a time
-    tail = _ceil(c % lanes, 8) if core == "cortex-m55" else c % lanes
     rows, cols = _window_geometry(shape)
     inside = sum(r == (0, shape.kh) for r in rows) * sum(col == (0, shape.kw) for col in cols)
-    passes = _ceil(c, 64) if core == "cortex-m55" else 1
-    return [float(p * c * taps), float(p * taps * (c // lanes)), float(p * taps * tail), float(p * c),
-            float(p * passes), float(p - inside), float(c), 1.0]
+    path = depthwise_path(shape, target)
+    generic = [0.0] * 8
+    dsp3 = [0.0] * 4
+    mve_t = [0.0] * 6
+    if path == "dsp3":
+        blocks = c // 4
+        dsp3 = [float(p * blocks), float((p - inside) * blocks), float(len(rows) * blocks), float(blocks)]
+    elif path == "mve_t":
+        quads, transposes, units, calls, border = _mve_t_counts(shape)
+        mve_t = [float(quads), float(transposes), float(units * taps), float(calls * taps), float(border * taps),
+                 float(c * taps)]
+    else:
+        # the channels past the full vectors: MVE in predicated half vectors (8 lanes), DSP one at a time
+        tail = _ceil(c % lanes, 8) if core == "cortex-m55" else c % lanes
+        passes = _ceil(c, _DW_SUPER) if core == "cortex-m55" else 1
+        # the tap table: per in-image kernel row KW checked taps, per padded row KW pad pointers
+        row_taps = sum(hi - lo for lo, hi in rows) * len(cols) * shape.kw
+        generic = [float(p * taps * (c // lanes)), float(p * taps * tail), float(p * (c // lanes)), float(p * tail),
+                   float(p * passes), float(row_taps * passes), float((p * taps - row_taps) * passes),
+                   float(p - inside)]
+    return [*generic, *dsp3, *mve_t, float(c), 1.0]
 
 
 FC_FEATURES = ["row_steps", "block_steps", "row_tails", "block_tails", "outputs", "blocks", "call"]

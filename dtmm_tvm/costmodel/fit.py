@@ -70,6 +70,13 @@ PRUNED_OTHER_SHAPES = {
 }
 #: Depthwise channel counts after filter pruning (H = W, stride per shape).
 PRUNED_DEPTHWISE = ((8, 13, 1), (12, 20, 2), (6, 37, 1), (10, 44, 1), (14, 7, 2), (7, 27, 1))
+#: Depthwise (H = W, channels, stride, kernel) on each side of the kernel's path conditions
+#: (features.depthwise_path): channels not a multiple of 4 and 5x5 kernels take the generic
+#: loop (DSP) / the lane path (MVE, more than 16 taps), 4 and 8 channels at stride 1 the MVE
+#: transposed path's packed pixels.
+PATH_DEPTHWISE = ((10, 10, 1, 3), (11, 8, 1, 3), (9, 22, 2, 3), (12, 6, 1, 3), (7, 16, 1, 5), (8, 4, 1, 3),
+                  (9, 15, 1, 5), (12, 36, 2, 5), (5, 64, 1, 3), (14, 20, 1, 3), (6, 40, 2, 3), (13, 4, 1, 3),
+                  (10, 24, 2, 5), (8, 20, 1, 5), (11, 12, 2, 5), (9, 28, 1, 5))
 
 
 def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, heldout_every: int = 4,
@@ -146,6 +153,11 @@ def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, hel
             plan.append(dict(kind="conv", fmt=UNSTRUCTURED, shape=shape, sparsity=float(sparsity),
                              heldout=(2 * i + j) % heldout_every == heldout_every - 1))
     plan += _pruned_plan(seed, pruned_points, heldout_every)
+    # Appended last (the points above keep their seeds and stored counts).
+    for i, (hw, c, s, k) in enumerate(PATH_DEPTHWISE):
+        shape = ConvShape(hw, hw, c, c, k, k, (s, s), _same_padding(hw, hw, k, s), depthwise=True)
+        plan.append(dict(kind="depthwise", fmt="dense", shape=shape, sparsity=0.0,
+                         heldout=i % heldout_every == heldout_every - 1))
     return plan
 
 

@@ -76,7 +76,7 @@ def test_fit_points_and_heldout_errors_on_synthetic_measurements():
             "conv/filterlet_bitmask": conv(dict(own, filterlet_visits=18, runs=9, channel_blocks=25)),
             "conv/pattern": [19.0, 60, 40, 9, 4, 12, 30, 5, 80, 900],
             "conv/unstructured_csr": [12.0, 14, 60, 20, 3, 0.5, 30, 1, 8, 0.4, 0.5, 900],
-            "depthwise": [3.0, 9, 6, 20, 10, 12, 15, 400], "fc": [2.5, 9, 14, 30, 30, 40, 300],
+            "depthwise": [9.0, 6, 40, 25, 100, 8, 3, 15, 130, 70, 90, 200, 24, 24, 7, 18, 5, 3, 12, 400], "fc": [2.5, 9, 14, 30, 30, 40, 300],
             "max_pool2d": [4.0, 3, 9, 20, 200], "avg_pool2d": [4.5, 2, 20, 20, 250], "mean": [3.0, 5, 60, 300],
             "softmax": [150, 900, 400], "add": [22.0, 150]}
     points = []
