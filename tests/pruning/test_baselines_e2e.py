@@ -39,29 +39,26 @@ def _conv_weights(tflite):
     return [g.tensor(op.inputs[1]).data for op in g.operators if op.opcode == "CONV_2D"]
 
 
-def test_pattern_method_export_has_patterns_and_zeroed_kernels(trained):
-    res = prune(trained, "digits", Budget(flash_fraction=0.9), "dtmm/cortex-m4", method="pattern", epochs=0,
-                check_compiled=False, eval_dense_int8=False, int8_accuracy_images=50)
-    assert res.report["method"] == "pattern" and res.report["plan"]["patterns"]["3x3"]
-    for w in _conv_weights(res.tflite):
-        nz = (w != 0).transpose(0, 3, 1, 2).reshape(-1, 9)
-        assert nz.sum(axis=1).max() <= 4                      # at most 4 taps per (out, in) kernel
-        assert len({tuple(r) for r in nz if r.any()}) <= 8 + 8 * 4   # subsets of the 8 patterns at most
-    assert all(r.get("patterns_used", 0) <= 8 for r in res.report["layers"] if r["kind"] == "conv")
+def test_pattern_method_refuses_a_flash_budget_the_compiler_cannot_meet(trained):
+    # On this tiny model (Cin 8, 8x8 maps) no sparse format is predicted faster than dense, so the
+    # compiler (--optimize speed) keeps every conv dense and pattern pruning cannot shrink the
+    # flash: 90% of the dense flash is refused with the smallest achievable figures, not relaxed.
+    # The pattern masks and their export check: tests/pruning/test_methods.py; pattern-pruned
+    # models compiled with the pattern format: bench/results/pruning/ (VGG, ResNet).
+    with pytest.raises(BudgetError, match="budget cannot be met by pattern pruning") as err:
+        prune(trained, "digits", Budget(flash_fraction=0.9), "dtmm/cortex-m4", method="pattern", epochs=0,
+              check_compiled=False, eval_dense_int8=False, int8_accuracy_images=50)
+    assert err.value.smallest.flash_bytes > err.value.budget.flash_bytes
+    convs = [layer for layer in err.value.smallest.layers.values() if layer.get("kind") == "conv"]
+    assert len(convs) == 4 and all(layer["format"] == "dense" for layer in convs)
 
 
 @pytest.mark.skipif(not FULL, reason="slow: set DTMM_SWEEP_E2E=1 (every method compiled and run on QEMU)")
-# The pattern format costs 6 bytes per kept 3x3 kernel (4 weights + index): on this tiny model it
-# cannot reach 80% of the dense flash (measured: 3.6 KB needed at the largest ratio), which must be
-# refused, not relaxed; 90% it meets.
-@pytest.mark.parametrize("method, fraction", [("filter", 0.8), ("unstructured", 0.8), ("pattern", 0.9)])
+# Pattern pruning cannot meet a flash budget on this tiny model (the default test above).
+@pytest.mark.parametrize("method, fraction", [("filter", 0.8), ("unstructured", 0.8)])
 def test_every_method_compiles_within_budget_and_runs_bit_exact(trained, method, fraction):
     if any(shutil.which(t) is None for t in TOOLS):
         pytest.skip(f"missing tools: {[t for t in TOOLS if shutil.which(t) is None]}")
-    if method == "pattern":
-        with pytest.raises(BudgetError, match="budget cannot be met by pattern pruning") as err:
-            prune(trained, "digits", Budget(flash_fraction=0.8), "dtmm/cortex-m4", method=method, epochs=1)
-        assert err.value.smallest.flash_bytes > err.value.budget.flash_bytes
     res = prune(trained, "digits", Budget(flash_fraction=fraction), "dtmm/cortex-m4", method=method, epochs=1,
                 run_on_board=True, board_limit=5, int8_accuracy_images=100)
     c = res.report["compiled"]
