@@ -206,5 +206,15 @@ def main() -> int:
     return 0
 
 
+def _main() -> int:
+    from dtmm_tvm.errors import DTMMError
+
+    try:
+        return main()
+    except DTMMError as err:  # a refused budget, bad data, ...: one line, nothing written
+        print(f"prune_targets: error: {err}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())
