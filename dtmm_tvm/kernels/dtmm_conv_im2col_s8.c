@@ -56,6 +56,19 @@ static inline uint32_t sxtab16_ror8(uint32_t a, uint32_t v) {
   __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
   return r;
 }
+/* Two 4-byte chunks of input into the group-of-4 q15 layout: even values (+ offset) at dst and
+ * dst + 32, odd values at dst + 16 and dst + 48. */
+static inline void widen_two_chunks_g4(const int8_t *src, int8_t *dst, uint32_t off2) {
+  uint32_t v0, v1;
+  __builtin_memcpy(&v0, src, 4);
+  __builtin_memcpy(&v1, src + 4, 4);
+  const uint32_t e0 = sxtab16(off2, v0), o0 = sxtab16_ror8(off2, v0);
+  const uint32_t e1 = sxtab16(off2, v1), o1 = sxtab16_ror8(off2, v1);
+  __builtin_memcpy(dst, &e0, 4);
+  __builtin_memcpy(dst + 16, &o0, 4);
+  __builtin_memcpy(dst + 32, &e1, 4);
+  __builtin_memcpy(dst + 48, &o1, 4);
+}
 #endif
 
 /* Copy n input values (n a multiple of CH unless it is one tap's tail) into consecutive chunks
@@ -93,16 +106,8 @@ static inline void copy_chunks(const int8_t *src, int8_t *dst, int32_t n, int32_
   if (g == 4) { /* the default group: two chunks per step, immediate store offsets */
     const int8_t *const end = src + (n & ~7);
     while (src != end) {
-      uint32_t v0, v1;
-      __builtin_memcpy(&v0, src, 4);
-      __builtin_memcpy(&v1, src + 4, 4);
+      widen_two_chunks_g4(src, dst, off2);
       src += 8;
-      const uint32_t e0 = sxtab16(off2, v0), o0 = sxtab16_ror8(off2, v0);
-      const uint32_t e1 = sxtab16(off2, v1), o1 = sxtab16_ror8(off2, v1);
-      __builtin_memcpy(dst, &e0, 4);
-      __builtin_memcpy(dst + 16, &o0, 4);
-      __builtin_memcpy(dst + 32, &e1, 4);
-      __builtin_memcpy(dst + 48, &o1, 4);
       dst += 64;
     }
     n &= 7;
@@ -192,16 +197,8 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
         dst += 32;
       }
       while (s != end) {
-        uint32_t v0, v1;
-        __builtin_memcpy(&v0, s, 4);
-        __builtin_memcpy(&v1, s + 4, 4);
+        widen_two_chunks_g4(s, dst, off2);
         s += 8;
-        const uint32_t e0 = sxtab16(off2, v0), o0 = sxtab16_ror8(off2, v0);
-        const uint32_t e1 = sxtab16(off2, v1), o1 = sxtab16_ror8(off2, v1);
-        __builtin_memcpy(dst, &e0, 4);
-        __builtin_memcpy(dst + 16, &o0, 4);
-        __builtin_memcpy(dst + 32, &e1, 4);
-        __builtin_memcpy(dst + 48, &o1, 4);
         dst += 64;
       }
       if (contiguous) {
