@@ -72,8 +72,10 @@ def _demo(args) -> int:
 
     model_path = Path(args.model)
     # The bundled model comes with the unpruned network it was pruned from: the user's before.
-    builds = [("pruned", model_path, "dense"), ("pruned", model_path, "dtmm")]
-    if model_path == MODEL and UNPRUNED.exists():
+    bundled = model_path == MODEL and UNPRUNED.exists()
+    which = "pruned" if bundled else "given"  # a --model of the user's own: no claim about how it was made
+    builds = [(which, model_path, "dense"), (which, model_path, "dtmm")]
+    if bundled:
         builds.insert(0, ("unpruned", UNPRUNED, "dense"))
     with tempfile.TemporaryDirectory(prefix="dtmm-demo-") as tmp:
         results = []
