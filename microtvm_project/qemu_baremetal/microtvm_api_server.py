@@ -137,8 +137,11 @@ def _compiler_cache_env(env: dict) -> str | None:
     """ccache's path, with ``env`` set up for it, or None when it is absent or has no cache dir.
 
     Every project lives in its own directory, so the directory is left out of the hash
-    (``CCACHE_NOHASHDIR``; all paths in the build are relative). A cache directory that cannot
-    be written means no cache, never a failed build.
+    (``CCACHE_NOHASHDIR``; all paths in the build are relative). ccache runs in preprocessor
+    mode (``CCACHE_NODIRECT``): the kernels pick their ISA with ``__has_include("dtmm_isa.h")``,
+    and direct mode cannot see that a header absent from an earlier build (a kernel test's) is
+    present now, so it would hand a portable archive the MVE objects. A cache directory that
+    cannot be written means no cache, never a failed build.
     """
     ccache = shutil.which("ccache")
     if ccache is None:
@@ -152,6 +155,7 @@ def _compiler_cache_env(env: dict) -> str | None:
         return None
     env["CCACHE_DIR"] = str(cache_dir)
     env.setdefault("CCACHE_NOHASHDIR", "1")
+    env["CCACHE_NODIRECT"] = "1"
     return ccache
 
 

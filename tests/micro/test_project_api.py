@@ -7,14 +7,19 @@ version 1, every method is called, and every JSON-RPC error code is provoked.
 """
 
 import json
+import os
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import dtmm_tvm.kernels
 from dtmm_tvm.errors import ToolchainError
 from dtmm_tvm.micro import project_api, session
-from dtmm_tvm.micro.project import template_dir
+from dtmm_tvm.micro.project import load_server, template_dir
 from dtmm_tvm.micro.project_api import ProjectAPIClient
 from dtmm_tvm.micro.transport import (MSG_HELLO, MSG_INFER, MSG_QUIT, MSG_RESULT, FrameReader,
                                       ModelSession, encode_frame, parse_hello, parse_result)
@@ -236,9 +241,6 @@ def tarfile_text(path, member):
 
 def test_compiler_cache_reuses_objects_and_never_fails_a_build(needs_toolchain, tmp_path, fake_artifact,
                                                                monkeypatch):
-    import shutil
-    import subprocess
-
     if shutil.which("ccache") is None:
         pytest.skip("missing tools: ccache (run.sh installs it)")
     monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "cache"))
@@ -259,3 +261,29 @@ def test_compiler_cache_reuses_objects_and_never_fails_a_build(needs_toolchain, 
     with ProjectAPIClient.launch(project) as client:
         client.build({})
     assert (project / "build" / "app.elf").exists()
+
+
+def test_compiler_cache_sees_an_archive_isa_header_a_cached_build_did_not_have(tmp_path):
+    """The kernels choose their ISA with ``__has_include("dtmm_isa.h")``; a build without that
+    header (a kernel test's) must not hand its objects to an archive build that has one."""
+    if shutil.which("ccache") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("missing tools: ccache, arm-none-eabi-gcc (run.sh installs them)")
+    env = {"CCACHE_DIR": str(tmp_path / "cache"), "PATH": os.environ["PATH"]}
+    ccache = load_server(template_dir())._compiler_cache_env(env)
+    kernels = Path(dtmm_tvm.kernels.__file__).parent
+    objects = []
+    for name, header in (("kernel_test", None), ("portable_archive", "#define DTMM_ISA_PORTABLE 1\n")):
+        build = tmp_path / name
+        (build / "include").mkdir(parents=True)
+        shutil.copy(kernels / "dtmm_kernels_isa.h", build / "include")
+        if header:
+            (build / "include" / "dtmm_isa.h").write_text(header)
+        (build / "isa.c").write_text('#include "dtmm_kernels_isa.h"\n#ifdef DTMM_ISA_MVE\n'
+                                     "const int defined_mve = 1;\n#else\nconst int defined_mve = 0;\n#endif\n")
+        subprocess.run([ccache, "arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard",
+                        "-O2", "-g", "-Iinclude", "-c", "isa.c", "-o", "isa.o"],
+                       cwd=build, env=env, check=True, capture_output=True)
+        symbols = subprocess.run(["arm-none-eabi-objdump", "-s", "-j", ".rodata", "isa.o"], cwd=build,
+                                 capture_output=True, text=True, check=True).stdout
+        objects.append(symbols.split(".rodata:")[-1].split()[1])
+    assert objects == ["01000000", "00000000"], objects  # MVE by the compiler's features; portable by the header
