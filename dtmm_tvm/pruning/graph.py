@@ -10,7 +10,8 @@ Framework-free (numpy only). The Keras adapter (:mod:`dtmm_tvm.pruning.keras_ada
 - a depthwise conv, batch norm, activation, pooling or dropout passes its input's channels
   through (a depthwise conv follows its input's channels);
 - a dense layer after ``flatten`` (or global pooling) loses the input features of removed
-  channels;
+  channels, also when feature-wise layers (dropout, noise, an elementwise activation) sit between
+  the flatten and the dense;
 - a group is filter-prunable only when every consumer of its channels is understood and the
   model output does not carry them; anything not understood stays untouched and is named.
 """
@@ -22,6 +23,10 @@ from dataclasses import dataclass, field
 #: Layer kinds the rules understand. "passthrough": channels in = channels out, elementwise per
 #: channel or spatial (batch norm, activations, pooling, dropout, global pooling keeps channels).
 KINDS = ("input", "conv", "depthwise", "dense", "batchnorm", "add", "passthrough", "flatten", "unknown")
+
+#: Passthrough layers that act on each feature alone, so a flatten's features reach a dense layer
+#: through them unchanged in order (an ``Activation`` only when it is not softmax).
+FEATUREWISE_CLASSES = ("Dropout", "GaussianNoise", "ReLU", "LeakyReLU", "Activation")
 
 
 @dataclass
@@ -82,6 +87,24 @@ class PruneGraph:
 
     def consumers_of(self, name: str) -> list:
         return [self.layers[n] for n in self.order if name in self.layers[n].inputs]
+
+    def is_featurewise(self, layer: Layer) -> bool:
+        return (layer.kind == "passthrough" and layer.class_name in FEATUREWISE_CLASSES
+                and layer.activation != "softmax")
+
+    def feature_readers(self, name: str) -> list:
+        """The layers reading ``name``'s features, past feature-wise passthrough layers."""
+        readers = []
+        for c in self.consumers_of(name):
+            readers.extend(self.feature_readers(c.name) if self.is_featurewise(c) else [c])
+        return readers
+
+    def feature_source(self, name: str) -> Layer:
+        """The layer whose features ``name`` reads, past feature-wise passthrough layers."""
+        src = self.layers[self.layers[name].inputs[0]]
+        while self.is_featurewise(src) and src.inputs:
+            src = self.layers[src.inputs[0]]
+        return src
 
     # ---- channel groups --------------------------------------------------------------------
     def groups(self) -> list:
@@ -163,7 +186,7 @@ class PruneGraph:
                 if layer.kind == "conv":
                     g.consumers.append((name, "conv_in"))
                 elif layer.kind == "flatten":
-                    for c in self.consumers_of(name):
+                    for c in self.feature_readers(name):
                         if c.kind == "dense":
                             g.consumers.append((c.name, "dense_flat"))
                         else:

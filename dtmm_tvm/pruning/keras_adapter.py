@@ -254,7 +254,7 @@ def build_pruned(model, graph: PruneGraph, channel_keep: dict, filterlet_keep: d
             out = new(ins[0])
             new.set_weights([w[keep] for w in weights])
         elif layer.kind == "dense":
-            src = graph.layers[layer.inputs[0]]
+            src = graph.feature_source(name)
             if src.kind == "flatten":
                 ckeep = keep_of.get(src.inputs[0])
                 rows = (dense_flat_keep(ckeep, int(np.prod(graph.layers[src.inputs[0]].output_shape[:-1])))

@@ -242,7 +242,7 @@ class CostEvaluator:
 
     def _dense_in(self, plan, name):
         layer = self.graph.layers[name]
-        src = self.graph.layers[layer.inputs[0]]
+        src = self.graph.feature_source(name)
         if src.kind == "flatten":
             feeder = src.inputs[0]
             shape = self.graph.layers[feeder].output_shape

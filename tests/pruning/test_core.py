@@ -99,6 +99,25 @@ def test_dense_after_conv_loses_input_features():
     assert g.group_of("fc") is None
 
 
+def _flatten_then(*between):
+    L = Layer
+    layers = [L("in", "input", [], (4, 4, 1)), L("c1", "conv", ["in"], (4, 4, 8), (3, 3, 1, 8)),
+              L("flat", "flatten", ["c1"], (128,))]
+    for i, (cls, activation) in enumerate(between):
+        layers.append(L(f"p{i}", "passthrough", [layers[-1].name], (128,), class_name=cls, activation=activation))
+    layers.append(L("fc", "dense", [layers[-1].name], (10,), (128, 10)))
+    return PruneGraph(layers, outputs=["fc"])
+
+
+def test_dense_after_flatten_and_dropout_loses_input_features():
+    g = _flatten_then(("Dropout", ""), ("Activation", "relu"))
+    assert g.group_of("c1").prunable and ("fc", "dense_flat") in g.group_of("c1").consumers
+    assert g.feature_source("fc").name == "flat"
+    # A softmax between them mixes the features: the conv's filters stay.
+    g = _flatten_then(("Dropout", ""), ("Activation", "softmax"))
+    assert not g.group_of("c1").prunable and "Activation 'p1'" in g.group_of("c1").reason
+
+
 def test_unknown_consumer_or_output_blocks_filter_pruning():
     L = Layer
     g = PruneGraph([

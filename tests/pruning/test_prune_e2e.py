@@ -113,6 +113,26 @@ def test_structure_rules_on_keras(trained):
     np.testing.assert_allclose(small(x).numpy(), ref(x).numpy(), atol=1e-4)
 
 
+def test_dense_after_flatten_and_dropout_loses_the_removed_filters_features():
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    inp = keras.Input((6, 6, 1))
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="c1")(inp)
+    x = L.Flatten(name="flat")(x)
+    x = L.Dropout(0.3, name="drop")(x)
+    model = keras.Model(inp, L.Dense(3, name="fc")(x))
+    g = parse_model(model)
+    keep = np.array([True, False, True, True])
+    small, _ = build_pruned(model, g, {g.group_of("c1").id: keep}, {})
+    assert small.get_layer("c1").kernel.shape == (3, 3, 1, 3) and small.get_layer("fc").kernel.shape == (36 * 3, 3)
+    ref = keras.models.clone_model(model)
+    ref.set_weights(model.get_weights())
+    for w in ref.get_layer("c1").weights:
+        w.assign(w.numpy() * keep)
+    x = np.random.default_rng(0).uniform(size=(2, 6, 6, 1)).astype(np.float32)
+    np.testing.assert_allclose(small(x).numpy(), ref(x).numpy(), atol=1e-5)
+
+
 def test_export_check_catches_a_nonzero_pruned_filterlet(trained, data):
     from dtmm_tvm.pruning.finetune import export_int8
 
