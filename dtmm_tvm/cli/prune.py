@@ -85,7 +85,9 @@ def run(args) -> int:
             for u in info["unknown"]:
                 print(f"not understood, left as is: {u}", file=sys.stderr)
         elif event == "search":
-            bar = bars.get("search") or bars.setdefault("search", progress_bar(info["total"], "search"))
+            if info["step"] == 1 or "search" not in bars:  # a calibration round searches again
+                bars["search"] = progress_bar(info["total"], "search")
+            bar = bars["search"]
             bar.update(1)
             c = info["cost"]
             bar.set_postfix_str(f"{c.instructions / 1e6:.2f} M instr, {c.flash_bytes / 1024:.1f} KB, "
@@ -98,6 +100,9 @@ def run(args) -> int:
             bar.set_postfix_str(f"loss {info['loss']:.4f}, val acc {info['val_accuracy']:.4f}")
             if info["epoch"] == info["total"]:
                 bar.close()
+        elif event == "calibrate":
+            verdict = "; ".join(info["missed"]) + ": searching again" if info["missed"] else "meets the budgets"
+            print(f"compiled plan (round {info['round']}): {verdict}", file=sys.stderr, flush=True)
         else:
             print(f"{event} ...", file=sys.stderr, flush=True)
 

@@ -2,8 +2,9 @@
 
 Steps: read the Keras model (never written to) and the data, check they fit; the channel groups
 and the layers not understood; importance on the validation split; simulated annealing for the
-per-layer ratios under the budget (cost model); masks; the physically smaller model with
-filterlets zeroed; fine-tuning with masks enforced; full-int8 export and its sparsity check;
+per-layer ratios under the budget (cost model); the searched plan compiled and measured on the
+target, searched again with the budgets scaled by predicted / measured where the artifact missed
+one; masks; the physically smaller model with filterlets zeroed; fine-tuning with masks enforced; full-int8 export and its sparsity check;
 compile the int8 model and check the budgets on the artifact's own figures. Nothing is written
 unless every step succeeded (then the ``.tflite`` is written atomically).
 """
@@ -11,7 +12,6 @@ unless every step succeeded (then the ``.tflite`` is written atomically).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import DTMMError, OutputExistsError
 from .data import DataError, Dataset, load_data
 from .masks import filter_keep, filterlet_keep
+from .artifact import ArtifactMeasurer, misses, quantize_input, search_on_the_artifact
 from .search import Budget, BudgetError, CostEvaluator, Plan, anneal, describe_budget_failure
 
 
@@ -65,15 +66,11 @@ def _kernel_masks(graph, fl_imp, channel_keep, ratios, fraction=1.0):
 
 def _int8_accuracy(tflite_bytes: bytes, x: np.ndarray, y: np.ndarray, limit: int | None = None) -> tuple:
     """TFLM (host) top-1 accuracy and the quantized inputs."""
-    from ..frontend.tflite_reader import read_tflite
     from ..reference import run_tflm
 
-    g = read_tflite(tflite_bytes, name="pruned")
-    t = g.tensor(g.inputs[0])
-    scale, zp = float(t.scale[0]), int(t.zero_point[0])
     if limit:
         x, y = x[:limit], y[:limit]
-    xq = np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+    xq = quantize_input(tflite_bytes, x)
     out = run_tflm(tflite_bytes, xq)
     return float(np.mean(out.reshape(len(y), -1).argmax(axis=1) == y)), xq, y
 
@@ -85,7 +82,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
           check_compiled: bool = True, compile_output=None, run_on_board: bool = False, board_limit=None,
           eval_dense_int8: bool = True, progress=None, search_kwargs: dict | None = None,
           method: str = "dtmm", filter_criterion: str = "chip", n_patterns: int = 8,
-          int8_accuracy_images: int | None = None) -> PruneResult:
+          int8_accuracy_images: int | None = None, calibration_rounds: int = 3) -> PruneResult:
     """Prune a trained Keras classifier for ``target`` under ``budget``.
 
     Parameters
@@ -127,6 +124,11 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         :mod:`dtmm_tvm.pruning.baselines`.
     int8_accuracy_images
         Evaluate the int8 model(s) with TFLM on this many test images only (default: all).
+    calibration_rounds
+        With ``check_compiled``: compile the searched plan before fine-tuning (fine-tuning keeps
+        its masks, so the artifact's figures are the final model's) and, where the artifact misses
+        a budget the cost model said it met, search again with that budget scaled by predicted /
+        measured, at most this many compilations (0: no calibration; the final check still holds).
     """
     started = time.time()
     budget = budget or Budget()
@@ -165,11 +167,34 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
     float_dense_acc = accuracy(keras_model, dataset.x_test, dataset.y_test)
     evaluator = CostEvaluator(graph, target, fl_imp, f_imp)
     kw = dict(search_kwargs or {})
-    result = anneal(evaluator, budget, importance_weight=importance_weight, objective_weight=objective_weight,
-                    guard_quantile=guard, seed=seed,
-                    progress=lambda i, n, cost: say("search", {"step": i, "total": n, "cost": cost}), **kw)
-    plan = result.plan
+
+    def search(b: Budget):
+        return anneal(evaluator, b, importance_weight=importance_weight, objective_weight=objective_weight,
+                      guard_quantile=guard, seed=seed,
+                      progress=lambda i, n, cost: say("search", {"step": i, "total": n, "cost": cost}), **kw)
+
+    result = search(budget)
     budget = result.budget  # fractions of the dense model resolved to bytes / instructions
+    rng = np.random.default_rng(seed)
+    rep = dataset.x_train[rng.choice(len(dataset.x_train), min(200, len(dataset.x_train)), replace=False)]
+    from .finetune import check_export, export_int8, finetune
+
+    fractions = (budget_in.flash_fraction, budget_in.instructions_fraction)
+    dense_tflite = export_int8(keras_model, rep) if eval_dense_int8 or any(f is not None for f in fractions) else None
+    calibration = []
+    if check_compiled and calibration_rounds > 0:
+        def plan_tflite(p: Plan) -> bytes:
+            keep = {gid: filter_keep(f_imp[gid], r) for gid, r in p.filter_ratio.items()}
+            model_, _ = build_pruned(keras_model, graph, keep, _kernel_masks(graph, fl_imp, keep, p.filterlet_ratio))
+            return export_int8(model_, rep)
+
+        with ArtifactMeasurer(target, dataset.x_test[:1],
+                              dense_tflite if any(f is not None for f in fractions) else None, fractions) as measurer:
+            checked = measurer.checked_budget(budget)
+            result, calibration = search_on_the_artifact(
+                result, lambda p: measurer.figures(plan_tflite(p), instructions=checked.instructions is not None),
+                checked, search, calibration_rounds, say)
+    plan = result.plan
     channel_keep = {gid: filter_keep(f_imp[gid], r) for gid, r in plan.filter_ratio.items()}
     fl_ratios = {n: r for n, r in plan.filterlet_ratio.items()}
     final_keep = _kernel_masks(graph, fl_imp, channel_keep, fl_ratios)
@@ -185,14 +210,10 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
             out[name] = np.broadcast_to(k.transpose(1, 2, 0)[:, :, None, :], kernel.shape).astype(np.float32)
         return out
 
-    from .finetune import check_export, export_int8, finetune
-
     history = finetune(pruned, dataset, masks_at, epochs=epochs, schedule=schedule, lr=lr, batch=batch,
                        progress=lambda h: say("epoch", dict(h, total=epochs)), seed=seed,
                        teacher=keras_model if distill > 0 else None, distill=distill, temperature=temperature)
     float_pruned_acc = accuracy(pruned, dataset.x_test, dataset.y_test)
-    rng = np.random.default_rng(seed)
-    rep = dataset.x_train[rng.choice(len(dataset.x_train), min(200, len(dataset.x_train)), replace=False)]
     say("export", {})
     tflite = export_int8(pruned, rep)
     conv_rows = []
@@ -203,9 +224,8 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         conv_rows.append((l.name, kept, l.channels, final_keep.get(l.name)))
     export_rows = check_export(tflite, conv_rows)
     int8_acc, xq_test, y_test = _int8_accuracy(tflite, dataset.x_test, dataset.y_test, int8_accuracy_images)
-    dense_tflite, dense_int8_acc = None, None
-    if eval_dense_int8 or budget_in.flash_fraction is not None or budget_in.instructions_fraction is not None:
-        dense_tflite = export_int8(keras_model, rep)
+    dense_int8_acc = None
+    if dense_tflite is not None:
         dense_int8_acc = _int8_accuracy(dense_tflite, dataset.x_test, dataset.y_test, int8_accuracy_images)[0]
 
     report = {
@@ -224,7 +244,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
                               if not g.prunable and g.producers],
         "plan": plan.to_json(),
         "guard_caps": result.caps.to_json(),
-        "search": {"evaluations": result.evaluations},
+        "search": {"evaluations": result.evaluations, "calibration": calibration},
         "predicted": {"dense": _cost_json(result.dense), "pruned": _cost_json(result.cost)},
         "layers": _layer_rows(result, export_rows),
         "accuracy": {"float_dense": float_dense_acc, "float_pruned_before_finetune": float_pruned_no_ft,
@@ -234,11 +254,11 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
     }
     metadata = None
     if check_compiled or compile_output or run_on_board:
-        fractions = (budget_in.flash_fraction, budget_in.instructions_fraction)
         try:
             metadata = _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq_test,
                                           y_test, board_limit, say,
-                                          dense_tflite if any(f is not None for f in fractions) else None, fractions)
+                                          dense_tflite if any(f is not None for f in fractions) else None, fractions,
+                                          x1=dataset.x_test[:1])
         except BudgetError as err:
             err.report = report  # what was measured, for scripts that want to show it; nothing is written
             raise
@@ -295,74 +315,46 @@ def attach_measured(layers: list, profile_rows: list) -> None:
 
 
 def _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq, y, limit, say,
-                       dense_tflite=None, fractions=(None, None)):
+                       dense_tflite=None, fractions=(None, None), *, x1):
     """Compile the pruned model and check the budgets on the artifact. Budgets given as fractions
     of the dense model are checked against the unpruned int8 model compiled the same way
-    (``--dense`` build) and measured on the same board."""
-    from ..compiler import compile_model
-    from ..micro import run_artifact
-    from ..target import DEFAULT_BOARD, resolve_target, target_tag
+    (``--dense`` build) and measured on the same board (:class:`ArtifactMeasurer`). ``xq``: the
+    test set quantized for the pruned model; ``x1``: one float example, for the dense model."""
+    from ..reference import run_tflm
 
-    tag = target_tag(resolve_target(target))
-    with tempfile.TemporaryDirectory(prefix="dtmm-prune-") as tmp:
-        model_path = Path(tmp) / "pruned.tflite"
-        model_path.write_bytes(tflite)
-        art = Path(tmp) / "pruned.tar"
+    with ArtifactMeasurer(target, x1, dense_tflite, fractions) as measurer:
         say("compile", {})
-        metadata = compile_model(model_path, art, target=tag)
+        metadata, art = measurer.compile(tflite)
         compiled = {"constants_bytes": int(metadata["constants_bytes"]),
                     "arena_bytes": int(metadata["arena"]["bytes"])}
-        bad = []
         if dense_tflite is not None:
-            dpath = Path(tmp) / "dense.tflite"
-            dpath.write_bytes(dense_tflite)
-            dmeta = compile_model(dpath, Path(tmp) / "dense.tar", target=tag, mode="dense")
-            compiled["dense_constants_bytes"] = int(dmeta["constants_bytes"])
-            compiled["dense_arena_bytes"] = int(dmeta["arena"]["bytes"])
-            if fractions[0] is not None:
-                limit_bytes = int(fractions[0] * compiled["dense_constants_bytes"])
-                budget = Budget(min(limit_bytes, budget.flash_bytes or limit_bytes), budget.sram_bytes,
-                                budget.instructions)
-            if fractions[1] is not None:
-                say("board", {"images": 1, "model": "dense"})
-                spec = dmeta["inputs"][0]
-                dres = run_artifact(Path(tmp) / "dense.tar", DEFAULT_BOARD[tag],
-                                    xq[:1].reshape((1,) + tuple(spec["shape"])), timeout_s=3600)
-                compiled["dense_instructions"] = int(dres.instructions)
-                budget = Budget(budget.flash_bytes, budget.sram_bytes,
-                                int(fractions[1] * compiled["dense_instructions"]))
+            say("board", {"images": 1, "model": "dense"})
+        budget = measurer.checked_budget(budget)
+        compiled.update(measurer.dense)
+        if dense_tflite is not None:
             report["budget_checked"] = {"flash_bytes": budget.flash_bytes, "sram_bytes": budget.sram_bytes,
                                         "instructions": budget.instructions}
-        if budget.flash_bytes is not None and compiled["constants_bytes"] > budget.flash_bytes:
-            bad.append(f"flash {compiled['constants_bytes']} B > budget {budget.flash_bytes} B")
-        if budget.sram_bytes is not None and compiled["arena_bytes"] > budget.sram_bytes:
-            bad.append(f"SRAM (arena) {compiled['arena_bytes']} B > budget {budget.sram_bytes} B")
-        need_run = run_on_board or budget.instructions is not None
-        if need_run:
+        if run_on_board or budget.instructions is not None:
             n = len(xq) if (run_on_board and not limit) else (min(len(xq), limit) if run_on_board else 1)
             say("board", {"images": n})
-            spec = metadata["inputs"][0]
-            inputs = xq[:n].reshape((n,) + tuple(spec["shape"]))
-            res = run_artifact(art, DEFAULT_BOARD[tag], inputs, timeout_s=3600)
+            res = measurer.run(art, metadata, xq[:n])
             compiled["instructions"] = int(res.instructions)
             compiled["flash_total_bytes"] = int(res.flash_bytes)
             if run_on_board:
+                spec = metadata["inputs"][0]
+                inputs = xq[:n].reshape((n,) + tuple(spec["shape"]))
                 out = res.outputs.reshape(n, -1)
                 compiled["board_accuracy"] = float(np.mean(out.argmax(axis=1) == y[:n]))
                 compiled["board_images"] = n
-                from ..reference import run_tflm
-
                 ref = run_tflm(tflite, inputs)
                 compiled["bit_exact_vs_tflm"] = bool(np.array_equal(ref.reshape(res.outputs.shape), res.outputs))
                 say("profile", {"images": 1})
                 from ..micro.profile import profile_rows
 
-                prof = profile_rows(metadata, run_artifact(art, DEFAULT_BOARD[tag], inputs[:1], timeout_s=3600,
-                                                           profile=True))
+                prof = profile_rows(metadata, measurer.run(art, metadata, xq[:1], profile=True))
                 compiled["profile_total_instructions"] = int(prof["total_instructions"])
                 attach_measured(report["layers"], prof["rows"])
-            if budget.instructions is not None and compiled["instructions"] > budget.instructions:
-                bad.append(f"{compiled['instructions']} instructions > budget {budget.instructions}")
+        bad = misses(budget, compiled)
         report["compiled"] = compiled
         if bad:
             report["budget_missed"] = bad

@@ -245,7 +245,7 @@ def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, bud
             metadata = api._compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq_test,
                                               y_test, board_limit, say,
                                               dense_tflite if any(f is not None for f in fractions) else None,
-                                              fractions)
+                                              fractions, x1=dataset.x_test[:1])
         except BudgetError as err:
             err.report = report
             raise

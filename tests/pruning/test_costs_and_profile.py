@@ -2,6 +2,7 @@
 cost model, and the prune report carries each layer's measured instructions from the profile."""
 
 import numpy as np
+import pytest
 
 from dtmm_tvm import costmodel
 from dtmm_tvm.pruning import Layer, PruneGraph
@@ -84,3 +85,36 @@ def test_prune_table_shows_predicted_and_measured_columns(capsys):
     assert lines[1].split()[-2:] == ["1000", "980"]
     assert lines[2].split()[-2:] == ["50", "-"]
     assert "measured 1100 instructions (profiled run: 1150)" in "\n".join(lines)
+
+
+def test_a_plan_whose_artifact_misses_the_budget_is_searched_again_with_the_budget_scaled():
+    """The cost model under-predicts this "board" by 15%: the first plan's artifact misses the
+    instruction budget, the second search (budget x predicted / measured) meets it."""
+    from dtmm_tvm.pruning.artifact import search_on_the_artifact
+    from dtmm_tvm.pruning.search import Budget, BudgetError, anneal
+
+    ev = _evaluator(_graph())
+    dense = ev.evaluate(Plan())
+    checked = Budget(instructions=int(0.7 * dense.instructions))
+
+    def search(budget):
+        return anneal(ev, budget, t_min=20.0, moves=20, objective_weight=0.0)
+
+    def measure(plan):
+        cost = ev.evaluate(plan)
+        return {"constants_bytes": cost.flash_bytes, "arena_bytes": cost.sram_bytes,
+                "instructions": int(cost.instructions * 1.15)}
+
+    first = search(checked)
+    assert measure(first.plan)["instructions"] > checked.instructions  # the premise: the first plan misses
+    result, log = search_on_the_artifact(first, measure, checked, search, rounds=3)
+    assert [bool(r["missed"]) for r in log] == [True, False]
+    assert measure(result.plan)["instructions"] <= checked.instructions
+    assert log[1]["search_budget"]["instructions"] < checked.instructions
+    # Out of rounds: the last plan comes back as it is, its miss logged (the final check refuses it).
+    result, log = search_on_the_artifact(first, measure, checked, search, rounds=1)
+    assert result is first and len(log) == 1 and log[0]["missed"]
+    # A scaled budget no plan can meet: one error naming the miss and the smallest figures.
+    with pytest.raises(BudgetError, match=rf"compiled plan missed its budget \(\d+ instructions > budget "
+                                          rf"{checked.instructions}\).*the model needs \d+ instructions"):
+        search_on_the_artifact(first, lambda p: dict(measure(p), instructions=10**7), checked, search, 3)
