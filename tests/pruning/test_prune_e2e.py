@@ -171,6 +171,10 @@ def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained_
     assert rep["accuracy"]["int8_pruned_tflm"] > 0.6           # one epoch of fine-tuning: far above chance
     assert rep["distill"] == {"weight": 0.5, "temperature": 4.0}
     assert rep["compiled"]["bit_exact_vs_tflm"] and rep["compiled"]["board_images"] == 4
+    # The plan was compiled before fine-tuning; its figures are the final artifact's (same masks).
+    calibration = rep["search"]["calibration"]
+    assert calibration and not calibration[-1]["missed"]
+    assert calibration[-1]["measured"] == {k: rep["compiled"][k] for k in ("constants_bytes", "arena_bytes")}
     # Every priced layer has its measured instructions from the profiled run next to the prediction.
     rows = {r["layer"]: r for r in rep["layers"]}
     assert {"c1", "c2", "c3", "c4", "add", "fc", "fc/softmax"} <= set(rows)
