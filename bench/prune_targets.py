@@ -109,6 +109,8 @@ def main() -> int:
     ap.add_argument("--dense-keras", type=Path, default=None, help="vgg: reuse/save the trained dense model")
     ap.add_argument("--distill", type=float, default=0.7, help="vgg: distillation weight in fine-tuning")
     ap.add_argument("--lr", type=float, default=1e-3, help="vgg: fine-tuning learning rate")
+    ap.add_argument("--max-filter-ratio", type=float, default=0.9,
+                    help="vgg: the largest share of any layer's filters the search may remove")
     ap.add_argument("--profile-targets", default="dtmm/cortex-m4,dtmm/cortex-m55",
                     help="targets whose per-layer profile (measured) is compared with the cost model's prediction")
     args = ap.parse_args()
@@ -146,7 +148,7 @@ def main() -> int:
         budget = Budget(flash_fraction=args.flash_fraction, instructions_fraction=args.instructions_fraction)
         result = prune(model, data, budget, "dtmm/cortex-m4", epochs=args.finetune_epochs,
                        schedule=args.schedule, seed=1234, objective_weight=args.speed_weight,
-                       distill=args.distill, lr=args.lr,
+                       distill=args.distill, lr=args.lr, max_filter_ratio=args.max_filter_ratio,
                        progress=lambda e, i: print(f"  {e} {i.get('epoch', '')} {i.get('val_accuracy', '')}",
                                                    flush=True) if e != "search" else None)
         record["prune_finetune_seconds"] = round(time.time() - t1, 1)

@@ -40,6 +40,8 @@ def add_parser(subparsers) -> None:
                         "(knowledge distillation; default 0: labels only)")
     p.add_argument("--guard", type=float, default=0.9,
                    help="accuracy guard: the importance quantile below which units may be pruned (default 0.9)")
+    p.add_argument("--max-filter-ratio", type=float, default=0.9,
+                   help="the largest share (0..1) of any layer's filters the search may remove (default 0.9)")
     p.add_argument("--speed-weight", type=float, default=0.1,
                    help="weight of predicted instructions against importance removed (default 0.1: prune about "
                         "as far as the budgets need; 1: the paper's objective, as fast as the guard allows)")
@@ -108,6 +110,7 @@ def run(args) -> int:
 
     result = prune(args.model, args.data, budget, args.target, importance=args.importance, epochs=args.epochs,
                    schedule=args.schedule, lr=args.lr, distill=args.distill, guard=args.guard, seed=args.seed,
+                   max_filter_ratio=args.max_filter_ratio,
                    objective_weight=args.speed_weight, compile_output=args.compile_output, run_on_board=bool(args.compile_output),
                    board_limit=args.board_images, progress=progress, method=args.method,
                    filter_criterion=args.filter_criterion, n_patterns=args.patterns)

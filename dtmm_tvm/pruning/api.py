@@ -77,7 +77,8 @@ def _int8_accuracy(tflite_bytes: bytes, x: np.ndarray, y: np.ndarray, limit: int
 
 def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-m4", *,
           importance: str = "taylor", epochs: int = 3, schedule: str = "oneshot", lr: float = 1e-3,
-          batch: int = 64, distill: float = 0.0, temperature: float = 4.0, guard: float = 0.9, importance_weight: float = 1.0, objective_weight: float = 0.1,
+          batch: int = 64, distill: float = 0.0, temperature: float = 4.0, guard: float = 0.9,
+          max_filter_ratio: float = 0.9, importance_weight: float = 1.0, objective_weight: float = 0.1,
           seed: int = 0,
           check_compiled: bool = True, compile_output=None, run_on_board: bool = False, board_limit=None,
           eval_dense_int8: bool = True, progress=None, search_kwargs: dict | None = None,
@@ -108,6 +109,9 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         accuracy guard allows).
     guard
         Accuracy guard quantile (see :meth:`CostEvaluator.caps`); higher allows more pruning.
+    max_filter_ratio
+        The largest share of any layer's filters the search may remove (default 0.9; 0.5 keeps at
+        least half of every layer, leaving the rest of the budget to filterlets).
     check_compiled
         Compile the int8 model and check the budgets on the artifact (default True).
     compile_output
@@ -131,6 +135,9 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
         measured, at most this many compilations (0: no calibration; the final check still holds).
     """
     started = time.time()
+    if not 0.0 <= max_filter_ratio < 1.0:
+        raise PruneError(f"max_filter_ratio {max_filter_ratio}: must be at least 0 and below 1 "
+                         "(the share of a layer's filters the search may remove)")
     budget = budget or Budget()
     budget_in = budget
     say = progress or (lambda event, info: None)
@@ -170,7 +177,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
 
     def search(b: Budget):
         return anneal(evaluator, b, importance_weight=importance_weight, objective_weight=objective_weight,
-                      guard_quantile=guard, seed=seed,
+                      guard_quantile=guard, max_filter_ratio=max_filter_ratio, seed=seed,
                       progress=lambda i, n, cost: say("search", {"step": i, "total": n, "cost": cost}), **kw)
 
     result = search(budget)

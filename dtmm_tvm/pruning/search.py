@@ -386,12 +386,12 @@ def describe_budget_failure(cost: Cost, budget: Budget) -> str:
 
 def anneal(evaluator: CostEvaluator, budget: Budget, *, t0: float = 100.0, cooling: float = 0.9,
            moves: int = 100, t_min: float = 0.05, step: float = 0.05, importance_weight: float = 1.0,
-           objective_weight: float = 1.0, guard_quantile: float = 0.9, seed: int = 0,
+           objective_weight: float = 1.0, guard_quantile: float = 0.9, max_filter_ratio: float = 0.9, seed: int = 0,
            progress=None) -> SearchResult:
     """Simulated annealing over the plan (see the module docstring). Raises :class:`BudgetError`
     naming the smallest achievable figures when even the guard's largest ratios miss a budget."""
     rng = np.random.default_rng(seed)
-    caps = evaluator.caps(guard_quantile)
+    caps = evaluator.caps(guard_quantile, max_filter=max_filter_ratio)
     dense = evaluator.evaluate(Plan(), detail=True)
     budget = budget.resolve(dense)
     most = evaluator.evaluate(caps)

@@ -118,3 +118,14 @@ def test_a_plan_whose_artifact_misses_the_budget_is_searched_again_with_the_budg
     with pytest.raises(BudgetError, match=rf"compiled plan missed its budget \(\d+ instructions > budget "
                                           rf"{checked.instructions}\).*the model needs \d+ instructions"):
         search_on_the_artifact(first, lambda p: dict(measure(p), instructions=10**7), checked, search, 3)
+
+
+def test_max_filter_ratio_keeps_that_share_of_every_layer():
+    from dtmm_tvm.pruning.search import Budget, anneal
+
+    ev = _evaluator(_graph())
+    budget = Budget(instructions=int(0.6 * ev.evaluate(Plan()).instructions))
+    for most in (0.9, 0.5):
+        result = anneal(ev, budget, t_min=20.0, moves=20, max_filter_ratio=most)
+        assert result.caps.filter_ratio and all(r <= most for r in result.caps.filter_ratio.values())
+        assert all(r <= most for r in result.plan.filter_ratio.values())

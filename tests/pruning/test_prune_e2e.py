@@ -202,6 +202,8 @@ def test_bad_input_one_clear_error_nothing_written(trained, data, tmp_path):
     dense_only = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     with pytest.raises(PruneError, match="no Conv2D"):
         prune(dense_only, data, None, epochs=0, check_compiled=False)
+    with pytest.raises(PruneError, match="max_filter_ratio 1.0: must be at least 0 and below 1"):
+        prune(str(path), data, None, epochs=0, check_compiled=False, max_filter_ratio=1.0)
     with pytest.raises(TrainingError, match="loss became"):
         prune(str(path), data, None, epochs=1, lr=1e12, check_compiled=False, eval_dense_int8=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras", "wrong.npz"]
