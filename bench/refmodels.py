@@ -11,11 +11,11 @@ outputs compared with host TFLM), except the quoted rows, which say so.
   conv / depthwise / fully connected call measured alone as a one-layer artifact (the tuner's
   one-layer modules, random inputs); a layer whose PrimFunc is the same in both builds is
   measured once. ``other`` = whole model minus the measured layers (pooling, ADD, softmax, ...).
-- Phases (:func:`phase_jobs`): the paper conv rebuilt with one phase compiled out of the C
+- Phases (:func:`phase_jobs`): the paper conv and ResNet-8 at 75% rebuilt with one phase compiled out of the C
   kernels (``-DDTMM_BENCH_SKIP_IM2COL`` / ``_MAC`` / ``_REQUANT``, bench-only switches in
   ``dtmm_conv_{im2col,block}_s8.c``); a phase's cost is the full build minus the build without
   it (those builds' outputs are meaningless and not compared). ``other`` = per-channel setup,
-  index decode, bias, call overhead.
+  index decode, bias, call overhead (for ResNet-8 also its ADD, pooling and softmax ops).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ FAMILIES_QUICK = ["ds_cnn", "kws_1d"]
 LAYER_FAMILIES = ["ds_cnn", "kws_1d"]
 LAYER_CORES = ["m4", "m55"]
 #: Phase breakdown: the paper conv at these sparsities (dense and 90 %), on these cores.
-PHASE_MODELS = ["paper_3x3_s00", "paper_3x3_s90"]
+PHASE_MODELS = ["paper_3x3_s00", "paper_3x3_s90", "resnet8_s75"]  # ResNet-8: where its M55 time goes
 PHASE_CORES = ["m4", "m55"]
 PHASE_FLAGS = {"im2col": "-DDTMM_BENCH_SKIP_IM2COL", "mac": "-DDTMM_BENCH_SKIP_MAC",
                "requant": "-DDTMM_BENCH_SKIP_REQUANT"}
@@ -248,10 +248,10 @@ def write_markdown_sections(results: dict) -> list:
                          "slower?", "predicted (M instr)"], rows)
             L += ["", f"Layers slower with DTMM than dense: {slower}.", ""]
     if ref.get("phases"):
-        L += ["### Per-phase breakdown of the paper conv (measured)", "",
+        L += ["### Per-phase breakdown of the paper conv and of ResNet-8 at 75% (measured)", "",
               "Instructions per phase = full build minus the build with that phase compiled out of the "
               "kernels (bench-only `-DDTMM_BENCH_SKIP_*` switches); *other* = per-(channel, pixel "
-              "group) setup, index decode, bias, calls.", ""]
+              "group) setup, index decode, bias, calls (whole models: also ADD, pooling, softmax).", ""]
         rows = []
         for key, ph in ref["phases"].items():
             name, core = key.split("|")

@@ -149,8 +149,14 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
     p = shape.pixels
     if not mve and kh == kw == 1 and padding[0] == padding[1] == 0 and cin % 4 == 0:
         # DSP pointwise: one straight run of Cin per pixel, Cin / 4 chunks (no bounds, no taps)
-        return (0,) * 13 + (p, p * (cin // 4))
+        return (0,) * 13 + (p, p * (cin // 4)) + (0,) * 5
     rows, cols = _window_geometry(shape)
+    # MVE: pixels whose every tap is in the image take the interior path (kh row copies, no
+    # bounds or padding); the counts below are then the other (border) pixels' own.
+    interior = 0
+    if mve and (packed or cin % ch == 0):
+        interior = (sum(1 for lo, hi in rows if lo == 0 and hi == kh)
+                    * sum(1 for lo, hi in cols if lo == 0 and hi == kw))
     sum_rows = sum(hi - lo for lo, hi in rows)        # in-image kernel rows over output rows
     rows_in = sum_rows * len(cols)                     # ... over pixels
     rows_out = p * kh - rows_in
@@ -173,7 +179,8 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
         fw, fb = steps(kw * cin)
         fill += rows_out * (fw + fb)
         patch = _copy_steps(kh * kw * cin, core)
-        return (0, 0, 0, p, p * patch[0], p * patch[1], p * patch[2], 0, pad_runs, rows_in, copy_w, copy_b, fill, 0, 0)
+        return (0, 0, 0, p, p * patch[0], p * patch[1], p * patch[2], 0, pad_runs, rows_in - interior * kh, copy_w,
+                copy_b, fill, 0, 0, 0, 0, 0, interior, interior * kh)
     wide = narrow = tail = 0
     if cin % ch == 0:  # a kernel row's in-image taps are one contiguous copy
         calls = rows_in
@@ -185,15 +192,20 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
         w_, n_, t_ = _copy_steps(cin, core)
         wide, narrow, tail = taps_in * w_, taps_in * n_, taps_in * t_
     pad_chunks = (p * kh * kw - taps_in) * _ceil(cin, ch)
-    return (rows_in, rows_out, calls, p, wide, narrow, tail, pad_chunks, pad_runs, 0, 0, 0, 0, 0, 0)
+    rows = interior * kh
+    w_, n_, t_ = _copy_steps(kw * cin, core)
+    return (rows_in - rows, rows_out, calls - rows, p, wide - rows * w_, narrow - rows * n_, tail - rows * t_,
+            pad_chunks, pad_runs, 0, 0, 0, 0, 0, 0, interior, rows, rows * kw * _ceil(cin, ch), 0, 0)
 
 
 #: im2col features (dtmm_conv_im2col_s8.c; the packed patch's own counts, then the DSP pointwise
-#: path's: 1x1, no padding, Cin % 4 == 0).
+#: path's: 1x1, no padding, Cin % 4 == 0; then the MVE interior paths': pixels, kernel rows and
+#: chunk copies of the regular im2col, pixels and kernel rows of the packed patch).
 IM2COL_FEATURES = ["im2col_rows_in", "im2col_rows_out", "im2col_copy_calls", "im2col_pixels", "im2col_copy_wide",
                    "im2col_copy_narrow", "im2col_copy_tails", "im2col_pad_chunks", "im2col_pad_runs",
                    "patch_rows_in", "patch_copy_steps", "patch_copy_bytes", "patch_fill_steps", "pointwise_pixels",
-                   "pointwise_chunks"]
+                   "pointwise_chunks", "interior_pixels", "interior_rows", "interior_chunks", "patch_interior_pixels",
+                   "patch_interior_rows"]
 #: Block-kernel features (dtmm_conv_block_s8.c), then the im2col's, then the call.
 CONV_FEATURES = ["dot_steps", "dot_calls", "dot_tails", "filterlet_visits", "runs", "pair_steps", "pair_calls",
                  "pair_tails", "channel_blocks", "tiles", "outputs", "requant_groups", "requant_tail_pixels",

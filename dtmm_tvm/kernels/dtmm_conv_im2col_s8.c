@@ -222,6 +222,14 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
   const int32_t row_copy = (dw == 1) && (cin % CH == 0);
   int32_t oh = pix0 / out_w;
   int32_t ow = pix0 - oh * out_w;
+#if defined(DTMM_ISA_MVE)
+  /* A pixel whose every tap is in the image: its kernel rows are kw * Cin contiguous input bytes
+   * each, and its chunks follow each other cs bytes apart, so it is kh runs of whole-chunk copies
+   * with no bounds or tap arithmetic (~290 -> ~90 instructions per pixel at 3x3, Cin 16). */
+  const int32_t row_chunks = row_copy ? kw * cpt : 0;
+  const int32_t src_row = dh * in_w * cin;
+  const int32_t ih_last = in_h - 1 - (kh - 1) * dh, iw_last = in_w - kw; /* interior: ih0 <= ih_last */
+#endif
   for (int32_t p = 0; p < npix; ++p) {
     const int32_t gi = p / group;
     const int32_t slot = p - gi * group;
@@ -232,6 +240,21 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
 #endif
     const int32_t ih0 = oh * sh - pad_top;
     const int32_t iw0 = ow * sw - pad_left;
+#if defined(DTMM_ISA_MVE)
+    if (row_chunks && ih0 >= 0 && ih0 <= ih_last && iw0 >= 0 && iw0 <= iw_last) {
+      const int8_t *src = x + (ih0 * in_w + iw0) * cin;
+      int8_t *d = base;
+      for (int32_t i = 0; i < kh; ++i, src += src_row) {
+        const int8_t *s = src;
+        for (int32_t c = 0; c < row_chunks; ++c, s += 16, d += cs) vstrbq_s8(d, vldrbq_s8(s));
+      }
+      if (++ow == out_w) {
+        ow = 0;
+        ++oh;
+      }
+      continue;
+    }
+#endif
     /* in-bounds kw range [lo, hi) of this pixel */
     int32_t lo = 0, hi = kw;
     if (iw0 < 0) lo = (-iw0 + dw - 1) / dw;
@@ -327,6 +350,11 @@ void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int
   const int8_t pad = (int8_t)(-input_offset);
   int32_t oh = pix0 / out_w;
   int32_t ow = pix0 - oh * out_w;
+#if defined(DTMM_ISA_MVE)
+  /* interior pixels: kh predicated row copies, no bounds or padding (as in dtmm_conv_im2col_s8) */
+  const int32_t src_row = dh * in_w * cin;
+  const int32_t ih_last = in_h - 1 - (kh - 1) * dh, iw_last = in_w - kw;
+#endif
   for (int32_t p = 0; p < npix; ++p) {
     const int32_t gi = p / group;
     const int32_t slot = p - gi * group;
@@ -337,6 +365,19 @@ void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int
 #endif
     const int32_t ih0 = oh * sh - pad_top;
     const int32_t iw0 = ow * sw - pad_left;
+#if defined(DTMM_ISA_MVE)
+    if (dw == 1 && ih0 >= 0 && ih0 <= ih_last && iw0 >= 0 && iw0 <= iw_last) {
+      const int8_t *src = x + (ih0 * in_w + iw0) * cin;
+      int8_t *d = patch;
+      for (int32_t i = 0; i < kh; ++i, d += row_len, src += src_row) patch_copy(d, src, row_len);
+      copy_chunks(patch, base, len, cs, group, input_offset);
+      if (++ow == out_w) {
+        ow = 0;
+        ++oh;
+      }
+      continue;
+    }
+#endif
     int32_t lo = 0, hi = kw;
     if (iw0 < 0) lo = (-iw0 + dw - 1) / dw;
     if (lo > kw) lo = kw;
