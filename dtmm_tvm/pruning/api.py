@@ -188,7 +188,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
 
     fractions = (budget_in.flash_fraction, budget_in.instructions_fraction)
     dense_tflite = export_int8(keras_model, rep) if eval_dense_int8 or any(f is not None for f in fractions) else None
-    calibration = []
+    calibration, dense_measured = [], None
     if check_compiled and calibration_rounds > 0:
         def plan_tflite(p: Plan) -> bytes:
             keep = {gid: filter_keep(f_imp[gid], r) for gid, r in p.filter_ratio.items()}
@@ -201,6 +201,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
             result, calibration = search_on_the_artifact(
                 result, lambda p: measurer.figures(plan_tflite(p), instructions=checked.instructions is not None),
                 checked, search, calibration_rounds, say)
+            dense_measured = measurer.dense
     plan = result.plan
     channel_keep = {gid: filter_keep(f_imp[gid], r) for gid, r in plan.filter_ratio.items()}
     fl_ratios = {n: r for n, r in plan.filterlet_ratio.items()}
@@ -265,7 +266,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
             metadata = _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq_test,
                                           y_test, board_limit, say,
                                           dense_tflite if any(f is not None for f in fractions) else None, fractions,
-                                          x1=dataset.x_test[:1])
+                                          x1=dataset.x_test[:1], dense_measured=dense_measured)
         except BudgetError as err:
             err.report = report  # what was measured, for scripts that want to show it; nothing is written
             raise
@@ -322,20 +323,19 @@ def attach_measured(layers: list, profile_rows: list) -> None:
 
 
 def _compile_and_check(tflite, target, budget, report, compile_output, run_on_board, xq, y, limit, say,
-                       dense_tflite=None, fractions=(None, None), *, x1):
+                       dense_tflite=None, fractions=(None, None), *, x1, dense_measured=None):
     """Compile the pruned model and check the budgets on the artifact. Budgets given as fractions
     of the dense model are checked against the unpruned int8 model compiled the same way
     (``--dense`` build) and measured on the same board (:class:`ArtifactMeasurer`). ``xq``: the
-    test set quantized for the pruned model; ``x1``: one float example, for the dense model."""
+    test set quantized for the pruned model; ``x1``: one float example, for the dense model;
+    ``dense_measured``: the dense model's figures if the calibration measured them already."""
     from ..reference import run_tflm
 
-    with ArtifactMeasurer(target, x1, dense_tflite, fractions) as measurer:
+    with ArtifactMeasurer(target, x1, dense_tflite, fractions, dense=dense_measured) as measurer:
         say("compile", {})
         metadata, art = measurer.compile(tflite)
         compiled = {"constants_bytes": int(metadata["constants_bytes"]),
                     "arena_bytes": int(metadata["arena"]["bytes"])}
-        if dense_tflite is not None:
-            say("board", {"images": 1, "model": "dense"})
         budget = measurer.checked_budget(budget)
         compiled.update(measurer.dense)
         if dense_tflite is not None:

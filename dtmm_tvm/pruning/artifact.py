@@ -34,10 +34,11 @@ def quantize_input(tflite: bytes, x: np.ndarray) -> np.ndarray:
 
 class ArtifactMeasurer:
     """Compiles int8 models for ``target`` into one temporary directory (a context manager) and
-    measures them; ``x1`` is one float input example (instructions do not depend on its values)."""
+    measures them; ``x1`` is one float input example (instructions do not depend on its values);
+    ``dense``: the dense model's figures from an earlier measurer (not measured again)."""
 
     def __init__(self, target: str, x1: np.ndarray, dense_tflite: bytes | None = None,
-                 fractions: tuple = (None, None)):
+                 fractions: tuple = (None, None), dense: dict | None = None):
         from ..target import DEFAULT_BOARD, resolve_target, target_tag
 
         self.tag = target_tag(resolve_target(target))
@@ -45,7 +46,7 @@ class ArtifactMeasurer:
         self.x1 = x1[:1]
         self.dense_tflite = dense_tflite
         self.fractions = fractions
-        self.dense: dict = {}
+        self.dense: dict = dict(dense or {})   # the dense model's figures, measured once
         self._tmp = None
         self._count = 0
 

@@ -129,3 +129,15 @@ def test_max_filter_ratio_keeps_that_share_of_every_layer():
         result = anneal(ev, budget, t_min=20.0, moves=20, max_filter_ratio=most)
         assert result.caps.filter_ratio and all(r <= most for r in result.caps.filter_ratio.values())
         assert all(r <= most for r in result.plan.filter_ratio.values())
+
+
+def test_budget_fractions_resolve_on_dense_figures_measured_once():
+    """The final check reuses the dense model's figures the calibration measured: given them, the
+    measurer resolves the fractions without compiling anything (this 'model' would not compile)."""
+    from dtmm_tvm.pruning.artifact import ArtifactMeasurer
+    from dtmm_tvm.pruning.search import Budget
+
+    measurer = ArtifactMeasurer("dtmm/cortex-m4", np.zeros((1, 4), np.float32), b"not a model", (0.5, 0.25),
+                                dense={"dense_constants_bytes": 1000, "dense_instructions": 8000})
+    budget = measurer.checked_budget(Budget(flash_bytes=600, instructions=3000))
+    assert (budget.flash_bytes, budget.instructions) == (500, 2000)
