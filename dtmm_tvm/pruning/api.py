@@ -4,8 +4,8 @@ Steps: read the Keras model (never written to) and the data, check they fit; the
 and the layers not understood; importance on the validation split; simulated annealing for the
 per-layer ratios under the budget (cost model); the searched plan compiled and measured on the
 target, searched again with the budgets scaled by predicted / measured where the artifact missed
-one; masks; the physically smaller model with filterlets zeroed; fine-tuning with masks enforced; full-int8 export and its sparsity check;
-compile the int8 model and check the budgets on the artifact's own figures. Nothing is written
+one; masks; the physically smaller model with filterlets zeroed; fine-tuning with masks enforced;
+full-int8 export and its sparsity check; compile the int8 model and check the budgets on the artifact's own figures. Nothing is written
 unless every step succeeded (then the ``.tflite`` is written atomically).
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DTMMError, OutputExistsError
+from .artifact import ArtifactMeasurer, misses, quantize_input, search_on_the_artifact
 from .data import DataError, Dataset, load_data
 from .masks import filter_keep, filterlet_keep
-from .artifact import ArtifactMeasurer, misses, quantize_input, search_on_the_artifact
 from .search import Budget, BudgetError, CostEvaluator, Plan, anneal, describe_budget_failure
 
 
