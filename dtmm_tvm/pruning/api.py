@@ -5,8 +5,9 @@ and the layers not understood; importance on the validation split; simulated ann
 per-layer ratios under the budget (cost model); the searched plan compiled and measured on the
 target, searched again with the budgets scaled by predicted / measured where the artifact missed
 one; masks; the physically smaller model with filterlets zeroed; fine-tuning with masks enforced;
-full-int8 export and its sparsity check; compile the int8 model and check the budgets on the artifact's own figures. Nothing is written
-unless every step succeeded (then the ``.tflite`` is written atomically).
+full-int8 export and its sparsity check; compile the int8 model and check the budgets on the
+artifact's own figures. Nothing is written unless every step succeeded (then the ``.tflite`` is
+written atomically).
 """
 
 from __future__ import annotations
