@@ -471,8 +471,11 @@ def group_errors(rows: list) -> dict:
             for g, v in out.items()}
 
 
+_COEFFICIENTS_DIR = Path(__file__).resolve().parent / "coefficients"
+
+
 def coefficients_path(tag: str) -> Path:
-    return Path(__file__).resolve().parent / "coefficients" / f"{tag.replace('/', '_')}.json"
+    return _COEFFICIENTS_DIR / f"{tag.replace('/', '_')}.json"
 
 
 def write(doc: dict, path: Path | None = None) -> Path:

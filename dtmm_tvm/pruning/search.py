@@ -112,6 +112,11 @@ class CostEvaluator:
         self.fl_imp = filterlet_importance   # conv name -> (Cout, KH, KW)
         self.f_imp = filter_importance       # group id -> (C,)
         self._scratch_cache: dict = {}
+        # Loaded once: the search prices thousands of plans, each conv in every format.
+        self.coefficients = costmodel.load_coefficients(target)
+        self.format_margin = costmodel.conv_heldout_error(self.coefficients)
+        self._conv_cache: dict = {}
+        self._other_cache: dict = {}
         self._lost_fl = {n: _cumulative(v.reshape(-1)) for n, v in filterlet_importance.items()}
         self._lost_f = {g: _cumulative(v) for g, v in filter_importance.items()}
 
@@ -171,17 +176,7 @@ class CostEvaluator:
                 kept = cout * taps - n_removed(cout * taps, ratio, keep_at_least=cout)
                 shape = cm.ConvShape(h, w, cin, cout, kh, kw, tuple(layer.strides), _same_pad(layer, (h, w)),
                                      kept_filterlets=kept)
-                # The compiler's own decision (dtmm_tvm.costmodel.format_choice) over every format.
-                by_format = {}
-                for candidate in cm.CONV_FORMATS:
-                    weight_bytes = cm.format_bytes((cout, kh, kw, cin), kept, candidate)
-                    if weight_bytes is not None:
-                        by_format[candidate] = (self._conv_instr(shape, candidate),
-                                                weight_bytes + cm.REQUANT_BYTES_PER_CHANNEL * cout)
-                margin = cm.conv_heldout_error(cm.load_coefficients(self.target))
-                fmt = cm.compiler_format(by_format, 1.0 - kept / (cout * taps), self.threshold, margin=margin)
-                feats_i, nbytes = by_format[fmt]
-                scratch = self._scratch(shape, fmt)
+                fmt, feats_i, nbytes, scratch = self._conv_choice(shape)
                 instr += feats_i
                 flash += nbytes
                 if taps > 1:
@@ -274,6 +269,12 @@ class CostEvaluator:
         return None, 0
 
     def _other_instr(self, op, *args):
+        key = (op, *args)
+        if key not in self._other_cache:
+            self._other_cache[key] = self._predict_other(op, *args)
+        return self._other_cache[key]
+
+    def _predict_other(self, op, *args):
         cm = self.cm
         fn = {"add": cm.predict_add, "max_pool2d": lambda *a, target: cm.predict_pool("max_pool2d", *a, target=target),
               "avg_pool2d": lambda *a, target: cm.predict_pool("avg_pool2d", *a, target=target),
@@ -283,11 +284,30 @@ class CostEvaluator:
         except cm.CostModelError:
             return None
 
+    def _conv_choice(self, shape):
+        """(format, instructions, bytes, scratch) of a conv: the compiler's own decision
+        (:mod:`dtmm_tvm.costmodel.format_choice`) over every format, memoised per shape."""
+        key = (shape.height, shape.width, shape.cin, shape.cout, shape.kh, shape.kw, shape.strides, shape.padding,
+               shape.kept_filterlets)
+        if key not in self._conv_cache:
+            cm = self.cm
+            cout, kh, kw, cin, kept = shape.cout, shape.kh, shape.kw, shape.cin, shape.kept_filterlets
+            by_format = {}
+            for candidate in cm.CONV_FORMATS:
+                weight_bytes = cm.format_bytes((cout, kh, kw, cin), kept, candidate)
+                if weight_bytes is not None:
+                    by_format[candidate] = (self._conv_instr(shape, candidate),
+                                            weight_bytes + cm.REQUANT_BYTES_PER_CHANNEL * cout)
+            fmt = cm.compiler_format(by_format, 1.0 - kept / (cout * kh * kw), self.threshold,
+                                     margin=self.format_margin)
+            self._conv_cache[key] = (fmt, *by_format[fmt], self._scratch(shape, fmt))
+        return self._conv_cache[key]
+
     def _conv_instr(self, shape, fmt):
         from ..costmodel.features import conv_features
 
-        doc = self.cm.load_coefficients(self.target)
-        return int(round(float(np.dot(doc["coefficients"][f"conv/{fmt}"], conv_features(shape, fmt, self.target)))))
+        coef = self.coefficients["coefficients"][f"conv/{fmt}"]
+        return int(round(float(np.dot(coef, conv_features(shape, fmt, self.target)))))
 
     def _scratch(self, shape, fmt):
         key = (shape.height, shape.width, shape.cin, shape.cout, shape.kh, shape.kw, shape.strides, shape.padding,
