@@ -108,6 +108,7 @@ def finetune(model, data, masks_at, *, epochs: int = 3, schedule: str = "oneshot
     history = []
     best_acc, best_weights = -1.0, None
     enforcer = mask_enforcer(masks_at(1.0 if ramp == 0 else polynomial_ratio(1.0, 0, ramp)))
+    enforcer.install(model)
     for epoch in range(max(epochs, 0)):
         fraction = 1.0 if ramp == 0 else polynomial_ratio(1.0, epoch, ramp)
         enforcer.masks = masks_at(fraction)
@@ -124,6 +125,7 @@ def finetune(model, data, masks_at, *, epochs: int = 3, schedule: str = "oneshot
             best_acc, best_weights = val, model.get_weights()
         if progress:
             progress(history[-1])
+    enforcer.uninstall()
     if best_weights is not None:
         model.set_weights(best_weights)
     # Re-apply the final masks (set_weights restored a snapshot taken right after a masked step).

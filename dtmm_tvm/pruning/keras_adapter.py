@@ -6,7 +6,7 @@
 - :func:`build_pruned`: a new Keras model with removed filters physically gone (batch norms
   that directly follow a conv folded into it first, consumers' input channels and dense input
   features sliced) and pruned filterlets zeroed;
-- :class:`MaskEnforcer`: a callback re-applying the filterlet masks after every training step.
+- :func:`mask_enforcer`: a callback keeping the filterlet masks applied after every training step.
 
 Understood layers: InputLayer, Conv2D (groups 1, dilation 1, channels_last), DepthwiseConv2D
 (depth multiplier 1), Dense (on a flat input), BatchNormalization, Add, ReLU, Activation,
@@ -289,23 +289,63 @@ def _fold_bn(bn, kernel_hwio, bias, keep):
 
 
 def mask_enforcer(masks: dict):
-    """A Keras callback multiplying each masked kernel by its mask after every training step."""
+    """A Keras callback keeping each masked kernel multiplied by its mask after every training step.
+
+    The masks live in non-trainable variables that a constraint on each kernel multiplies in;
+    Keras applies constraints inside the compiled train step right after the optimizer's
+    update, so the masks hold after every step without a Python round trip per batch. The
+    callback installs the constraints (before the first step is traced) and ``masks = {...}``
+    swaps in new masks between epochs (a gradual schedule).
+    """
     keras = _keras()
+
+    class KernelMask(keras.constraints.Constraint):
+        def __init__(self, mask):
+            self.mask = mask
+
+        def __call__(self, w):
+            return w * self.mask
 
     class MaskEnforcer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.masks = dict(masks)
+            self._masks = dict(masks)
+            self._variables = {}
+
+        @property
+        def masks(self):
+            return self._masks
+
+        @masks.setter
+        def masks(self, value):
+            self._masks = dict(value)
+            if self._variables:
+                self.apply()
+
+        def install(self, model):
+            """Put a mask constraint on every masked kernel of ``model`` (call before ``fit``)."""
+            for name, mask in self._masks.items():
+                kernel = model.get_layer(name).kernel
+                if kernel.constraint is not None:
+                    raise ValueError(f"{name}: its kernel already has a constraint; a mask cannot be added")
+                var = keras.Variable(np.asarray(mask, np.float32), trainable=False, name=f"{name}_mask")
+                kernel.constraint = KernelMask(var)
+                self._variables[name] = (kernel, var)
+            self.apply()
 
         def apply(self):
-            for name, mask in self.masks.items():
-                layer = self.model.get_layer(name)
-                layer.kernel.assign(layer.kernel * mask)
+            for name, mask in self._masks.items():
+                kernel, var = self._variables[name]
+                var.assign(np.asarray(mask, np.float32))
+                kernel.assign(kernel * var)
+
+        def uninstall(self):
+            for kernel, _ in self._variables.values():
+                kernel.constraint = None
+            self._variables = {}
 
         def on_train_begin(self, logs=None):
-            self.apply()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.apply()
+            if not self._variables:
+                self.install(self.model)
 
     return MaskEnforcer()

@@ -133,6 +133,37 @@ def test_dense_after_flatten_and_dropout_loses_the_removed_filters_features():
     np.testing.assert_allclose(small(x).numpy(), ref(x).numpy(), atol=1e-5)
 
 
+def test_masks_hold_after_every_training_step_and_follow_a_new_schedule(data):
+    """The enforcer's in-graph constraint zeroes the masked filterlets after every optimizer
+    step (checked at each batch end, not only at the end), and new masks set between epochs
+    take effect; uninstalling leaves the kernel free again."""
+    from dtmm_tvm.pruning.keras_adapter import mask_enforcer
+
+    model = tiny_model(seed=3, depthwise=False)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    kernel = model.get_layer("c2").kernel
+    first = np.broadcast_to((rng.random((3, 3, 1, 8)) < 0.5), kernel.shape).astype(np.float32)
+    second = first * np.broadcast_to((rng.random((3, 3, 1, 8)) < 0.5), kernel.shape).astype(np.float32)
+    enforcer = mask_enforcer({"c2": first})
+    enforcer.install(model)
+    leaks = []
+
+    class Check(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            leaks.append(float(np.abs(kernel.numpy() * (1.0 - enforcer.masks["c2"])).max()))
+
+    x, y = data.x_train[:256], data.y_train[:256]
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[enforcer, Check()])
+    assert len(leaks) == 8 and max(leaks) == 0.0
+    assert np.abs(kernel.numpy() * first).max() > 0  # the kept weights did train
+    enforcer.masks = {"c2": second}
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[enforcer, Check()])
+    assert len(leaks) == 16 and max(leaks) == 0.0
+    enforcer.uninstall()
+    assert kernel.constraint is None
+
+
 def test_export_check_catches_a_nonzero_pruned_filterlet(trained, data):
     from dtmm_tvm.pruning.finetune import export_int8
 
