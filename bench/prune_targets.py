@@ -120,7 +120,8 @@ def main() -> int:
     from dtmm_tvm.frontend.tflite_reader import read_tflite
 
     data = fashion_mnist()
-    record: dict = {"model": args.model, "machine_note": "2 cores shared with other jobs (load average > 8)"}
+    # The wall time is only comparable on an idle machine: record how busy it was.
+    record: dict = {"model": args.model, "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
     if args.model == "vgg":
         import keras
 
@@ -154,6 +155,7 @@ def main() -> int:
         record["prune_finetune_seconds"] = round(time.time() - t1, 1)
         record["prune_finetune_cpu_seconds"] = round(time.process_time() - c1, 1)
         record["cores"] = os.cpu_count()
+        record["load_average_after_prune"] = [round(v, 2) for v in os.getloadavg()]
         record["prune_report"] = result.report
         pruned, dense = result.tflite, result.dense_tflite
     else:

@@ -126,22 +126,29 @@ def _kind(l, cls) -> tuple:
 
 
 # ---- importance -------------------------------------------------------------------------
-def compute_importance(model, graph: PruneGraph, x_val, y_val, criterion: str = "taylor", batch: int = 256):
-    """``(filterlet_importance {conv: (Cout,KH,KW)}, filter_importance {group id: (C,)})``."""
-    grads = {}
+def compute_importance(model, graph: PruneGraph, x_val, y_val, criterion: str = "taylor", batch: int = 64):
+    """``(filterlet_importance {conv: (Cout,KH,KW)}, filter_importance {group id: (C,)})``; taylor
+    averages each unit's per-batch estimate over the validation split in batches of ``batch``."""
     convs = [model.get_layer(l.name) for l in graph.layers.values() if l.kind in ("conv", "depthwise")]
+    kernels = {l.name: l.kernel.numpy() for l in convs}
+    fl, per_filter = {}, {}
+
+    def accumulate(grads, weight):
+        for l in convs:
+            k, g = kernels[l.name], grads.get(l.name)
+            if graph.layers[l.name].kind == "conv":
+                fl[l.name] = fl.get(l.name, 0.0) + weight * filterlet_importance(k, g, criterion)
+                per_filter[l.name] = per_filter.get(l.name, 0.0) + weight * filter_importance(k, g, criterion)
+            else:
+                per_filter[l.name] = per_filter.get(l.name, 0.0) + weight * depthwise_channel_importance(k, g,
+                                                                                                        criterion)
+
     if criterion == "taylor":
-        grads = _mean_gradients(model, convs, x_val, y_val, batch)
-    fl = {}
-    per_filter = {}
-    for l in convs:
-        k = l.kernel.numpy()
-        g = grads.get(l.name)
-        if graph.layers[l.name].kind == "conv":
-            fl[l.name] = filterlet_importance(k, g, criterion)
-            per_filter[l.name] = filter_importance(k, g, criterion)
-        else:
-            per_filter[l.name] = depthwise_channel_importance(k, g, criterion)
+        n = len(x_val)
+        for start, grads in _batch_gradients(model, convs, x_val, y_val, batch):
+            accumulate(grads, min(batch, n - start) / n)
+    else:
+        accumulate({}, 1.0)
     groups = {}
     for g in graph.groups():
         if not g.prunable:
@@ -154,22 +161,17 @@ def compute_importance(model, graph: PruneGraph, x_val, y_val, criterion: str = 
     return fl, groups
 
 
-def _mean_gradients(model, layers, x, y, batch):
+def _batch_gradients(model, layers, x, y, batch):
+    """Yields ``(start, {layer: dL/dkernel})`` for each batch of ``x`` (the batch's mean loss)."""
     import tensorflow as tf
 
     loss_fn = _keras().losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
     variables = [l.kernel for l in layers]
-    sums = [np.zeros(v.shape, dtype=np.float64) for v in variables]
-    n = 0
     for i in range(0, len(x), batch):
         xb, yb = x[i:i + batch], y[i:i + batch]
         with tf.GradientTape() as tape:
             loss = loss_fn(yb, model(xb, training=False))
-        for s, g in zip(sums, tape.gradient(loss, variables)):
-            if g is not None:
-                s += g.numpy() * len(xb)
-        n += len(xb)
-    return {l.name: s / max(n, 1) for l, s in zip(layers, sums)}
+        yield i, {l.name: g.numpy() for l, g in zip(layers, tape.gradient(loss, variables)) if g is not None}
 
 
 def _ends_in_softmax(model) -> bool:

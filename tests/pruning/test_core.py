@@ -14,9 +14,13 @@ def test_taylor_importance_sums_per_filterlet_and_filter():
     g = rng.normal(size=k.shape)
     fl = filterlet_importance(k, g, "taylor")
     assert fl.shape == (5, 3, 3)
-    # Filterlet (o, kh, kw) = sum over Cin of |w * g|.
-    assert fl[2, 1, 0] == pytest.approx(np.abs(k[1, 0, :, 2] * g[1, 0, :, 2]).sum())
-    assert filter_importance(k, g, "taylor") == pytest.approx(fl.sum(axis=(1, 2)))
+    # Filterlet (o, kh, kw) = |sum over Cin of w * g|: the first-order loss change of removing it.
+    assert fl[2, 1, 0] == pytest.approx(abs((k[1, 0, :, 2] * g[1, 0, :, 2]).sum()))
+    assert filter_importance(k, g, "taylor") == pytest.approx(np.abs((k * g).sum(axis=(0, 1, 2))))
+    # A filterlet whose contributions cancel for this gradient has no first-order effect.
+    g2 = g.copy()
+    g2[1, 0, :, 2] = 0.0
+    assert filterlet_importance(k, g2, "taylor")[2, 1, 0] == 0.0
     assert filterlet_importance(k, None, "l1")[0, 0, 0] == pytest.approx(np.abs(k[0, 0, :, 0]).sum())
     assert filterlet_importance(k, None, "l2")[0, 0, 0] == pytest.approx((k[0, 0, :, 0] ** 2).sum())
     with pytest.raises(ValueError):

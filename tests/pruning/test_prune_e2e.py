@@ -133,6 +133,24 @@ def test_dense_after_flatten_and_dropout_loses_the_removed_filters_features():
     np.testing.assert_allclose(small(x).numpy(), ref(x).numpy(), atol=1e-5)
 
 
+def test_taylor_importance_averages_per_batch_estimates(trained, data):
+    """Each unit's importance is |sum of w * dL/dw| per validation batch, averaged over the
+    batches weighted by their size (not one gradient of the whole split, which cancels)."""
+    import tensorflow as tf
+
+    graph = parse_model(trained)
+    x, y = data.x_val[:40], data.y_val[:40]
+    fl, _ = compute_importance(trained, graph, x, y, "taylor", batch=16)
+    kernel = trained.get_layer("c2").kernel
+    expected = np.zeros((8, 3, 3))
+    for start in (0, 16, 32):
+        with tf.GradientTape() as tape:
+            loss = keras.losses.SparseCategoricalCrossentropy()(y[start:start + 16], trained(x[start:start + 16]))
+        g = tape.gradient(loss, kernel).numpy()
+        expected += len(x[start:start + 16]) / 40 * np.abs((kernel.numpy() * g).sum(axis=2)).transpose(2, 0, 1)
+    np.testing.assert_allclose(fl["c2"], expected, rtol=1e-5, atol=1e-12)
+
+
 def test_masks_hold_after_every_training_step_and_follow_a_new_schedule(data):
     """The enforcer's in-graph constraint zeroes the masked filterlets after every optimizer
     step (checked at each batch end, not only at the end), and new masks set between epochs
