@@ -16,15 +16,35 @@
  *           |x + off| <= 255, |2 * (x + off) << left_shift| < 2^31; every m_i encodes a real
  *           multiplier <= 0.5 so |s_i| <= 255 * 2^(left_shift - 1) + 1 and |2 (s_1 + s_2)| < 2^31.
  *  - RoundingDivideByPOT(h, e) (round half away from zero), e >= 1:
- *      (h - (h < 0) + 2^(e-1)) >> e; e = 0 is the identity. On MVE (CMSIS-NN
- *      arm_divide_by_power_of_two_mve) fixup = (h & -e) >> 31, VQADD, then VRSHL by -e (round
- *      half up): the fixup is 0 for e = 0, VQADD's saturation only touches h = INT32_MIN whose
- *      quotient is exact anyway.
+ *      (h - (h < 0) + 2^(e-1)) >> e; e = 0 is the identity. Round half up, (h + 2^(e-1)) >> e
+ *      (MVE VRSHL by -e), differs only at ties h = 2^(e-1) (mod 2^e) with h < 0.
+ *  - Half multiplier: TFLM's larger-scale input always has m = 2^30, shift 0 (real 0.5, exactly
+ *    representable), and then for left_shift >= 1 SRDHM((x + off) << ls, 2^30) =
+ *    floor((x + off) * 2^(ls-1) + 1/2) = (x + off) << (ls - 1): no multiply, no rounding.
+ *  - Fixup from a proxy: for m >= 0, SRDHM(p, m) has p's sign or is 0, and h = 0 is never a tie
+ *    for e >= 1, so the fixup -(p < 0) may be taken from the multiply's operand p instead of h.
  *
- * Paths: MVE (Cortex-M55): 4 int32 lanes per vector, widening VLDRB.S32 loads / narrowing
- * VSTRB.32 store, tail-predicated with VCTP.32. DSP (Cortex-M4/M7): 4 elements per word, offsets
- * added to both byte lanes at once with SXTAB16, SMMULR multiplies, the 4 results packed back
- * into a word and clamped with SSUB8/SEL. Portable C: the scalar formula (what host tests run).
+ * Paths: MVE (Cortex-M55): 4 int32 lanes per vector (widening VLDRB.S32 loads, narrowing
+ * VSTRB.32 store), an unpredicated loop over size / 4 vectors, the last size % 4 elements in the
+ * scalar loop. Input 1 is made the half-multiplier one (s_1 + s_2 is symmetric), so per vector:
+ *      s_1 = VMLAS(x1, 2^(ls-1), off1 << (ls-1))       one op (both inputs half: VADD x1 + x2, VMLAS)
+ *      b   = VMLAS(x2, 2^ls, off2 << ls)
+ *      s_2 = VRSHL(VQRDMLAH(b >> 31, b, m_2), -e_2)     fixup from b; VQRDMLAH adds it to SRDHM
+ *      out = VQRDMLASH(s_1 + s_2, out_m, 2^(e-1) + out_off << e) >> e   (VSHL by -e: floor)
+ *    the last line is round half up plus the offset in one op; exact when act_min >= out_off (a
+ *    negative quotient gives at most out_off with either rounding and is clamped to act_min: any
+ *    ReLU) or e = 0. With act_min = -128, act_max = 127 the clamp is int8 saturation: VQSHL by
+ *    24 - e then VSHR #24 (saturating to int32 then taking the top byte clamps exactly), else
+ *    VSHL + VMAX/VMIN. Otherwise the exact form: VQRDMLAH(sum >> 31, sum, out_m), VRSHL, VADD
+ *    out_off, VMAX/VMIN. No step saturates: |x + off| <= 255, ls <= 22 give |s_i| < 2^29,
+ *    |sum| < 2^30, |SRDHM(sum, out_m)| < 2^30 and, for e <= 22 and |out_off| <= 128,
+ *    |2^(e-1) + out_off << e| <= 2^29 + 2^21. TFLM's int8 ADD (ls 20) always qualifies for one
+ *    of the six loops (each its own function, chosen once per call); anything else (ls 0, no
+ *    input with the half multiplier, offsets beyond +-128) takes the scalar loop.
+ *    ResNet-8 residual ADDs (ReLU, output zero point -128): 13 instructions per 4 elements.
+ * DSP (Cortex-M4/M7): 4 elements per word, offsets added to both byte lanes at once with SXTAB16,
+ * SMMULR multiplies, the 4 results packed back into a word and clamped with SSUB8/SEL.
+ * Portable C: the scalar formula (what host tests run).
  */
 #include <stdint.h>
 
@@ -62,11 +82,112 @@ static inline int8_t add_one(int32_t a, int32_t b, int32_t in1_off, int32_t m1, 
 }
 
 #if defined(DTMM_ADD_MVE)
-static inline int32x4_t add_requant_mve(int32x4_t a, int32_t m, int32x4_t neg_e)
+/* Forms of the MVE loop, chosen once per call (see the exactness notes). Input 1 always has the
+ * half multiplier (2^30, shift 0). */
+#define ADD_MVE_IN2_HALF 0  /* input 2 too: s_1 + s_2 = (x1 + x2 + off1 + off2) << (ls - 1) */
+#define ADD_MVE_IN2_GEN 1   /* input 2: any multiplier >= 0, shift <= -1 */
+#define ADD_MVE_OUT_SAT 0   /* rounding half up, clamp = int8 saturation (VQSHL, VSHR #24) */
+#define ADD_MVE_OUT_CLAMP 1 /* rounding half up, clamp with VMAX / VMIN */
+#define ADD_MVE_OUT_EXACT 2 /* rounding half away from zero (fixup from the sum's sign) */
+
+/* One call's operands: n4 vectors of 4 elements; half = 2^(ls-1), c1 = off1 * half (HALF form:
+ * (off1 + off2) * half); pow2 = 2^ls, c2 = off2 * 2^ls, m2, e2 >= 1 (GEN form); out_c = 2^(out_e-1)
+ * (0 if out_e = 0) + out_off * 2^out_e (SAT / CLAMP forms). */
+struct add_mve_args {
+    const int8_t *x1, *x2;
+    int8_t* out;
+    int32_t n4, half, c1, pow2, c2, m2, e2, out_m, out_e, out_c, out_off, act_min, act_max;
+};
+
+/* The unpredicated loop of one form (each form is its own function below: with every operand in
+ * a register, the loop has no spills). */
+static inline __attribute__((always_inline)) void add_mve_loop(const struct add_mve_args* p, const int in2_form,
+                                                               const int out_form)
 {
-    const int32x4_t h = vqrdmulhq_n_s32(a, m);
-    const int32x4_t fixup = vshrq_n_s32(vandq_s32(h, neg_e), 31);
-    return vrshlq_s32(vqaddq_s32(h, fixup), neg_e);
+    const int8_t* x1 = p->x1;
+    const int8_t* x2 = p->x2;
+    int8_t* out = p->out;
+    const int32_t n4 = p->n4, c1 = p->c1, c2 = p->c2, m2 = p->m2, e2 = p->e2, out_m = p->out_m, out_e = p->out_e;
+    const int32_t out_c = p->out_c, out_off = p->out_off;
+    const int32x4_t v_half = vdupq_n_s32(p->half);
+    const int32x4_t v_pow2 = vdupq_n_s32(p->pow2);
+    const int32x4_t v_out_m = vdupq_n_s32(out_m);
+    const int32x4_t v_lo = vdupq_n_s32(p->act_min);
+    const int32x4_t v_hi = vdupq_n_s32(p->act_max);
+    for (int32_t i = 0; i < n4; i++) {
+        const int32x4_t a = vldrbq_s32(x1);
+        const int32x4_t b = vldrbq_s32(x2);
+        x1 += 4;
+        x2 += 4;
+        int32x4_t sum;
+        if (in2_form == ADD_MVE_IN2_HALF) {
+            sum = vmlasq_n_s32(vaddq_s32(a, b), v_half, c1);
+        } else {
+            const int32x4_t b2 = vmlasq_n_s32(b, v_pow2, c2);                 /* (x2 + off2) << ls */
+            const int32x4_t h2 = vqrdmlahq_n_s32(vshrq_n_s32(b2, 31), b2, m2); /* fixup + SRDHM */
+            sum = vaddq_s32(vmlasq_n_s32(a, v_half, c1), vrshlq_n_s32(h2, -e2));
+        }
+        int32x4_t r;
+        if (out_form == ADD_MVE_OUT_EXACT) {
+            r = vqrdmlahq_n_s32(vshrq_n_s32(sum, 31), sum, out_m);
+            r = vaddq_n_s32(vrshlq_n_s32(r, -out_e), out_off);
+        } else {
+            r = vqrdmlashq_n_s32(sum, v_out_m, out_c); /* SRDHM(sum, out_m) + out_c */
+        }
+        if (out_form == ADD_MVE_OUT_SAT) {
+            r = vshrq_n_s32(vqshlq_r_s32(r, 24 - out_e), 24);
+        } else {
+            if (out_form == ADD_MVE_OUT_CLAMP)
+                r = vshlq_r_s32(r, -out_e); /* arithmetic: floor */
+            r = vminq_s32(vmaxq_s32(r, v_lo), v_hi);
+        }
+        vstrbq_s32(out, r);
+        out += 4;
+    }
+}
+
+#define ADD_MVE_FORM(NAME, IN2, OUT) \
+    static __attribute__((noinline)) void NAME(const struct add_mve_args* p) { add_mve_loop(p, IN2, OUT); }
+ADD_MVE_FORM(add_mve_half_sat, ADD_MVE_IN2_HALF, ADD_MVE_OUT_SAT)
+ADD_MVE_FORM(add_mve_half_clamp, ADD_MVE_IN2_HALF, ADD_MVE_OUT_CLAMP)
+ADD_MVE_FORM(add_mve_half_exact, ADD_MVE_IN2_HALF, ADD_MVE_OUT_EXACT)
+ADD_MVE_FORM(add_mve_gen_sat, ADD_MVE_IN2_GEN, ADD_MVE_OUT_SAT)
+ADD_MVE_FORM(add_mve_gen_clamp, ADD_MVE_IN2_GEN, ADD_MVE_OUT_CLAMP)
+ADD_MVE_FORM(add_mve_gen_exact, ADD_MVE_IN2_GEN, ADD_MVE_OUT_EXACT)
+
+/* The MVE loop over the first 4 * (size / 4) elements when the parameters are in the ranges the
+ * exactness notes cover (always for TFLM's int8 ADD); returns the number of elements done. */
+static int32_t add_mve(const int8_t* x1, const int8_t* x2, int8_t* out, int32_t size, int32_t off1, int32_t m1,
+                       int32_t e1, int32_t off2, int32_t m2, int32_t e2, int32_t out_off, int32_t out_m,
+                       int32_t out_e, int32_t ls, int32_t act_min, int32_t act_max)
+{
+    const int32_t n4 = size >> 2;
+    if (!(m1 == (1 << 30) && e1 == 0)) { /* s_1 + s_2 is symmetric: input 1 is the half-multiplier one */
+        const int8_t* xt = x1;
+        int32_t t = off1;
+        x1 = x2, x2 = xt;
+        off1 = off2, off2 = t;
+        t = m1, m1 = m2, m2 = t;
+        t = e1, e1 = e2, e2 = t;
+    }
+    const int half2 = m2 == (1 << 30) && e2 == 0;
+    if (n4 == 0 || !(m1 == (1 << 30) && e1 == 0) || !(half2 || (m2 >= 0 && e2 >= 1 && e2 <= 31)) || ls < 1 ||
+        ls > 22 || off1 < -128 || off1 > 128 || off2 < -128 || off2 > 128 || out_off < -128 || out_off > 128 ||
+        out_m < 0 || out_e < 0 || out_e > 31)
+        return 0;
+    const int32_t half = 1 << (ls - 1);
+    /* round half up is exact when negative results are clamped anyway or nothing is rounded */
+    const int up = out_e == 0 || (act_min >= out_off && out_e <= 22);
+    const int sat = up && act_min <= -128 && act_max >= 127;
+    const struct add_mve_args args = {x1, x2, out, n4, half, half2 ? (off1 + off2) * half : off1 * half, 1 << ls,
+                                      off2 * (1 << ls), m2, e2, out_m, out_e,
+                                      up ? (out_e > 0 ? 1 << (out_e - 1) : 0) + out_off * (1 << out_e) : 0,
+                                      out_off, act_min, act_max};
+    if (half2)
+        (sat ? add_mve_half_sat : up ? add_mve_half_clamp : add_mve_half_exact)(&args);
+    else
+        (sat ? add_mve_gen_sat : up ? add_mve_gen_clamp : add_mve_gen_exact)(&args);
+    return 4 * n4;
 }
 #endif
 
@@ -165,28 +286,8 @@ void dtmm_add_s8(int8_t* input1, int8_t* input2, int8_t* output, int32_t size, i
     const int32_t e1 = -input1_shift, e2 = -input2_shift, eo = -output_shift;
     int32_t i = 0;
 #if defined(DTMM_ADD_MVE)
-    {
-        const int32x4_t ne1 = vdupq_n_s32(input1_shift);
-        const int32x4_t ne2 = vdupq_n_s32(input2_shift);
-        const int32x4_t neo = vdupq_n_s32(output_shift);
-        const int32x4_t off1 = vdupq_n_s32(input1_offset);
-        const int32x4_t off2 = vdupq_n_s32(input2_offset);
-        for (; i < size; i += 4) {
-            const mve_pred16_t p = vctp32q((uint32_t)(size - i));
-            int32x4_t a = vldrbq_z_s32(input1 + i, p);
-            int32x4_t b = vldrbq_z_s32(input2 + i, p);
-            a = vshlq_r_s32(vaddq_s32(a, off1), left_shift);
-            b = vshlq_r_s32(vaddq_s32(b, off2), left_shift);
-            a = add_requant_mve(a, input1_multiplier, ne1);
-            b = add_requant_mve(b, input2_multiplier, ne2);
-            int32x4_t r = add_requant_mve(vaddq_s32(a, b), output_multiplier, neo);
-            r = vaddq_n_s32(r, output_offset);
-            r = vmaxq_s32(r, vdupq_n_s32(act_min));
-            r = vminq_s32(r, vdupq_n_s32(act_max));
-            vstrbq_p_s32(output + i, r, p);
-        }
-        return;
-    }
+    i = add_mve(input1, input2, output, size, input1_offset, input1_multiplier, e1, input2_offset, input2_multiplier,
+                e2, output_offset, output_multiplier, eo, left_shift, act_min, act_max);
 #elif defined(DTMM_ADD_DSP)
     {
         /* the lane layout below needs 16 <= left_shift + 1 <= 22 (TFLM's int8 ADD: 20); an output
