@@ -1,15 +1,17 @@
 """Every loop form of the ``dtmm_add_s8`` micro-kernel bit-exact with the numpy TFLM reference
 (:func:`dtmm_tvm.quant.add.add_int8`, itself checked against TFLM in ``test_add.py``).
 
-The MVE path picks one of six loops per call (input 2 with the half multiplier 2^30 or a general
-one; output rounded half up with int8 saturation, half up with a VMAX/VMIN clamp, or half away from
-zero) and falls back to the scalar loop outside its ranges; the DSP path specialises zero input
-shifts; tails of 1-3 elements take the scalar loop. The cases below reach each of them: equal and
-unequal scales in both input orders, ReLU / ReLU6 / narrow / no clamps with the output zero point
-at -128 and elsewhere, output shifts 0 and > 22, input shifts up to 13, extreme offsets, left shifts
-1 / 15 / 20 / 22, multipliers no TFLM model has (fallback), and sizes 1..67. All cases run as one
-differential artifact (``tests/hardening/differential.py``) per core: the host (portable C),
-Cortex-M4 (DSP) and Cortex-M55 (MVE) on QEMU.
+The MVE and DSP paths pick one of six loops per call (input 2 with the half multiplier 2^30 or a
+general one; output rounded half up with int8 saturation, half up with a clamp, or half away from
+zero) and fall back to the scalar loop outside their ranges (DSP: left shift other than 20); MVE
+tails of 1-3 elements take the scalar loop. The cases reach each of them: equal and unequal scales
+in both input orders, ReLU / ReLU6 / narrow / no clamps with the output zero point at -128 and
+elsewhere, output shifts 0 to 24, input shifts up to 14, extreme offsets, left shifts
+0 / 1 / 3 / 15 / 20 / 22, multipliers no TFLM model has, sizes 1..67, every (x1, x2) pair at left
+shift 3 and nearly cancelling pairs at left shift 20 (where rounding ties are frequent: a fixup
+dropped from any form fails). All cases run as one differential artifact
+(``tests/hardening/differential.py``) per core: the host (portable C), Cortex-M4 (DSP) and
+Cortex-M55 (MVE) on QEMU.
 """
 
 from __future__ import annotations
@@ -51,8 +53,14 @@ PARAMS = [
     (0.05, -3, 0.05, 7, 0.08, 5, -128, 127, 3),           # half/exact
     (0.05, 12, 0.03, -128, 0.07, 10, 10, 127, 3),         # gen/clamp
     (0.05, -3, 0.03, 7, 0.08, 5, -128, 127, 3),           # gen/exact, on every (x1, x2) pair
+    # left shift 20 with ties: input 2's real multiplier 0.5 (1 - 2^-20) makes its SRDHM odd for
+    # odd x2 + off2 (input shift 1: ties), an output scale 2^-19 of the inputs' gives output shift
+    # 2; on nearly cancelling pairs (the others saturate) both roundings show
+    (1.0, 3, 1.0 - 2.0 ** -20, -5, 4.8e-6, 0, -128, 127, None),      # gen/exact
+    (1.0, 3, 1.0 - 2.0 ** -20, -5, 4.8e-6, -128, -128, 127, None),   # gen/sat
+    (1.0, -7, 1.0, 2, 4.8e-6, 0, -128, 127, None),                   # half/exact
 ]
-SIZES = [67, 1, 5, 2, 9, 3, 6, 13, 4, 7, 35, 8, 17, 66, 12, 31, 67, 65, 65536]
+SIZES = [67, 1, 5, 2, 9, 3, 6, 13, 4, 7, 35, 8, 17, 66, 12, 31, 67, 65, 65536, 0, 0, 0]  # 0: _cancelling_pairs
 
 
 def _params(scale1, zp1, scale2, zp2, out_scale, out_zp, lo, hi, left_shift):
@@ -65,16 +73,27 @@ def _params(scale1, zp1, scale2, zp2, out_scale, out_zp, lo, hi, left_shift):
     return p
 
 
+def _cancelling_pairs(params):
+    """(x1, x2) with x1 + off1 within 3 of -(x2 + off2): nearly cancelling inputs, every x2."""
+    x2 = np.repeat(np.arange(-128, 128), 7)
+    x1 = -(x2 + params.input2_offset) - params.input1_offset + np.tile(np.arange(-3, 4), 256)
+    keep = (x1 >= -128) & (x1 <= 127)
+    return x1[keep].astype(np.int8).reshape(1, -1), x2[keep].astype(np.int8).reshape(1, -1)
+
+
 def _case(i, params, n, rng):
     shape = (1, n)
     if n == 65536:  # every pair
         a, b = (g.astype(np.int8).reshape(shape) for g in np.meshgrid(np.arange(-128, 128), np.arange(-128, 128)))
+    elif n == 0:
+        a, b = _cancelling_pairs(params)
+        shape = a.shape
     else:
         a = rng.integers(-128, 128, size=shape).astype(np.int8)
         b = rng.integers(-128, 128, size=shape).astype(np.int8)
-    a[0, :2], b[0, :2] = (-128, 127)[: min(2, n)], (127, -128)[: min(2, n)]  # the extremes, mixed
+        a[0, :2], b[0, :2] = (-128, 127)[: min(2, n)], (127, -128)[: min(2, n)]  # the extremes, mixed
     expected = qadd.add_int8(a, b, params)
-    case = differential.Case("add", f"add case {i}: {n} elements {params}",
+    case = differential.Case("add", f"add case {i}: {a.size} elements {params}",
                              lambda: (add_op.add_int8(shape, shape, params), [a, b]), expected)
     case.params = params
     return case
