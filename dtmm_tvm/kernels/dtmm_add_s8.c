@@ -35,19 +35,22 @@
  *    negative quotient gives at most out_off with either rounding and is clamped to act_min: any
  *    ReLU) or e = 0. With act_min = -128, act_max = 127 the clamp is int8 saturation: VQSHL by
  *    24 - e then VSHR #24 (saturating to int32 then taking the top byte clamps exactly), else
- *    VSHL + VMAX/VMIN. Otherwise the exact form: VQRDMLAH(sum >> 31, sum, out_m), VRSHL, VADD
- *    out_off, VMAX/VMIN. No step saturates: |x + off| <= 255, ls <= 22 give |s_i| < 2^29,
- *    |sum| < 2^30, |SRDHM(sum, out_m)| < 2^30 and, for e <= 22 and |out_off| <= 128,
- *    |2^(e-1) + out_off << e| <= 2^29 + 2^21. TFLM's int8 ADD (ls 20) always qualifies for one
- *    of the six loops (each its own function, chosen once per call); anything else (ls 0, no
- *    input with the half multiplier, offsets beyond +-128) takes the scalar loop.
- *    ResNet-8 residual ADDs (ReLU, output zero point -128): 13 instructions per 4 elements.
- * DSP (Cortex-M4/M7): the same six forms (same plan) one element at a time, for left shift 20 (as
- * immediates; others take the scalar loop): LDRSB, t = 2 (s_1 + s_2) built with shifted ADD
- * operands (c1 + x1 << 20 + 2 s_2, s_2 = SMMLAR(b, m_2, 2^(e_2-1) + (b >> 31)) >> e_2 with
- * b = c2 + x2 << 21 the doubled operand), then SMMLAR(t, out_m, out_c) >> e (UP forms; EXACT:
- * accumulator 2^(e-1) + (t >> 31), then + out_off), SSAT #8, the clamp compares (CLAMP / EXACT),
- * STRB; unrolled twice. ResNet-8 ADDs: 13.5 instructions per element (was 26 with SXTAB16 lanes).
+ *    VSHL + VMAX/VMIN. Otherwise rounding half away from zero: with int8 saturation and e <= 22
+ *    VQRDMLAH(sum >> 31, sum, out_m) + out_c (the fixup, from the sum's sign), VQSHL/VSHR; else
+ *    VQRDMLAH(sum >> 31, sum, out_m), VRSHL, VADD out_off, VMAX/VMIN. No step saturates: |x + off| <= 255, ls <= 22
+ *    give |s_i| < 2^29, |sum| < 2^30, |SRDHM(sum, out_m)| < 2^30 and, for e <= 22 and
+ *    |out_off| <= 128, |2^(e-1) + out_off << e| <= 2^29 + 2^21. TFLM's int8 ADD (ls 20) always
+ *    qualifies for one of the eight loops (2 input x 4 output forms, each its own function, chosen
+ *    once per call); anything else (ls 0, no input with the half multiplier, offsets beyond
+ *    +-128) takes the scalar loop. Per 4 elements (input 2 general / both half): 13 / 9 (ReLU,
+ *    output zero point -128), 14 / 10 (other ReLU), 15 / 11 (no activation), 16 / 12 (else).
+ * DSP (Cortex-M4/M7): the same eight forms (same plan) one element at a time, for left shift 20
+ * (as immediates) and output shift <= 22 (others take the scalar loop): LDRSB, t = 2 (s_1 + s_2)
+ * built with shifted ADD operands (c1 + x1 << 20 + 2 s_2, s_2 = SMMLAR(b, m_2, 2^(e_2-1) +
+ * (b >> 31)) >> e_2 with b = c2 + x2 << 21 the doubled operand), then SMMLAR(t, out_m, out_c
+ * [+ (t >> 31) rounding away from zero]) >> e, SSAT #8, compares for a narrower clamp, STRB;
+ * unrolled twice. Per element (input 2 general / both half): 13.5 / 9 with int8 saturation
+ * (was 26 with SXTAB16 lanes), ~21 / ~17 with a narrower clamp.
  * Portable C: the scalar formula (what host tests run).
  */
 #include <stdint.h>
@@ -90,16 +93,17 @@ static inline int8_t add_one(int32_t a, int32_t b, int32_t in1_off, int32_t m1, 
  * half multiplier (2^30, shift 0). */
 #define ADD_IN2_HALF 0  /* input 2 too: s_1 + s_2 = (x1 + x2 + off1 + off2) << (ls - 1) */
 #define ADD_IN2_GEN 1   /* input 2: any multiplier >= 0, shift <= -1 */
-#define ADD_OUT_SAT 0   /* rounding half up, the clamp is int8 saturation */
-#define ADD_OUT_CLAMP 1 /* rounding half up, clamp to [act_min, act_max] */
-#define ADD_OUT_EXACT 2 /* rounding half away from zero (fixup from the sum's sign) */
+#define ADD_OUT_SAT 0       /* rounding half up, the clamp is int8 saturation */
+#define ADD_OUT_CLAMP 1     /* rounding half up, clamp to [act_min, act_max] */
+#define ADD_OUT_EXACT 2     /* rounding half away from zero (fixup from the sum's sign), clamp */
+#define ADD_OUT_EXACT_SAT 3 /* rounding half away from zero, int8 saturation (output shift <= 22) */
 
 /* What the fast loops need, from the call's parameters (dtmm_add_s8's names; e = -shift). */
 struct add_plan {
     const int8_t *x1, *x2; /* x1: the input with the half multiplier */
     int32_t off1, off2, m2, e2;
     int in2_form, out_form;
-    int32_t out_c; /* UP forms: 2^(out_e-1) (0 if out_e = 0) + out_off * 2^out_e */
+    int32_t out_c; /* out_e <= 22: 2^(out_e-1) (0 if out_e = 0) + out_off * 2^out_e, else 0 */
 };
 
 /* 1 and the plan when the parameters are in the ranges the exactness notes cover (always for
@@ -125,8 +129,9 @@ static int add_make_plan(struct add_plan* p, const int8_t* x1, const int8_t* x2,
     const int up = out_e == 0 || (act_min >= out_off && out_e <= 22);
     p->x1 = x1, p->x2 = x2, p->off1 = off1, p->off2 = off2, p->m2 = m2, p->e2 = e2;
     p->in2_form = half2 ? ADD_IN2_HALF : ADD_IN2_GEN;
-    p->out_form = !up ? ADD_OUT_EXACT : (act_min <= -128 && act_max >= 127) ? ADD_OUT_SAT : ADD_OUT_CLAMP;
-    p->out_c = up ? (out_e > 0 ? 1 << (out_e - 1) : 0) + out_off * (1 << out_e) : 0;
+    const int sat = act_min <= -128 && act_max >= 127;
+    p->out_form = up ? (sat ? ADD_OUT_SAT : ADD_OUT_CLAMP) : (sat && out_e <= 22) ? ADD_OUT_EXACT_SAT : ADD_OUT_EXACT;
+    p->out_c = out_e <= 22 ? (out_e > 0 ? 1 << (out_e - 1) : 0) + out_off * (1 << out_e) : 0;
     return 1;
 }
 #endif
@@ -172,10 +177,12 @@ static inline __attribute__((always_inline)) void add_mve_loop(const struct add_
         if (out_form == ADD_OUT_EXACT) {
             r = vqrdmlahq_n_s32(vshrq_n_s32(sum, 31), sum, out_m);
             r = vaddq_n_s32(vrshlq_n_s32(r, -out_e), out_off);
+        } else if (out_form == ADD_OUT_EXACT_SAT) { /* VQRDMLAH: the fixup register is free to overwrite */
+            r = vaddq_n_s32(vqrdmlahq_n_s32(vshrq_n_s32(sum, 31), sum, out_m), out_c);
         } else {
             r = vqrdmlashq_n_s32(sum, v_out_m, out_c); /* SRDHM(sum, out_m) + out_c */
         }
-        if (out_form == ADD_OUT_SAT) {
+        if (out_form == ADD_OUT_SAT || out_form == ADD_OUT_EXACT_SAT) {
             r = vshrq_n_s32(vqshlq_r_s32(r, 24 - out_e), 24);
         } else {
             if (out_form == ADD_OUT_CLAMP)
@@ -192,11 +199,14 @@ static inline __attribute__((always_inline)) void add_mve_loop(const struct add_
 ADD_MVE_FORM(add_mve_half_sat, ADD_IN2_HALF, ADD_OUT_SAT)
 ADD_MVE_FORM(add_mve_half_clamp, ADD_IN2_HALF, ADD_OUT_CLAMP)
 ADD_MVE_FORM(add_mve_half_exact, ADD_IN2_HALF, ADD_OUT_EXACT)
+ADD_MVE_FORM(add_mve_half_exact_sat, ADD_IN2_HALF, ADD_OUT_EXACT_SAT)
 ADD_MVE_FORM(add_mve_gen_sat, ADD_IN2_GEN, ADD_OUT_SAT)
 ADD_MVE_FORM(add_mve_gen_clamp, ADD_IN2_GEN, ADD_OUT_CLAMP)
 ADD_MVE_FORM(add_mve_gen_exact, ADD_IN2_GEN, ADD_OUT_EXACT)
-static void (*const add_mve_forms[2][3])(const struct add_mve_args*) = {
-    {add_mve_half_sat, add_mve_half_clamp, add_mve_half_exact}, {add_mve_gen_sat, add_mve_gen_clamp, add_mve_gen_exact}};
+ADD_MVE_FORM(add_mve_gen_exact_sat, ADD_IN2_GEN, ADD_OUT_EXACT_SAT)
+static void (*const add_mve_forms[2][4])(const struct add_mve_args*) = {
+    {add_mve_half_sat, add_mve_half_clamp, add_mve_half_exact, add_mve_half_exact_sat},
+    {add_mve_gen_sat, add_mve_gen_clamp, add_mve_gen_exact, add_mve_gen_exact_sat}};
 
 /* The first 4 * (size / 4) elements; returns how many were done. */
 static int32_t add_mve(const int8_t* x1, const int8_t* x2, int8_t* out, int32_t size, int32_t off1, int32_t m1,
@@ -229,11 +239,11 @@ static inline int32_t add_smmlar(int32_t a, int32_t b, int32_t acc)
 #define ADD_DSP_LS 20 /* TFLM's int8 left shift, as immediates; any other takes the scalar loop */
 
 /* One call's operands: c1 = off1 << ls (HALF form: (off1 + off2) << ls), c2 = off2 << (ls + 1),
- * r2 = 2^(e2-1) (GEN form), out_c (UP forms), ro = 2^(out_e-1) (EXACT form). */
+ * r2 = 2^(e2-1) (GEN form), out_c (out_e <= 22). */
 struct add_dsp_args {
     const int8_t *x1, *x2;
     int8_t* out;
-    int32_t n, c1, c2, m2, e2, r2, out_m, out_e, out_c, ro, out_off, act_min, act_max;
+    int32_t n, c1, c2, m2, e2, r2, out_m, out_e, out_c, act_min, act_max;
 };
 
 /* One element per iteration: LDRSB, the shifts as operands of ADD, SMMLAR with the rounding
@@ -246,7 +256,7 @@ static inline __attribute__((always_inline)) void add_dsp_loop(const struct add_
     const int8_t* x2 = p->x2;
     int8_t* out = p->out;
     const int32_t c1 = p->c1, c2 = p->c2, m2 = p->m2, e2 = p->e2, r2 = p->r2, out_m = p->out_m, out_e = p->out_e;
-    const int32_t out_c = p->out_c, ro = p->ro, out_off = p->out_off, act_min = p->act_min, act_max = p->act_max;
+    const int32_t out_c = p->out_c, act_min = p->act_min, act_max = p->act_max;
     _Pragma("GCC unroll 2") for (int8_t* const end = out + p->n; out != end;) {
         const int32_t a = *x1++, b = *x2++;
         int32_t t;
@@ -257,13 +267,9 @@ static inline __attribute__((always_inline)) void add_dsp_loop(const struct add_
             const int32_t s2 = add_smmlar(b2, m2, r2 + (b2 >> 31)) >> e2; /* RDBP(SRDHM, e2) */
             t = c1 + a * (1 << ADD_DSP_LS) + s2 * 2;
         }
-        int32_t r;
-        if (out_form == ADD_OUT_EXACT)
-            r = (add_smmlar(t, out_m, ro + (t >> 31)) >> out_e) + out_off;
-        else
-            r = add_smmlar(t, out_m, out_c) >> out_e;
-        r = __ssat(r, 8);
-        if (out_form != ADD_OUT_SAT) {
+        const int exact = out_form == ADD_OUT_EXACT || out_form == ADD_OUT_EXACT_SAT;
+        int32_t r = __ssat(add_smmlar(t, out_m, exact ? out_c + (t >> 31) : out_c) >> out_e, 8);
+        if (out_form == ADD_OUT_CLAMP || out_form == ADD_OUT_EXACT) {
             r = r < act_min ? act_min : r;
             r = r > act_max ? act_max : r;
         }
@@ -276,11 +282,14 @@ static inline __attribute__((always_inline)) void add_dsp_loop(const struct add_
 ADD_DSP_FORM(add_dsp_half_sat, ADD_IN2_HALF, ADD_OUT_SAT)
 ADD_DSP_FORM(add_dsp_half_clamp, ADD_IN2_HALF, ADD_OUT_CLAMP)
 ADD_DSP_FORM(add_dsp_half_exact, ADD_IN2_HALF, ADD_OUT_EXACT)
+ADD_DSP_FORM(add_dsp_half_exact_sat, ADD_IN2_HALF, ADD_OUT_EXACT_SAT)
 ADD_DSP_FORM(add_dsp_gen_sat, ADD_IN2_GEN, ADD_OUT_SAT)
 ADD_DSP_FORM(add_dsp_gen_clamp, ADD_IN2_GEN, ADD_OUT_CLAMP)
 ADD_DSP_FORM(add_dsp_gen_exact, ADD_IN2_GEN, ADD_OUT_EXACT)
-static void (*const add_dsp_forms[2][3])(const struct add_dsp_args*) = {
-    {add_dsp_half_sat, add_dsp_half_clamp, add_dsp_half_exact}, {add_dsp_gen_sat, add_dsp_gen_clamp, add_dsp_gen_exact}};
+ADD_DSP_FORM(add_dsp_gen_exact_sat, ADD_IN2_GEN, ADD_OUT_EXACT_SAT)
+static void (*const add_dsp_forms[2][4])(const struct add_dsp_args*) = {
+    {add_dsp_half_sat, add_dsp_half_clamp, add_dsp_half_exact, add_dsp_half_exact_sat},
+    {add_dsp_gen_sat, add_dsp_gen_clamp, add_dsp_gen_exact, add_dsp_gen_exact_sat}};
 
 /* All size elements; returns how many were done (0 or size). */
 static int32_t add_dsp(const int8_t* x1, const int8_t* x2, int8_t* out, int32_t size, int32_t off1, int32_t m1,
@@ -288,14 +297,14 @@ static int32_t add_dsp(const int8_t* x1, const int8_t* x2, int8_t* out, int32_t 
                        int32_t out_e, int32_t ls, int32_t act_min, int32_t act_max)
 {
     struct add_plan p;
-    if (size < 1 || ls != ADD_DSP_LS ||
+    /* every DSP form folds the output offset into the accumulator: output shift <= 22 */
+    if (size < 1 || ls != ADD_DSP_LS || out_e > 22 ||
         !add_make_plan(&p, x1, x2, off1, m1, e1, off2, m2, e2, out_off, out_m, out_e, ls, act_min, act_max))
         return 0;
     const struct add_dsp_args args = {
         p.x1, p.x2, out, size,
         (p.in2_form == ADD_IN2_HALF ? p.off1 + p.off2 : p.off1) * (1 << ADD_DSP_LS), p.off2 * (1 << (ADD_DSP_LS + 1)),
-        p.m2, p.e2, p.e2 >= 1 ? 1 << (p.e2 - 1) : 0, out_m, out_e, p.out_c, out_e >= 1 ? 1 << (out_e - 1) : 0,
-        out_off, act_min, act_max};
+        p.m2, p.e2, p.e2 >= 1 ? 1 << (p.e2 - 1) : 0, out_m, out_e, p.out_c, act_min, act_max};
     add_dsp_forms[p.in2_form][p.out_form](&args);
     return size;
 }

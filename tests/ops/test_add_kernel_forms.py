@@ -1,9 +1,10 @@
 """Every loop form of the ``dtmm_add_s8`` micro-kernel bit-exact with the numpy TFLM reference
 (:func:`dtmm_tvm.quant.add.add_int8`, itself checked against TFLM in ``test_add.py``).
 
-The MVE and DSP paths pick one of six loops per call (input 2 with the half multiplier 2^30 or a
-general one; output rounded half up with int8 saturation, half up with a clamp, or half away from
-zero) and fall back to the scalar loop outside their ranges (DSP: left shift other than 20); MVE
+The MVE and DSP paths pick one of eight loops per call (input 2 with the half multiplier 2^30 or a
+general one; output rounded half up or half away from zero, clamped by int8 saturation or to the
+activation range) and fall back to the scalar loop outside their ranges (DSP: left shift other
+than 20, output shift > 22); MVE
 tails of 1-3 elements take the scalar loop. The cases reach each of them: equal and unequal scales
 in both input orders, ReLU / ReLU6 / narrow / no clamps with the output zero point at -128 and
 elsewhere, output shifts 0 to 24, input shifts up to 14, extreme offsets, left shifts
@@ -58,9 +59,11 @@ PARAMS = [
     # 2; on nearly cancelling pairs (the others saturate) both roundings show
     (1.0, 3, 1.0 - 2.0 ** -20, -5, 4.8e-6, 0, -128, 127, None),      # gen/exact
     (1.0, 3, 1.0 - 2.0 ** -20, -5, 4.8e-6, -128, -128, 127, None),   # gen/sat
-    (1.0, -7, 1.0, 2, 4.8e-6, 0, -128, 127, None),                   # half/exact
+    (1.0, -7, 1.0, 2, 4.8e-6, 0, -128, 127, None),                   # half/exact_sat
+    (1.0, 3, 1.0 - 2.0 ** -20, -5, 4.8e-6, 0, -100, 100, None),      # gen/exact (clamp)
+    (0.05, -3, 0.05, 7, 0.08, 5, -90, 110, None),                    # half/exact (clamp)
 ]
-SIZES = [67, 1, 5, 2, 9, 3, 6, 13, 4, 7, 35, 8, 17, 66, 12, 31, 67, 65, 65536, 0, 0, 0]  # 0: _cancelling_pairs
+SIZES = [67, 1, 5, 2, 9, 3, 6, 13, 4, 7, 35, 8, 17, 66, 12, 31, 67, 65, 65536, 0, 0, 0, 0, 39]  # 0: _cancelling_pairs
 
 
 def _params(scale1, zp1, scale2, zp2, out_scale, out_zp, lo, hi, left_shift):
@@ -118,13 +121,15 @@ def _mve_form(p: qadd.AddParams) -> str:
         return "scalar"
     out_e = -p.output_shift
     up = out_e == 0 or (p.act_min >= p.output_offset and out_e <= 22)
-    out = "exact" if not up else "sat" if (p.act_min, p.act_max) == (-128, 127) else "clamp"
+    sat = (p.act_min, p.act_max) == (-128, 127)
+    out = ("sat" if sat else "clamp") if up else "exact_sat" if sat and out_e <= 22 else "exact"
     return ("half/" if other == (1 << 30, 0) else "gen/") + out
 
 
 def test_cases_reach_every_form():
     forms = [_mve_form(c.params) for c in _batch()]
-    assert set(forms) == {f"{i}/{o}" for i in ("half", "gen") for o in ("sat", "clamp", "exact")} | {"scalar"}
+    outs = ("sat", "clamp", "exact", "exact_sat")
+    assert set(forms) == {f"{i}/{o}" for i in ("half", "gen") for o in outs} | {"scalar"}
     assert {-c.params.output_shift for c in _batch()} >= {0, 24}
     assert all(add_op.uses_micro_kernel((1, 4), (1, 4), c.params, target=tvm.target.Target("c")) for c in _batch())
 
