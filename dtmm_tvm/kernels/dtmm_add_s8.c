@@ -37,9 +37,10 @@
  *    24 - e then VSHR #24 (saturating to int32 then taking the top byte clamps exactly), else
  *    VSHL + VMAX/VMIN. Otherwise rounding half away from zero: with int8 saturation and e <= 22
  *    VQRDMLAH(sum >> 31, sum, out_m) + out_c (the fixup, from the sum's sign), VQSHL/VSHR; else
- *    VQRDMLAH(sum >> 31, sum, out_m), VRSHL, VADD out_off, VMAX/VMIN. No step saturates: |x + off| <= 255, ls <= 22
- *    give |s_i| < 2^29, |sum| < 2^30, |SRDHM(sum, out_m)| < 2^30 and, for e <= 22 and
- *    |out_off| <= 128, |2^(e-1) + out_off << e| <= 2^29 + 2^21. TFLM's int8 ADD (ls 20) always
+ *    VQRDMLAH(sum >> 31, sum, out_m), VRSHL, VADD out_off, VMAX/VMIN. No step saturates (nor, on
+ *    DSP, wraps): |x + off| <= 255, ls <= 22 give |s_i| < 2^29, |sum| < 2^30,
+ *    |SRDHM(sum, out_m)| < 2^30 and, for e <= 22 and |out_off| <= 128,
+ *    |2^(e-1) + out_off << e| <= 2^29 + 2^21. TFLM's int8 ADD (ls 20) always
  *    qualifies for one of the eight loops (2 input x 4 output forms, each its own function, chosen
  *    once per call); anything else (ls 0, no input with the half multiplier, offsets beyond
  *    +-128) takes the scalar loop. Per 4 elements (input 2 general / both half): 13 / 9 (ReLU,
