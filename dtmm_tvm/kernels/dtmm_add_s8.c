@@ -99,6 +99,23 @@ static inline int8_t add_one(int32_t a, int32_t b, int32_t in1_off, int32_t m1, 
 #define ADD_OUT_EXACT 2     /* rounding half away from zero (fixup from the sum's sign), clamp */
 #define ADD_OUT_EXACT_SAT 3 /* rounding half away from zero, int8 saturation (output shift <= 22) */
 
+/* One noinline function per (input 2 form, output form) around the ISA's inlined LOOP, whose
+ * form arguments are then constants, and the table PREFIX_forms[in2_form][out_form] of them. */
+#define ADD_FORM(PREFIX, LOOP, ARGS, NAME, IN2, OUT) \
+    static __attribute__((noinline)) void PREFIX##_##NAME(const ARGS* p) { LOOP(p, IN2, OUT); }
+#define ADD_FORMS(PREFIX, LOOP, ARGS)                                                                        \
+    ADD_FORM(PREFIX, LOOP, ARGS, half_sat, ADD_IN2_HALF, ADD_OUT_SAT)                                          \
+    ADD_FORM(PREFIX, LOOP, ARGS, half_clamp, ADD_IN2_HALF, ADD_OUT_CLAMP)                                      \
+    ADD_FORM(PREFIX, LOOP, ARGS, half_exact, ADD_IN2_HALF, ADD_OUT_EXACT)                                      \
+    ADD_FORM(PREFIX, LOOP, ARGS, half_exact_sat, ADD_IN2_HALF, ADD_OUT_EXACT_SAT)                              \
+    ADD_FORM(PREFIX, LOOP, ARGS, gen_sat, ADD_IN2_GEN, ADD_OUT_SAT)                                            \
+    ADD_FORM(PREFIX, LOOP, ARGS, gen_clamp, ADD_IN2_GEN, ADD_OUT_CLAMP)                                        \
+    ADD_FORM(PREFIX, LOOP, ARGS, gen_exact, ADD_IN2_GEN, ADD_OUT_EXACT)                                        \
+    ADD_FORM(PREFIX, LOOP, ARGS, gen_exact_sat, ADD_IN2_GEN, ADD_OUT_EXACT_SAT)                                \
+    static void (*const PREFIX##_forms[2][4])(const ARGS*) = {                                                 \
+        {PREFIX##_half_sat, PREFIX##_half_clamp, PREFIX##_half_exact, PREFIX##_half_exact_sat},                \
+        {PREFIX##_gen_sat, PREFIX##_gen_clamp, PREFIX##_gen_exact, PREFIX##_gen_exact_sat}};
+
 /* What the fast loops need, from the call's parameters (dtmm_add_s8's names; e = -shift). */
 struct add_plan {
     const int8_t *x1, *x2; /* x1: the input with the half multiplier */
@@ -195,19 +212,7 @@ static inline __attribute__((always_inline)) void add_mve_loop(const struct add_
     }
 }
 
-#define ADD_MVE_FORM(NAME, IN2, OUT) \
-    static __attribute__((noinline)) void NAME(const struct add_mve_args* p) { add_mve_loop(p, IN2, OUT); }
-ADD_MVE_FORM(add_mve_half_sat, ADD_IN2_HALF, ADD_OUT_SAT)
-ADD_MVE_FORM(add_mve_half_clamp, ADD_IN2_HALF, ADD_OUT_CLAMP)
-ADD_MVE_FORM(add_mve_half_exact, ADD_IN2_HALF, ADD_OUT_EXACT)
-ADD_MVE_FORM(add_mve_half_exact_sat, ADD_IN2_HALF, ADD_OUT_EXACT_SAT)
-ADD_MVE_FORM(add_mve_gen_sat, ADD_IN2_GEN, ADD_OUT_SAT)
-ADD_MVE_FORM(add_mve_gen_clamp, ADD_IN2_GEN, ADD_OUT_CLAMP)
-ADD_MVE_FORM(add_mve_gen_exact, ADD_IN2_GEN, ADD_OUT_EXACT)
-ADD_MVE_FORM(add_mve_gen_exact_sat, ADD_IN2_GEN, ADD_OUT_EXACT_SAT)
-static void (*const add_mve_forms[2][4])(const struct add_mve_args*) = {
-    {add_mve_half_sat, add_mve_half_clamp, add_mve_half_exact, add_mve_half_exact_sat},
-    {add_mve_gen_sat, add_mve_gen_clamp, add_mve_gen_exact, add_mve_gen_exact_sat}};
+ADD_FORMS(add_mve, add_mve_loop, struct add_mve_args)
 
 /* The first 4 * (size / 4) elements; returns how many were done. */
 static int32_t add_mve(const int8_t* x1, const int8_t* x2, int8_t* out, int32_t size, int32_t off1, int32_t m1,
@@ -278,19 +283,7 @@ static inline __attribute__((always_inline)) void add_dsp_loop(const struct add_
     }
 }
 
-#define ADD_DSP_FORM(NAME, IN2, OUT) \
-    static __attribute__((noinline)) void NAME(const struct add_dsp_args* p) { add_dsp_loop(p, IN2, OUT); }
-ADD_DSP_FORM(add_dsp_half_sat, ADD_IN2_HALF, ADD_OUT_SAT)
-ADD_DSP_FORM(add_dsp_half_clamp, ADD_IN2_HALF, ADD_OUT_CLAMP)
-ADD_DSP_FORM(add_dsp_half_exact, ADD_IN2_HALF, ADD_OUT_EXACT)
-ADD_DSP_FORM(add_dsp_half_exact_sat, ADD_IN2_HALF, ADD_OUT_EXACT_SAT)
-ADD_DSP_FORM(add_dsp_gen_sat, ADD_IN2_GEN, ADD_OUT_SAT)
-ADD_DSP_FORM(add_dsp_gen_clamp, ADD_IN2_GEN, ADD_OUT_CLAMP)
-ADD_DSP_FORM(add_dsp_gen_exact, ADD_IN2_GEN, ADD_OUT_EXACT)
-ADD_DSP_FORM(add_dsp_gen_exact_sat, ADD_IN2_GEN, ADD_OUT_EXACT_SAT)
-static void (*const add_dsp_forms[2][4])(const struct add_dsp_args*) = {
-    {add_dsp_half_sat, add_dsp_half_clamp, add_dsp_half_exact, add_dsp_half_exact_sat},
-    {add_dsp_gen_sat, add_dsp_gen_clamp, add_dsp_gen_exact, add_dsp_gen_exact_sat}};
+ADD_FORMS(add_dsp, add_dsp_loop, struct add_dsp_args)
 
 /* All size elements; returns how many were done (0 or size). */
 static int32_t add_dsp(const int8_t* x1, const int8_t* x2, int8_t* out, int32_t size, int32_t off1, int32_t m1,
