@@ -166,6 +166,83 @@ static inline void pad_chunks(int8_t *dst, int32_t nchunks, int32_t cs, int32_t 
 #endif
 }
 
+#if defined(DTMM_ISA_MVE)
+/* Cin a multiple of 16: every tap is cpt = Cin / 16 whole chunks. Pointers advance per pixel
+ * (no division or window arithmetic); a pixel whose every tap is in the image (output columns
+ * [ow_lo, ow_hi] of an interior output row) is kh runs of kw * cpt chunk copies when
+ * dilation_w is 1 (3x3, Cin 16: ~25 instructions per pixel, was ~150 with the per-pixel
+ * address arithmetic); a border pixel is per tap cpt copies or pad stores. */
+static void im2col_aligned_mve(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
+                               int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw, int32_t sh,
+                               int32_t sw, int32_t dh, int32_t dw, int32_t pad_top, int32_t pad_left,
+                               int32_t input_offset, int8_t *buf) {
+  const int32_t cpt = cin / 16;
+  const int32_t cs = 16 * group;
+  const int32_t next_group = kh * kw * cpt * cs - cs; /* from past the last slot to the next group */
+  const int32_t row_chunks = kw * cpt;
+  const int32_t src_row = dh * in_w * cin;
+  const int32_t ih_last = in_h - 1 - (kh - 1) * dh, iw_last = in_w - 1 - (kw - 1) * dw;
+  const int32_t ow_lo = (pad_left + sw - 1) / sw, ow_hi = iw_last + pad_left < 0 ? -1 : (iw_last + pad_left) / sw;
+  const int8x16_t padv = vdupq_n_s8((int8_t)(-input_offset));
+  int32_t oh = pix0 / out_w;
+  int32_t ow = pix0 - oh * out_w;
+  int32_t ih0 = oh * sh - pad_top;
+  int32_t row_in = ih0 >= 0 && ih0 <= ih_last;
+  const int8_t *src = x + (ih0 * in_w + ow * sw - pad_left) * cin; /* window origin (maybe outside) */
+  const int32_t src_step = sw * cin;
+  int8_t *d = buf;
+  int32_t slot = 0;
+  for (int32_t p = 0; p < npix; ++p) {
+    if (row_in && ow >= ow_lo && ow <= ow_hi && dw == 1) {
+      const int8_t *s = src;
+      int8_t *dd = d;
+      if (row_chunks == 3) { /* 3x3, Cin 16 */
+        for (int32_t i = 0; i < kh; ++i, s += src_row) {
+          const int8x16_t a = vldrbq_s8(s), b = vldrbq_s8(s + 16), c = vldrbq_s8(s + 32);
+          vstrbq_s8(dd, a);
+          vstrbq_s8(dd + cs, b);
+          vstrbq_s8(dd + 2 * cs, c);
+          dd += 3 * cs;
+        }
+      } else {
+        for (int32_t i = 0; i < kh; ++i, s += src_row) {
+          const int8_t *sc = s;
+          for (int32_t c = 0; c < row_chunks; ++c, sc += 16, dd += cs) vstrbq_s8(dd, vldrbq_s8(sc));
+        }
+      }
+    } else {
+      const int32_t iw0 = ow * sw - pad_left;
+      int8_t *dd = d;
+      for (int32_t i = 0; i < kh; ++i) {
+        const int32_t row_ok = (uint32_t)(ih0 + i * dh) < (uint32_t)in_h;
+        const int8_t *s = src + i * src_row;
+        for (int32_t j = 0; j < kw; ++j, s += dw * cin) {
+          if (row_ok && (uint32_t)(iw0 + j * dw) < (uint32_t)in_w) {
+            const int8_t *sc = s;
+            for (int32_t c = 0; c < cpt; ++c, sc += 16, dd += cs) vstrbq_s8(dd, vldrbq_s8(sc));
+          } else {
+            for (int32_t c = 0; c < cpt; ++c, dd += cs) vstrbq_s8(dd, padv);
+          }
+        }
+      }
+    }
+    d += 16;
+    if (++slot == group) {
+      slot = 0;
+      d += next_group;
+    }
+    src += src_step;
+    if (++ow == out_w) {
+      ow = 0;
+      ++oh;
+      ih0 += sh;
+      row_in = ih0 >= 0 && ih0 <= ih_last;
+      src = x + (ih0 * in_w - pad_left) * cin;
+    }
+  }
+}
+#endif
+
 void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
                          int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw,
                          int32_t sh, int32_t sw, int32_t dh, int32_t dw, int32_t pad_top,
@@ -214,6 +291,13 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
     return;
   }
 #endif
+#if defined(DTMM_ISA_MVE)
+  if (cin % CH == 0) {
+    im2col_aligned_mve(x, in_h, in_w, cin, out_w, pix0, npix, group, kh, kw, sh, sw, dh, dw, pad_top, pad_left,
+                       input_offset, buf);
+    return;
+  }
+#endif
   const int32_t cpt = (cin + CH - 1) / CH;
   const int32_t cs = CHB * group;                  /* bytes between chunks of one slot */
   const int32_t tap_bytes = cpt * cs;
@@ -222,14 +306,6 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
   const int32_t row_copy = (dw == 1) && (cin % CH == 0);
   int32_t oh = pix0 / out_w;
   int32_t ow = pix0 - oh * out_w;
-#if defined(DTMM_ISA_MVE)
-  /* A pixel whose every tap is in the image: its kernel rows are kw * Cin contiguous input bytes
-   * each, and its chunks follow each other cs bytes apart, so it is kh runs of whole-chunk copies
-   * with no bounds or tap arithmetic (~290 -> ~90 instructions per pixel at 3x3, Cin 16). */
-  const int32_t row_chunks = row_copy ? kw * cpt : 0;
-  const int32_t src_row = dh * in_w * cin;
-  const int32_t ih_last = in_h - 1 - (kh - 1) * dh, iw_last = in_w - kw; /* interior: ih0 <= ih_last */
-#endif
   for (int32_t p = 0; p < npix; ++p) {
     const int32_t gi = p / group;
     const int32_t slot = p - gi * group;
@@ -240,21 +316,6 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
 #endif
     const int32_t ih0 = oh * sh - pad_top;
     const int32_t iw0 = ow * sw - pad_left;
-#if defined(DTMM_ISA_MVE)
-    if (row_chunks && ih0 >= 0 && ih0 <= ih_last && iw0 >= 0 && iw0 <= iw_last) {
-      const int8_t *src = x + (ih0 * in_w + iw0) * cin;
-      int8_t *d = base;
-      for (int32_t i = 0; i < kh; ++i, src += src_row) {
-        const int8_t *s = src;
-        for (int32_t c = 0; c < row_chunks; ++c, s += 16, d += cs) vstrbq_s8(d, vldrbq_s8(s));
-      }
-      if (++ow == out_w) {
-        ow = 0;
-        ++oh;
-      }
-      continue;
-    }
-#endif
     /* in-bounds kw range [lo, hi) of this pixel */
     int32_t lo = 0, hi = kw;
     if (iw0 < 0) lo = (-iw0 + dw - 1) / dw;
@@ -332,6 +393,97 @@ static inline void patch_fill(int8_t *dst, int8_t value, int32_t n) {
 #endif
 }
 
+#if defined(DTMM_ISA_MVE)
+/* The packed patch by byte gathers (dilation_w 1, every patch element within 256 bytes of the
+ * patch's first one): per chunk c a table of the 16 elements' byte offsets from the pixel's
+ * window origin (kernel row i: i * dh * in_w * cin + the byte in the row), built once per call,
+ * so an interior pixel is one VLDRB gather + one store per chunk (27-byte patch: ~6
+ * instructions per pixel instead of ~200). A border pixel's gathers are predicated on its
+ * in-image kernel rows [ilo, ihi) and row bytes [lo * cin, hi * cin), the rest padded. */
+static void packed_gather_mve(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
+                              int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw, int32_t sh,
+                              int32_t sw, int32_t dh, int32_t pad_top, int32_t pad_left,
+                              int32_t input_offset, int8_t *buf) {
+  uint8x16_t off[DTMM_CONV_PACKED_MAX / 16], krow[DTMM_CONV_PACKED_MAX / 16], rbyte[DTMM_CONV_PACKED_MAX / 16];
+  mve_pred16_t live[DTMM_CONV_PACKED_MAX / 16];
+  const int32_t len = kh * kw * cin, row_len = kw * cin;
+  const int32_t cpt = (len + 15) / 16;
+  const int32_t cs = 16 * group;
+  const uint32_t src_row = (uint32_t)(dh * in_w * cin);
+  for (int32_t c = 0; c < cpt; ++c) {
+    const uint8x16_t e = vidupq_n_u8((uint32_t)(16 * c), 1);
+    uint8x16_t o = e, rb = e, ki = vdupq_n_u8(0);
+    for (int32_t i = 1; i < kh; ++i) {
+      const mve_pred16_t p = vcmpcsq_n_u8(e, (uint8_t)(i * row_len)); /* e >= i * row_len */
+      o = vaddq_m_n_u8(o, o, (uint8_t)(src_row - (uint32_t)row_len), p);
+      rb = vsubq_m_n_u8(rb, rb, (uint8_t)row_len, p);
+      ki = vaddq_m_n_u8(ki, ki, 1, p);
+    }
+    off[c] = o;
+    krow[c] = ki;
+    rbyte[c] = rb;
+    live[c] = vctp8q((uint32_t)(len - 16 * c));
+  }
+  const uint8x16_t padv = vdupq_n_u8((uint8_t)(-input_offset));
+  const int32_t ih_last = in_h - 1 - (kh - 1) * dh, iw_last = in_w - kw;
+  /* interior output columns [ow_lo, ow_hi]: no per-pixel bounds arithmetic */
+  const int32_t ow_lo = (pad_left + sw - 1) / sw, ow_hi = iw_last + pad_left < 0 ? -1 : (iw_last + pad_left) / sw;
+  int32_t oh = pix0 / out_w;
+  int32_t ow = pix0 - oh * out_w;
+  int32_t ih0 = oh * sh - pad_top;
+  int32_t row_in = ih0 >= 0 && ih0 <= ih_last;
+  /* the window origin; outside the image for a border pixel, whose gathers then read only
+   * their in-image lanes */
+  const uint8_t *src = (const uint8_t *)x + (ih0 * in_w + ow * sw - pad_left) * cin;
+  const int32_t src_step = sw * cin;
+  const int32_t next_group = (cpt - 1) * cs; /* from past the last slot to the next group */
+  int8_t *d = buf;
+  int32_t slot = 0;
+  for (int32_t p = 0; p < npix; ++p) {
+    if (row_in && ow >= ow_lo && ow <= ow_hi) {
+      if (cpt == 2) { /* KH*KW*Cin in 17..32 (3x3x3: 27) */
+        vstrbq_u8((uint8_t *)d, vldrbq_gather_offset_u8(src, off[0]));
+        vstrbq_u8((uint8_t *)d + cs, vldrbq_gather_offset_z_u8(src, off[1], live[1]));
+      } else {
+        int8_t *dc = d;
+        for (int32_t c = 0; c < cpt; ++c, dc += cs) vstrbq_u8((uint8_t *)dc, vldrbq_gather_offset_z_u8(src, off[c], live[c]));
+      }
+    } else {
+      const int32_t iw0 = ow * sw - pad_left;
+      int32_t ilo = 0, ihi = kh, lo = 0, hi = kw;
+      if (ih0 < 0) ilo = (-ih0 + dh - 1) / dh;
+      if (ih0 + (kh - 1) * dh >= in_h) ihi = in_h - 1 - ih0 < 0 ? 0 : (in_h - 1 - ih0) / dh + 1;
+      if (iw0 < 0) lo = -iw0;
+      if (iw0 + kw > in_w) hi = in_w - iw0;
+      if (ilo > kh) ilo = kh;
+      if (lo > kw) lo = kw;
+      if (hi < lo) hi = lo;
+      if (ihi < ilo) ihi = ilo;
+      int8_t *dc = d;
+      for (int32_t c = 0; c < cpt; ++c, dc += cs) {
+        const mve_pred16_t in = vcmpcsq_n_u8(krow[c], (uint8_t)ilo) & vcmpcsq_n_u8(rbyte[c], (uint8_t)(lo * cin));
+        const mve_pred16_t out = vcmpcsq_n_u8(krow[c], (uint8_t)ihi) | vcmpcsq_n_u8(rbyte[c], (uint8_t)(hi * cin));
+        const mve_pred16_t q = in & (mve_pred16_t)~out & live[c];
+        vstrbq_u8((uint8_t *)dc, vpselq_u8(vldrbq_gather_offset_z_u8(src, off[c], q), padv, q));
+      }
+    }
+    d += 16;
+    if (++slot == group) {
+      slot = 0;
+      d += next_group;
+    }
+    src += src_step;
+    if (++ow == out_w) {
+      ow = 0;
+      ++oh;
+      ih0 += sh;
+      row_in = ih0 >= 0 && ih0 <= ih_last;
+      src = (const uint8_t *)x + (ih0 * in_w - pad_left) * cin;
+    }
+  }
+}
+#endif
+
 void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin,
                                 int32_t out_w, int32_t pix0, int32_t npix, int32_t group,
                                 int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t dh,
@@ -340,6 +492,13 @@ void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int
 #if defined(DTMM_BENCH_SKIP_IM2COL) /* bench-only phase build (bench/refmodels.py) */
   __asm__ volatile("" : : "r"(x), "r"(buf) : "memory");
   return;
+#endif
+#if defined(DTMM_ISA_MVE)
+  if (dw == 1 && (kh - 1) * dh * in_w * cin + kw * cin <= 255) { /* u8 offsets and row bytes */
+    packed_gather_mve(x, in_h, in_w, cin, out_w, pix0, npix, group, kh, kw, sh, sw, dh, pad_top, pad_left,
+                      input_offset, buf);
+    return;
+  }
 #endif
   int8_t patch[DTMM_CONV_PACKED_MAX + 16] __attribute__((aligned(4)));
   const int32_t len = kh * kw * cin;
