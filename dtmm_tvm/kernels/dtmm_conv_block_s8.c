@@ -236,6 +236,83 @@ static inline __attribute__((always_inline)) void dot_pair4_tile(const int8_t *w
       : "q0", "q1", "q2", "q3", "cc", "memory");
 }
 
+/* Dense filters of at most 32 bytes (the packed small-Cin patch, e.g. 3x3x3 = 27, or a 1x1 conv
+ * with a small Cin) and a group of 8 pixels: each filter is one or two predicated weight
+ * vectors held in registers for all 8 pixels, two filters share every pixel load, and the
+ * accumulators go straight into the requantization tile (rows of 8 int32, bias included): per
+ * 2 filters x 8 pixels 4 weight + 16 pixel loads, 32 VMLADAVA, 16 stores, no chunk loop. */
+/* a 16-byte x chunk by VLDRW (immediate offsets up to 508 bytes; VLDRB's reach 127) */
+#define XLD(p) vreinterpretq_s8_s32(vldrwq_s32((const int32_t *)(const void *)(p)))
+static __attribute__((noinline)) void small_k_tile(const int8_t *xg, const int8_t *w, int32_t k, int32_t nch, const int32_t *bias,
+                         int32_t *tile) {
+  const mve_pred16_t pa = vctp8q((uint32_t)k), pb = vctp8q((uint32_t)(k > 16 ? k - 16 : 0));
+  int32_t o = 0;
+  if (k > 16) {
+    for (; o + 1 < nch; o += 2, w += 2 * k, tile += 16) {
+      const int8x16_t w0a = vldrbq_z_s8(w, pa), w0b = vldrbq_z_s8(w + 16, pb);
+      const int8x16_t w1a = vldrbq_z_s8(w + k, pa), w1b = vldrbq_z_s8(w + k + 16, pb);
+      const int32_t b0 = bias[o], b1 = bias[o + 1];
+      /* per 2 pixels: 4 x loads, 8 VMLADAVA, 2 STRD into the two tile rows (VMLADAVA needs
+       * even accumulator registers) */
+      register int32_t a0 __asm__("r0");
+      register int32_t a1 __asm__("r2");
+      register int32_t a2 __asm__("r4");
+      register int32_t a3 __asm__("r6");
+#define DTMM_SK_PAIR(xo, to)                                  \
+      "vldrw.32 q4, [%[x], #" #xo "]\n\t"                    \
+      "vldrw.32 q5, [%[x], #" #xo " + 128]\n\t"              \
+      "vldrw.32 q6, [%[x], #" #xo " + 16]\n\t"               \
+      "vldrw.32 q7, [%[x], #" #xo " + 144]\n\t"              \
+      "mov %[a0], %[b0]\n\t"                                  \
+      "mov %[a1], %[b0]\n\t"                                  \
+      "mov %[a2], %[b1]\n\t"                                  \
+      "mov %[a3], %[b1]\n\t"                                  \
+      "vmladava.s8 %[a0], q4, %q[w0a]\n\t"                    \
+      "vmladava.s8 %[a1], q6, %q[w0a]\n\t"                    \
+      "vmladava.s8 %[a2], q4, %q[w1a]\n\t"                    \
+      "vmladava.s8 %[a3], q6, %q[w1a]\n\t"                    \
+      "vmladava.s8 %[a0], q5, %q[w0b]\n\t"                    \
+      "vmladava.s8 %[a1], q7, %q[w0b]\n\t"                    \
+      "vmladava.s8 %[a2], q5, %q[w1b]\n\t"                    \
+      "vmladava.s8 %[a3], q7, %q[w1b]\n\t"                    \
+      "strd %[a0], %[a1], [%[t], #" #to "]\n\t"              \
+      "strd %[a2], %[a3], [%[t], #" #to " + 32]\n\t"
+      __asm__ volatile(DTMM_SK_PAIR(0, 0) DTMM_SK_PAIR(32, 8) DTMM_SK_PAIR(64, 16) DTMM_SK_PAIR(96, 24)
+                       : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3)
+                       : [x] "r"(xg), [t] "r"(tile), [b0] "r"(b0), [b1] "r"(b1), [w0a] "w"(w0a),
+                         [w0b] "w"(w0b), [w1a] "w"(w1a), [w1b] "w"(w1b)
+                       : "q4", "q5", "q6", "q7", "memory");
+#undef DTMM_SK_PAIR
+    }
+    if (o < nch) {
+      const int8x16_t w0a = vldrbq_z_s8(w, pa), w0b = vldrbq_z_s8(w + 16, pb);
+      const int32_t b0 = bias[o];
+#pragma GCC unroll 8
+      for (int32_t s = 0; s < 8; ++s)
+        tile[s] = vmladavaq_s8(vmladavaq_s8(b0, XLD(xg + 16 * s), w0a), XLD(xg + 128 + 16 * s), w0b);
+    }
+    return;
+  }
+  for (; o + 1 < nch; o += 2, w += 2 * k, tile += 16) {
+    const int8x16_t w0 = vldrbq_z_s8(w, pa), w1 = vldrbq_z_s8(w + k, pa);
+    const int32_t b0 = bias[o], b1 = bias[o + 1];
+#pragma GCC unroll 8
+    for (int32_t s = 0; s < 8; ++s) {
+      const int8x16_t xa = XLD(xg + 16 * s);
+      tile[s] = vmladavaq_s8(b0, xa, w0);
+      tile[8 + s] = vmladavaq_s8(b1, xa, w1);
+    }
+  }
+  if (o < nch) {
+    const int8x16_t w0 = vldrbq_z_s8(w, pa);
+    const int32_t b0 = bias[o];
+#pragma GCC unroll 8
+    for (int32_t s = 0; s < 8; ++s) tile[s] = vmladavaq_s8(b0, XLD(xg + 16 * s), w0);
+  }
+}
+
+#undef XLD
+
 /* any group width (non-default schedules) */
 static void dot_any(int32_t g, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
   for (; n > 0 || r > 0; --n) {
@@ -775,6 +852,40 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
 }
 
 #if defined(DTMM_ISA_MVE)
+/* Dense, kk == 1, Cin <= 32, a group of 8 (small_k_tile), per 32-channel tile then requant_tile. */
+static void small_k_channels(const int8_t *xg, int32_t nvalid, const int8_t *w, int32_t cin, int32_t o_begin,
+                             int32_t o_end, const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                             int8_t *out, int32_t ps, int32_t out_offset, int32_t act_min, int32_t act_max,
+                             int32_t *tile) {
+  w += o_begin * cin;
+  for (int32_t o_t = o_begin; o_t < o_end; o_t += TILE_CH) {
+    const int32_t o_tend = o_end - o_t < TILE_CH ? o_end : o_t + TILE_CH;
+#if defined(DTMM_BENCH_SKIP_MAC) /* bench-only phase build (bench/refmodels.py): no dot products */
+    __asm__ volatile("" : : "r"(w), "r"(xg), "r"(tile) : "memory");
+#else
+    small_k_tile(xg, w, cin, o_tend - o_t, bias + o_t, tile);
+#endif
+    w += (o_tend - o_t) * cin;
+    if (DTMM_IS_F32_RECORD(shift[o_t])) {
+      for (int32_t o = o_t; o < o_tend; ++o)
+        requant_body(tile + (o - o_t) * 8, 8, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min,
+                     act_max);
+    } else {
+      requant_tile(tile, nvalid, o_tend - o_t, mult + o_t, shift + o_t, out + o_t, ps, out_offset, act_min,
+                   act_max);
+    }
+  }
+}
+static __attribute__((noinline)) void small_k_block(const int8_t *buf, int32_t npix, const int8_t *w, int32_t cin,
+                                                    int32_t o_begin, int32_t o_end, const int32_t *bias,
+                                                    const int32_t *mult, const int32_t *shift, int8_t *out,
+                                                    int32_t ps, int32_t out_offset, int32_t act_min,
+                                                    int32_t act_max, int32_t *tile) {
+  const int32_t group_bytes = ((cin + 15) / 16) * 16 * 8;
+  for (int32_t p = 0; p < npix; p += 8)
+    small_k_channels(buf + (p / 8) * group_bytes, npix - p < 8 ? npix - p : 8, w, cin, o_begin, o_end, bias, mult,
+                     shift, out + p * ps, ps, out_offset, act_min, act_max, tile);
+}
 #define FAST_G(g) ((g) == 4 ? 4 : ((g) == 8 ? 8 : 0))
 #elif defined(DTMM_ISA_DSP)
 #define FAST_G(g) ((g) == 4 ? 4 : 0)
@@ -823,3 +934,20 @@ void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t 
     }
   }
 }
+
+#if defined(DTMM_ISA_MVE)
+void dtmm_conv_block_packed_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t fmt,
+                               const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
+                               int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
+                               const int32_t *mult, const int32_t *shift, int8_t *out,
+                               int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
+                               int32_t act_max, int32_t *tile) {
+  if (fmt == DTMM_FMT_DENSE && group == 8 && kk == 1 && cin > 0 && cin <= 32) {
+    small_k_block(buf, npix, values, cin, o_begin, o_end, bias, mult, shift, out, out_pixel_stride, out_offset,
+                  act_min, act_max, tile);
+    return;
+  }
+  dtmm_conv_block_s8(buf, npix, group, fmt, values, idx0, idx1, kk, cin, o_begin, o_end, bias, mult, shift, out,
+                     out_pixel_stride, out_offset, act_min, act_max, tile);
+}
+#endif
