@@ -702,7 +702,13 @@ static inline int32_t popcount32(uint32_t v) {
 static inline int32_t ctz32(uint32_t v) { return __builtin_ctz(v); }
 
 /* Filterlets (= weight offset in filterlets) before filter o. */
-static int32_t filterlets_before(int32_t fmt, const void *idx0, const void *idx1, int32_t kk, int32_t o) {
+#if defined(DTMM_ISA_MVE) /* inlined into each caller as when channels() was its only one (the
+                           * asm loops of dtmm_conv_block_s8 need every register GCC can spare) */
+#define FILTERLETS_BEFORE static inline __attribute__((always_inline))
+#else
+#define FILTERLETS_BEFORE static
+#endif
+FILTERLETS_BEFORE int32_t filterlets_before(int32_t fmt, const void *idx0, const void *idx1, int32_t kk, int32_t o) {
   switch (fmt) {
     case DTMM_FMT_CSR: return ((const int16_t *)idx1)[o];
     case DTMM_FMT_U8: {
@@ -852,6 +858,122 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
 }
 
 #if defined(DTMM_ISA_MVE)
+/* ---------------------------------------------------------------- sparse, Cin = 16 / 32 / 64
+ * Filterlet-sparse weights with Cin = 16 * CPT (CPT = 1, 2, 4) and a group of 8 pixels: per
+ * output channel ONE asm loop over its kept filterlets, each one index load, one address add
+ * (tap * tap bytes: a shift of the uint8 tap, or col_idx * 8 for CSR) and CPT x (weight load +
+ * 8 x (pixel load + VMLADAVA)); no run decode, no per-run call, the 8 accumulators stay in the
+ * even registers for the whole channel (Cin 16: 20 instructions per kept filterlet and 8
+ * pixels). The bitmask's set bits are first listed as uint8 taps (per channel and group). */
+#define DTMM_SP_CHUNK(c)                                                   \
+  "vldrb.8 q0, [%[w]], #16\n\t"                                          \
+  "vldrw.32 q1, [%[xt], #" #c "*128]\n\t"                                \
+  "vmladava.s8 %[s0], q1, q0\n\t"                                        \
+  "vldrw.32 q2, [%[xt], #" #c "*128+16]\n\t"                             \
+  "vmladava.s8 %[s1], q2, q0\n\t"                                        \
+  "vldrw.32 q1, [%[xt], #" #c "*128+32]\n\t"                             \
+  "vmladava.s8 %[s2], q1, q0\n\t"                                        \
+  "vldrw.32 q2, [%[xt], #" #c "*128+48]\n\t"                             \
+  "vmladava.s8 %[s3], q2, q0\n\t"                                        \
+  "vldrw.32 q1, [%[xt], #" #c "*128+64]\n\t"                             \
+  "vmladava.s8 %[s4], q1, q0\n\t"                                        \
+  "vldrw.32 q2, [%[xt], #" #c "*128+80]\n\t"                             \
+  "vmladava.s8 %[s5], q2, q0\n\t"                                        \
+  "vldrw.32 q1, [%[xt], #" #c "*128+96]\n\t"                             \
+  "vmladava.s8 %[s6], q1, q0\n\t"                                        \
+  "vldrw.32 q2, [%[xt], #" #c "*128+112]\n\t"                            \
+  "vmladava.s8 %[s7], q2, q0\n\t"
+#define DTMM_SP_LOOP(LOADIDX, CHUNKS)                                                          \
+  __asm__ volatile("1:\n\t" LOADIDX CHUNKS "subs %[n], %[n], #1\n\t"                     \
+                   "bne 1b\n\t"                                                              \
+                   : [w] "+r"(w), [p] "+r"(p), [n] "+r"(n), [xt] "=&r"(xt), [s0] "+r"(s0),    \
+                     [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3), [s4] "+r"(s4), [s5] "+r"(s5), \
+                     [s6] "+r"(s6), [s7] "+r"(s7)                                              \
+                   : [xg] "r"(xg)                                                              \
+                   : "q0", "q1", "q2", "cc", "memory")
+#define DTMM_SP_U8(sh) "ldrb %[xt], [%[p]], #1\n\tadd %[xt], %[xg], %[xt], lsl #" #sh "\n\t"
+#define DTMM_SP_I16 "ldrsh %[xt], [%[p]], #2\n\tadd %[xt], %[xg], %[xt], lsl #3\n\t"
+
+/* acc[0..7] = b + the n kept filterlets at w (index entries at p: uint8 taps, or int16 col_idx
+ * when CSR) over the group xg. */
+static __attribute__((noinline)) void sparse_dot8(int32_t csr, int32_t cpt, const int8_t *xg, const int8_t *w,
+                                                  const void *p, int32_t n, int32_t b, int32_t *acc) {
+  register int32_t s0 __asm__("r0") = b;
+  register int32_t s1 __asm__("r2") = b;
+  register int32_t s2 __asm__("r4") = b;
+  register int32_t s3 __asm__("r6") = b;
+  register int32_t s4 __asm__("r8") = b;
+  register int32_t s5 __asm__("r10") = b;
+  register int32_t s6 __asm__("r12") = b;
+  register int32_t s7 __asm__("lr") = b;
+  const int8_t *xt;
+  if (n > 0) {
+    if (csr) {
+      if (cpt == 1) DTMM_SP_LOOP(DTMM_SP_I16, DTMM_SP_CHUNK(0));
+      else if (cpt == 2) DTMM_SP_LOOP(DTMM_SP_I16, DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1));
+      else DTMM_SP_LOOP(DTMM_SP_I16, DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1) DTMM_SP_CHUNK(2) DTMM_SP_CHUNK(3));
+    } else {
+      if (cpt == 1) DTMM_SP_LOOP(DTMM_SP_U8(7), DTMM_SP_CHUNK(0));
+      else if (cpt == 2) DTMM_SP_LOOP(DTMM_SP_U8(8), DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1));
+      else DTMM_SP_LOOP(DTMM_SP_U8(9), DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1) DTMM_SP_CHUNK(2) DTMM_SP_CHUNK(3));
+    }
+  }
+  acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
+  acc[4] = s4; acc[5] = s5; acc[6] = s6; acc[7] = s7;
+}
+#undef DTMM_SP_CHUNK
+#undef DTMM_SP_LOOP
+#undef DTMM_SP_U8
+#undef DTMM_SP_I16
+
+static void sparse_channels(int32_t fmt, const int8_t *xg, int32_t nvalid, const int8_t *values, const void *idx0,
+                            const void *idx1, int32_t kk, int32_t cin, int32_t o_begin, int32_t o_end,
+                            const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
+                            int32_t ps, int32_t out_offset, int32_t act_min, int32_t act_max, int32_t *tile) {
+  const int32_t cpt = cin / 16;
+  int32_t j = filterlets_before(fmt, idx0, idx1, kk, o_begin);
+  const int8_t *w = values + j * cin;
+  for (int32_t o_t = o_begin; o_t < o_end; o_t += TILE_CH) {
+    const int32_t o_tend = o_end - o_t < TILE_CH ? o_end : o_t + TILE_CH;
+    for (int32_t o = o_t; o < o_tend; ++o) {
+      int32_t *acc = tile + (o - o_t) * 8;
+      int32_t n;
+      const void *p;
+      uint8_t taps[32];
+      if (fmt == DTMM_FMT_CSR) {
+        n = ((const int16_t *)idx1)[o + 1] - j;
+        p = (const int16_t *)idx0 + j;
+      } else if (fmt == DTMM_FMT_U8) {
+        n = ((const uint8_t *)idx1)[o];
+        p = (const uint8_t *)idx0 + j;
+      } else { /* bitmask: list the set bits */
+        uint32_t m = (uint32_t)mask_bits((const uint8_t *)idx0, o, kk);
+        n = 0;
+        for (; m; m &= m - 1) taps[n++] = (uint8_t)ctz32(m);
+        p = taps;
+      }
+#if defined(DTMM_BENCH_SKIP_MAC) /* bench-only phase build (bench/refmodels.py): no dot products */
+      __asm__ volatile("" : : "r"(w), "r"(xg), "r"(p) : "memory");
+      for (int32_t s = 0; s < 8; ++s) acc[s] = bias[o];
+#else
+      sparse_dot8(fmt == DTMM_FMT_CSR, cpt, xg, w, p, n, bias[o], acc);
+#endif
+      w += n * cin;
+      j += n;
+    }
+    if (DTMM_IS_F32_RECORD(shift[o_t])) {
+      for (int32_t o = o_t; o < o_tend; ++o)
+        requant_body(tile + (o - o_t) * 8, 8, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min,
+                     act_max);
+    } else {
+      requant_tile(tile, nvalid, o_tend - o_t, mult + o_t, shift + o_t, out + o_t, ps, out_offset, act_min,
+                   act_max);
+    }
+  }
+}
+#endif
+
+#if defined(DTMM_ISA_MVE)
 /* Dense, kk == 1, Cin <= 32, a group of 8 (small_k_tile), per 32-channel tile then requant_tile. */
 static void small_k_channels(const int8_t *xg, int32_t nvalid, const int8_t *w, int32_t cin, int32_t o_begin,
                              int32_t o_end, const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -936,7 +1058,7 @@ void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t 
 }
 
 #if defined(DTMM_ISA_MVE)
-void dtmm_conv_block_packed_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t fmt,
+void dtmm_conv_block_mve_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t fmt,
                                const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
                                int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
                                const int32_t *mult, const int32_t *shift, int8_t *out,
@@ -945,6 +1067,14 @@ void dtmm_conv_block_packed_s8(const int8_t *buf, int32_t npix, int32_t group, i
   if (fmt == DTMM_FMT_DENSE && group == 8 && kk == 1 && cin > 0 && cin <= 32) {
     small_k_block(buf, npix, values, cin, o_begin, o_end, bias, mult, shift, out, out_pixel_stride, out_offset,
                   act_min, act_max, tile);
+    return;
+  }
+  if (fmt != DTMM_FMT_DENSE && group == 8 && (cin == 16 || cin == 32 || cin == 64) && kk > 1 && kk <= 32) {
+    const int32_t group_bytes = kk * cin * 8;
+    for (int32_t p = 0; p < npix; p += 8)
+      sparse_channels(fmt, buf + (p / 8) * group_bytes, npix - p < 8 ? npix - p : 8, values, idx0, idx1, kk, cin,
+                      o_begin, o_end, bias, mult, shift, out + p * out_pixel_stride, out_pixel_stride, out_offset,
+                      act_min, act_max, tile);
     return;
   }
   dtmm_conv_block_s8(buf, npix, group, fmt, values, idx0, idx1, kk, cin, o_begin, o_end, bias, mult, shift, out,
