@@ -918,8 +918,14 @@ static __attribute__((noinline)) void sparse_dot8(int32_t csr, int32_t cpt, cons
       else DTMM_SP_LOOP(DTMM_SP_U8(9), DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1) DTMM_SP_CHUNK(2) DTMM_SP_CHUNK(3));
     }
   }
-  acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
-  acc[4] = s4; acc[5] = s5; acc[6] = s6; acc[7] = s7;
+  __asm__ volatile("strd %[s0], %[s1], [%[a]]\n\t"
+                   "strd %[s2], %[s3], [%[a], #8]\n\t"
+                   "strd %[s4], %[s5], [%[a], #16]\n\t"
+                   "strd %[s6], %[s7], [%[a], #24]\n\t"
+                   :
+                   : [a] "r"(acc), [s0] "r"(s0), [s1] "r"(s1), [s2] "r"(s2), [s3] "r"(s3), [s4] "r"(s4),
+                     [s5] "r"(s5), [s6] "r"(s6), [s7] "r"(s7)
+                   : "memory");
 }
 #undef DTMM_SP_CHUNK
 #undef DTMM_SP_LOOP

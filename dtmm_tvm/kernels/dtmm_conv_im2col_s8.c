@@ -512,20 +512,15 @@ static void packed_gather_mve(const int8_t *x, int32_t in_h, int32_t in_w, int32
   const int32_t cpt = (len + 15) / 16;
   const int32_t cs = 16 * group;
   const uint32_t src_row = (uint32_t)(dh * in_w * cin);
+  const uint8_t row_skip = (uint8_t)(src_row - (uint32_t)row_len); /* modulo 256: the sums are < 256 */
   for (int32_t c = 0; c < cpt; ++c) {
     const uint8x16_t e = vidupq_n_u8((uint32_t)(16 * c), 1);
-    uint8x16_t o = e, rb = e, ki = vdupq_n_u8(0);
-    for (int32_t i = 1; i < kh; ++i) {
-      const mve_pred16_t p = vcmpcsq_n_u8(e, (uint8_t)(i * row_len)); /* e >= i * row_len */
-      o = vaddq_m_n_u8(o, o, (uint8_t)(src_row - (uint32_t)row_len), p);
-      rb = vsubq_m_n_u8(rb, rb, (uint8_t)row_len, p);
-      ki = vaddq_m_n_u8(ki, ki, 1, p);
-    }
+    uint8x16_t o = e;
+    for (int32_t b = row_len; b < len; b += row_len) o = vaddq_m_n_u8(o, o, row_skip, vcmpcsq_n_u8(e, (uint8_t)b));
     off[c] = o;
-    krow[c] = ki;
-    rbyte[c] = rb;
     live[c] = vctp8q((uint32_t)(len - 16 * c));
   }
+  int32_t border_tables = 0; /* krow / rbyte: built at the first border pixel */
   const uint8x16_t padv = vdupq_n_u8((uint8_t)(-input_offset));
   const int32_t ih_last = in_h - 1 - (kh - 1) * dh, iw_last = in_w - kw;
   /* interior output columns [ow_lo, ow_hi]: no per-pixel bounds arithmetic */
@@ -543,13 +538,29 @@ static void packed_gather_mve(const int8_t *x, int32_t in_h, int32_t in_w, int32
   int32_t slot = 0;
   for (int32_t p = 0; p < npix; ++p) {
     if (row_in && ow >= ow_lo && ow <= ow_hi) {
+      /* a run of interior pixels in this row and group: the offset tables stay in registers */
+      int32_t run = ow_hi - ow + 1;
+      if (run > group - slot) run = group - slot;
+      if (run > npix - p) run = npix - p;
       if (cpt == 2) { /* KH*KW*Cin in 17..32 (3x3x3: 27) */
-        vstrbq_u8((uint8_t *)d, vldrbq_gather_offset_u8(src, off[0]));
-        vstrbq_u8((uint8_t *)d + cs, vldrbq_gather_offset_z_u8(src, off[1], live[1]));
+        const uint8x16_t o0 = off[0], o1 = off[1];
+        const mve_pred16_t l1 = live[1];
+        for (int32_t k = 0; k < run; ++k, d += 16, src += src_step) {
+          vstrbq_u8((uint8_t *)d, vldrbq_gather_offset_u8(src, o0));
+          vstrbq_u8((uint8_t *)d + cs, vldrbq_gather_offset_z_u8(src, o1, l1));
+        }
       } else {
-        int8_t *dc = d;
-        for (int32_t c = 0; c < cpt; ++c, dc += cs) vstrbq_u8((uint8_t *)dc, vldrbq_gather_offset_z_u8(src, off[c], live[c]));
+        for (int32_t k = 0; k < run; ++k, d += 16, src += src_step) {
+          int8_t *dc = d;
+          for (int32_t c = 0; c < cpt; ++c, dc += cs)
+            vstrbq_u8((uint8_t *)dc, vldrbq_gather_offset_z_u8(src, off[c], live[c]));
+        }
       }
+      p += run - 1;
+      ow += run - 1; /* the last pixel's step below */
+      slot += run - 1;
+      d -= 16;
+      src -= src_step;
     } else {
       const int32_t iw0 = ow * sw - pad_left;
       int32_t ilo = 0, ihi = kh, lo = 0, hi = kw;
@@ -561,6 +572,20 @@ static void packed_gather_mve(const int8_t *x, int32_t in_h, int32_t in_w, int32
       if (lo > kw) lo = kw;
       if (hi < lo) hi = lo;
       if (ihi < ilo) ihi = ilo;
+      if (!border_tables) {
+        border_tables = 1;
+        for (int32_t c = 0; c < cpt; ++c) { /* per element: kernel row, byte in the kernel row */
+          const uint8x16_t e = vidupq_n_u8((uint32_t)(16 * c), 1);
+          uint8x16_t rb = e, ki = vdupq_n_u8(0);
+          for (int32_t b = row_len; b < len; b += row_len) {
+            const mve_pred16_t q = vcmpcsq_n_u8(e, (uint8_t)b); /* e >= b */
+            rb = vsubq_m_n_u8(rb, rb, (uint8_t)row_len, q);
+            ki = vaddq_m_n_u8(ki, ki, 1, q);
+          }
+          krow[c] = ki;
+          rbyte[c] = rb;
+        }
+      }
       int8_t *dc = d;
       for (int32_t c = 0; c < cpt; ++c, dc += cs) {
         const mve_pred16_t in = vcmpcsq_n_u8(krow[c], (uint8_t)ilo) & vcmpcsq_n_u8(rbyte[c], (uint8_t)(lo * cin));
