@@ -221,8 +221,11 @@ static void im2col_group_row16(const int8_t *x, int32_t in_h, int32_t in_w, int3
       const int32_t s_lo = iw >= 0 ? 0 : (-iw < 8 ? -iw : 8);
       int32_t s_hi = in_w - iw < 8 ? in_w - iw : 8;
       if (s_hi < s_lo) s_hi = s_lo;
-      for (int32_t sl = 0; sl < 8; ++sl)
-        vstrbq_s8(d + 16 * sl, sl >= s_lo && sl < s_hi ? vldrbq_s8(src + 16 * sl) : padv);
+      int8_t *o = d;
+      for (int32_t sl = 0; sl < s_lo; ++sl, o += 16) vstrbq_s8(o, padv);
+      const int8_t *sp = src + 16 * s_lo;
+      for (int32_t sl = s_lo; sl < s_hi; ++sl, o += 16, sp += 16) vstrbq_s8(o, vldrbq_s8(sp));
+      for (int32_t sl = s_hi; sl < 8; ++sl, o += 16) vstrbq_s8(o, padv);
     }
   }
 }
