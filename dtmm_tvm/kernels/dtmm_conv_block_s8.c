@@ -20,6 +20,14 @@
  *                  dense weights in full groups of 4 run in dense_group4_dsp.
  *   portable:      plain C on the same q15 layout.
  *
+ * dtmm_conv_block_mve_s8 (MVE only, same arguments; dtmm_tvm/ops/conv2d_micro.py calls it where
+ * schedules.conv.mve_fast_block() applies, else dtmm_conv_block_s8): the packed small-Cin
+ * patch (a dense filter of <= 32 bytes, kk = 1) keeps 2 filters' weight vectors in registers for
+ * the 8 pixels of a group (small_k_tile); filterlet formats with Cin 16 / 32 / 64 walk each
+ * channel's kept filterlets in one asm loop with the 8 accumulators in registers (uint8 taps:
+ * a whole tile of channels per asm loop, sparse_u8_tile; CSR and bitmask: sparse_dot8 per
+ * channel). Both store into the requantization tile; requant_tile as below.
+ *
  * Index formats (fmt): DTMM_FMT_DENSE (idx unused), DTMM_FMT_CSR (idx0 int16 col_idx = tap*Cin,
  * idx1 int16 row_ptr[Cout+1]), DTMM_FMT_U8 (idx0 uint8 tap per kept filterlet, idx1 uint8
  * count per filter), DTMM_FMT_MASK (idx0 uint8 bitmask, KH*KW bits per filter LSB first,

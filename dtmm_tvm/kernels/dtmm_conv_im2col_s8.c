@@ -15,6 +15,11 @@
  *                         gives (w0,w2) and (w1,w3) and feeds SMLAD with no PKHBT/PKHTB); padding = 0.
  * Elements of a partial chunk beyond Cin are never read with a non-zero weight.
  * One call gathers the whole block; a kernel row's in-bounds taps are one contiguous copy.
+ * MVE, Cin a multiple of 16 (im2col_aligned_mve): a group of 8 pixels in one output row with a
+ * slot stride (stride_w * Cin) of at most 64 bytes takes the row path (per tap 8 chunk copies
+ * from one input row, padding for slots and kernel rows outside the image); other pixels one by
+ * one with pointers stepped per pixel. MVE packed small-Cin patch: VLDRB byte gathers through
+ * per-call uint8 offset tables when the patch spans at most 255 input bytes.
  */
 #include <string.h>
 #include "dtmm_kernels.h"
