@@ -257,8 +257,8 @@ static __attribute__((noinline)) void small_k_tile(const int8_t *xg, const int8_
   int32_t o = 0;
   if (k > 16) {
     for (; o + 1 < nch; o += 2, w += 2 * k, tile += 16) {
-      const int8x16_t w0a = vldrbq_z_s8(w, pa), w0b = vldrbq_z_s8(w + 16, pb);
-      const int8x16_t w1a = vldrbq_z_s8(w + k, pa), w1b = vldrbq_z_s8(w + k + 16, pb);
+      const int8x16_t w0a = vldrbq_s8(w), w0b = vldrbq_z_s8(w + 16, pb); /* k > 16: a whole first chunk */
+      const int8x16_t w1a = vldrbq_s8(w + k), w1b = vldrbq_z_s8(w + k + 16, pb);
       const int32_t b0 = bias[o], b1 = bias[o + 1];
       /* per 2 pixels: 4 x loads, 8 VMLADAVA, 2 STRD into the two tile rows (VMLADAVA needs
        * even accumulator registers) */
@@ -293,7 +293,7 @@ static __attribute__((noinline)) void small_k_tile(const int8_t *xg, const int8_
 #undef DTMM_SK_PAIR
     }
     if (o < nch) {
-      const int8x16_t w0a = vldrbq_z_s8(w, pa), w0b = vldrbq_z_s8(w + 16, pb);
+      const int8x16_t w0a = vldrbq_s8(w), w0b = vldrbq_z_s8(w + 16, pb);
       const int32_t b0 = bias[o];
 #pragma GCC unroll 8
       for (int32_t s = 0; s < 8; ++s)
