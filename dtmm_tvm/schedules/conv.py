@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from ..kernels import target_isa
 from ..quant.conv import Conv2DParams
 
-__all__ = ["ConvSchedule", "PACKED_MAX", "block_tile_bytes", "csr_pixels", "default_schedule", "group_width", "mve_fast_block", "packed_patch", "resolve",
-           "row_bytes", "schedule_space", "scratch_bytes", "unstructured_scratch_bytes"]
+__all__ = ["ConvSchedule", "PACKED_MAX", "block_tile_bytes", "csr_pixels", "default_schedule", "group_width",
+           "mve_fast_block", "packed_patch", "resolve", "row_bytes", "schedule_space", "scratch_bytes",
+           "unstructured_scratch_bytes"]
 
 PIXELS_PER_BLOCK = (1, 2, 4, 8)
 
