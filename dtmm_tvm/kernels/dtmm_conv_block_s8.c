@@ -256,16 +256,17 @@ static __attribute__((noinline)) void small_k_tile(const int8_t *xg, const int8_
   const mve_pred16_t pa = vctp8q((uint32_t)k), pb = vctp8q((uint32_t)(k > 16 ? k - 16 : 0));
   int32_t o = 0;
   if (k > 16) {
-    for (; o + 1 < nch; o += 2, w += 2 * k, tile += 16) {
-      const int8x16_t w0a = vldrbq_s8(w), w0b = vldrbq_z_s8(w + 16, pb); /* k > 16: a whole first chunk */
-      const int8x16_t w1a = vldrbq_s8(w + k), w1b = vldrbq_z_s8(w + k + 16, pb);
-      const int32_t b0 = bias[o], b1 = bias[o + 1];
-      /* per 2 pixels: 4 x loads, 8 VMLADAVA, 2 STRD into the two tile rows (VMLADAVA needs
-       * even accumulator registers) */
+    if (nch >= 2) {
+      /* all filter pairs in one asm loop: per pair 2 whole + 2 predicated (VCTP of k - 16, set
+       * once) weight loads, the two biases by one LDRD, then per 2 pixels 4 x loads, 8 VMLADAVA,
+       * 2 STRD into the two tile rows (VMLADAVA needs even accumulator registers) */
       register int32_t a0 __asm__("r0");
       register int32_t a1 __asm__("r2");
       register int32_t a2 __asm__("r4");
       register int32_t a3 __asm__("r6");
+      int32_t npairs = nch / 2, b0, b1;
+      const int8_t *wt;
+      const int32_t *bp = bias;
 #define DTMM_SK_PAIR(xo, to)                                  \
       "vldrw.32 q4, [%[x], #" #xo "]\n\t"                    \
       "vldrw.32 q5, [%[x], #" #xo " + 128]\n\t"              \
@@ -275,22 +276,39 @@ static __attribute__((noinline)) void small_k_tile(const int8_t *xg, const int8_
       "mov %[a1], %[b0]\n\t"                                  \
       "mov %[a2], %[b1]\n\t"                                  \
       "mov %[a3], %[b1]\n\t"                                  \
-      "vmladava.s8 %[a0], q4, %q[w0a]\n\t"                    \
-      "vmladava.s8 %[a1], q6, %q[w0a]\n\t"                    \
-      "vmladava.s8 %[a2], q4, %q[w1a]\n\t"                    \
-      "vmladava.s8 %[a3], q6, %q[w1a]\n\t"                    \
-      "vmladava.s8 %[a0], q5, %q[w0b]\n\t"                    \
-      "vmladava.s8 %[a1], q7, %q[w0b]\n\t"                    \
-      "vmladava.s8 %[a2], q5, %q[w1b]\n\t"                    \
-      "vmladava.s8 %[a3], q7, %q[w1b]\n\t"                    \
+      "vmladava.s8 %[a0], q4, q0\n\t"                         \
+      "vmladava.s8 %[a1], q6, q0\n\t"                         \
+      "vmladava.s8 %[a2], q4, q2\n\t"                         \
+      "vmladava.s8 %[a3], q6, q2\n\t"                         \
+      "vmladava.s8 %[a0], q5, q1\n\t"                         \
+      "vmladava.s8 %[a1], q7, q1\n\t"                         \
+      "vmladava.s8 %[a2], q5, q3\n\t"                         \
+      "vmladava.s8 %[a3], q7, q3\n\t"                         \
       "strd %[a0], %[a1], [%[t], #" #to "]\n\t"              \
       "strd %[a2], %[a3], [%[t], #" #to " + 32]\n\t"
-      __asm__ volatile(DTMM_SK_PAIR(0, 0) DTMM_SK_PAIR(32, 8) DTMM_SK_PAIR(64, 16) DTMM_SK_PAIR(96, 24)
-                       : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3)
-                       : [x] "r"(xg), [t] "r"(tile), [b0] "r"(b0), [b1] "r"(b1), [w0a] "w"(w0a),
-                         [w0b] "w"(w0b), [w1a] "w"(w1a), [w1b] "w"(w1b)
-                       : "q4", "q5", "q6", "q7", "memory");
+      __asm__ volatile("sub %[wt], %[k], #16\n\t"
+                       "vctp.8 %[wt]\n\t"
+                       "1:\n\t"
+                       "add %[wt], %[w], %[k]\n\t"
+                       "vldrb.8 q0, [%[w]]\n\t"
+                       "vldrb.8 q2, [%[wt]]\n\t"
+                       "vpstt\n\t"
+                       "vldrbt.8 q1, [%[w], #16]\n\t"
+                       "vldrbt.8 q3, [%[wt], #16]\n\t"
+                       "add %[w], %[wt], %[k]\n\t"
+                       "ldrd %[b0], %[b1], [%[bp]], #8\n\t"
+                       DTMM_SK_PAIR(0, 0) DTMM_SK_PAIR(32, 8) DTMM_SK_PAIR(64, 16) DTMM_SK_PAIR(96, 24)
+                       "adds %[t], %[t], #64\n\t"
+                       "subs %[n], %[n], #1\n\t"
+                       "bne 1b\n\t"
+                       : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w),
+                         [bp] "+r"(bp), [t] "+r"(tile), [n] "+r"(npairs), [wt] "=&r"(wt), [b0] "=&r"(b0),
+                         [b1] "=&r"(b1)
+                       : [x] "r"(xg), [k] "r"(k)
+                       : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "cc", "memory");
 #undef DTMM_SK_PAIR
+      (void)a0; (void)a1; (void)a2; (void)a3; (void)wt; (void)b0; (void)b1;
+      o = nch & ~1;
     }
     if (o < nch) {
       const int8x16_t w0a = vldrbq_s8(w), w0b = vldrbq_z_s8(w + 16, pb);
