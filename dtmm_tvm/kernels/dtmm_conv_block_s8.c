@@ -251,7 +251,9 @@ static inline __attribute__((always_inline)) void dot_pair4_tile(const int8_t *w
  * 2 filters x 8 pixels 4 weight + 16 pixel loads, 32 VMLADAVA, 16 stores, no chunk loop. */
 /* a 16-byte x chunk by VLDRW (immediate offsets up to 508 bytes; VLDRB's reach 127) */
 #define XLD(p) vreinterpretq_s8_s32(vldrwq_s32((const int32_t *)(const void *)(p)))
-static __attribute__((noinline)) void small_k_tile(const int8_t *xg, const int8_t *w, int32_t k, int32_t nch, const int32_t *bias,
+/* unused only in the bench-only SKIP_MAC build */
+static __attribute__((noinline, unused)) void small_k_tile(const int8_t *xg, const int8_t *w, int32_t k, int32_t nch,
+                                                           const int32_t *bias,
                          int32_t *tile) {
   const mve_pred16_t pa = vctp8q((uint32_t)k), pb = vctp8q((uint32_t)(k > 16 ? k - 16 : 0));
   int32_t o = 0;
@@ -929,7 +931,7 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
 
 /* acc[0..7] = b + the n kept filterlets at w (index entries at p: uint8 taps, or int16 col_idx
  * when CSR) over the group xg. */
-static __attribute__((noinline)) void sparse_dot8(int32_t csr, int32_t cpt, const int8_t *xg, const int8_t *w,
+static __attribute__((noinline, unused)) void sparse_dot8(int32_t csr, int32_t cpt, const int8_t *xg, const int8_t *w,
                                                   const void *p, int32_t n, int32_t b, int32_t *acc) {
   register int32_t s0 __asm__("r0") = b;
   register int32_t s1 __asm__("r2") = b;
@@ -1006,7 +1008,7 @@ static __attribute__((noinline)) void sparse_dot8(int32_t csr, int32_t cpt, cons
                    : "q0", "q1", "q2", "cc", "memory")
 
 /* channels [0, nch) of a tile (nch >= 1), uint8 taps, Cin = 16 * cpt (cpt 1, 2, 4) */
-static __attribute__((noinline)) void sparse_u8_tile(int32_t cpt, const int8_t *xg, const int8_t **wp,
+static __attribute__((noinline, unused)) void sparse_u8_tile(int32_t cpt, const int8_t *xg, const int8_t **wp,
                                                      const uint8_t **pp, const uint8_t *counts,
                                                      const int32_t *bias, int32_t *tile, int32_t nch) {
   register int32_t s0 __asm__("r0");
@@ -1050,6 +1052,7 @@ static void sparse_channels(int32_t fmt, const int8_t *xg, int32_t nvalid, const
                             const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
                             int32_t ps, int32_t out_offset, int32_t act_min, int32_t act_max, int32_t *tile) {
   const int32_t cpt = cin / 16;
+  (void)cpt; /* unused in the bench-only SKIP_MAC build */
   int32_t j = filterlets_before(fmt, idx0, idx1, kk, o_begin);
   const int8_t *w = values + j * cin;
   for (int32_t o_t = o_begin; o_t < o_end; o_t += TILE_CH) {
@@ -1109,7 +1112,7 @@ static void small_k_channels(const int8_t *xg, int32_t nvalid, const int8_t *w, 
   for (int32_t o_t = o_begin; o_t < o_end; o_t += TILE_CH) {
     const int32_t o_tend = o_end - o_t < TILE_CH ? o_end : o_t + TILE_CH;
 #if defined(DTMM_BENCH_SKIP_MAC) /* bench-only phase build (bench/refmodels.py): no dot products */
-    __asm__ volatile("" : : "r"(w), "r"(xg), "r"(tile) : "memory");
+    __asm__ volatile("" : : "r"(w), "r"(xg), "r"(tile), "r"(bias) : "memory");
 #else
     small_k_tile(xg, w, cin, o_tend - o_t, bias + o_t, tile);
 #endif
