@@ -253,8 +253,7 @@ static inline __attribute__((always_inline)) void dot_pair4_tile(const int8_t *w
 #define XLD(p) vreinterpretq_s8_s32(vldrwq_s32((const int32_t *)(const void *)(p)))
 /* unused only in the bench-only SKIP_MAC build */
 static __attribute__((noinline, unused)) void small_k_tile(const int8_t *xg, const int8_t *w, int32_t k, int32_t nch,
-                                                           const int32_t *bias,
-                         int32_t *tile) {
+                                                           const int32_t *bias, int32_t *tile) {
   const mve_pred16_t pa = vctp8q((uint32_t)k), pb = vctp8q((uint32_t)(k > 16 ? k - 16 : 0));
   int32_t o = 0;
   if (k > 16) {
