@@ -54,8 +54,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .features import (CONV_FORMATS, ConvShape, add_features, conv_features, depthwise_features, fc_features,
-                       mean_features, pattern_features, pool_features, softmax_features)
+from .features import (CONV_FEATURES, CONV_FORMATS, ConvShape, add_features, conv_features, depthwise_features,
+                       fc_features, mean_features, pattern_features, pool_features, softmax_features)
 
 __all__ = ["ArenaCall", "ConvCost", "ConvShape", "CONV_FORMATS", "format_bytes", "load_coefficients",
            "peak_sram", "predict_conv", "predict_conv_formats", "predict_conv_pattern", "predict_depthwise",
@@ -190,6 +190,12 @@ def _coef(doc: dict, group: str) -> list:
 
 def _predict(doc, group, feats) -> int:
     coef = _coef(doc, group)
+    known = doc.get("features", {}).get("conv", ())
+    if group.startswith("conv/") and len(known) == len(coef) < len(feats):
+        # fitted before features were appended (the MVE fast paths): those count 0 for its core,
+        # else it must be refitted
+        if list(known) == list(CONV_FEATURES[:len(known)]) and not any(feats[len(known):]):
+            feats = feats[:len(known)]
     if len(coef) != len(feats):
         raise CostModelError(f"cost model for {doc['target']}: {group} was fitted on {len(coef)} features, this "
                              f"version computes {len(feats)}; run 'dtmm fit-cost-model --target {doc['target']}'")

@@ -135,10 +135,116 @@ def _copy_steps(nbytes: int, core: str) -> tuple:
     return nbytes // wide, (nbytes % wide) // narrow, int(nbytes % narrow > 0)
 
 
-def _im2col_counts(shape: ConvShape, core: str, packed: bool) -> list:
-    """Exact event counts of one layer's im2col (all blocks), in :data:`IM2COL_FEATURES` order."""
-    return list(_im2col_counts_cached(shape.height, shape.width, shape.cin, shape.kh, shape.kw,
-                                      tuple(shape.strides), tuple(shape.padding), core, packed))
+def _im2col_parts(shape: ConvShape, core: str, packed: bool) -> tuple:
+    """Exact event counts of one layer's im2col (all blocks): the first im2col features'
+    (:data:`_IM2COL_OLD`) and the MVE paths' (:data:`_ALIGNED_FEATURES` + :data:`_GATHER_FEATURES`),
+    which come last in the feature vector."""
+    args = (shape.height, shape.width, shape.cin, shape.kh, shape.kw, tuple(shape.strides), tuple(shape.padding))
+    mve = core == "cortex-m55"
+    zeros_old = [0.0] * len(_IM2COL_OLD)
+    if mve and not packed and shape.cin % 16 == 0:
+        return zeros_old, list(_mve_aligned_counts(*args)) + [0.0] * len(_GATHER_FEATURES)
+    if mve and packed and _gather_fits(shape):
+        return zeros_old, [0.0] * len(_ALIGNED_FEATURES) + list(_mve_gather_counts(*args))
+    return list(_im2col_counts_cached(*args, core, packed)), [0.0] * (len(_ALIGNED_FEATURES) + len(_GATHER_FEATURES))
+
+
+def _gather_fits(shape: ConvShape) -> bool:
+    """The MVE packed patch is gathered (uint8 offsets) when every patch byte lies within 255
+    bytes of the window origin (dtmm_conv_im2col_packed_s8, dilation 1)."""
+    return (shape.kh - 1) * shape.width * shape.cin + shape.kw * shape.cin <= 255
+
+
+def _blocks(p: int, ppb: int):
+    """(first pixel, pixels) of every im2col block."""
+    return [(p0, min(ppb, p - p0)) for p0 in range(0, p, ppb)]
+
+
+@lru_cache(maxsize=4096)
+def _mve_aligned_counts(height, width, cin, kh, kw, strides, padding) -> tuple:
+    """dtmm_conv_im2col_s8 with MVE and Cin a multiple of 16 (im2col_aligned_mve): groups of 8
+    in one output row on the row path when Cin is 16 and stride_w 1 (per group, per padded
+    kernel row, per in-image tap with all 8 slots inside / with some outside), the other pixels
+    one by one (interior: kernel rows and chunk copies; border: kernel rows, taps in / out of
+    the image, their chunks). In :data:`_ALIGNED_FEATURES` order."""
+    shape = ConvShape(height, width, cin, cin, kh, kw, strides, padding)
+    oh_n, ow_n = shape.out_hw
+    sh, sw = strides
+    pt, pl = padding[0], padding[1]
+    cpt = cin // 16
+    ih_last, iw_last = height - kh, width - kw
+    groups = pad_rows = full_taps = part_taps = 0
+    pix = int_pix = int_rows = int_chunks = b_rows = b_in = b_out = 0
+    g = min(8, oh_n * ow_n)
+    for p0, n in _blocks(oh_n * ow_n, 8):
+        oh, ow = divmod(p0, ow_n)
+        if g == 8 and cin == 16 and sw == 1 and n == 8 and ow + 8 <= ow_n:
+            groups += 1
+            ih0, iw0 = oh * sh - pt, ow - pl
+            for i in range(kh):
+                if not 0 <= ih0 + i < height:
+                    pad_rows += 1
+                    continue
+                for j in range(kw):
+                    if iw0 + j >= 0 and iw0 + j + 8 <= width:
+                        full_taps += 1
+                    else:
+                        part_taps += 1
+            continue
+        for q in range(p0, p0 + n):
+            oh, ow = divmod(q, ow_n)
+            ih0, iw0 = oh * sh - pt, ow * sw - pl
+            pix += 1
+            if 0 <= ih0 <= ih_last and 0 <= iw0 <= iw_last:
+                int_pix += 1
+                int_rows += kh
+                int_chunks += kh * kw * cpt
+                continue
+            b_rows += kh
+            for i in range(kh):
+                for j in range(kw):
+                    if 0 <= ih0 + i < height and 0 <= iw0 + j < width:
+                        b_in += 1
+                    else:
+                        b_out += 1
+    return (groups, pad_rows, full_taps, part_taps, pix, int_pix, int_rows, int_chunks, b_rows, b_in, b_out,
+            (b_in + b_out) * cpt)
+
+
+@lru_cache(maxsize=4096)
+def _mve_gather_counts(height, width, cin, kh, kw, strides, padding) -> tuple:
+    """dtmm_conv_im2col_packed_s8 by byte gathers (packed_gather_mve): per call the offset
+    table (one step per kernel-row boundary and chunk), runs of interior pixels within a group
+    and output row (tables in registers) and their pixels' chunk gathers, border pixels (bounds,
+    predicated gathers per chunk) and the calls that build the border tables. In
+    :data:`_GATHER_FEATURES` order."""
+    shape = ConvShape(height, width, cin, cin, kh, kw, strides, padding)
+    oh_n, ow_n = shape.out_hw
+    sh, sw = strides
+    pt, pl = padding[0], padding[1]
+    cpt = _ceil(kh * kw * cin, 16)
+    ih_last, iw_last = height - kh, width - kw
+    g = min(8, oh_n * ow_n)
+    blocks = _blocks(oh_n * ow_n, 8)
+    runs = int_chunks = border = border_calls = 0
+    for p0, n in blocks:
+        prev_interior = False
+        any_border = False
+        for q in range(p0, p0 + n):
+            oh, ow = divmod(q, ow_n)
+            ih0, iw0 = oh * sh - pt, ow * sw - pl
+            interior = 0 <= ih0 <= ih_last and 0 <= iw0 <= iw_last
+            if interior:
+                # a run continues while the pixels stay interior in the same output row and group
+                if not (prev_interior and ow > 0 and (q - p0) % g != 0):
+                    runs += 1
+                int_chunks += cpt
+            else:
+                border += 1
+                any_border = True
+            prev_interior = interior
+        border_calls += any_border
+    return (len(blocks) * cpt * (kh - 1), runs, int_chunks, border, border * cpt, border_calls)
 
 
 @lru_cache(maxsize=4096)
@@ -201,20 +307,37 @@ def _im2col_counts_cached(height, width, cin, kh, kw, strides, padding, core, pa
 #: im2col features (dtmm_conv_im2col_s8.c; the packed patch's own counts, then the DSP pointwise
 #: path's: 1x1, no padding, Cin % 4 == 0; then the MVE interior paths': pixels, kernel rows and
 #: chunk copies of the regular im2col, pixels and kernel rows of the packed patch).
-IM2COL_FEATURES = ["im2col_rows_in", "im2col_rows_out", "im2col_copy_calls", "im2col_pixels", "im2col_copy_wide",
-                   "im2col_copy_narrow", "im2col_copy_tails", "im2col_pad_chunks", "im2col_pad_runs",
-                   "patch_rows_in", "patch_copy_steps", "patch_copy_bytes", "patch_fill_steps", "pointwise_pixels",
-                   "pointwise_chunks", "interior_pixels", "interior_rows", "interior_chunks", "patch_interior_pixels",
-                   "patch_interior_rows"]
-#: Block-kernel features (dtmm_conv_block_s8.c), then the im2col's, then the call.
+_IM2COL_OLD = ["im2col_rows_in", "im2col_rows_out", "im2col_copy_calls", "im2col_pixels", "im2col_copy_wide",
+               "im2col_copy_narrow", "im2col_copy_tails", "im2col_pad_chunks", "im2col_pad_runs",
+               "patch_rows_in", "patch_copy_steps", "patch_copy_bytes", "patch_fill_steps", "pointwise_pixels",
+               "pointwise_chunks", "interior_pixels", "interior_rows", "interior_chunks", "patch_interior_pixels",
+               "patch_interior_rows"]
+#: MVE, Cin a multiple of 16 (im2col_aligned_mve): the row path of groups of 8, then the
+#: pixel-by-pixel path (:func:`_mve_aligned_counts`).
+_ALIGNED_FEATURES = ["row_groups", "row_group_pad_rows", "row_group_full_taps", "row_group_partial_taps",
+                     "aligned_pixels", "aligned_interior_pixels", "aligned_interior_rows", "aligned_interior_chunks",
+                     "aligned_border_rows", "aligned_border_taps_in", "aligned_border_taps_out",
+                     "aligned_border_chunks"]
+#: MVE packed patch by byte gathers (:func:`_mve_gather_counts`).
+_GATHER_FEATURES = ["gather_table_steps", "gather_interior_runs", "gather_interior_chunks", "gather_border_pixels",
+                    "gather_border_chunks", "gather_border_calls"]
+IM2COL_FEATURES = _IM2COL_OLD + _ALIGNED_FEATURES + _GATHER_FEATURES
+#: dtmm_conv_block_mve_s8's fast paths (dtmm_tvm.schedules.conv.mve_fast_block): the packed
+#: small patch (filter pairs per group, their chunk steps, an odd last filter) and the sparse
+#: Cin-16/32/64 channel loop (per channel and group, per kept filterlet, per filterlet chunk).
+_FAST_BLOCK_FEATURES = ["small_k_pairs", "small_k_pair_chunks", "small_k_singles", "sparse_channel_loops",
+                        "sparse_filterlets", "sparse_chunks"]
+#: Block-kernel features (dtmm_conv_block_s8.c), then the im2col's, then the call, then the MVE
+#: im2col paths' and the MVE fast block paths' (appended last: a coefficients file fitted before
+#: them predicts them as 0 on a core where they count 0, see :func:`dtmm_tvm.costmodel._predict`).
 CONV_FEATURES = ["dot_steps", "dot_calls", "dot_tails", "filterlet_visits", "runs", "pair_steps", "pair_calls",
                  "pair_tails", "channel_blocks", "tiles", "outputs", "requant_groups", "requant_tail_pixels",
-                 "blocks", *IM2COL_FEATURES, "call"]
+                 "blocks", *_IM2COL_OLD, "call", *_ALIGNED_FEATURES, *_GATHER_FEATURES, *_FAST_BLOCK_FEATURES]
 #: Features whose per-event cost is the same code for every regular format (the im2col, the
 #: requantization, the dot-product loop body): fitted jointly over the formats
 #: (:func:`dtmm_tvm.costmodel.fit.fit_points`); the rest are fitted per format.
 SHARED_CONV_FEATURES = ("dot_steps", "dot_tails", "outputs", "requant_groups", "requant_tail_pixels", "tiles",
-                        *IM2COL_FEATURES)
+                        *IM2COL_FEATURES, "sparse_chunks")
 
 
 #: Features of the unstructured format (dtmm_conv_csr_s8.c: per block of P pixels either read
@@ -365,6 +488,21 @@ def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
     dot, pair, visits, runs = _dot_counts(shape, fmt, core, packed)
     mve = core == "cortex-m55"
     cout = shape.cout
+    channel_blocks = float(blocks * cout)
+    im2col_old, im2col_mve = _im2col_parts(shape, core, packed)
+    fast = [0.0] * len(_FAST_BLOCK_FEATURES)
+    taps = shape.kh * shape.kw
+    if mve and min(ppb, p) == 8:  # the C entry's checks (schedules.conv.mve_fast_block)
+        if packed and taps * cin <= 32:
+            tiles = [min(_TILE_CH, cout - t) for t in range(0, cout, _TILE_CH)]
+            pairs = sum(n // 2 for n in tiles)
+            fast[:3] = [float(blocks * pairs), float(blocks * pairs * _ceil(taps * cin, 16)),
+                        float(blocks * sum(n % 2 for n in tiles))]
+        elif fmt != "dense" and cin in (16, 32, 64) and 1 < taps <= 32:
+            fast[3:] = [float(blocks * cout), float(blocks * shape.kept), float(blocks * shape.kept * (cin // 16))]
+        if any(fast):
+            dot, pair, visits, runs = (0, 0, 0), (0, 0, 0), 0.0, 0.0
+            channel_blocks = 0.0
     return [
         float(blocks * dot[0]),                       # dot_g chunk steps (G pixels each)
         float(blocks * dot[1]),                       # dot_g calls
@@ -374,14 +512,16 @@ def conv_features(shape: ConvShape, fmt: str, target: str) -> list:
         float(blocks * pair[0]),                      # MVE dense 2-filter x 4-pixel chunk steps
         float(blocks * pair[1]),                      # ... calls
         float(blocks * pair[2]),                      # ... partial-chunk tails
-        float(blocks * cout),                         # per channel and group: bias, loop
+        channel_blocks,                               # per channel and group: bias, loop
         float(blocks * _ceil(cout, _TILE_CH)) if mve else 0.0,   # MVE requantization tiles
         float(p * cout),                              # requantize + store each output
         float(blocks * _ceil(cout, 4)) if mve else 0.0,          # MVE 4-channel requant set-up
         float(p * (cout % 4 > 0)) if mve else 0.0,    # MVE predicated requant of the last channels
         float(blocks),                                # per block: im2col and block calls
-        *_im2col_counts(shape, core, packed),
+        *im2col_old,
         1.0,                                          # call overhead
+        *im2col_mve,                                  # MVE im2col paths
+        *fast,                                        # MVE fast block paths
     ]
 
 

@@ -20,6 +20,14 @@
  *                  dense weights in full groups of 4 run in dense_group4_dsp.
  *   portable:      plain C on the same q15 layout.
  *
+ * dtmm_conv_block_mve_s8 (MVE only, same arguments; dtmm_tvm/ops/conv2d_micro.py calls it where
+ * schedules.conv.mve_fast_block() applies, else dtmm_conv_block_s8): the packed small-Cin
+ * patch (a dense filter of <= 32 bytes, kk = 1) keeps 2 filters' weight vectors in registers for
+ * the 8 pixels of a group (small_k_tile); filterlet formats with Cin 16 / 32 / 64 walk each
+ * channel's kept filterlets in one asm loop with the 8 accumulators in registers (uint8 taps:
+ * a whole tile of channels per asm loop, sparse_u8_tile; CSR and bitmask: sparse_dot8 per
+ * channel). Both store into the requantization tile; requant_tile as below.
+ *
  * Index formats (fmt): DTMM_FMT_DENSE (idx unused), DTMM_FMT_CSR (idx0 int16 col_idx = tap*Cin,
  * idx1 int16 row_ptr[Cout+1]), DTMM_FMT_U8 (idx0 uint8 tap per kept filterlet, idx1 uint8
  * count per filter), DTMM_FMT_MASK (idx0 uint8 bitmask, KH*KW bits per filter LSB first,
@@ -235,6 +243,102 @@ static inline __attribute__((always_inline)) void dot_pair4_tile(const int8_t *w
       : [acc] "r"(acc0)
       : "q0", "q1", "q2", "q3", "cc", "memory");
 }
+
+/* Dense filters of at most 32 bytes (the packed small-Cin patch, e.g. 3x3x3 = 27, or a 1x1 conv
+ * with a small Cin) and a group of 8 pixels: each filter is one or two predicated weight
+ * vectors held in registers for all 8 pixels, two filters share every pixel load, and the
+ * accumulators go straight into the requantization tile (rows of 8 int32, bias included): per
+ * 2 filters x 8 pixels 4 weight + 16 pixel loads, 32 VMLADAVA, 16 stores, no chunk loop. */
+/* a 16-byte x chunk by VLDRW (immediate offsets up to 508 bytes; VLDRB's reach 127) */
+#define XLD(p) vreinterpretq_s8_s32(vldrwq_s32((const int32_t *)(const void *)(p)))
+/* unused only in the bench-only SKIP_MAC build */
+static __attribute__((noinline, unused)) void small_k_tile(const int8_t *xg, const int8_t *w, int32_t k, int32_t nch,
+                                                           const int32_t *bias, int32_t *tile) {
+  const mve_pred16_t pa = vctp8q((uint32_t)k), pb = vctp8q((uint32_t)(k > 16 ? k - 16 : 0));
+  int32_t o = 0;
+  if (k > 16) {
+    if (nch >= 2) {
+      /* all filter pairs in one asm loop: per pair 2 whole + 2 predicated (VCTP of k - 16, set
+       * once) weight loads, the two biases by one LDRD, then per 2 pixels 4 x loads, 8 VMLADAVA,
+       * 2 STRD into the two tile rows (VMLADAVA needs even accumulator registers) */
+      register int32_t a0 __asm__("r0");
+      register int32_t a1 __asm__("r2");
+      register int32_t a2 __asm__("r4");
+      register int32_t a3 __asm__("r6");
+      int32_t npairs = nch / 2, b0, b1;
+      const int8_t *wt;
+      const int32_t *bp = bias;
+#define DTMM_SK_PAIR(xo, to)                                  \
+      "vldrw.32 q4, [%[x], #" #xo "]\n\t"                    \
+      "vldrw.32 q5, [%[x], #" #xo " + 128]\n\t"              \
+      "vldrw.32 q6, [%[x], #" #xo " + 16]\n\t"               \
+      "vldrw.32 q7, [%[x], #" #xo " + 144]\n\t"              \
+      "mov %[a0], %[b0]\n\t"                                  \
+      "mov %[a1], %[b0]\n\t"                                  \
+      "mov %[a2], %[b1]\n\t"                                  \
+      "mov %[a3], %[b1]\n\t"                                  \
+      "vmladava.s8 %[a0], q4, q0\n\t"                         \
+      "vmladava.s8 %[a1], q6, q0\n\t"                         \
+      "vmladava.s8 %[a2], q4, q2\n\t"                         \
+      "vmladava.s8 %[a3], q6, q2\n\t"                         \
+      "vmladava.s8 %[a0], q5, q1\n\t"                         \
+      "vmladava.s8 %[a1], q7, q1\n\t"                         \
+      "vmladava.s8 %[a2], q5, q3\n\t"                         \
+      "vmladava.s8 %[a3], q7, q3\n\t"                         \
+      "strd %[a0], %[a1], [%[t], #" #to "]\n\t"              \
+      "strd %[a2], %[a3], [%[t], #" #to " + 32]\n\t"
+      __asm__ volatile("sub %[wt], %[k], #16\n\t"
+                       "vctp.8 %[wt]\n\t"
+                       "1:\n\t"
+                       "add %[wt], %[w], %[k]\n\t"
+                       "vldrb.8 q0, [%[w]]\n\t"
+                       "vldrb.8 q2, [%[wt]]\n\t"
+                       "vpstt\n\t"
+                       "vldrbt.8 q1, [%[w], #16]\n\t"
+                       "vldrbt.8 q3, [%[wt], #16]\n\t"
+                       "add %[w], %[wt], %[k]\n\t"
+                       "ldrd %[b0], %[b1], [%[bp]], #8\n\t"
+                       DTMM_SK_PAIR(0, 0) DTMM_SK_PAIR(32, 8) DTMM_SK_PAIR(64, 16) DTMM_SK_PAIR(96, 24)
+                       "adds %[t], %[t], #64\n\t"
+                       "subs %[n], %[n], #1\n\t"
+                       "bne 1b\n\t"
+                       : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w),
+                         [bp] "+r"(bp), [t] "+r"(tile), [n] "+r"(npairs), [wt] "=&r"(wt), [b0] "=&r"(b0),
+                         [b1] "=&r"(b1)
+                       : [x] "r"(xg), [k] "r"(k)
+                       : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "cc", "memory");
+#undef DTMM_SK_PAIR
+      (void)a0; (void)a1; (void)a2; (void)a3; (void)wt; (void)b0; (void)b1;
+      o = nch & ~1;
+    }
+    if (o < nch) {
+      const int8x16_t w0a = vldrbq_s8(w), w0b = vldrbq_z_s8(w + 16, pb);
+      const int32_t b0 = bias[o];
+#pragma GCC unroll 8
+      for (int32_t s = 0; s < 8; ++s)
+        tile[s] = vmladavaq_s8(vmladavaq_s8(b0, XLD(xg + 16 * s), w0a), XLD(xg + 128 + 16 * s), w0b);
+    }
+    return;
+  }
+  for (; o + 1 < nch; o += 2, w += 2 * k, tile += 16) {
+    const int8x16_t w0 = vldrbq_z_s8(w, pa), w1 = vldrbq_z_s8(w + k, pa);
+    const int32_t b0 = bias[o], b1 = bias[o + 1];
+#pragma GCC unroll 8
+    for (int32_t s = 0; s < 8; ++s) {
+      const int8x16_t xa = XLD(xg + 16 * s);
+      tile[s] = vmladavaq_s8(b0, xa, w0);
+      tile[8 + s] = vmladavaq_s8(b1, xa, w1);
+    }
+  }
+  if (o < nch) {
+    const int8x16_t w0 = vldrbq_z_s8(w, pa);
+    const int32_t b0 = bias[o];
+#pragma GCC unroll 8
+    for (int32_t s = 0; s < 8; ++s) tile[s] = vmladavaq_s8(b0, XLD(xg + 16 * s), w0);
+  }
+}
+
+#undef XLD
 
 /* any group width (non-default schedules) */
 static void dot_any(int32_t g, const int8_t *w, const int8_t *x, int32_t n, int32_t r, int32_t *acc) {
@@ -537,37 +641,44 @@ static void requant_tile(const int32_t *tile, int32_t nvalid, int32_t nch, const
 #endif
   const int32x4_t vmin = vdupq_n_s32(act_min), vmax = vdupq_n_s32(act_max);
   const int32x4_t zero = vdupq_n_s32(0);
-  const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), 8); /* channel stride in the tile */
-  for (int32_t c = 0; c < nch; c += 4) {
+  const uint32x4_t rows = vmulq_n_u32(vidupq_n_u32(0, 1), 32); /* 4 tile rows, in bytes */
+  int32_t c = 0;
+  for (; c + 4 <= nch; c += 4) {
+    /* 4 whole channels: no predication; the gather walks the 4 tile rows with a vector of
+     * addresses written back by +4 bytes per pixel (VLDRW [Qn, #4]!), the left shift only
+     * where a channel of the 4 has one: 12 instructions per 4 outputs, ~10 per 4 channels of
+     * set-up */
+    const int32x4_t m = vldrwq_s32(mult + c);
+    const int32x4_t sh = vldrwq_s32(shift + c);
+    const int32x4_t right = vminq_s32(sh, zero); /* -exponent of RoundingDivideByPOT */
+    uint32x4_t addr = vaddq_n_u32(rows, (uint32_t)(tile + c * 8) - 4u);
+    int8_t *o = out + c;
+    if (vmaxvq_s32(0, sh) > 0) {
+      const int32x4_t left = vmaxq_s32(sh, zero);
+      for (int32_t s = 0; s < nvalid; ++s) {
+        int32x4_t v = vqrdmulhq_s32(vshlq_s32(gather_wb4(&addr), left), m);
+        v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
+        vstrbq_s32(o, vmaxq_s32(vminq_s32(vaddq_n_s32(v, out_offset), vmax), vmin));
+        o += ps;
+      }
+    } else {
+      for (int32_t s = 0; s < nvalid; ++s) {
+        int32x4_t v = vqrdmulhq_s32(gather_wb4(&addr), m);
+        v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
+        vstrbq_s32(o, vmaxq_s32(vminq_s32(vaddq_n_s32(v, out_offset), vmax), vmin));
+        o += ps;
+      }
+    }
+  }
+  if (c < nch) { /* the last 1-3 channels, predicated */
     const mve_pred16_t p = vctp32q((uint32_t)(nch - c));
+    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), 8); /* channel stride in the tile */
     const int32x4_t m = vldrwq_z_s32(mult + c, p);
     const int32x4_t sh = vldrwq_z_s32(shift + c, p);
     const int32x4_t left = vmaxq_s32(sh, zero);
-    const int32x4_t right = vminq_s32(sh, zero); /* -exponent of RoundingDivideByPOT */
+    const int32x4_t right = vminq_s32(sh, zero);
     const int32_t *t = tile + c * 8;
     int8_t *o = out + c;
-    if (nch - c >= 4) {
-      /* 4 whole channels: no predication; the gather walks the 4 tile rows with a vector of
-       * addresses written back by +4 bytes per pixel (VLDRW [Qn, #4]!), the left shift only
-       * where a channel of the 4 has one: 12 instructions per 4 outputs */
-      uint32x4_t addr = vaddq_n_u32(vmulq_n_u32(vidupq_n_u32(0, 1), 32), (uint32_t)t - 4u);
-      if (vmaxvq_s32(0, sh) > 0) {
-        for (int32_t s = 0; s < nvalid; ++s) {
-          int32x4_t v = vqrdmulhq_s32(vshlq_s32(gather_wb4(&addr), left), m);
-          v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
-          vstrbq_s32(o, vmaxq_s32(vminq_s32(vaddq_n_s32(v, out_offset), vmax), vmin));
-          o += ps;
-        }
-      } else {
-        for (int32_t s = 0; s < nvalid; ++s) {
-          int32x4_t v = vqrdmulhq_s32(gather_wb4(&addr), m);
-          v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, right), 31)), right);
-          vstrbq_s32(o, vmaxq_s32(vminq_s32(vaddq_n_s32(v, out_offset), vmax), vmin));
-          o += ps;
-        }
-      }
-      continue;
-    }
     for (int32_t s = 0; s < nvalid; ++s) {
       int32x4_t v = vshlq_s32(vldrwq_gather_shifted_offset_z_s32(t + s, offs, p), left);
       v = vqrdmulhq_s32(v, m);                                  /* TFLM SRDHM, bit-exact */
@@ -625,7 +736,13 @@ static inline int32_t popcount32(uint32_t v) {
 static inline int32_t ctz32(uint32_t v) { return __builtin_ctz(v); }
 
 /* Filterlets (= weight offset in filterlets) before filter o. */
-static int32_t filterlets_before(int32_t fmt, const void *idx0, const void *idx1, int32_t kk, int32_t o) {
+#if defined(DTMM_ISA_MVE) /* inlined into each caller as when channels() was its only one (the
+                           * asm loops of dtmm_conv_block_s8 need every register GCC can spare) */
+#define FILTERLETS_BEFORE static inline __attribute__((always_inline))
+#else
+#define FILTERLETS_BEFORE static
+#endif
+FILTERLETS_BEFORE int32_t filterlets_before(int32_t fmt, const void *idx0, const void *idx1, int32_t kk, int32_t o) {
   switch (fmt) {
     case DTMM_FMT_CSR: return ((const int16_t *)idx1)[o];
     case DTMM_FMT_U8: {
@@ -775,6 +892,250 @@ INLINE void channels(const int FMT, const int G, int32_t g, const int8_t *xg, in
 }
 
 #if defined(DTMM_ISA_MVE)
+/* ---------------------------------------------------------------- sparse, Cin = 16 / 32 / 64
+ * Filterlet-sparse weights with Cin = 16 * CPT (CPT = 1, 2, 4) and a group of 8 pixels: per
+ * output channel ONE asm loop over its kept filterlets, each one index load, one address add
+ * (tap * tap bytes: a shift of the uint8 tap, or col_idx * 8 for CSR) and CPT x (weight load +
+ * 8 x (pixel load + VMLADAVA)); no run decode, no per-run call, the 8 accumulators stay in the
+ * even registers for the whole channel (Cin 16: 20 instructions per kept filterlet and 8
+ * pixels). The bitmask's set bits are first listed as uint8 taps (per channel and group). */
+#define DTMM_SP_CHUNK(c)                                                   \
+  "vldrb.8 q0, [%[w]], #16\n\t"                                          \
+  "vldrw.32 q1, [%[xt], #" #c "*128]\n\t"                                \
+  "vmladava.s8 %[s0], q1, q0\n\t"                                        \
+  "vldrw.32 q2, [%[xt], #" #c "*128+16]\n\t"                             \
+  "vmladava.s8 %[s1], q2, q0\n\t"                                        \
+  "vldrw.32 q1, [%[xt], #" #c "*128+32]\n\t"                             \
+  "vmladava.s8 %[s2], q1, q0\n\t"                                        \
+  "vldrw.32 q2, [%[xt], #" #c "*128+48]\n\t"                             \
+  "vmladava.s8 %[s3], q2, q0\n\t"                                        \
+  "vldrw.32 q1, [%[xt], #" #c "*128+64]\n\t"                             \
+  "vmladava.s8 %[s4], q1, q0\n\t"                                        \
+  "vldrw.32 q2, [%[xt], #" #c "*128+80]\n\t"                             \
+  "vmladava.s8 %[s5], q2, q0\n\t"                                        \
+  "vldrw.32 q1, [%[xt], #" #c "*128+96]\n\t"                             \
+  "vmladava.s8 %[s6], q1, q0\n\t"                                        \
+  "vldrw.32 q2, [%[xt], #" #c "*128+112]\n\t"                            \
+  "vmladava.s8 %[s7], q2, q0\n\t"
+#define DTMM_SP_LOOP(LOADIDX, CHUNKS)                                                          \
+  __asm__ volatile("1:\n\t" LOADIDX CHUNKS "subs %[n], %[n], #1\n\t"                     \
+                   "bne 1b\n\t"                                                              \
+                   : [w] "+r"(w), [p] "+r"(p), [n] "+r"(n), [xt] "=&r"(xt), [s0] "+r"(s0),    \
+                     [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3), [s4] "+r"(s4), [s5] "+r"(s5), \
+                     [s6] "+r"(s6), [s7] "+r"(s7)                                              \
+                   : [xg] "r"(xg)                                                              \
+                   : "q0", "q1", "q2", "cc", "memory")
+#define DTMM_SP_U8(sh) "ldrb %[xt], [%[p]], #1\n\tadd %[xt], %[xg], %[xt], lsl #" #sh "\n\t"
+#define DTMM_SP_I16 "ldrsh %[xt], [%[p]], #2\n\tadd %[xt], %[xg], %[xt], lsl #3\n\t"
+
+/* acc[0..7] = b + the n kept filterlets at w (index entries at p: uint8 taps, or int16 col_idx
+ * when CSR) over the group xg. */
+static __attribute__((noinline, unused)) void sparse_dot8(int32_t csr, int32_t cpt, const int8_t *xg, const int8_t *w,
+                                                  const void *p, int32_t n, int32_t b, int32_t *acc) {
+  register int32_t s0 __asm__("r0") = b;
+  register int32_t s1 __asm__("r2") = b;
+  register int32_t s2 __asm__("r4") = b;
+  register int32_t s3 __asm__("r6") = b;
+  register int32_t s4 __asm__("r8") = b;
+  register int32_t s5 __asm__("r10") = b;
+  register int32_t s6 __asm__("r12") = b;
+  register int32_t s7 __asm__("lr") = b;
+  const int8_t *xt;
+  if (n > 0) {
+    if (csr) {
+      if (cpt == 1) DTMM_SP_LOOP(DTMM_SP_I16, DTMM_SP_CHUNK(0));
+      else if (cpt == 2) DTMM_SP_LOOP(DTMM_SP_I16, DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1));
+      else DTMM_SP_LOOP(DTMM_SP_I16, DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1) DTMM_SP_CHUNK(2) DTMM_SP_CHUNK(3));
+    } else {
+      if (cpt == 1) DTMM_SP_LOOP(DTMM_SP_U8(7), DTMM_SP_CHUNK(0));
+      else if (cpt == 2) DTMM_SP_LOOP(DTMM_SP_U8(8), DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1));
+      else DTMM_SP_LOOP(DTMM_SP_U8(9), DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1) DTMM_SP_CHUNK(2) DTMM_SP_CHUNK(3));
+    }
+  }
+  __asm__ volatile("strd %[s0], %[s1], [%[a]]\n\t"
+                   "strd %[s2], %[s3], [%[a], #8]\n\t"
+                   "strd %[s4], %[s5], [%[a], #16]\n\t"
+                   "strd %[s6], %[s7], [%[a], #24]\n\t"
+                   :
+                   : [a] "r"(acc), [s0] "r"(s0), [s1] "r"(s1), [s2] "r"(s2), [s3] "r"(s3), [s4] "r"(s4),
+                     [s5] "r"(s5), [s6] "r"(s6), [s7] "r"(s7)
+                   : "memory");
+}
+
+/* uint8 taps: a tile's channels in one asm loop (per channel its count and bias from a state
+ * block on the stack, the 8 accumulators set, the kept filterlets, 4 STRD into the tile row):
+ * ~25 instructions per channel and group besides the filterlets, against ~55 with a call per
+ * channel. st = {counts, bias, tile, channels}; w and p advance over the tile's filterlets. */
+#define DTMM_SPT_LOOP(CHUNKS)                                                                  \
+  __asm__ volatile("2:\n\t"                                                                   \
+                   "ldr %[xt], [%[st]]\n\t"                                                   \
+                   "ldrb %[n], [%[xt]], #1\n\t"                                               \
+                   "str %[xt], [%[st]]\n\t"                                                   \
+                   "ldr %[xt], [%[st], #4]\n\t"                                               \
+                   "ldr %[s0], [%[xt]], #4\n\t"                                               \
+                   "str %[xt], [%[st], #4]\n\t"                                               \
+                   "mov %[s1], %[s0]\n\t"                                                     \
+                   "mov %[s2], %[s0]\n\t"                                                     \
+                   "mov %[s3], %[s0]\n\t"                                                     \
+                   "mov %[s4], %[s0]\n\t"                                                     \
+                   "mov %[s5], %[s0]\n\t"                                                     \
+                   "mov %[s6], %[s0]\n\t"                                                     \
+                   "mov %[s7], %[s0]\n\t"                                                     \
+                   "cmp %[n], #0\n\t"                                                         \
+                   "beq 3f\n\t"                                                               \
+                   "1:\n\t"                                                                   \
+                   "ldrb %[xt], [%[p]], #1\n\t"                                               \
+                   "add %[xt], %[xg], %[xt], lsl %[sh]\n\t"                                   \
+                   CHUNKS                                                                      \
+                   "subs %[n], %[n], #1\n\t"                                                  \
+                   "bne 1b\n\t"                                                               \
+                   "3:\n\t"                                                                   \
+                   "ldr %[xt], [%[st], #8]\n\t"                                               \
+                   "strd %[s0], %[s1], [%[xt]], #8\n\t"                                       \
+                   "strd %[s2], %[s3], [%[xt]], #8\n\t"                                       \
+                   "strd %[s4], %[s5], [%[xt]], #8\n\t"                                       \
+                   "strd %[s6], %[s7], [%[xt]], #8\n\t"                                       \
+                   "str %[xt], [%[st], #8]\n\t"                                               \
+                   "ldr %[xt], [%[st], #12]\n\t"                                              \
+                   "subs %[xt], %[xt], #1\n\t"                                                \
+                   "str %[xt], [%[st], #12]\n\t"                                              \
+                   "bne 2b\n\t"                                                               \
+                   : [w] "+r"(w), [p] "+r"(p), [n] "=&r"(n), [xt] "=&r"(xt), [s0] "=&r"(s0),  \
+                     [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [s4] "=&r"(s4),          \
+                     [s5] "=&r"(s5), [s6] "=&r"(s6), [s7] "=&r"(s7)                            \
+                   : [xg] "r"(xg), [st] "r"(st), [sh] "i"(SH)                                  \
+                   : "q0", "q1", "q2", "cc", "memory")
+
+/* channels [0, nch) of a tile (nch >= 1), uint8 taps, Cin = 16 * cpt (cpt 1, 2, 4) */
+static __attribute__((noinline, unused)) void sparse_u8_tile(int32_t cpt, const int8_t *xg, const int8_t **wp,
+                                                     const uint8_t **pp, const uint8_t *counts,
+                                                     const int32_t *bias, int32_t *tile, int32_t nch) {
+  register int32_t s0 __asm__("r0");
+  register int32_t s1 __asm__("r2");
+  register int32_t s2 __asm__("r4");
+  register int32_t s3 __asm__("r6");
+  register int32_t s4 __asm__("r8");
+  register int32_t s5 __asm__("r10");
+  register int32_t s6 __asm__("r12");
+  register int32_t s7 __asm__("lr");
+  const int8_t *w = *wp;
+  const uint8_t *p = *pp;
+  const int8_t *xt;
+  int32_t n;
+  uint32_t st[4] = {(uint32_t)counts, (uint32_t)bias, (uint32_t)tile, (uint32_t)nch};
+  if (cpt == 1) {
+#define SH 7
+    DTMM_SPT_LOOP(DTMM_SP_CHUNK(0));
+#undef SH
+  } else if (cpt == 2) {
+#define SH 8
+    DTMM_SPT_LOOP(DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1));
+#undef SH
+  } else {
+#define SH 9
+    DTMM_SPT_LOOP(DTMM_SP_CHUNK(0) DTMM_SP_CHUNK(1) DTMM_SP_CHUNK(2) DTMM_SP_CHUNK(3));
+#undef SH
+  }
+  (void)s0; (void)s1; (void)s2; (void)s3; (void)s4; (void)s5; (void)s6; (void)s7; (void)n; (void)xt;
+  *wp = w;
+  *pp = p;
+}
+#undef DTMM_SPT_LOOP
+#undef DTMM_SP_CHUNK
+#undef DTMM_SP_LOOP
+#undef DTMM_SP_U8
+#undef DTMM_SP_I16
+
+static void sparse_channels(int32_t fmt, const int8_t *xg, int32_t nvalid, const int8_t *values, const void *idx0,
+                            const void *idx1, int32_t kk, int32_t cin, int32_t o_begin, int32_t o_end,
+                            const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
+                            int32_t ps, int32_t out_offset, int32_t act_min, int32_t act_max, int32_t *tile) {
+  const int32_t cpt = cin / 16;
+  (void)cpt; /* unused in the bench-only SKIP_MAC build */
+  int32_t j = filterlets_before(fmt, idx0, idx1, kk, o_begin);
+  const int8_t *w = values + j * cin;
+  for (int32_t o_t = o_begin; o_t < o_end; o_t += TILE_CH) {
+    const int32_t o_tend = o_end - o_t < TILE_CH ? o_end : o_t + TILE_CH;
+#if !defined(DTMM_BENCH_SKIP_MAC)
+    if (fmt == DTMM_FMT_U8) {
+      const uint8_t *p = (const uint8_t *)idx0 + j;
+      sparse_u8_tile(cpt, xg, &w, &p, (const uint8_t *)idx1 + o_t, bias + o_t, tile, o_tend - o_t);
+      j = (int32_t)(p - (const uint8_t *)idx0);
+    } else
+#endif
+    for (int32_t o = o_t; o < o_tend; ++o) {
+      int32_t *acc = tile + (o - o_t) * 8;
+      int32_t n;
+      const void *p;
+      uint8_t taps[32];
+      if (fmt == DTMM_FMT_CSR) {
+        n = ((const int16_t *)idx1)[o + 1] - j;
+        p = (const int16_t *)idx0 + j;
+      } else if (fmt == DTMM_FMT_U8) {
+        n = ((const uint8_t *)idx1)[o];
+        p = (const uint8_t *)idx0 + j;
+      } else { /* bitmask: list the set bits */
+        uint32_t m = (uint32_t)mask_bits((const uint8_t *)idx0, o, kk);
+        n = 0;
+        for (; m; m &= m - 1) taps[n++] = (uint8_t)ctz32(m);
+        p = taps;
+      }
+#if defined(DTMM_BENCH_SKIP_MAC) /* bench-only phase build (bench/refmodels.py): no dot products */
+      __asm__ volatile("" : : "r"(w), "r"(xg), "r"(p) : "memory");
+      for (int32_t s = 0; s < 8; ++s) acc[s] = bias[o];
+#else
+      sparse_dot8(fmt == DTMM_FMT_CSR, cpt, xg, w, p, n, bias[o], acc);
+#endif
+      w += n * cin;
+      j += n;
+    }
+    if (DTMM_IS_F32_RECORD(shift[o_t])) {
+      for (int32_t o = o_t; o < o_tend; ++o)
+        requant_body(tile + (o - o_t) * 8, 8, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min,
+                     act_max);
+    } else {
+      requant_tile(tile, nvalid, o_tend - o_t, mult + o_t, shift + o_t, out + o_t, ps, out_offset, act_min,
+                   act_max);
+    }
+  }
+}
+#endif
+
+#if defined(DTMM_ISA_MVE)
+/* Dense, kk == 1, Cin <= 32, a group of 8 (small_k_tile), per 32-channel tile then requant_tile. */
+static void small_k_channels(const int8_t *xg, int32_t nvalid, const int8_t *w, int32_t cin, int32_t o_begin,
+                             int32_t o_end, const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                             int8_t *out, int32_t ps, int32_t out_offset, int32_t act_min, int32_t act_max,
+                             int32_t *tile) {
+  w += o_begin * cin;
+  for (int32_t o_t = o_begin; o_t < o_end; o_t += TILE_CH) {
+    const int32_t o_tend = o_end - o_t < TILE_CH ? o_end : o_t + TILE_CH;
+#if defined(DTMM_BENCH_SKIP_MAC) /* bench-only phase build (bench/refmodels.py): no dot products */
+    __asm__ volatile("" : : "r"(w), "r"(xg), "r"(tile), "r"(bias) : "memory");
+#else
+    small_k_tile(xg, w, cin, o_tend - o_t, bias + o_t, tile);
+#endif
+    w += (o_tend - o_t) * cin;
+    if (DTMM_IS_F32_RECORD(shift[o_t])) {
+      for (int32_t o = o_t; o < o_tend; ++o)
+        requant_body(tile + (o - o_t) * 8, 8, nvalid, mult[o], shift[o], out + o, ps, out_offset, act_min,
+                     act_max);
+    } else {
+      requant_tile(tile, nvalid, o_tend - o_t, mult + o_t, shift + o_t, out + o_t, ps, out_offset, act_min,
+                   act_max);
+    }
+  }
+}
+static __attribute__((noinline)) void small_k_block(const int8_t *buf, int32_t npix, const int8_t *w, int32_t cin,
+                                                    int32_t o_begin, int32_t o_end, const int32_t *bias,
+                                                    const int32_t *mult, const int32_t *shift, int8_t *out,
+                                                    int32_t ps, int32_t out_offset, int32_t act_min,
+                                                    int32_t act_max, int32_t *tile) {
+  const int32_t group_bytes = ((cin + 15) / 16) * 16 * 8;
+  for (int32_t p = 0; p < npix; p += 8)
+    small_k_channels(buf + (p / 8) * group_bytes, npix - p < 8 ? npix - p : 8, w, cin, o_begin, o_end, bias, mult,
+                     shift, out + p * ps, ps, out_offset, act_min, act_max, tile);
+}
 #define FAST_G(g) ((g) == 4 ? 4 : ((g) == 8 ? 8 : 0))
 #elif defined(DTMM_ISA_DSP)
 #define FAST_G(g) ((g) == 4 ? 4 : 0)
@@ -823,3 +1184,28 @@ void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t 
     }
   }
 }
+
+#if defined(DTMM_ISA_MVE)
+void dtmm_conv_block_mve_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t fmt,
+                               const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
+                               int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
+                               const int32_t *mult, const int32_t *shift, int8_t *out,
+                               int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
+                               int32_t act_max, int32_t *tile) {
+  if (fmt == DTMM_FMT_DENSE && group == 8 && kk == 1 && cin > 0 && cin <= 32) {
+    small_k_block(buf, npix, values, cin, o_begin, o_end, bias, mult, shift, out, out_pixel_stride, out_offset,
+                  act_min, act_max, tile);
+    return;
+  }
+  if (fmt != DTMM_FMT_DENSE && group == 8 && (cin == 16 || cin == 32 || cin == 64) && kk > 1 && kk <= 32) {
+    const int32_t group_bytes = kk * cin * 8;
+    for (int32_t p = 0; p < npix; p += 8)
+      sparse_channels(fmt, buf + (p / 8) * group_bytes, npix - p < 8 ? npix - p : 8, values, idx0, idx1, kk, cin,
+                      o_begin, o_end, bias, mult, shift, out + p * out_pixel_stride, out_pixel_stride, out_offset,
+                      act_min, act_max, tile);
+    return;
+  }
+  dtmm_conv_block_s8(buf, npix, group, fmt, values, idx0, idx1, kk, cin, o_begin, o_end, bias, mult, shift, out,
+                     out_pixel_stride, out_offset, act_min, act_max, tile);
+}
+#endif

@@ -15,6 +15,11 @@
  *                         gives (w0,w2) and (w1,w3) and feeds SMLAD with no PKHBT/PKHTB); padding = 0.
  * Elements of a partial chunk beyond Cin are never read with a non-zero weight.
  * One call gathers the whole block; a kernel row's in-bounds taps are one contiguous copy.
+ * MVE, Cin a multiple of 16 (im2col_aligned_mve): a group of 8 pixels in one output row with a
+ * slot stride (stride_w * Cin) of at most 64 bytes takes the row path (per tap 8 chunk copies
+ * from one input row, padding for slots and kernel rows outside the image); other pixels one by
+ * one with pointers stepped per pixel. MVE packed small-Cin patch: VLDRB byte gathers through
+ * per-call uint8 offset tables when the patch spans at most 255 input bytes.
  */
 #include <string.h>
 #include "dtmm_kernels.h"
@@ -166,6 +171,263 @@ static inline void pad_chunks(int8_t *dst, int32_t nchunks, int32_t cs, int32_t 
 #endif
 }
 
+#if defined(DTMM_ISA_MVE)
+/* Cin a multiple of 16: every tap is cpt = Cin / 16 whole chunks. Pointers advance per pixel
+ * (no division or window arithmetic); a pixel whose every tap is in the image (output columns
+ * [ow_lo, ow_hi] of an interior output row) is kh runs of kw * cpt chunk copies when
+ * dilation_w is 1 (3x3, Cin 16: ~25 instructions per pixel, was ~150 with the per-pixel
+ * address arithmetic); a border pixel is per tap cpt copies or pad stores. */
+/* A whole group of 8 pixels in one output row, Cin 16, stride_w 1, dilation_w 1: per kernel tap
+ * the 8 slots are 8 consecutive input pixels = 128 contiguous input bytes, so a tap of an
+ * in-image kernel row is 8 loads + 8 stores with immediate offsets (~21 instructions per tap
+ * and 8 pixels, against ~60 per tap and pixel on the per-pixel path); slots left or right of the
+ * image get the padding value, a kernel row above or below the image is all padding.
+ * d: the group's first chunk. */
+static void im2col_group_row16(const int8_t *x, int32_t in_h, int32_t in_w, int32_t kh, int32_t kw, int32_t dh,
+                               int32_t ih0, int32_t iw0, int8x16_t padv, int8_t *d) {
+  for (int32_t i = 0; i < kh; ++i) {
+    const int32_t ih = ih0 + i * dh;
+    if ((uint32_t)ih >= (uint32_t)in_h) {
+      const int32x4_t v = vreinterpretq_s32_s8(padv);
+      for (int32_t j = 0; j < kw; ++j, d += 128) {
+        int32_t *q = (int32_t *)(void *)d;
+        vstrwq_s32(q, v); vstrwq_s32(q + 4, v); vstrwq_s32(q + 8, v); vstrwq_s32(q + 12, v);
+        vstrwq_s32(q + 16, v); vstrwq_s32(q + 20, v); vstrwq_s32(q + 24, v); vstrwq_s32(q + 28, v);
+      }
+      continue;
+    }
+    const int8_t *src = x + (ih * in_w + iw0) * 16; /* slot 0 of tap j = 0, maybe outside the row */
+    for (int32_t j = 0; j < kw; ++j, d += 128, src += 16) {
+      const int32_t iw = iw0 + j;
+      if (iw >= 0 && iw + 8 <= in_w) {
+        __asm__ volatile(
+            "vldrb.8 q0, [%[s]]\n\t"
+            "vldrb.8 q1, [%[s], #16]\n\t"
+            "vldrb.8 q2, [%[s], #32]\n\t"
+            "vldrb.8 q3, [%[s], #48]\n\t"
+            "vstrw.32 q0, [%[d]]\n\t"
+            "vstrw.32 q1, [%[d], #16]\n\t"
+            "vstrw.32 q2, [%[d], #32]\n\t"
+            "vstrw.32 q3, [%[d], #48]\n\t"
+            "vldrb.8 q0, [%[s], #64]\n\t"
+            "vldrb.8 q1, [%[s], #80]\n\t"
+            "vldrb.8 q2, [%[s], #96]\n\t"
+            "vldrb.8 q3, [%[s], #112]\n\t"
+            "vstrw.32 q0, [%[d], #64]\n\t"
+            "vstrw.32 q1, [%[d], #80]\n\t"
+            "vstrw.32 q2, [%[d], #96]\n\t"
+            "vstrw.32 q3, [%[d], #112]\n\t"
+            :
+            : [s] "r"(src), [d] "r"(d)
+            : "q0", "q1", "q2", "q3", "memory");
+        continue;
+      }
+      /* slots [s_lo, s_hi) read inside the row */
+      const int32_t s_lo = iw >= 0 ? 0 : (-iw < 8 ? -iw : 8);
+      int32_t s_hi = in_w - iw < 8 ? in_w - iw : 8;
+      if (s_hi < s_lo) s_hi = s_lo;
+      int8_t *o = d;
+      for (int32_t sl = 0; sl < s_lo; ++sl, o += 16) vstrbq_s8(o, padv);
+      const int8_t *sp = src + 16 * s_lo;
+      for (int32_t sl = s_lo; sl < s_hi; ++sl, o += 16, sp += 16) vstrbq_s8(o, vldrbq_s8(sp));
+      for (int32_t sl = s_hi; sl < 8; ++sl, o += 16) vstrbq_s8(o, padv);
+    }
+  }
+}
+
+/* 8 chunks of 16 bytes, SS input bytes apart (post-incremented loads), to 8 consecutive
+ * 16-byte slots at d: one tap chunk of a group of 8 pixels in one input row. */
+#define DTMM_ROW8(SS)                                                                          \
+  __asm__ volatile("vldrb.8 q0, [%[s]], #" #SS "\n\t"                                        \
+                   "vldrb.8 q1, [%[s]], #" #SS "\n\t"                                        \
+                   "vldrb.8 q2, [%[s]], #" #SS "\n\t"                                        \
+                   "vldrb.8 q3, [%[s]], #" #SS "\n\t"                                        \
+                   "vstrw.32 q0, [%[d]]\n\t"                                                  \
+                   "vstrw.32 q1, [%[d], #16]\n\t"                                             \
+                   "vstrw.32 q2, [%[d], #32]\n\t"                                             \
+                   "vstrw.32 q3, [%[d], #48]\n\t"                                             \
+                   "vldrb.8 q0, [%[s]], #" #SS "\n\t"                                        \
+                   "vldrb.8 q1, [%[s]], #" #SS "\n\t"                                        \
+                   "vldrb.8 q2, [%[s]], #" #SS "\n\t"                                        \
+                   "vldrb.8 q3, [%[s]]\n\t"                                                   \
+                   "vstrw.32 q0, [%[d], #64]\n\t"                                             \
+                   "vstrw.32 q1, [%[d], #80]\n\t"                                             \
+                   "vstrw.32 q2, [%[d], #96]\n\t"                                             \
+                   "vstrw.32 q3, [%[d], #112]\n\t"                                            \
+                   : [s] "+r"(sp)                                                               \
+                   : [d] "r"(d)                                                                 \
+                   : "q0", "q1", "q2", "q3", "memory")
+
+/* A whole group of 8 pixels in one output row, Cin = 16 * cpt, slot stride ss = stride_w * Cin
+ * of 16, 32 or 64 bytes, dilation_w 1: per kernel tap the 8 slots read pixels of one input row
+ * ss bytes apart, so a chunk of a tap of an in-image kernel row is 8 post-incremented loads +
+ * 8 stores with immediate offsets (~17 instructions per chunk and 8 pixels, against ~4 per
+ * chunk and pixel on the per-pixel path); slots left or right of the image get the padding
+ * value, a kernel row above or below the image is all padding. d: the group's first chunk. */
+static void im2col_group_row(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t kh, int32_t kw,
+                             int32_t sw, int32_t dh, int32_t ih0, int32_t iw0, int8x16_t padv, int8_t *d) {
+  const int32_t cpt = cin / 16, ss = sw * cin;
+  for (int32_t i = 0; i < kh; ++i) {
+    const int32_t ih = ih0 + i * dh;
+    if ((uint32_t)ih >= (uint32_t)in_h) {
+      const int32x4_t v = vreinterpretq_s32_s8(padv);
+      for (int32_t t = 0; t < kw * cpt; ++t, d += 128) {
+        int32_t *q = (int32_t *)(void *)d;
+        vstrwq_s32(q, v); vstrwq_s32(q + 4, v); vstrwq_s32(q + 8, v); vstrwq_s32(q + 12, v);
+        vstrwq_s32(q + 16, v); vstrwq_s32(q + 20, v); vstrwq_s32(q + 24, v); vstrwq_s32(q + 28, v);
+      }
+      continue;
+    }
+    const int8_t *src = x + (ih * in_w + iw0) * cin; /* slot 0 of tap j = 0, maybe outside the row */
+    for (int32_t j = 0; j < kw; ++j, src += cin) {
+      const int32_t iw = iw0 + j; /* input column of slot 0 */
+      if (iw >= 0 && iw + 7 * sw < in_w) {
+        for (int32_t c = 0; c < cpt; ++c, d += 128) {
+          const int8_t *sp = src + 16 * c;
+          if (ss == 16) DTMM_ROW8(16);
+          else if (ss == 32) DTMM_ROW8(32);
+          else DTMM_ROW8(64);
+        }
+        continue;
+      }
+      /* slots [s_lo, s_hi) read inside the row */
+      int32_t s_lo = iw >= 0 ? 0 : (-iw + sw - 1) / sw;
+      int32_t s_hi = in_w - iw <= 0 ? 0 : (in_w - iw + sw - 1) / sw;
+      if (s_hi > 8) s_hi = 8;
+      if (s_lo > s_hi) s_lo = s_hi;
+      for (int32_t c = 0; c < cpt; ++c, d += 128) {
+        int8_t *o = d;
+        for (int32_t sl = 0; sl < s_lo; ++sl, o += 16) vstrbq_s8(o, padv);
+        const int8_t *sp = src + 16 * c + s_lo * ss;
+        for (int32_t sl = s_lo; sl < s_hi; ++sl, o += 16, sp += ss) vstrbq_s8(o, vldrbq_s8(sp));
+        for (int32_t sl = s_hi; sl < 8; ++sl, o += 16) vstrbq_s8(o, padv);
+      }
+    }
+  }
+}
+#undef DTMM_ROW8
+
+static void im2col_aligned_mve(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
+                               int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw, int32_t sh,
+                               int32_t sw, int32_t dh, int32_t dw, int32_t pad_top, int32_t pad_left,
+                               int32_t input_offset, int8_t *buf) {
+  const int32_t cpt = cin / 16;
+  const int32_t cs = 16 * group;
+  const int32_t next_group = kh * kw * cpt * cs - cs; /* from past the last slot to the next group */
+  const int32_t row_chunks = kw * cpt;
+  const int32_t src_row = dh * in_w * cin;
+  const int32_t ih_last = in_h - 1 - (kh - 1) * dh, iw_last = in_w - 1 - (kw - 1) * dw;
+  const int32_t ow_lo = (pad_left + sw - 1) / sw, ow_hi = iw_last + pad_left < 0 ? -1 : (iw_last + pad_left) / sw;
+  const int8x16_t padv = vdupq_n_s8((int8_t)(-input_offset));
+  int32_t oh = pix0 / out_w;
+  int32_t ow = pix0 - oh * out_w;
+  int32_t ih0 = oh * sh - pad_top;
+  int32_t row_in = ih0 >= 0 && ih0 <= ih_last;
+  const int8_t *src = x + (ih0 * in_w + ow * sw - pad_left) * cin; /* window origin (maybe outside) */
+  const int32_t src_step = sw * cin;
+  int8_t *d = buf;
+  int32_t slot = 0;
+  for (int32_t p = 0; p < npix; ++p) {
+    if (slot == 0 && group == 8 && sw * cin <= 64 && dw == 1 && npix - p >= 8 && ow + 8 <= out_w) {
+      /* the group lies in one output row */
+      if (cin == 16 && sw == 1) /* its own copy: the general one costs ~15 more per tap here */
+        im2col_group_row16(x, in_h, in_w, kh, kw, dh, ih0, ow - pad_left, padv, d);
+      else
+        im2col_group_row(x, in_h, in_w, cin, kh, kw, sw, dh, ih0, ow * sw - pad_left, padv, d);
+      d += next_group + cs;
+      p += 7;
+      src += 8 * src_step;
+      ow += 8;
+      if (ow == out_w) {
+        ow = 0;
+        ++oh;
+        ih0 += sh;
+        row_in = ih0 >= 0 && ih0 <= ih_last;
+        src = x + (ih0 * in_w - pad_left) * cin;
+      }
+      continue;
+    }
+    if (row_in && ow >= ow_lo && ow <= ow_hi && dw == 1) {
+      const int8_t *s = src;
+      int8_t *dd = d;
+      if (row_chunks == 3 && kh == 3 && cs == 128) {
+        /* 3x3, Cin 16, group of 8: 9 chunk loads + 9 stores + 4 adds (GCC's version of the loop
+         * below spilled its pointers: ~75 instructions per pixel) */
+        const int8_t *t;
+        int8_t *e;
+        __asm__ volatile(
+            "vldrb.8 q0, [%[s]]\n\t"
+            "vldrb.8 q1, [%[s], #16]\n\t"
+            "vldrb.8 q2, [%[s], #32]\n\t"
+            "add %[t], %[s], %[row]\n\t"
+            "vstrw.32 q0, [%[d]]\n\t"
+            "vstrw.32 q1, [%[d], #128]\n\t"
+            "vstrw.32 q2, [%[d], #256]\n\t"
+            "vldrb.8 q0, [%[t]]\n\t"
+            "vldrb.8 q1, [%[t], #16]\n\t"
+            "vldrb.8 q2, [%[t], #32]\n\t"
+            "add %[t], %[t], %[row]\n\t"
+            "add %[e], %[d], #384\n\t"
+            "vstrw.32 q0, [%[e]]\n\t"
+            "vstrw.32 q1, [%[e], #128]\n\t"
+            "vstrw.32 q2, [%[e], #256]\n\t"
+            "vldrb.8 q0, [%[t]]\n\t"
+            "vldrb.8 q1, [%[t], #16]\n\t"
+            "vldrb.8 q2, [%[t], #32]\n\t"
+            "add %[e], %[d], #768\n\t"
+            "vstrw.32 q0, [%[e]]\n\t"
+            "vstrw.32 q1, [%[e], #128]\n\t"
+            "vstrw.32 q2, [%[e], #256]\n\t"
+            : [t] "=&r"(t), [e] "=&r"(e)
+            : [s] "r"(s), [d] "r"(dd), [row] "r"(src_row)
+            : "q0", "q1", "q2", "memory");
+      } else if (row_chunks == 3) { /* 3x3, Cin 16 */
+        for (int32_t i = 0; i < kh; ++i, s += src_row) {
+          const int8x16_t a = vldrbq_s8(s), b = vldrbq_s8(s + 16), c = vldrbq_s8(s + 32);
+          vstrbq_s8(dd, a);
+          vstrbq_s8(dd + cs, b);
+          vstrbq_s8(dd + 2 * cs, c);
+          dd += 3 * cs;
+        }
+      } else {
+        for (int32_t i = 0; i < kh; ++i, s += src_row) {
+          const int8_t *sc = s;
+          for (int32_t c = 0; c < row_chunks; ++c, sc += 16, dd += cs) vstrbq_s8(dd, vldrbq_s8(sc));
+        }
+      }
+    } else {
+      const int32_t iw0 = ow * sw - pad_left;
+      int8_t *dd = d;
+      for (int32_t i = 0; i < kh; ++i) {
+        const int32_t row_ok = (uint32_t)(ih0 + i * dh) < (uint32_t)in_h;
+        const int8_t *s = src + i * src_row;
+        for (int32_t j = 0; j < kw; ++j, s += dw * cin) {
+          if (row_ok && (uint32_t)(iw0 + j * dw) < (uint32_t)in_w) {
+            const int8_t *sc = s;
+            for (int32_t c = 0; c < cpt; ++c, sc += 16, dd += cs) vstrbq_s8(dd, vldrbq_s8(sc));
+          } else {
+            for (int32_t c = 0; c < cpt; ++c, dd += cs) vstrbq_s8(dd, padv);
+          }
+        }
+      }
+    }
+    d += 16;
+    if (++slot == group) {
+      slot = 0;
+      d += next_group;
+    }
+    src += src_step;
+    if (++ow == out_w) {
+      ow = 0;
+      ++oh;
+      ih0 += sh;
+      row_in = ih0 >= 0 && ih0 <= ih_last;
+      src = x + (ih0 * in_w - pad_left) * cin;
+    }
+  }
+}
+#endif
+
 void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
                          int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw,
                          int32_t sh, int32_t sw, int32_t dh, int32_t dw, int32_t pad_top,
@@ -214,6 +476,13 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
     return;
   }
 #endif
+#if defined(DTMM_ISA_MVE)
+  if (cin % CH == 0) {
+    im2col_aligned_mve(x, in_h, in_w, cin, out_w, pix0, npix, group, kh, kw, sh, sw, dh, dw, pad_top, pad_left,
+                       input_offset, buf);
+    return;
+  }
+#endif
   const int32_t cpt = (cin + CH - 1) / CH;
   const int32_t cs = CHB * group;                  /* bytes between chunks of one slot */
   const int32_t tap_bytes = cpt * cs;
@@ -222,14 +491,6 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
   const int32_t row_copy = (dw == 1) && (cin % CH == 0);
   int32_t oh = pix0 / out_w;
   int32_t ow = pix0 - oh * out_w;
-#if defined(DTMM_ISA_MVE)
-  /* A pixel whose every tap is in the image: its kernel rows are kw * Cin contiguous input bytes
-   * each, and its chunks follow each other cs bytes apart, so it is kh runs of whole-chunk copies
-   * with no bounds or tap arithmetic (~290 -> ~90 instructions per pixel at 3x3, Cin 16). */
-  const int32_t row_chunks = row_copy ? kw * cpt : 0;
-  const int32_t src_row = dh * in_w * cin;
-  const int32_t ih_last = in_h - 1 - (kh - 1) * dh, iw_last = in_w - kw; /* interior: ih0 <= ih_last */
-#endif
   for (int32_t p = 0; p < npix; ++p) {
     const int32_t gi = p / group;
     const int32_t slot = p - gi * group;
@@ -240,21 +501,6 @@ void dtmm_conv_im2col_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t ci
 #endif
     const int32_t ih0 = oh * sh - pad_top;
     const int32_t iw0 = ow * sw - pad_left;
-#if defined(DTMM_ISA_MVE)
-    if (row_chunks && ih0 >= 0 && ih0 <= ih_last && iw0 >= 0 && iw0 <= iw_last) {
-      const int8_t *src = x + (ih0 * in_w + iw0) * cin;
-      int8_t *d = base;
-      for (int32_t i = 0; i < kh; ++i, src += src_row) {
-        const int8_t *s = src;
-        for (int32_t c = 0; c < row_chunks; ++c, s += 16, d += cs) vstrbq_s8(d, vldrbq_s8(s));
-      }
-      if (++ow == out_w) {
-        ow = 0;
-        ++oh;
-      }
-      continue;
-    }
-#endif
     /* in-bounds kw range [lo, hi) of this pixel */
     int32_t lo = 0, hi = kw;
     if (iw0 < 0) lo = (-iw0 + dw - 1) / dw;
@@ -332,6 +578,122 @@ static inline void patch_fill(int8_t *dst, int8_t value, int32_t n) {
 #endif
 }
 
+#if defined(DTMM_ISA_MVE)
+/* The packed patch by byte gathers (dilation_w 1, every patch element within 256 bytes of the
+ * patch's first one): per chunk c a table of the 16 elements' byte offsets from the pixel's
+ * window origin (kernel row i: i * dh * in_w * cin + the byte in the row), built once per call,
+ * so an interior pixel is one VLDRB gather + one store per chunk (27-byte patch: ~6
+ * instructions per pixel instead of ~200). A border pixel's gathers are predicated on its
+ * in-image kernel rows [ilo, ihi) and row bytes [lo * cin, hi * cin), the rest padded. */
+static void packed_gather_mve(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
+                              int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw, int32_t sh,
+                              int32_t sw, int32_t dh, int32_t pad_top, int32_t pad_left,
+                              int32_t input_offset, int8_t *buf) {
+  uint8x16_t off[DTMM_CONV_PACKED_MAX / 16], krow[DTMM_CONV_PACKED_MAX / 16], rbyte[DTMM_CONV_PACKED_MAX / 16];
+  mve_pred16_t live[DTMM_CONV_PACKED_MAX / 16];
+  const int32_t len = kh * kw * cin, row_len = kw * cin;
+  const int32_t cpt = (len + 15) / 16;
+  const int32_t cs = 16 * group;
+  const uint32_t src_row = (uint32_t)(dh * in_w * cin);
+  const uint8_t row_skip = (uint8_t)(src_row - (uint32_t)row_len); /* modulo 256: the sums are < 256 */
+  for (int32_t c = 0; c < cpt; ++c) {
+    const uint8x16_t e = vidupq_n_u8((uint32_t)(16 * c), 1);
+    uint8x16_t o = e;
+    for (int32_t b = row_len; b < len; b += row_len) o = vaddq_m_n_u8(o, o, row_skip, vcmpcsq_n_u8(e, (uint8_t)b));
+    off[c] = o;
+    live[c] = vctp8q((uint32_t)(len - 16 * c));
+  }
+  int32_t border_tables = 0; /* krow / rbyte: built at the first border pixel */
+  const uint8x16_t padv = vdupq_n_u8((uint8_t)(-input_offset));
+  const int32_t ih_last = in_h - 1 - (kh - 1) * dh, iw_last = in_w - kw;
+  /* interior output columns [ow_lo, ow_hi]: no per-pixel bounds arithmetic */
+  const int32_t ow_lo = (pad_left + sw - 1) / sw, ow_hi = iw_last + pad_left < 0 ? -1 : (iw_last + pad_left) / sw;
+  int32_t oh = pix0 / out_w;
+  int32_t ow = pix0 - oh * out_w;
+  int32_t ih0 = oh * sh - pad_top;
+  int32_t row_in = ih0 >= 0 && ih0 <= ih_last;
+  /* the window origin; outside the image for a border pixel, whose gathers then read only
+   * their in-image lanes */
+  const uint8_t *src = (const uint8_t *)x + (ih0 * in_w + ow * sw - pad_left) * cin;
+  const int32_t src_step = sw * cin;
+  const int32_t next_group = (cpt - 1) * cs; /* from past the last slot to the next group */
+  int8_t *d = buf;
+  int32_t slot = 0;
+  for (int32_t p = 0; p < npix; ++p) {
+    if (row_in && ow >= ow_lo && ow <= ow_hi) {
+      /* a run of interior pixels in this row and group: the offset tables stay in registers */
+      int32_t run = ow_hi - ow + 1;
+      if (run > group - slot) run = group - slot;
+      if (run > npix - p) run = npix - p;
+      if (cpt == 2) { /* KH*KW*Cin in 17..32 (3x3x3: 27) */
+        const uint8x16_t o0 = off[0], o1 = off[1];
+        const mve_pred16_t l1 = live[1];
+        for (int32_t k = 0; k < run; ++k, d += 16, src += src_step) {
+          vstrbq_u8((uint8_t *)d, vldrbq_gather_offset_u8(src, o0));
+          vstrbq_u8((uint8_t *)d + cs, vldrbq_gather_offset_z_u8(src, o1, l1));
+        }
+      } else {
+        for (int32_t k = 0; k < run; ++k, d += 16, src += src_step) {
+          int8_t *dc = d;
+          for (int32_t c = 0; c < cpt; ++c, dc += cs)
+            vstrbq_u8((uint8_t *)dc, vldrbq_gather_offset_z_u8(src, off[c], live[c]));
+        }
+      }
+      p += run - 1;
+      ow += run - 1; /* the last pixel's step below */
+      slot += run - 1;
+      d -= 16;
+      src -= src_step;
+    } else {
+      const int32_t iw0 = ow * sw - pad_left;
+      int32_t ilo = 0, ihi = kh, lo = 0, hi = kw;
+      if (ih0 < 0) ilo = (-ih0 + dh - 1) / dh;
+      if (ih0 + (kh - 1) * dh >= in_h) ihi = in_h - 1 - ih0 < 0 ? 0 : (in_h - 1 - ih0) / dh + 1;
+      if (iw0 < 0) lo = -iw0;
+      if (iw0 + kw > in_w) hi = in_w - iw0;
+      if (ilo > kh) ilo = kh;
+      if (lo > kw) lo = kw;
+      if (hi < lo) hi = lo;
+      if (ihi < ilo) ihi = ilo;
+      if (!border_tables) {
+        border_tables = 1;
+        for (int32_t c = 0; c < cpt; ++c) { /* per element: kernel row, byte in the kernel row */
+          const uint8x16_t e = vidupq_n_u8((uint32_t)(16 * c), 1);
+          uint8x16_t rb = e, ki = vdupq_n_u8(0);
+          for (int32_t b = row_len; b < len; b += row_len) {
+            const mve_pred16_t q = vcmpcsq_n_u8(e, (uint8_t)b); /* e >= b */
+            rb = vsubq_m_n_u8(rb, rb, (uint8_t)row_len, q);
+            ki = vaddq_m_n_u8(ki, ki, 1, q);
+          }
+          krow[c] = ki;
+          rbyte[c] = rb;
+        }
+      }
+      int8_t *dc = d;
+      for (int32_t c = 0; c < cpt; ++c, dc += cs) {
+        const mve_pred16_t in = vcmpcsq_n_u8(krow[c], (uint8_t)ilo) & vcmpcsq_n_u8(rbyte[c], (uint8_t)(lo * cin));
+        const mve_pred16_t out = vcmpcsq_n_u8(krow[c], (uint8_t)ihi) | vcmpcsq_n_u8(rbyte[c], (uint8_t)(hi * cin));
+        const mve_pred16_t q = in & (mve_pred16_t)~out & live[c];
+        vstrbq_u8((uint8_t *)dc, vpselq_u8(vldrbq_gather_offset_z_u8(src, off[c], q), padv, q));
+      }
+    }
+    d += 16;
+    if (++slot == group) {
+      slot = 0;
+      d += next_group;
+    }
+    src += src_step;
+    if (++ow == out_w) {
+      ow = 0;
+      ++oh;
+      ih0 += sh;
+      row_in = ih0 >= 0 && ih0 <= ih_last;
+      src = (const uint8_t *)x + (ih0 * in_w - pad_left) * cin;
+    }
+  }
+}
+#endif
+
 void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin,
                                 int32_t out_w, int32_t pix0, int32_t npix, int32_t group,
                                 int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t dh,
@@ -340,6 +702,13 @@ void dtmm_conv_im2col_packed_s8(const int8_t *x, int32_t in_h, int32_t in_w, int
 #if defined(DTMM_BENCH_SKIP_IM2COL) /* bench-only phase build (bench/refmodels.py) */
   __asm__ volatile("" : : "r"(x), "r"(buf) : "memory");
   return;
+#endif
+#if defined(DTMM_ISA_MVE)
+  if (dw == 1 && (kh - 1) * dh * in_w * cin + kw * cin <= 255) { /* u8 offsets and row bytes */
+    packed_gather_mve(x, in_h, in_w, cin, out_w, pix0, npix, group, kh, kw, sh, sw, dh, pad_top, pad_left,
+                      input_offset, buf);
+    return;
+  }
 #endif
   int8_t patch[DTMM_CONV_PACKED_MAX + 16] __attribute__((aligned(4)));
   const int32_t len = kh * kw * cin;

@@ -107,6 +107,20 @@ void dtmm_conv_block_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t 
                         const int32_t *mult, const int32_t *shift, int8_t *out,
                         int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
                         int32_t act_max, int32_t *tile);
+#if defined(DTMM_ISA_MVE)
+/* The MVE block entry with register-resident fast paths (same arguments; conv2d_micro.py calls it
+ * instead of dtmm_conv_block_s8 where schedules.conv.mve_fast_block() says one applies, any other
+ * call is passed on to dtmm_conv_block_s8): a dense filter of at most 32 bytes (kk = 1: the packed
+ * small-Cin patch) keeps 2 filters' weights in registers for the 8 pixels of a group; filterlet
+ * formats with Cin = 16, 32 or 64 walk each channel's kept filterlets in one asm loop with the 8
+ * accumulators in registers (no run decode). Group of 8 pixels only. */
+void dtmm_conv_block_mve_s8(const int8_t *buf, int32_t npix, int32_t group, int32_t fmt,
+                               const int8_t *values, const void *idx0, const void *idx1, int32_t kk,
+                               int32_t cin, int32_t o_begin, int32_t o_end, const int32_t *bias,
+                               const int32_t *mult, const int32_t *shift, int8_t *out,
+                               int32_t out_pixel_stride, int32_t out_offset, int32_t act_min,
+                               int32_t act_max, int32_t *tile);
+#endif
 
 /* ---- regular int8 convolution over element-sparse (unstructured) weights, CSR per output
  * filter, owner: unstructured kernel (dtmm_conv_csr_s8.c, dtmm_tvm/ops/conv2d_unstructured.py).

@@ -31,9 +31,9 @@ from tvm.script import tirx as T
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
 from .common import with_attrs
-from ..schedules.conv import ConvSchedule, block_tile_bytes, group_width, packed_patch, row_bytes
+from ..schedules.conv import ConvSchedule, block_tile_bytes, group_width, mve_fast_block, packed_patch, row_bytes
 
-C_KERNELS = ["dtmm_conv_im2col_s8", "dtmm_conv_bias_s8", "dtmm_conv_block_s8"]  # + packed im2col (same file)
+C_KERNELS = ["dtmm_conv_im2col_s8", "dtmm_conv_bias_s8", "dtmm_conv_block_s8"]  # + packed im2col / block (same files)
 
 #: index format name -> DTMM_FMT_* code of dtmm_kernels.h
 FORMAT_CODES = {"dense": 0, "filterlet_csr": 1, "filterlet_u8": 2, "filterlet_bitmask": 3}
@@ -67,6 +67,9 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
     # block kernel runs as a 1x1 conv with Cin' = KH*KW*Cin over the same OHWI weights.
     packed = packed_patch(params, isa, fmt)
     im2col_fn = "dtmm_conv_im2col_packed_s8" if packed else "dtmm_conv_im2col_s8"
+    # MVE fast paths (same file and arguments): the packed patch's filters or a sparse Cin-16/32/64
+    # channel's accumulators stay in registers
+    block_fn = "dtmm_conv_block_mve_s8" if mve_fast_block(params, isa, fmt, group) else "dtmm_conv_block_s8"
     blk_kk, blk_cin = (1, kk * cin) if packed else (kk, cin)
     scratch = ppb * row_bytes(params, isa, packed)
     ob = schedule.channels_per_block or cout
@@ -93,7 +96,7 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
                                      input_offset, im2col.access_ptr("rw")))
             for c in range(nob):
                 T.evaluate(T.call_extern(
-                    "void", "dtmm_conv_block_s8", im2col.access_ptr("r"), npix, group, code,
+                    "void", block_fn, im2col.access_ptr("r"), npix, group, code,
                     weights, index0, index1, blk_kk, blk_cin, c * ob, T.min(c * ob + ob, cout),
                     bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
                     T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max,

@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from ..kernels import target_isa
 from ..quant.conv import Conv2DParams
 
-__all__ = ["ConvSchedule", "PACKED_MAX", "block_tile_bytes", "csr_pixels", "default_schedule", "group_width", "packed_patch", "resolve",
-           "row_bytes", "schedule_space", "scratch_bytes", "unstructured_scratch_bytes"]
+__all__ = ["ConvSchedule", "PACKED_MAX", "block_tile_bytes", "csr_pixels", "default_schedule", "group_width",
+           "mve_fast_block", "packed_patch", "resolve", "row_bytes", "schedule_space", "scratch_bytes",
+           "unstructured_scratch_bytes"]
 
 PIXELS_PER_BLOCK = (1, 2, 4, 8)
 
@@ -80,6 +81,19 @@ def packed_patch(params: Conv2DParams, isa: str, fmt: str = "dense") -> bool:
     fits ``PACKED_MAX`` bytes."""
     _, kh, kw, cin = params.weight_shape
     return fmt == "dense" and cin % chunk_elems(isa) != 0 and kh * kw * cin <= PACKED_MAX
+
+
+def mve_fast_block(params: Conv2DParams, isa: str, fmt: str, group: int) -> str | None:
+    """Which fast path of ``dtmm_conv_block_mve_s8`` (MVE, groups of 8 pixels) a layer takes:
+    ``"small_k"`` (dense packed patch of at most 32 bytes: 2 filters in registers for 8 pixels),
+    ``"sparse"`` (a filterlet format with Cin 16, 32 or 64: one asm loop per channel over its
+    kept filterlets) or None (``dtmm_conv_block_s8``). Mirrors the checks of that C entry."""
+    if isa != "mve" or group != 8:
+        return None
+    _, kh, kw, cin = params.weight_shape
+    if fmt == "dense":
+        return "small_k" if packed_patch(params, isa, fmt) and kh * kw * cin <= 32 else None
+    return "sparse" if cin in (16, 32, 64) and 1 < kh * kw <= 32 else None
 
 
 def row_bytes(params: Conv2DParams, isa: str, packed: bool = False) -> int:

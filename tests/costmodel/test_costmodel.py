@@ -175,3 +175,22 @@ def test_remeasure_unknown_group_is_one_line_and_writes_nothing(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "conv/nope" in err[0] and "conv/dense" in err[0]
     assert not out.exists()
+
+
+def test_a_file_fitted_before_the_mve_features_predicts_them_as_zero_only_where_they_count_zero():
+    """A coefficients file whose conv feature list is a prefix of today's (fitted before the MVE
+    im2col / fast-block features were appended) still predicts a layer whose appended features
+    are all 0 (any core but the M55), and asks for a refit where one is not."""
+    doc = costmodel.load_coefficients("dtmm/cortex-m55")
+    n_old = CONV_FEATURES.index("call") + 1
+    old = dict(doc, features=dict(doc["features"], conv=CONV_FEATURES[:n_old]),
+               coefficients={g: (c[:n_old] if g in ("conv/dense", "conv/filterlet_u8") else c)
+                             for g, c in doc["coefficients"].items()})
+    m4 = costmodel.conv_features(ConvShape(12, 12, 16, 8, 3, 3, (1, 1), (1, 1, 1, 1)), "dense", "dtmm/cortex-m4")
+    assert not any(m4[n_old:])
+    assert costmodel._predict(old, "conv/dense", m4) == costmodel._predict(doc, "conv/dense", m4)
+    m55 = costmodel.conv_features(ConvShape(12, 12, 16, 8, 3, 3, (1, 1), (1, 1, 1, 1), kept_filterlets=30),
+                                  "filterlet_u8", "dtmm/cortex-m55")
+    assert any(m55[n_old:])  # the row im2col and the sparse channel loop
+    with pytest.raises(costmodel.CostModelError, match="fit-cost-model"):
+        costmodel._predict(old, "conv/filterlet_u8", m55)
