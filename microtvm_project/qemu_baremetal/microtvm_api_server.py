@@ -111,7 +111,8 @@ PROJECT_OPTIONS = [
                   choices=sorted(load_boards()), required=["generate_project"]),
     ProjectOption("verbose", "bool", "Print the build and emulator commands and their output.",
                   default=False, optional=["build", "run", "open_transport"]),
-    ProjectOption("opt_level", "str", "GCC optimisation flag for model and harness.",
+    ProjectOption("opt_level", "str", "GCC optimisation flag for model and harness (the dtmm_* kernels "
+                  "build at -O2 unless this is -Os: their inline assembly needs it).",
                   default="-O2", choices=["-O0", "-O1", "-O2", "-O3", "-Os", "-Ofast"],
                   optional=["generate_project"]),
     ProjectOption("extra_cflags", "str", "Extra C compiler flags (space separated).",

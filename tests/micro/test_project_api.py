@@ -130,6 +130,25 @@ def test_generated_project_every_method(needs_toolchain, tmp_path, fake_artifact
         assert client.close_transport() is None  # a no-op when closed
 
 
+@pytest.mark.parametrize("opt, kernel_opt", [("-O0", "-O2"), ("-O3", "-O2"), ("-Os", "-Os"), ("-O2", "-O2")])
+def test_kernels_build_at_an_optimisation_level_their_assembly_needs(tmp_path, fake_artifact, opt, kernel_opt):
+    """``opt_level`` applies to the model and harness; the dtmm_* kernels build at -O2 unless it
+    is -Os (at -O0/-O1/-O3/-Ofast GCC cannot allocate their MVE asm operands)."""
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    project = session.create_project(fake_artifact, tmp_path / "p", "mps3-an547", options={"opt_level": opt})
+    (project / "model" / "src" / "dtmm_probe_s8.c").write_text("int dtmm_probe(void) { return 0; }\n")
+    dry = subprocess.run(["make", "-n", "-C", str(project)], capture_output=True, text=True, check=True).stdout
+
+    def level(source):
+        line = next(l for l in dry.splitlines() if f"model/src/{source}" in l)
+        return [f for f in line.split() if f.startswith("-O")][-1]  # GCC takes the last -O
+
+    assert level("dtmm_probe_s8.c") == kernel_opt
+    generated = next(p.name for p in (project / "model" / "src").glob("*.c") if not p.name.startswith("dtmm_"))
+    assert level(generated) == opt
+
+
 def test_run_through_the_project_api(needs_toolchain, tmp_path, fake_artifact):
     project = session.create_project(fake_artifact, tmp_path / "p", "mps3-an547")
     session.build_project(project)
