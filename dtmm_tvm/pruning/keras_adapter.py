@@ -171,7 +171,10 @@ def _batch_gradients(model, layers, x, y, batch):
         xb, yb = x[i:i + batch], y[i:i + batch]
         with tf.GradientTape() as tape:
             loss = loss_fn(yb, model(xb, training=False))
-        yield i, {l.name: g.numpy() for l, g in zip(layers, tape.gradient(loss, variables)) if g is not None}
+        # A kernel off the loss's path (e.g. a branch to another output) has no gradient: no
+        # first-order effect, importance 0.
+        yield i, {l.name: (np.zeros(v.shape, np.float32) if g is None else g.numpy())
+                  for l, v, g in zip(layers, variables, tape.gradient(loss, variables))}
 
 
 def _ends_in_softmax(model) -> bool:
@@ -302,11 +305,14 @@ def mask_enforcer(masks: dict):
     keras = _keras()
 
     class KernelMask(keras.constraints.Constraint):
-        def __init__(self, mask):
+        """The kernel's own constraint (e.g. MaxNorm), if any, then the mask."""
+
+        def __init__(self, mask, inner=None):
             self.mask = mask
+            self.inner = inner
 
         def __call__(self, w):
-            return w * self.mask
+            return (w if self.inner is None else self.inner(w)) * self.mask
 
     class MaskEnforcer(keras.callbacks.Callback):
         def __init__(self):
@@ -328,22 +334,20 @@ def mask_enforcer(masks: dict):
             """Put a mask constraint on every masked kernel of ``model`` (call before ``fit``)."""
             for name, mask in self._masks.items():
                 kernel = model.get_layer(name).kernel
-                if kernel.constraint is not None:
-                    raise ValueError(f"{name}: its kernel already has a constraint; a mask cannot be added")
                 var = keras.Variable(np.asarray(mask, np.float32), trainable=False, name=f"{name}_mask")
-                kernel.constraint = KernelMask(var)
-                self._variables[name] = (kernel, var)
+                self._variables[name] = (kernel, var, kernel.constraint)
+                kernel.constraint = KernelMask(var, kernel.constraint)
             self.apply()
 
         def apply(self):
             for name, mask in self._masks.items():
-                kernel, var = self._variables[name]
+                kernel, var, _ = self._variables[name]
                 var.assign(np.asarray(mask, np.float32))
                 kernel.assign(kernel * var)
 
         def uninstall(self):
-            for kernel, _ in self._variables.values():
-                kernel.constraint = None
+            for kernel, _, own in self._variables.values():
+                kernel.constraint = own
             self._variables = {}
 
         def on_train_begin(self, logs=None):

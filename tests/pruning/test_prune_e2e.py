@@ -154,7 +154,7 @@ def test_taylor_importance_averages_per_batch_estimates(trained, data):
 def test_masks_hold_after_every_training_step_and_follow_a_new_schedule(data):
     """The enforcer's in-graph constraint zeroes the masked filterlets after every optimizer
     step (checked at each batch end, not only at the end), and new masks set between epochs
-    take effect; uninstalling leaves the kernel free again."""
+    take effect; the kernel's own constraint still applies, and uninstalling restores it alone."""
     from dtmm_tvm.pruning.keras_adapter import mask_enforcer
 
     model = tiny_model(seed=3, depthwise=False)
@@ -163,6 +163,8 @@ def test_masks_hold_after_every_training_step_and_follow_a_new_schedule(data):
     kernel = model.get_layer("c2").kernel
     first = np.broadcast_to((rng.random((3, 3, 1, 8)) < 0.5), kernel.shape).astype(np.float32)
     second = first * np.broadcast_to((rng.random((3, 3, 1, 8)) < 0.5), kernel.shape).astype(np.float32)
+    own = keras.constraints.MaxNorm(0.5, axis=(0, 1, 2))  # the user's constraint keeps working too
+    kernel.constraint = own
     enforcer = mask_enforcer({"c2": first})
     enforcer.install(model)
     leaks = []
@@ -178,8 +180,9 @@ def test_masks_hold_after_every_training_step_and_follow_a_new_schedule(data):
     enforcer.masks = {"c2": second}
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[enforcer, Check()])
     assert len(leaks) == 16 and max(leaks) == 0.0
+    assert np.sqrt((kernel.numpy() ** 2).sum(axis=(0, 1, 2))).max() <= 0.5 + 1e-5
     enforcer.uninstall()
-    assert kernel.constraint is None
+    assert kernel.constraint is own
 
 
 def test_export_check_catches_a_nonzero_pruned_filterlet(trained, data):
