@@ -966,6 +966,22 @@ static __attribute__((noinline, unused)) void sparse_dot8(int32_t csr, int32_t c
  * block on the stack, the 8 accumulators set, the kept filterlets, 4 STRD into the tile row):
  * ~25 instructions per channel and group besides the filterlets, against ~55 with a call per
  * channel. st = {counts, bias, tile, channels}; w and p advance over the tile's filterlets. */
+#if defined(DTMM_BENCH_SKIP_MAC) /* bench-only phase build (bench/refmodels.py): the per-channel set-up
+                                   * and stores stay, the kept filterlets are only skipped over */
+#define DTMM_SPT_FILTERLETS(CHUNKS)                                                            \
+                   "add %[p], %[p], %[n]\n\t"                                                 \
+                   "add %[w], %[w], %[n], lsl %[wsh]\n\t"
+#else
+#define DTMM_SPT_FILTERLETS(CHUNKS)                                                            \
+                   "cmp %[n], #0\n\t"                                                         \
+                   "beq 3f\n\t"                                                               \
+                   "1:\n\t"                                                                   \
+                   "ldrb %[xt], [%[p]], #1\n\t"                                               \
+                   "add %[xt], %[xg], %[xt], lsl %[sh]\n\t"                                   \
+                   CHUNKS                                                                      \
+                   "subs %[n], %[n], #1\n\t"                                                  \
+                   "bne 1b\n\t"
+#endif
 #define DTMM_SPT_LOOP(CHUNKS)                                                                  \
   __asm__ volatile("2:\n\t"                                                                   \
                    "ldr %[xt], [%[st]]\n\t"                                                   \
@@ -981,14 +997,7 @@ static __attribute__((noinline, unused)) void sparse_dot8(int32_t csr, int32_t c
                    "mov %[s5], %[s0]\n\t"                                                     \
                    "mov %[s6], %[s0]\n\t"                                                     \
                    "mov %[s7], %[s0]\n\t"                                                     \
-                   "cmp %[n], #0\n\t"                                                         \
-                   "beq 3f\n\t"                                                               \
-                   "1:\n\t"                                                                   \
-                   "ldrb %[xt], [%[p]], #1\n\t"                                               \
-                   "add %[xt], %[xg], %[xt], lsl %[sh]\n\t"                                   \
-                   CHUNKS                                                                      \
-                   "subs %[n], %[n], #1\n\t"                                                  \
-                   "bne 1b\n\t"                                                               \
+                   DTMM_SPT_FILTERLETS(CHUNKS)                                                 \
                    "3:\n\t"                                                                   \
                    "ldr %[xt], [%[st], #8]\n\t"                                               \
                    "strd %[s0], %[s1], [%[xt]], #8\n\t"                                       \
@@ -1003,7 +1012,7 @@ static __attribute__((noinline, unused)) void sparse_dot8(int32_t csr, int32_t c
                    : [w] "+r"(w), [p] "+r"(p), [n] "=&r"(n), [xt] "=&r"(xt), [s0] "=&r"(s0),  \
                      [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [s4] "=&r"(s4),          \
                      [s5] "=&r"(s5), [s6] "=&r"(s6), [s7] "=&r"(s7)                            \
-                   : [xg] "r"(xg), [st] "r"(st), [sh] "i"(SH)                                  \
+                   : [xg] "r"(xg), [st] "r"(st), [sh] "i"(SH), [wsh] "i"(SH - 3)               \
                    : "q0", "q1", "q2", "cc", "memory")
 
 /* channels [0, nch) of a tile (nch >= 1), uint8 taps, Cin = 16 * cpt (cpt 1, 2, 4) */
@@ -1041,6 +1050,7 @@ static __attribute__((noinline, unused)) void sparse_u8_tile(int32_t cpt, const 
   *pp = p;
 }
 #undef DTMM_SPT_LOOP
+#undef DTMM_SPT_FILTERLETS
 #undef DTMM_SP_CHUNK
 #undef DTMM_SP_LOOP
 #undef DTMM_SP_U8
@@ -1051,18 +1061,15 @@ static void sparse_channels(int32_t fmt, const int8_t *xg, int32_t nvalid, const
                             const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
                             int32_t ps, int32_t out_offset, int32_t act_min, int32_t act_max, int32_t *tile) {
   const int32_t cpt = cin / 16;
-  (void)cpt; /* unused in the bench-only SKIP_MAC build */
   int32_t j = filterlets_before(fmt, idx0, idx1, kk, o_begin);
   const int8_t *w = values + j * cin;
   for (int32_t o_t = o_begin; o_t < o_end; o_t += TILE_CH) {
     const int32_t o_tend = o_end - o_t < TILE_CH ? o_end : o_t + TILE_CH;
-#if !defined(DTMM_BENCH_SKIP_MAC)
     if (fmt == DTMM_FMT_U8) {
       const uint8_t *p = (const uint8_t *)idx0 + j;
       sparse_u8_tile(cpt, xg, &w, &p, (const uint8_t *)idx1 + o_t, bias + o_t, tile, o_tend - o_t);
       j = (int32_t)(p - (const uint8_t *)idx0);
     } else
-#endif
     for (int32_t o = o_t; o < o_tend; ++o) {
       int32_t *acc = tile + (o - o_t) * 8;
       int32_t n;
