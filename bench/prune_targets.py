@@ -109,6 +109,9 @@ def main() -> int:
     ap.add_argument("--dense-keras", type=Path, default=None, help="vgg: reuse/save the trained dense model")
     ap.add_argument("--distill", type=float, default=0.7, help="vgg: distillation weight in fine-tuning")
     ap.add_argument("--lr", type=float, default=1e-3, help="vgg: fine-tuning learning rate")
+    ap.add_argument("--batch", type=int, default=64, help="vgg: fine-tuning batch size")
+    ap.add_argument("--sensitivity-images", type=int, default=1000,
+                    help="vgg: validation images of the search's per-layer sensitivity (0: importance share)")
     ap.add_argument("--max-filter-ratio", type=float, default=0.9,
                     help="vgg: the largest share of any layer's filters the search may remove")
     ap.add_argument("--profile-targets", default="dtmm/cortex-m4,dtmm/cortex-m55",
@@ -150,6 +153,7 @@ def main() -> int:
         result = prune(model, data, budget, "dtmm/cortex-m4", epochs=args.finetune_epochs,
                        schedule=args.schedule, seed=1234, objective_weight=args.speed_weight,
                        distill=args.distill, lr=args.lr, max_filter_ratio=args.max_filter_ratio,
+                       batch=args.batch, sensitivity_images=args.sensitivity_images,
                        progress=lambda e, i: print(f"  {e} {i.get('epoch', '')} {i.get('val_accuracy', '')}",
                                                    flush=True) if e != "search" else None)
         record["prune_finetune_seconds"] = round(time.time() - t1, 1)

@@ -43,8 +43,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-filter-ratio", type=float, default=0.9,
                    help="the largest share (0..1) of any layer's filters the search may remove (default 0.9)")
     p.add_argument("--speed-weight", type=float, default=0.1,
-                   help="weight of predicted instructions against importance removed (default 0.1: prune about "
+                   help="weight of predicted instructions against the accuracy term (default 0.1: prune about "
                         "as far as the budgets need; 1: the paper's objective, as fast as the guard allows)")
+    p.add_argument("--sensitivity-images", type=int, default=1000,
+                   help="the search's accuracy term: each layer pruned alone at 25/50/75/90%%, its validation loss "
+                        "increase measured on this many images (default 1000; 0: the share of importance "
+                        "removed, not measured)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", choices=["dtmm", "filter", "unstructured", "pattern"], default="dtmm",
                    help="dtmm (filters + filterlets) or a baseline: filter, unstructured, pattern (PatDNN)")
@@ -113,7 +117,8 @@ def run(args) -> int:
                    max_filter_ratio=args.max_filter_ratio,
                    objective_weight=args.speed_weight, compile_output=args.compile_output, run_on_board=bool(args.compile_output),
                    board_limit=args.board_images, progress=progress, method=args.method,
-                   filter_criterion=args.filter_criterion, n_patterns=args.patterns)
+                   filter_criterion=args.filter_criterion, n_patterns=args.patterns,
+                   sensitivity_images=args.sensitivity_images)
     write_outputs(result, args.output, force=args.force)
     report = result.report
     report["output"] = str(args.output)

@@ -179,10 +179,12 @@ def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, bud
     budget = budget_in.resolve(searcher.dense)
     ratio, cost, lm = searcher.search(budget)
     say("search", {"step": 1, "total": 1, "cost": cost})
+    # Batch norms stay through fine-tuning as in the DTMM pruner (the int8 export folds them);
+    # a mask computed on the folded kernel zeroes the same weights of the unfolded one.
     if method == "filter":
-        pruned, _ = build_pruned(keras_model, graph, lm.channel_keep, {})
+        pruned, _ = build_pruned(keras_model, graph, lm.channel_keep, {}, fold_batchnorm=False)
     else:
-        pruned = folded
+        pruned, _ = build_pruned(keras_model, graph, {}, {}, fold_batchnorm=False)
         for name, mask in lm.element_masks.items():
             layer = pruned.get_layer(name)
             layer.kernel.assign(layer.kernel.numpy() * mask)

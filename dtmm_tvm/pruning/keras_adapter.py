@@ -3,9 +3,11 @@
 - :func:`parse_model`: a Keras 3 functional or sequential model -> :class:`PruneGraph`;
 - :func:`compute_importance`: filterlet and filter importance (Taylor over the validation
   split, or L1 / L2);
-- :func:`build_pruned`: a new Keras model with removed filters physically gone (batch norms
-  that directly follow a conv folded into it first, consumers' input channels and dense input
-  features sliced) and pruned filterlets zeroed;
+- :func:`layer_sensitivity`: the validation loss increase of each layer pruned alone (the
+  search's accuracy term);
+- :func:`build_pruned`: a new Keras model with removed filters physically gone (consumers' input
+  channels, batch norms and dense input features sliced; batch norms that directly follow a conv
+  folded into it, or kept for fine-tuning) and pruned filterlets zeroed;
 - :func:`mask_enforcer`: a callback keeping the filterlet masks applied after every training step.
 
 Understood layers: InputLayer, Conv2D (groups 1, dilation 1, channels_last), DepthwiseConv2D
@@ -130,7 +132,10 @@ def compute_importance(model, graph: PruneGraph, x_val, y_val, criterion: str = 
     """``(filterlet_importance {conv: (Cout,KH,KW)}, filter_importance {group id: (C,)})``; taylor
     averages each unit's per-batch estimate over the validation split in batches of ``batch``."""
     convs = [model.get_layer(l.name) for l in graph.layers.values() if l.kind in ("conv", "depthwise")]
-    kernels = {l.name: l.kernel.numpy() for l in convs}
+    # Magnitudes of the kernels with their batch norms folded in (a BN scale is part of the
+    # filter's weight); Taylor's w * dL/dw is the same either way.
+    source = model if criterion == "taylor" else build_pruned(model, graph, {}, {})[0]
+    kernels = {l.name: source.get_layer(l.name).kernel.numpy() for l in convs}
     fl, per_filter = {}, {}
 
     def accumulate(grads, weight):
@@ -161,6 +166,51 @@ def compute_importance(model, graph: PruneGraph, x_val, y_val, criterion: str = 
     return fl, groups
 
 
+SENSITIVITY_RATIOS = (0.25, 0.5, 0.75, 0.9)
+
+
+def layer_sensitivity(model, graph: PruneGraph, filterlet_importance: dict, filter_importance: dict, x, y,
+                      ratios=SENSITIVITY_RATIOS) -> dict:
+    """Measured sensitivity of each prunable unit kind, one layer at a time (Han et al.'s
+    sensitivity analysis): the validation loss increase when only that channel group loses
+    ``ratio`` of its filters (physically removed, as :func:`build_pruned` does) or only that conv
+    loses ``ratio`` of its filterlets (least important first). Returns
+    ``{("f", group id) | ("l", conv): (ratios, loss increases)}`` with ratio 0 -> 0 first."""
+    from .masks import filter_keep, filterlet_keep
+
+    def loss_of(m):
+        p = np.clip(m.predict(x, batch_size=512, verbose=0).astype(np.float64), 1e-12, None)
+        if not _ends_in_softmax(m):
+            p = np.exp(p - p.max(axis=1, keepdims=True))
+        p = p / p.sum(axis=1, keepdims=True)
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
+
+    base = loss_of(model)
+    grid = (0.0, *ratios)
+    out = {}
+    for g in graph.groups():
+        if g.prunable and g.id in filter_importance:
+            rises = [0.0]
+            for r in ratios:
+                pruned, _ = build_pruned(model, graph, {g.id: filter_keep(filter_importance[g.id], r)}, {},
+                                         fold_batchnorm=False)
+                rises.append(max(loss_of(pruned) - base, 0.0))
+            out[("f", g.id)] = (grid, tuple(rises))
+    for name, imp in filterlet_importance.items():
+        if imp.shape[1] * imp.shape[2] <= 1:
+            continue
+        kernel = model.get_layer(name).kernel
+        saved = kernel.numpy()
+        rises = [0.0]
+        for r in ratios:
+            keep = filterlet_keep(imp, r)  # (Cout, KH, KW) -> HWIO
+            kernel.assign(saved * keep.transpose(1, 2, 0)[:, :, None, :])
+            rises.append(max(loss_of(model) - base, 0.0))
+        kernel.assign(saved)
+        out[("l", name)] = (grid, tuple(rises))
+    return out
+
+
 def _batch_gradients(model, layers, x, y, batch):
     """Yields ``(start, {layer: dL/dkernel})`` for each batch of ``x`` (the batch's mean loss)."""
     import tensorflow as tf
@@ -187,9 +237,9 @@ def _ends_in_softmax(model) -> bool:
 
 
 # ---- rebuild ----------------------------------------------------------------------------
-def build_pruned(model, graph: PruneGraph, channel_keep: dict, filterlet_keep: dict):
+def build_pruned(model, graph: PruneGraph, channel_keep: dict, filterlet_keep: dict, fold_batchnorm: bool = True):
     """A new Keras model: filters removed per ``channel_keep`` ({group id: bool (C,)}), BN after a
-    conv folded into it, filterlets zeroed per ``filterlet_keep`` ({conv: bool (Cout_kept,KH,KW)},
+    conv folded into it (``fold_batchnorm``; else the BN is sliced like its conv), filterlets zeroed per ``filterlet_keep`` ({conv: bool (Cout_kept,KH,KW)},
     indexed over the *kept* filters). Returns ``(model, kernel_masks {layer: mask})``."""
     keras = _keras()
     keep_of = {}
@@ -202,7 +252,7 @@ def build_pruned(model, graph: PruneGraph, channel_keep: dict, filterlet_keep: d
         layer = graph.layers[name]
         if layer.kind == "batchnorm" and layer.inputs:
             src = graph.layers[layer.inputs[0]]
-            if src.kind in ("conv", "depthwise") and len(graph.consumers_of(src.name)) == 1 and \
+            if fold_batchnorm and src.kind in ("conv", "depthwise") and len(graph.consumers_of(src.name)) == 1 and \
                     model.get_layer(src.name).get_config().get("activation", "linear") == "linear":
                 folded[name] = src.name
     fold_into = {v: k for k, v in folded.items()}

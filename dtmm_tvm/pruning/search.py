@@ -101,7 +101,7 @@ class CostEvaluator:
     """Prices plans for one graph and target through :mod:`dtmm_tvm.costmodel`."""
 
     def __init__(self, graph: PruneGraph, target: str, filterlet_importance: dict, filter_importance: dict,
-                 threshold: float | None = None):
+                 threshold: float | None = None, sensitivity: dict | None = None):
         from .. import costmodel
 
         self.cm = costmodel
@@ -117,8 +117,17 @@ class CostEvaluator:
         self.format_margin = costmodel.conv_heldout_error(self.coefficients)
         self._conv_cache: dict = {}
         self._other_cache: dict = {}
-        self._lost_fl = {n: _cumulative(v.reshape(-1)) for n, v in filterlet_importance.items()}
-        self._lost_f = {g: _cumulative(v) for g, v in filter_importance.items()}
+        # The accuracy term: measured loss increases per layer (summed) when a sensitivity table
+        # is given, else the share of each layer's importance removed (averaged over layers).
+        self.sensitivity = sensitivity
+        if sensitivity:
+            self._lost_fl = {n: _interpolated(*sensitivity[("l", n)]) for n in filterlet_importance
+                             if ("l", n) in sensitivity}
+            self._lost_f = {g: _interpolated(*sensitivity[("f", g)]) for g in filter_importance
+                            if ("f", g) in sensitivity}
+        else:
+            self._lost_fl = {n: _cumulative(v.reshape(-1)) for n, v in filterlet_importance.items()}
+            self._lost_f = {g: _cumulative(v) for g, v in filter_importance.items()}
 
     # -- plan helpers --------------------------------------------------------------------------
     def prunable_groups(self):
@@ -179,7 +188,7 @@ class CostEvaluator:
                 fmt, feats_i, nbytes, scratch = self._conv_choice(shape)
                 instr += feats_i
                 flash += nbytes
-                if taps > 1:
+                if taps > 1 and name in self._lost_fl:
                     lost += self._lost_fl[name](ratio)
                     n_lost += 1
                 if detail:
@@ -233,7 +242,7 @@ class CostEvaluator:
         calls = [cm.ArenaCall(c.name, c.output_bytes, c.reads, c.scratch_bytes, c.is_output or i in last_compute)
                  for i, c in enumerate(calls)]
         sram = cm.peak_sram(calls, self.target)
-        return Cost(int(instr), int(flash), int(sram), lost / max(n_lost, 1), layers)
+        return Cost(int(instr), int(flash), int(sram), lost if self.sensitivity else lost / max(n_lost, 1), layers)
 
     def _dense_in(self, plan, name):
         layer = self.graph.layers[name]
@@ -357,6 +366,20 @@ def _cumulative(importance: np.ndarray):
 
     def lost(ratio: float) -> float:
         return float(cum[n_removed(n, ratio, keep_at_least=0)])
+
+    return lost
+
+
+def _interpolated(ratios, rises):
+    """``lost(ratio)``: a measured sensitivity curve, linearly interpolated."""
+    xs, ys = np.asarray(ratios, np.float64), np.asarray(rises, np.float64)
+
+    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) if len(xs) > 1 and xs[-1] > xs[-2] else 0.0
+
+    def lost(ratio: float) -> float:
+        if ratio > xs[-1]:  # beyond the last measured ratio: the last segment's slope
+            return float(ys[-1] + max(slope, 0.0) * (ratio - xs[-1]))
+        return float(np.interp(ratio, xs, ys))
 
     return lost
 

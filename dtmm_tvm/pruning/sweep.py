@@ -30,7 +30,7 @@ JOB_FN = "dtmm_tvm.pruning.sweep:prune_job"
 BUDGET_KEYS = ("flash_kb", "sram_kb", "instructions", "flash_fraction", "instructions_fraction")
 TOP_KEYS = {"data", "models", "methods", "budgets", "targets", "epochs", "board_images", "options", "output"}
 PRUNE_OPTIONS = {"lr", "batch", "importance", "schedule", "guard", "seed", "filter_criterion", "n_patterns",
-                 "importance_weight", "objective_weight", "int8_accuracy_images"}
+                 "importance_weight", "objective_weight", "int8_accuracy_images", "sensitivity_images"}
 
 
 def load_sweep(path) -> tuple[list, Path]:
