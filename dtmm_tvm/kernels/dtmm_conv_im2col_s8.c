@@ -236,69 +236,30 @@ static void im2col_group_row16(const int8_t *x, int32_t in_h, int32_t in_w, int3
 }
 
 /* 8 chunks of 16 bytes, SS input bytes apart (post-incremented loads), to 8 consecutive
- * 16-byte slots at d: one tap chunk of a group of 8 pixels in one input row. */
+ * 16-byte slots at d: one tap chunk of a group of 8 pixels in one input row. The _PAD_FIRST /
+ * _PAD_LAST forms leave slot 0 (left image border) or slot 7 (right border) unread and store the
+ * padding value padv there: the two border cases of a 3x3 SAME conv whose output width is a
+ * multiple of 8, as a row copy instead of slot by slot (~55 instructions per chunk). */
+#define DTMM_LD(q, SS) "vldrb.8 " #q ", [%[s]], #" #SS "\n\t"
+#define DTMM_LD_END(q) "vldrb.8 " #q ", [%[s]]\n\t"
+#define DTMM_ST(q, off) "vstrw.32 " q ", [%[d], #" #off "]\n\t"
+#define DTMM_ROW_ASM(BODY)                                                                     \
+  __asm__ volatile(BODY : [s] "+r"(sp) : [d] "r"(d), [pv] "w"(padv) : "q0", "q1", "q2", "q3", "memory")
 #define DTMM_ROW8(SS)                                                                          \
-  __asm__ volatile("vldrb.8 q0, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q1, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q2, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q3, [%[s]], #" #SS "\n\t"                                        \
-                   "vstrw.32 q0, [%[d]]\n\t"                                                  \
-                   "vstrw.32 q1, [%[d], #16]\n\t"                                             \
-                   "vstrw.32 q2, [%[d], #32]\n\t"                                             \
-                   "vstrw.32 q3, [%[d], #48]\n\t"                                             \
-                   "vldrb.8 q0, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q1, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q2, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q3, [%[s]]\n\t"                                                   \
-                   "vstrw.32 q0, [%[d], #64]\n\t"                                             \
-                   "vstrw.32 q1, [%[d], #80]\n\t"                                             \
-                   "vstrw.32 q2, [%[d], #96]\n\t"                                             \
-                   "vstrw.32 q3, [%[d], #112]\n\t"                                            \
-                   : [s] "+r"(sp)                                                               \
-                   : [d] "r"(d)                                                                 \
-                   : "q0", "q1", "q2", "q3", "memory")
-
-/* As DTMM_ROW8 with slot 0 (left image border: the padding value pv) or slot 7 (right border)
- * not read: the two border cases of a 3x3 SAME conv whose output width is a multiple of 8, at
- * the cost of the in-image taps instead of a slot-by-slot copy (~55 instructions per chunk). */
+  DTMM_ROW_ASM(DTMM_LD(q0, SS) DTMM_LD(q1, SS) DTMM_LD(q2, SS) DTMM_LD(q3, SS)                 \
+               DTMM_ST("q0", 0) DTMM_ST("q1", 16) DTMM_ST("q2", 32) DTMM_ST("q3", 48)         \
+               DTMM_LD(q0, SS) DTMM_LD(q1, SS) DTMM_LD(q2, SS) DTMM_LD_END(q3)                \
+               DTMM_ST("q0", 64) DTMM_ST("q1", 80) DTMM_ST("q2", 96) DTMM_ST("q3", 112))
 #define DTMM_ROW8_PAD_FIRST(SS)                                                                \
-  __asm__ volatile("vldrb.8 q0, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q1, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q2, [%[s]], #" #SS "\n\t"                                        \
-                   "vstrw.32 %q[pv], [%[d]]\n\t"                                              \
-                   "vstrw.32 q0, [%[d], #16]\n\t"                                             \
-                   "vstrw.32 q1, [%[d], #32]\n\t"                                             \
-                   "vstrw.32 q2, [%[d], #48]\n\t"                                             \
-                   "vldrb.8 q0, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q1, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q2, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q3, [%[s]]\n\t"                                                   \
-                   "vstrw.32 q0, [%[d], #64]\n\t"                                             \
-                   "vstrw.32 q1, [%[d], #80]\n\t"                                             \
-                   "vstrw.32 q2, [%[d], #96]\n\t"                                             \
-                   "vstrw.32 q3, [%[d], #112]\n\t"                                            \
-                   : [s] "+r"(sp)                                                               \
-                   : [d] "r"(d), [pv] "w"(padv)                                                 \
-                   : "q0", "q1", "q2", "q3", "memory")
+  DTMM_ROW_ASM(DTMM_LD(q0, SS) DTMM_LD(q1, SS) DTMM_LD(q2, SS)                                 \
+               DTMM_ST("%q[pv]", 0) DTMM_ST("q0", 16) DTMM_ST("q1", 32) DTMM_ST("q2", 48)     \
+               DTMM_LD(q0, SS) DTMM_LD(q1, SS) DTMM_LD(q2, SS) DTMM_LD_END(q3)                \
+               DTMM_ST("q0", 64) DTMM_ST("q1", 80) DTMM_ST("q2", 96) DTMM_ST("q3", 112))
 #define DTMM_ROW8_PAD_LAST(SS)                                                                 \
-  __asm__ volatile("vldrb.8 q0, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q1, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q2, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q3, [%[s]], #" #SS "\n\t"                                        \
-                   "vstrw.32 q0, [%[d]]\n\t"                                                  \
-                   "vstrw.32 q1, [%[d], #16]\n\t"                                             \
-                   "vstrw.32 q2, [%[d], #32]\n\t"                                             \
-                   "vstrw.32 q3, [%[d], #48]\n\t"                                             \
-                   "vldrb.8 q0, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q1, [%[s]], #" #SS "\n\t"                                        \
-                   "vldrb.8 q2, [%[s]]\n\t"                                                   \
-                   "vstrw.32 q0, [%[d], #64]\n\t"                                             \
-                   "vstrw.32 q1, [%[d], #80]\n\t"                                             \
-                   "vstrw.32 q2, [%[d], #96]\n\t"                                             \
-                   "vstrw.32 %q[pv], [%[d], #112]\n\t"                                        \
-                   : [s] "+r"(sp)                                                               \
-                   : [d] "r"(d), [pv] "w"(padv)                                                 \
-                   : "q0", "q1", "q2", "q3", "memory")
+  DTMM_ROW_ASM(DTMM_LD(q0, SS) DTMM_LD(q1, SS) DTMM_LD(q2, SS) DTMM_LD(q3, SS)                 \
+               DTMM_ST("q0", 0) DTMM_ST("q1", 16) DTMM_ST("q2", 32) DTMM_ST("q3", 48)         \
+               DTMM_LD(q0, SS) DTMM_LD(q1, SS) DTMM_LD_END(q2)                                \
+               DTMM_ST("q0", 64) DTMM_ST("q1", 80) DTMM_ST("q2", 96) DTMM_ST("%q[pv]", 112))
 
 /* A whole group of 8 pixels in one output row, Cin = 16 * cpt, slot stride ss = stride_w * Cin
  * of 16, 32 or 64 bytes, dilation_w 1: per kernel tap the 8 slots read pixels of one input row
@@ -365,6 +326,10 @@ static void im2col_group_row(const int8_t *x, int32_t in_h, int32_t in_w, int32_
 #undef DTMM_ROW8
 #undef DTMM_ROW8_PAD_FIRST
 #undef DTMM_ROW8_PAD_LAST
+#undef DTMM_ROW_ASM
+#undef DTMM_ST
+#undef DTMM_LD_END
+#undef DTMM_LD
 
 static void im2col_aligned_mve(const int8_t *x, int32_t in_h, int32_t in_w, int32_t cin, int32_t out_w,
                                int32_t pix0, int32_t npix, int32_t group, int32_t kh, int32_t kw, int32_t sh,

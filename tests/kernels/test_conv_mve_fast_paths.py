@@ -7,7 +7,8 @@ against TFLM) on QEMU, one random layer per path:
 * its block entry ``dtmm_conv_block_mve_s8`` (filters of <= 32 bytes in registers, 1 and 2
   chunks, an odd output-channel count);
 * the Cin 16 / 32 / 64 im2col row path of groups of 8 (stride 1 and 2, partial taps at the
-  left and right borders, padded kernel rows) and the pixel-by-pixel path;
+  left and right borders - one slot off the image as a row copy at slot strides 32 and 64 -,
+  padded kernel rows) and the pixel-by-pixel path;
 * the sparse channel loops (uint8 taps per tile in asm, CSR and bitmask per channel) with a whole
   zero filter and more than one 32-channel tile.
 """
@@ -39,6 +40,9 @@ CASES = [  # id, (N, H, W, Cin), Cout, kernel, strides, padding (t, l, b, r), fo
     ("cin32_mask_s1", (1, 6, 16, 32), 10, (3, 3), (1, 1), (1, 1, 1, 1), "filterlet_bitmask", 0.7),
     ("cin64_u8_valid", (1, 5, 12, 64), 7, (3, 3), (1, 1), (0, 0, 0, 0), "filterlet_u8", 0.75),
     ("cin16_dense_s1", (1, 5, 16, 16), 6, (3, 3), (1, 1), (1, 1, 1, 1), "dense", 0.0),
+    # the row path's border groups (one slot off the image) at slot strides 64 and 32 bytes
+    ("cin64_u8_same_w16", (1, 4, 16, 64), 5, (3, 3), (1, 1), (1, 1, 1, 1), "filterlet_u8", 0.8),
+    ("cin32_dense_s2_w16", (1, 6, 16, 32), 4, (3, 3), (2, 2), (1, 1, 1, 1), "dense", 0.0),
 ]
 
 
@@ -75,7 +79,8 @@ def test_mve_fast_paths_bit_exact(tmp_path, case):
             func = conv2d_filterlet_int8(params, packed.kept_filterlets, fmt=fmt)
             consts = [packed.values, *packed.index_arrays, bias, mult, shift]
     # the case takes the path it is named for
-    expect_fast = {"cin3_5x5_s2_same": None, "cin3_wide_fallback": "small_k", "cin16_dense_s1": None}
+    expect_fast = {"cin3_5x5_s2_same": None, "cin3_wide_fallback": "small_k", "cin16_dense_s1": None,
+                   "cin32_dense_s2_w16": None}
     fast = mve_fast_block(params, "mve", fmt, 8)
     assert fast == expect_fast.get(name, "small_k" if fmt == "dense" else "sparse"), (name, fast)
     assert packed_patch(params, "mve", fmt) == (in_shape[3] < 16)
