@@ -147,9 +147,13 @@ def _tflm_arena(path: Path) -> dict | None:
 
 
 def _git_commit() -> str:
+    """HEAD, with "+ uncommitted changes" when tracked code outside bench/results differs from it."""
     try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)bench/results"], capture_output=True, text=True, check=True).stdout.strip()
+        return f"{head} + uncommitted changes" if dirty else head
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
