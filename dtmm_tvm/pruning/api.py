@@ -298,7 +298,7 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
 
 def _cost_json(c):
     return {"instructions": c.instructions, "flash_bytes": c.flash_bytes, "sram_bytes": c.sram_bytes,
-            "lost_importance": round(c.lost_importance, 5)}
+            "accuracy_term": round(c.accuracy_term, 5)}
 
 
 def _layer_rows(result, export_rows):

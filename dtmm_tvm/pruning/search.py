@@ -6,7 +6,9 @@ than 1x1 a filterlet ratio. :class:`CostEvaluator` prices a plan through the com
 will choose, and the arena the codegen planner lays out. :func:`anneal` is the paper's simulated
 annealing (T0 = 100, cooling 0.9, 100 moves per temperature, every ratio perturbed by
 U(-0.05, 0.05)); its energy is the objective (predicted instructions, or flash under a latency
-budget) plus ``importance_weight`` times the share of importance removed, plus a steep penalty
+budget) plus ``importance_weight`` times the accuracy term (with a measured sensitivity table,
+the summed validation-loss increases of each layer's ratios, interpolated; else the share of
+importance removed, averaged over layers), plus a steep penalty
 for a budget exceeded. The accuracy guard caps each ratio at the share of the layer's units whose
 importance is below a global threshold (a quantile of all units' layer-normalised importance).
 """
@@ -87,7 +89,7 @@ class Cost:
     instructions: int
     flash_bytes: int
     sram_bytes: int
-    lost_importance: float
+    accuracy_term: float  # summed measured loss increases, or the share of importance removed
     layers: dict = field(default_factory=dict)  # name -> {format, instructions, bytes, kept_filters, ...}
 
 
@@ -406,7 +408,7 @@ def _energy(cost: Cost, dense: Cost, budget: Budget, importance_weight: float, o
         objective = cost.flash_bytes / max(dense.flash_bytes, 1)
     else:
         objective = cost.instructions / max(dense.instructions, 1)
-    return 100.0 * objective_weight * objective + 100.0 * importance_weight * cost.lost_importance + 1e4 * penalty + \
+    return 100.0 * objective_weight * objective + 100.0 * importance_weight * cost.accuracy_term + 1e4 * penalty + \
         (1e3 if penalty > 0 else 0.0)
 
 

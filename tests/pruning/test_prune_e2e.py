@@ -160,9 +160,9 @@ def test_search_accuracy_term_sums_the_interpolated_sensitivities(trained, data)
     gid = g.group_of("c4").id
     sens = {("f", gid): ((0.0, 0.5, 1.0), (0.0, 1.0, 3.0)), ("l", "c2"): ((0.0, 0.25, 0.5), (0.0, 0.5, 0.6))}
     ev = CostEvaluator(g, "dtmm/cortex-m4", fl, f, sensitivity=sens)
-    assert ev.evaluate(Plan()).lost_importance == 0.0
+    assert ev.evaluate(Plan()).accuracy_term == 0.0
     plan = Plan({gid: 0.75}, {"c2": 0.75})  # 2.0 interpolated + 0.6 + 0.4 * 0.25 on the last slope
-    assert ev.evaluate(plan).lost_importance == pytest.approx(2.0 + 0.7)
+    assert ev.evaluate(plan).accuracy_term == pytest.approx(2.0 + 0.7)
 
 
 def test_dense_after_flatten_and_dropout_loses_the_removed_filters_features():
