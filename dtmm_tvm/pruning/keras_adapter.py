@@ -178,10 +178,12 @@ def layer_sensitivity(model, graph: PruneGraph, filterlet_importance: dict, filt
     ``{("f", group id) | ("l", conv): (ratios, loss increases)}`` with ratio 0 -> 0 first."""
     from .masks import filter_keep, filterlet_keep
 
-    def loss_of(m):
-        p = np.clip(m.predict(x, batch_size=512, verbose=0).astype(np.float64), 1e-12, None)
-        if not _ends_in_softmax(m):
-            p = np.exp(p - p.max(axis=1, keepdims=True))
+    def loss_of(m):  # mean cross entropy; a model without a final softmax gives logits
+        out = m.predict(x, batch_size=512, verbose=0).astype(np.float64)
+        if _ends_in_softmax(m):
+            p = np.clip(out, 0.0, None)
+        else:
+            p = np.exp(out - out.max(axis=1, keepdims=True))
         p = p / p.sum(axis=1, keepdims=True)
         return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
 
@@ -202,11 +204,13 @@ def layer_sensitivity(model, graph: PruneGraph, filterlet_importance: dict, filt
         kernel = model.get_layer(name).kernel
         saved = kernel.numpy()
         rises = [0.0]
-        for r in ratios:
-            keep = filterlet_keep(imp, r)  # (Cout, KH, KW) -> HWIO
-            kernel.assign(saved * keep.transpose(1, 2, 0)[:, :, None, :])
-            rises.append(max(loss_of(model) - base, 0.0))
-        kernel.assign(saved)
+        try:  # the caller's model gets its kernel back whatever happens
+            for r in ratios:
+                keep = filterlet_keep(imp, r)  # (Cout, KH, KW) -> HWIO
+                kernel.assign(saved * keep.transpose(1, 2, 0)[:, :, None, :])
+                rises.append(max(loss_of(model) - base, 0.0))
+        finally:
+            kernel.assign(saved)
         out[("l", name)] = (grid, tuple(rises))
     return out
 

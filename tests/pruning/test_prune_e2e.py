@@ -154,6 +154,25 @@ def test_layer_sensitivity_measures_each_layer_alone_and_restores_the_model(trai
     assert sens[("f", g.group_of("c4").id)][1][2] == pytest.approx(max(rise, 0.0), abs=1e-4)
 
 
+def test_layer_sensitivity_of_a_logits_model_equals_its_softmax_twin(trained, data):
+    """A model ending in a linear Dense (logits, as users often train with from_logits=True)
+    must get the same cross entropy as the same model with the softmax."""
+    from dtmm_tvm.pruning.keras_adapter import layer_sensitivity
+
+    cfg = trained.get_layer("fc").get_config()
+    inp = trained.inputs[0]
+    x = trained.get_layer("flat").output
+    logits_model = keras.Model(inp, keras.layers.Dense(cfg["units"], name="fc_logits")(x))
+    logits_model.get_layer("fc_logits").set_weights(trained.get_layer("fc").get_weights())
+    g_soft, g_logit = parse_model(trained), parse_model(logits_model)
+    fl, f = compute_importance(trained, g_soft, data.x_val, data.y_val, "l1")
+    soft = layer_sensitivity(trained, g_soft, fl, f, data.x_val, data.y_val, ratios=(0.5,))
+    logit = layer_sensitivity(logits_model, g_logit, fl, f, data.x_val, data.y_val, ratios=(0.5,))
+    assert soft.keys() == logit.keys()
+    for k in soft:
+        assert logit[k][1] == pytest.approx(soft[k][1], abs=1e-4), k
+
+
 def test_search_accuracy_term_sums_the_interpolated_sensitivities(trained, data):
     g = parse_model(trained)
     fl, f = compute_importance(trained, g, data.x_val, data.y_val, "l1")
