@@ -148,6 +148,9 @@ def measure_job(tflite: str, tflite_sha256: str, target: str, code_version: str)
     from dtmm_tvm.target import DEFAULT_BOARD
 
     data = fashion_mnist()
+    if not Path(tflite).is_file():  # the pruned files are not committed (a clean clone has none)
+        raise FileNotFoundError(f"{tflite}: the pruned model this measurement needs is not here (its prune "
+                                "job ran elsewhere); rerun the experiment into a new --out directory")
     blob = Path(tflite).read_bytes()
     if hashlib.sha256(blob).hexdigest() != tflite_sha256:
         raise RuntimeError(f"{tflite}: changed since it was pruned")

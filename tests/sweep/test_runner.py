@@ -152,3 +152,16 @@ def test_tune_measures_on_the_ray_cluster(ray_head):
     assert records.layers
     for entry in records.layers.values():
         assert all(c["error"] is None and c["instructions"] > 0 for c in entry["candidates"]), entry["candidates"]
+
+
+def test_pruning_measure_job_without_its_pruned_file_is_a_one_line_failure(tmp_path):
+    """bench/pruning's pruned .tflite files are not committed: in a clean clone a measurement
+    whose prune job ran elsewhere fails with a message naming the file, and the others go on."""
+    out = tmp_path / "r.jsonl"
+    missing = str(tmp_path / "gone.tflite")
+    s = run_jobs("bench.pruning.jobs:measure_job",
+                 [{"tflite": missing, "tflite_sha256": "0" * 64, "target": "dtmm/cortex-m4", "code_version": "x"}],
+                 out, use_ray=False, executor_=ThreadExecutor(1))
+    assert s["ok"] == 0 and len(s["failed"]) == 1
+    rec = json.loads(out.read_text().splitlines()[0])
+    assert rec["status"] == "failed" and "gone.tflite" in rec["error"] and "new --out" in rec["error"]
