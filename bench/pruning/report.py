@@ -171,16 +171,19 @@ def protocol_of(records: list) -> str:
     if not jobs:
         return ""
 
-    def vals(key, where=lambda i: True):
-        return "/".join(str(v) for v in sorted({i.get(key) for i in jobs if where(i)}, key=str))
+    def vals(key, where=lambda i: True, default=None):   # default: jobs from before the key existed
+        return "/".join(str(v) for v in sorted({i.get(key, default) for i in jobs if where(i)}, key=str))
 
     pruned = lambda i: i.get("method") != "dense"  # noqa: E731
     return (f"base models (recipe {vals('base_recipe')}) trained {vals('base_epochs')} epochs on the first "
             f"{vals('base_images')} of the 55,000 training images (Adam 2e-3, cosine decay, batch 128, batch-norm "
-            f"momentum 0.9); every method prunes one-shot under the flash budget, importance (and the fine-tuning's "
+            f"momentum 0.9); every method prunes under the flash budget, importance (and the fine-tuning's "
             f"validation) on {VAL_IMAGES:,} validation images, then fine-tunes {vals('epochs', pruned)} epoch(s) on "
-            f"the first {vals('train_images', pruned)} training images (Adam 1e-3, cosine decay, batch 64, masks "
-            f"enforced after every step); full-int8 export (200 calibration images); seed {vals('seed')}. "
+            f"the first {vals('train_images', pruned)} training images (Adam {vals('lr', pruned, 1e-3)}, cosine "
+            f"decay, batch 64, masks {vals('schedule', pruned, 'oneshot')} (one-shot: final masks from the start; "
+            f"gradual: raised over the first two thirds of the epochs) and enforced after every step, distillation "
+            f"weight {vals('distill', pruned, 0.0)} (the unpruned model as teacher, temperature 4)); full-int8 "
+            f"export (200 calibration images); seed {vals('seed')}. "
             "Filter pruning: CHIP criterion; pattern pruning: 8 patterns.")
 
 

@@ -171,7 +171,8 @@ def prune(model, data, budget: Budget | None = None, target: str = "dtmm/cortex-
 
         return prune_baseline(method, keras_model, model_path, dataset, graph, unknown, budget, target,
                               filter_criterion=filter_criterion, n_patterns=n_patterns, epochs=epochs,
-                              schedule=schedule, lr=lr, batch=batch, seed=seed, check_compiled=check_compiled,
+                              schedule=schedule, lr=lr, batch=batch, distill=distill, temperature=temperature,
+                              seed=seed, check_compiled=check_compiled,
                               compile_output=compile_output, run_on_board=run_on_board, board_limit=board_limit,
                               eval_dense_int8=eval_dense_int8, int8_accuracy_images=int8_accuracy_images, say=say,
                               started=started)

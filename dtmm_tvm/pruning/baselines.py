@@ -157,7 +157,7 @@ class MethodSearch:
 
 def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, budget_in: Budget, target, *,
                    filter_criterion="chip", n_patterns=8, epochs=3, schedule="oneshot", lr=1e-3, batch=64,
-                   seed=0, check_compiled=True, compile_output=None, run_on_board=False, board_limit=None,
+                   distill=0.0, temperature=4.0, seed=0, check_compiled=True, compile_output=None, run_on_board=False, board_limit=None,
                    eval_dense_int8=True, int8_accuracy_images=None, say=lambda e, i: None, started=None):
     """The ``filter`` / ``unstructured`` / ``pattern`` pruner (see the module docstring);
     returns a :class:`dtmm_tvm.pruning.api.PruneResult`."""
@@ -197,8 +197,10 @@ def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, bud
             return lm.element_masks
         return searcher.masks(ratio * fraction).element_masks
 
+    # The same fine-tuning as the DTMM pruner's, distillation from the unpruned model included.
     history = finetune(pruned, dataset, masks_at, epochs=epochs, schedule=schedule, lr=lr, batch=batch,
-                       progress=lambda h: say("epoch", dict(h, total=epochs)), seed=seed)
+                       progress=lambda h: say("epoch", dict(h, total=epochs)), seed=seed,
+                       teacher=keras_model if distill > 0 else None, distill=distill, temperature=temperature)
     float_pruned_acc = accuracy(pruned, dataset.x_test, dataset.y_test)
     rng = np.random.default_rng(seed)
     rep = dataset.x_train[rng.choice(len(dataset.x_train), min(200, len(dataset.x_train)), replace=False)]
@@ -227,6 +229,7 @@ def prune_baseline(method, keras_model, model_path, dataset, graph, unknown, bud
         "data": dataset.name, "target": target, "method": method,
         "importance": filter_criterion if method == "filter" else "magnitude",
         "schedule": schedule, "epochs": epochs,
+        "distill": {"weight": distill, "temperature": temperature} if distill > 0 else None,
         "budget": {"flash_bytes": budget.flash_bytes, "sram_bytes": budget.sram_bytes,
                    "instructions": budget.instructions},
         "not_understood": unknown,

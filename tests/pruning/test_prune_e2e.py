@@ -310,6 +310,21 @@ def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained_
     assert out.read_bytes() == result.tflite
 
 
+@pytest.mark.parametrize("method", ["filter", "unstructured"])
+def test_baselines_fine_tune_like_dtmm_with_the_unpruned_model_as_teacher(trained, data, method, monkeypatch):
+    """Every method shares the fine-tuning (issue 9): a baseline asked to distill gets the unpruned
+    model as its teacher, and its report says so."""
+    import dtmm_tvm.pruning.finetune as ft
+
+    seen, real = {}, ft.finetune
+    monkeypatch.setattr(ft, "finetune", lambda *a, **kw: (seen.update(kw), real(*a, **kw))[1])
+    res = prune(trained, data, Budget(flash_fraction=0.8), "dtmm/cortex-m4", method=method, epochs=1, lr=2e-3,
+                distill=0.5, temperature=3.0, check_compiled=False, eval_dense_int8=False, int8_accuracy_images=20)
+    assert seen["teacher"] is trained and seen["distill"] == 0.5 and seen["temperature"] == 3.0 and seen["lr"] == 2e-3
+    assert res.report["distill"] == {"weight": 0.5, "temperature": 3.0}
+    assert "loss" in res.report["finetune"][0]
+
+
 def test_bad_input_one_clear_error_nothing_written(trained, data, tmp_path):
     path = tmp_path / "m.keras"
     trained.save(path)
