@@ -26,6 +26,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from dtmm_tvm.costmodel.format_choice import OPTIMIZE, considered, decide_conv_format
 from dtmm_tvm.sparsity import FORMATS, UNSTRUCTURED, analyze_filterlets, pack_filterlets, pack_filterlets_as
+from dtmm_tvm.sparsity.compact import COMPACT, pack_compact
 from dtmm_tvm.sparsity.pattern import PATTERN, detect_patterns, pack_patterns, pattern_bytes
 
 from ._match import ValueResolver, drop_unreferenced_prim_funcs, const_value, dtype_of, func_attr_json, is_const, is_op, prim_func_of, static_shape
@@ -34,9 +35,10 @@ DEFAULT_THRESHOLD = 0.1  # the paper applies its format above 10% filterlet spar
 #: When not None, the formats every FilterletSparseConv() without ``formats=`` may choose from
 #: (tests and benchmarks force one format through the compile flow with this).
 FORMATS_OVERRIDE = None
-#: Every weight format an integer conv may get besides dense: the filterlet formats and the
-#: pattern-pruning baseline's (a candidate only for weights within its limits, C targets only).
-ALL_FORMATS = FORMATS + (PATTERN,)
+#: Every weight format an integer conv may get besides dense: the filterlet formats, the
+#: pattern-pruning baseline's (a candidate only for weights within its limits) and the
+#: filter-compacted conv (a candidate when some filters are all zero); the last two on C targets only.
+ALL_FORMATS = FORMATS + (PATTERN, COMPACT)
 
 
 @mutator
@@ -79,7 +81,9 @@ class _Rewriter(PyExprMutator):
         weight_ohwi = const_value(weight)
         stats = analyze_filterlets(weight_ohwi)
         element_sparsity = 1.0 - np.count_nonzero(weight_ohwi) / max(weight_ohwi.size, 1)
-        formats = self.formats if _has_c_target() else tuple(f for f in self.formats if f != PATTERN)
+        formats = self.formats if _has_c_target() else tuple(f for f in self.formats if f not in (PATTERN, COMPACT))
+        if not all(is_const(a) for a in (bias, mult, shift)):  # the compact format slices them
+            formats = tuple(f for f in formats if f != COMPACT)
         patterns = detect_patterns(weight_ohwi) if PATTERN in formats else None
         if not considered(stats.filterlet_sparsity, self.threshold, element_sparsity, formats) and patterns is None:
             return None
@@ -93,6 +97,8 @@ class _Rewriter(PyExprMutator):
             return relax.call_tir(gvar, [self.visit_expr(a) for a in call.args[1].fields], call.ty)
         if decision.format == PATTERN:
             return self._rewrite_pattern(call, layer, params, params_json, stats, weight_ohwi, patterns, decision)
+        if decision.format == COMPACT:
+            return self._rewrite_compact(call, layer, params, params_json, stats, weight_ohwi, decision)
         packed = pack_filterlets_as(weight_ohwi, decision.format, layer["name"])
         if packed.format == UNSTRUCTURED:
             from dtmm_tvm.ops.conv2d_unstructured import conv2d_unstructured_int8
@@ -138,6 +144,37 @@ class _Rewriter(PyExprMutator):
         gvar = self.builder_.add_func(func, layer["name"].replace("conv2d", "conv2d_pattern"))
         args = [self.visit_expr(x), relax.const(packed.values), *[relax.const(a) for a in packed.index_arrays],
                 bias, mult, shift]
+        return relax.call_tir(gvar, args, call.ty)
+
+    def _rewrite_compact(self, call, layer, params, params_json, stats, weight_ohwi, decision):
+        from dtmm_tvm.ops.conv2d_compact import conv2d_compact_int8
+
+        x, _, bias, mult, shift = call.args[1].fields
+        packed = pack_compact(weight_ohwi, const_value(bias), const_value(mult), const_value(shift),
+                              params.output_zero_point, params.act_min, params.act_max)
+        func = conv2d_compact_int8(params, packed.kept_filters)
+        n, oh, ow, _ = layer["output_shape"]
+        index_bytes = int(packed.channels.nbytes + packed.fill.size)
+        layer = dict(
+            layer,
+            format=COMPACT,
+            filterlet_sparsity=round(stats.filterlet_sparsity, 6),
+            filter_sparsity=round(stats.filter_sparsity, 6),
+            kept_filterlets=stats.kept_filterlets,
+            total_filterlets=stats.total_filterlets,
+            kept_filters=packed.kept_filters,
+            # the kept filters run dense: their zero filterlets are multiplied too
+            kept_macs=int(n * oh * ow * packed.weight.size),
+            stored_weight_bytes=packed.nbytes,
+            index_bytes=index_bytes,
+            format_bytes=dict(_format_bytes_of(weight_ohwi), **{COMPACT: packed.nbytes}),
+            format_choice=decision.to_json(),
+        )
+        func = func.with_attr("dtmm.layer", json.dumps(layer, sort_keys=True))
+        func = func.with_attr("dtmm.params", json.dumps(params_json))
+        gvar = self.builder_.add_func(func, layer["name"].replace("conv2d", "conv2d_compact"))
+        args = [self.visit_expr(x), relax.const(packed.weight), relax.const(packed.channels), relax.const(packed.fill),
+                relax.const(packed.bias), relax.const(packed.mult), relax.const(packed.shift)]
         return relax.call_tir(gvar, args, call.ty)
 
     def _rewrite_float(self, conv):

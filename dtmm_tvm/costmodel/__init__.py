@@ -20,8 +20,10 @@ API
     bias, multiplier and shift per output channel; ``instructions`` are predicted by the fitted
     linear model.
 ``predict_conv_formats(params, mask, target) -> {format: (instructions, flash_bytes)}``
-    Every weight format the layer fits (``"dense"`` and the filterlet formats), for a caller that
-    chooses the format by predicted instructions.
+    Every weight format the layer fits (``"dense"``, the filterlet formats and, when some of its
+    filters are all zero, ``"filter_compact"``: the dense conv of the kept filters plus the
+    expansion, group ``expand_channels``), for a caller that chooses the format by predicted
+    instructions.
 ``predict_conv_pattern(params, kept_kernels, patterns, target) -> (instructions, flash_bytes)``
     A regular conv in the pattern-pruning baseline's format (:mod:`dtmm_tvm.sparsity.pattern`):
     ``kept_kernels`` non-zero (out, in) kernels over ``patterns`` distinct 4-tap patterns.
@@ -55,7 +57,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .features import (CONV_FEATURES, CONV_FORMATS, ConvShape, add_features, conv_features, depthwise_features,
-                       fc_features, mean_features, pattern_features, pool_features, softmax_features)
+                       expand_features, fc_features, mean_features, pattern_features, pool_features,
+                       softmax_features)
 
 __all__ = ["ArenaCall", "ConvCost", "ConvShape", "CONV_FORMATS", "format_bytes", "load_coefficients",
            "peak_sram", "predict_conv", "predict_conv_formats", "predict_conv_pattern", "predict_depthwise",
@@ -63,6 +66,7 @@ __all__ = ["ArenaCall", "ConvCost", "ConvShape", "CONV_FORMATS", "format_bytes",
            "predict_add", "predict_artifact", "conv_params", "padding_of", "scratch_bytes"]
 
 from ..errors import DTMMError
+from ..sparsity.compact import COMPACT
 
 
 class CostModelError(DTMMError):
@@ -224,7 +228,29 @@ def predict_conv_formats(params, mask=None, target="dtmm/cortex-m4") -> dict:
         if nbytes is None:
             continue
         out[fmt] = (_predict(doc, f"conv/{fmt}", conv_features(shape, fmt, tag)), nbytes + requant)
+    if keep is not None:
+        compact = predict_conv_compact(shape, int(keep.reshape(shape.cout, -1).any(axis=1).sum()), tag, doc)
+        if compact is not None:
+            out[COMPACT] = compact
     return out
+
+
+def predict_conv_compact(shape: ConvShape, kept_filters: int, target, doc: dict | None = None) -> tuple | None:
+    """``(instructions, flash_bytes)`` of a conv in the ``"filter_compact"`` format (the dense
+    conv of its ``kept_filters`` filters, then the expansion), or None when the layer does not fit
+    the format or the target's coefficients have no ``expand_channels`` fit (older files)."""
+    from ..sparsity.compact import compact_bytes
+
+    tag = _tag(target)
+    doc = doc or load_coefficients(tag)
+    nbytes = compact_bytes((shape.cout, shape.kh, shape.kw, shape.cin), kept_filters)
+    if nbytes is None or "expand_channels" not in doc["coefficients"]:
+        return None
+    inner = ConvShape(**{**shape.__dict__, "cout": kept_filters, "kept_filterlets": None, "kept_runs": None,
+                         "nonzero_weights": None})
+    instr = _predict(doc, "conv/dense", conv_features(inner, "dense", tag)) + _predict(
+        doc, "expand_channels", expand_features(shape.pixels, shape.cout, kept_filters, tag))
+    return instr, nbytes + REQUANT_BYTES_PER_CHANNEL * kept_filters
 
 
 def predict_conv_pattern(params, kept_kernels: int, patterns: int, target="dtmm/cortex-m4") -> tuple:
@@ -266,7 +292,7 @@ def predict_conv(params, mask=None, target="dtmm/cortex-m4", threshold: float | 
     fmt = compiler_format(by_format, 1.0 - kept / shape.total_filterlets if shape.total_filterlets else 0.0,
                           threshold, margin=conv_heldout_error(load_coefficients(target)),
                           element_sparsity=element_sparsity)
-    if keep is not None and fmt != "dense":
+    if keep is not None and fmt not in ("dense", COMPACT):
         # Exact bytes straight from the storage module's packing of this mask.
         from ..sparsity.storage import pack_filterlets_as
 

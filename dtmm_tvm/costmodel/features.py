@@ -687,6 +687,9 @@ def fc_features(in_features: int, out_features: int, target: str) -> list:
             float(blocks), 1.0]
 
 
+#: The expansion step of the filter-compacted conv (dtmm_expand_channels_s8.c), priced on its
+#: own and added to the dense conv of the kept filters (:func:`expand_features`).
+EXPAND_FEATURES = ["copy_steps", "copy_tail_bytes", "scatter_steps", "pixels", "calls"]
 #: Non-conv operators the cost model prices (what the pruner's Keras models lower to): group ->
 #: feature names. Their cost barely changes with pruning (only through the channels kept), but
 #: whole-model predictions must include them to track measured totals.
@@ -696,7 +699,22 @@ OTHER_OP_FEATURES = {
     "mean": ["inputs", "input_rows", "outputs", "call"],
     "softmax": ["elements", "rows", "call"],
     "add": ["elements", "call"],
+    "expand_channels": EXPAND_FEATURES,
 }
+
+
+def expand_features(pixels: int, channels: int, kept: int, target: str, pixels_per_block: int | None = None) -> list:
+    """``dtmm_expand_channels_s8`` over ``pixels`` output rows of ``channels`` bytes, ``kept`` of
+    them from the compact conv, one call per block of the conv's default pixels per block: per
+    row the constant row is copied (MVE: 16-byte predicated vectors; else words, then the tail
+    bytes) and the kept channels stored (MVE: 8 per scatter; else one by one)."""
+    core = _core(target)
+    ppb = pixels_per_block or _PIXELS_PER_BLOCK[core]
+    calls = _ceil(pixels, ppb)
+    if core == "cortex-m55":
+        return [float(pixels * _ceil(channels, 16)), 0.0, float(pixels * _ceil(kept, 8)), float(pixels), float(calls)]
+    return [float(pixels * (channels // 4)), float(pixels * (channels % 4)), float(pixels * kept), float(pixels),
+            float(calls)]
 
 
 def pool_features(out_hw: tuple, channels: int, window: tuple) -> list:

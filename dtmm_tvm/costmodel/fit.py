@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .features import (CONV_FEATURES, CONV_FORMATS, OTHER_OP_FEATURES, PATTERN_FEATURES, ConvShape,
-                       add_features, conv_features, depthwise_features, fc_features, mean_features,
+                       add_features, conv_features, depthwise_features, expand_features, fc_features, mean_features,
                        pattern_features, pool_features, softmax_features)
 
 from .features import (DEPTHWISE_FEATURES, FC_FEATURES, SHARED_CONV_FEATURES, UNSTRUCTURED,
@@ -70,6 +70,11 @@ PRUNED_OTHER_SHAPES = {
 }
 #: Depthwise channel counts after filter pruning (H = W, stride per shape).
 PRUNED_DEPTHWISE = ((8, 13, 1), (12, 20, 2), (6, 37, 1), (10, 44, 1), (14, 7, 2), (7, 27, 1))
+#: The filter-compacted conv's expansion step (pixels, output channels, kept channels): the
+#: 1x1 layers of DS-CNN / MobileNet-style models with most filters dropped, odd channel counts
+#: (the word path's tail bytes), more kept channels than one MVE scatter, a partial last block.
+EXPAND_SHAPES = ((125, 64, 6), (100, 32, 3), (144, 16, 9), (49, 100, 20), (64, 37, 11), (196, 24, 2), (36, 64, 40),
+                 (257, 8, 1), (75, 48, 17), (30, 130, 9), (90, 20, 5), (121, 72, 30))
 #: Depthwise (H = W, channels, stride, kernel) on each side of the kernel's path conditions
 #: (features.depthwise_path): channels not a multiple of 4 and 5x5 kernels take the generic
 #: loop (DSP) / the lane path (MVE, more than 16 taps), 4 and 8 channels at stride 1 the MVE
@@ -158,6 +163,10 @@ def sample_plan(seed: int = 0, conv_points: int = 20, small_points: int = 8, hel
         shape = ConvShape(hw, hw, c, c, k, k, (s, s), _same_padding(hw, hw, k, s), depthwise=True)
         plan.append(dict(kind="depthwise", fmt="dense", shape=shape, sparsity=0.0,
                          heldout=i % heldout_every == heldout_every - 1))
+    for i, (pixels, channels, kept) in enumerate(EXPAND_SHAPES):
+        plan.append(dict(kind="expand_channels", fmt="dense", shape={"pixels": pixels, "channels": channels,
+                                                                      "kept": kept},
+                         sparsity=0.0, heldout=i % heldout_every == heldout_every - 1))
     return plan
 
 
@@ -223,6 +232,8 @@ def features_of(point: dict, target: str) -> list:
         return depthwise_features(shape, target)
     if point["kind"] == "fc":
         return fc_features(point["shape"]["in_features"], point["shape"]["out_features"], target)
+    if point["kind"] == "expand_channels":
+        return expand_features(point["shape"]["pixels"], point["shape"]["channels"], point["shape"]["kept"], target)
     return other_features(point["kind"], point["shape"])
 
 

@@ -159,12 +159,13 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
         ``"pattern"``, which is a candidate only when :func:`dtmm_tvm.sparsity.pattern.detect_patterns`
         finds the weights within its limits).
     """
+    from ..sparsity.compact import COMPACT, compact_bytes, kept_filters_of
     from ..sparsity.pattern import PATTERN, detect_patterns, pattern_bytes
     from ..sparsity.storage import FORMATS
     from . import (CostModelError, conv_heldout_error, conv_shape_of, format_bytes, load_coefficients,
                    predict_conv_formats)
 
-    formats = FORMATS + (PATTERN,) if formats is None else tuple(formats)
+    formats = FORMATS + (PATTERN, COMPACT) if formats is None else tuple(formats)
     keep = np.any(np.asarray(weight_ohwi) != 0, axis=3)
     kept = int(keep.sum())
     sparsity = 1.0 - kept / keep.size if keep.size else 0.0
@@ -173,11 +174,15 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
     shape = tuple(int(d) for d in np.shape(weight_ohwi))
     nbytes = {"dense": format_bytes(shape, kept, "dense")}
     for fmt in formats:
-        if fmt == PATTERN:
+        if fmt in (PATTERN, COMPACT):
             continue
         b = format_bytes(shape, kept, fmt, nonzero)
         if b is not None:
             nbytes[fmt] = b
+    if COMPACT in formats and len(shape) == 4:
+        b = compact_bytes(shape, kept_filters_of(weight_ohwi).size)
+        if b is not None:
+            nbytes[COMPACT] = b
     patterns = detect_patterns(weight_ohwi) if PATTERN in formats and len(shape) == 4 else None
     if patterns is not None:
         nbytes[PATTERN] = pattern_bytes(shape, patterns.kept_kernels, len(patterns.supports))
@@ -193,6 +198,8 @@ def decide_conv_format(weight_ohwi: np.ndarray, params, target=None, optimize: s
                                      "nonzero_weights": nonzero})
                 by_format = predict_conv_formats(conv, keep, tag)
                 predicted = {f: int(v[0]) for f, v in by_format.items() if f in nbytes}
+                if COMPACT in nbytes and COMPACT not in predicted and optimize == "speed":
+                    del nbytes[COMPACT]   # coefficients without the expansion's fit: not a speed candidate
                 if PATTERN in nbytes:
                     from . import predict_conv_pattern
 

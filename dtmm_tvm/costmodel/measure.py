@@ -238,6 +238,17 @@ def build_other_module(kind: str, shape: dict, seed: int = 0):
         params = add_params(0.05, -3, 0.06, 4, 0.08, -128, -128, 127)
         other = rng.integers(-128, 128, size=ishape).astype(np.int8)
         return _one_layer(add_int8(ishape, ishape, params), ishape, [other], ishape, kind), ishape
+    if kind == "expand_channels":  # as the compact conv of the current target calls it
+        from ..ops.conv2d_compact import expand_channels_int8
+        from ..schedules.conv import default_schedule
+
+        pixels, channels, kept = shape["pixels"], shape["channels"], shape["kept"]
+        ishape = (1, pixels, kept)
+        ppb = default_schedule(None).pixels_per_block
+        order = np.sort(rng.choice(channels, size=kept, replace=False)).astype(np.uint16)
+        fill = rng.integers(-128, 128, size=channels).astype(np.int8)
+        func = expand_channels_int8(pixels, kept, channels, ppb)
+        return _one_layer(func, ishape, [order, fill], (1, pixels, channels), kind), ishape
     raise ValueError(f"no one-layer builder for {kind!r}")
 
 

@@ -122,6 +122,13 @@ void dtmm_conv_block_mve_s8(const int8_t *buf, int32_t npix, int32_t group, int3
                                int32_t act_max, int32_t *tile);
 #endif
 
+/* ---- output of a filter-compacted conv (format "filter_compact"), owner: conv kernels ------
+ * npix pixels of kept_out (rows of `kept` bytes: the conv over the kept filters only) into out
+ * (rows of cout bytes): each row is `fill` (the dropped filters' constant outputs) with the kept
+ * channels stored at channels[j] (uint16, ascending). No scratch. */
+void dtmm_expand_channels_s8(const int8_t *kept_out, int32_t npix, int32_t kept, const uint16_t *channels,
+                             const int8_t *fill, int8_t *out, int32_t cout);
+
 /* ---- regular int8 convolution over element-sparse (unstructured) weights, CSR per output
  * filter, owner: unstructured kernel (dtmm_conv_csr_s8.c, dtmm_tvm/ops/conv2d_unstructured.py).
  * values int8 [nnz], col_idx int16 [nnz] = (kh*KW + kw)*Cin + ci, row_ptr int32 [Cout+1].

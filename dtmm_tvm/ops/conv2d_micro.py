@@ -20,20 +20,27 @@ compiler's macros; the builder only needs the im2col layout sizes of the target
 Weight formats (``fmt``, see :mod:`dtmm_tvm.sparsity.storage`): ``"dense"`` (args
 ``x, w, bias, mult, shift, out``), ``"filterlet_csr"`` (``x, values, col_idx, row_ptr, ...``),
 ``"filterlet_u8"`` (``x, values, taps, counts, ...``), ``"filterlet_bitmask"``
-(``x, values, mask, ...``).
+(``x, values, mask, ...``), ``"filter_compact"`` (``x, w_kept, channels, fill, bias_kept,
+mult_kept, shift_kept, out``: the dense kernel over the kept filters only, into a block of
+scratch, then ``dtmm_expand_channels_s8`` writes the block's full output rows; see
+:mod:`dtmm_tvm.ops.conv2d_compact`).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from tvm import tirx
 from tvm.script import tirx as T
 
 from ..kernels import target_isa, with_c_kernels
 from ..quant.conv import Conv2DParams
+from ..sparsity.compact import COMPACT
 from .common import with_attrs
 from ..schedules.conv import ConvSchedule, block_tile_bytes, group_width, mve_fast_block, packed_patch, row_bytes
 
 C_KERNELS = ["dtmm_conv_im2col_s8", "dtmm_conv_bias_s8", "dtmm_conv_block_s8"]  # + packed im2col / block (same files)
+
 
 #: index format name -> DTMM_FMT_* code of dtmm_kernels.h
 FORMAT_CODES = {"dense": 0, "filterlet_csr": 1, "filterlet_u8": 2, "filterlet_bitmask": 3}
@@ -42,12 +49,24 @@ FORMAT_CODES = {"dense": 0, "filterlet_csr": 1, "filterlet_u8": 2, "filterlet_bi
 def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: ConvSchedule,
                      op_name: str, fmt: str | None = None) -> tirx.PrimFunc:
     """Dense (``kept is None``) or filterlet-sparse micro-kernel conv in index format ``fmt``
-    (default ``"filterlet_csr"`` when sparse)."""
+    (default ``"filterlet_csr"`` when sparse); ``fmt="filter_compact"``: ``kept`` is the number
+    of kept filters, ``params`` the whole layer's."""
     isa = target_isa(target)
     if fmt is None:
         fmt = "dense" if kept is None else "filterlet_csr"
+    full_shape = tuple(params.output_shape)
+    full_cout = full_shape[3]
+    compact = fmt == COMPACT
+    if compact:
+        # Everything below builds the dense conv of the kept filters; only where its output goes
+        # (block scratch, then the expansion) differs.
+        cout_k, kh_k, kw_k, cin_k = params.weight_shape
+        if not 0 < kept < cout_k:
+            raise ValueError(f"filter_compact needs 0 < kept filters < {cout_k}, got {kept}")
+        params = replace(params, weight_shape=(kept, kh_k, kw_k, cin_k))
+        fmt = "dense"
     if fmt not in FORMAT_CODES:
-        raise ValueError(f"unknown weight format {fmt!r}; known: {sorted(FORMAT_CODES)}")
+        raise ValueError(f"unknown weight format {fmt!r}; known: {sorted(FORMAT_CODES)} and {COMPACT!r}")
     code = FORMAT_CODES[fmt]
     n_size, height, width, cin = params.input_shape
     _, oh_size, ow_size, cout = params.output_shape
@@ -81,7 +100,17 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
     tile_words = block_tile_bytes(isa) // 4  # the block kernel's MVE accumulator tile (0: none)
 
     @T.macro
-    def conv_body(x, weights, index0, index1, bias, mult, shift, out):
+    def block_calls(im2col, bias_eff, weights, index0, index1, mult, shift, npix, dest):
+        # every channel block of one pixel block; output pixels `cout` bytes apart from dest
+        for c in range(nob):
+            T.evaluate(T.call_extern(
+                "void", block_fn, im2col.access_ptr("r"), npix, group, code,
+                weights, index0, index1, blk_kk, blk_cin, c * ob, T.min(c * ob + ob, cout),
+                bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
+                dest, cout, out_zp, act_min, act_max, T.address_of(bias_eff[cout])))
+
+    @T.macro
+    def conv_body(x, weights, index0, index1, bias, mult, shift, out, channels=None, fill=None):
         # The same three micro-kernel calls for every format; only the weight/index pointers differ.
         im2col = T.decl_buffer((scratch,), "int8", scope="global")
         # the effective bias, then the block kernel's accumulator tile (MVE; none elsewhere)
@@ -94,17 +123,36 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
             T.evaluate(T.call_extern("void", im2col_fn, T.address_of(x[n, 0, 0, 0]), height, width, cin,
                                      ow_size, pix0, npix, group, kh_size, kw_size, sh, sw, dh, dw, pad_top, pad_left,
                                      input_offset, im2col.access_ptr("rw")))
-            for c in range(nob):
-                T.evaluate(T.call_extern(
-                    "void", block_fn, im2col.access_ptr("r"), npix, group, code,
-                    weights, index0, index1, blk_kk, blk_cin, c * ob, T.min(c * ob + ob, cout),
-                    bias_eff.access_ptr("rw"), T.address_of(mult[0]), T.address_of(shift[0]),
-                    T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]), cout, out_zp, act_min, act_max,
-                    T.address_of(bias_eff[cout])))
+            if compact:  # the kept channels into block scratch (rows of `cout` = kept), then expanded
+                kept_rows = T.decl_buffer((ppb * cout,), "int8", scope="global")
+                block_calls(im2col, bias_eff, weights, index0, index1, mult, shift, npix, kept_rows.access_ptr("w"))
+                T.evaluate(T.call_extern("void", "dtmm_expand_channels_s8", kept_rows.access_ptr("r"), npix, cout,
+                                         channels, fill, T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]),
+                                         full_cout))
+            else:
+                block_calls(im2col, bias_eff, weights, index0, index1, mult, shift, npix,
+                            T.address_of(out[n, pix0 // ow_size, pix0 % ow_size, 0]))
 
     # Only the chosen format's function is parsed: TVMScript parses a prim_func where it is
     # defined, and parsing is most of the time a conv takes to build.
-    if fmt == "dense":
+    if compact:
+        full_o_shape = full_shape
+
+        @T.prim_func
+        def filter_compact(
+            x: T.Buffer(x_shape, "int8"),
+            w: T.Buffer(w_shape, "int8"),
+            channels: T.Buffer((cout,), "uint16"),
+            fill: T.Buffer((full_cout,), "int8"),
+            bias: T.Buffer((cout,), "int32"),
+            mult: T.Buffer((cout,), "int32"),
+            shift: T.Buffer((cout,), "int32"),
+            out: T.Buffer(full_o_shape, "int8"),
+        ):
+            conv_body(x, T.address_of(w[0, 0, 0, 0]), null, null, bias, mult, shift, out,
+                      T.address_of(channels[0]), T.address_of(fill[0]))
+        func = filter_compact
+    elif fmt == "dense":
         @T.prim_func
         def dense(
             x: T.Buffer(x_shape, "int8"),
@@ -161,4 +209,4 @@ def build_conv_micro(params: Conv2DParams, kept: int | None, target, schedule: C
         func = bitmask
 
     func = with_attrs(func, op_name)
-    return with_c_kernels(func, C_KERNELS)
+    return with_c_kernels(func, C_KERNELS + (["dtmm_expand_channels_s8"] if compact else []))

@@ -119,12 +119,15 @@ class MethodSearch:
         compiler's own decision (:func:`dtmm_tvm.costmodel.format_choice.decide_conv_format`, every
         format it knows), bytes = stored weights + per-channel requantization."""
         from ..costmodel.format_choice import decide_conv_format
+        from ..sparsity.compact import COMPACT, kept_filters_of
         from .search import _params
 
         cm = self.evaluator.cm
         decision = decide_conv_format(weight_ohwi, _params(shape), self.target, "speed")
         fmt = decision.format
-        nbytes = decision.bytes[fmt] + cm.REQUANT_BYTES_PER_CHANNEL * shape.cout
+        # requantization records per computed filter (the compact format drops the others')
+        filters = kept_filters_of(weight_ohwi).size if fmt == COMPACT else shape.cout
+        nbytes = decision.bytes[fmt] + cm.REQUANT_BYTES_PER_CHANNEL * filters
         instr = decision.predicted.get(fmt)
         if instr is None:   # not considered (stays dense without a prediction)
             instr = cm.predict_conv_formats(shape, None, self.target)["dense"][0]

@@ -42,7 +42,9 @@ def test_predict_conv_picks_the_compilers_format_with_exact_bytes():
     assert cost.chosen_format == decide_conv_format(w, params, "dtmm/cortex-m4").format != "dense"
     assert cost.flash_bytes == pack_filterlets_as(w, cost.chosen_format).nbytes + 12 * 32
     assert cost.instructions > 0
-    assert set(cost.by_format) == {"dense", *FORMATS}
+    # some filters lose all 9 taps at 70% (0.7^9 = 4%): the filter-compacted conv is priced too
+    dropped = not keep.reshape(32, -1).any(axis=1).all()
+    assert set(cost.by_format) == {"dense", *FORMATS} | ({"filter_compact"} if dropped else set())
     dense = costmodel.predict_conv(shape, None, "dtmm/cortex-m4")
     assert dense.chosen_format == "dense" and dense.flash_bytes == 32 * 9 * 16 + 12 * 32
     assert cost.instructions < dense.instructions
@@ -78,7 +80,8 @@ def test_fit_points_and_heldout_errors_on_synthetic_measurements():
             "conv/unstructured_csr": [12.0, 14, 60, 20, 3, 0.5, 30, 1, 8, 0.4, 0.5, 900],
             "depthwise": [9.0, 6, 40, 25, 100, 8, 3, 15, 130, 70, 90, 200, 24, 24, 7, 18, 5, 3, 12, 400], "fc": [2.5, 9, 14, 30, 30, 40, 300],
             "max_pool2d": [4.0, 3, 9, 20, 200], "avg_pool2d": [4.5, 2, 20, 20, 250], "mean": [3.0, 5, 60, 300],
-            "softmax": [150, 900, 400], "add": [22.0, 150]}
+            "softmax": [150, 900, 400], "add": [22.0, 150],
+            "expand_channels": [4.0, 5.5, 5.0, 2.0, 110]}
     points = []
     for p in plan:
         shape = p["shape"]
