@@ -126,10 +126,7 @@ class _Rewriter(PyExprMutator):
         layer = dict(
             layer,
             format=PATTERN,
-            filterlet_sparsity=round(stats.filterlet_sparsity, 6),
-            filter_sparsity=round(stats.filter_sparsity, 6),
-            kept_filterlets=stats.kept_filterlets,
-            total_filterlets=stats.total_filterlets,
+            **_stats_fields(stats),
             patterns=packed.patterns,
             kept_kernels=packed.kept_kernels,
             total_kernels=int(weight_ohwi.shape[0] * weight_ohwi.shape[3]),
@@ -158,10 +155,7 @@ class _Rewriter(PyExprMutator):
         layer = dict(
             layer,
             format=COMPACT,
-            filterlet_sparsity=round(stats.filterlet_sparsity, 6),
-            filter_sparsity=round(stats.filter_sparsity, 6),
-            kept_filterlets=stats.kept_filterlets,
-            total_filterlets=stats.total_filterlets,
+            **_stats_fields(stats),
             kept_filters=packed.kept_filters,
             # the kept filters run dense: their zero filterlets are multiplied too
             kept_macs=int(n * oh * ow * packed.weight.size),
@@ -253,16 +247,19 @@ class _Rewriter(PyExprMutator):
         return None
 
 
+def _stats_fields(stats) -> dict:
+    """The filterlet statistics every rewritten layer's metadata carries."""
+    return dict(filterlet_sparsity=round(stats.filterlet_sparsity, 6), filter_sparsity=round(stats.filter_sparsity, 6),
+                kept_filterlets=stats.kept_filterlets, total_filterlets=stats.total_filterlets)
+
+
 def _sparse_layer(layer: dict, stats, packed) -> dict:
     cin = packed.weight_shape[3]
     n, oh, ow, _ = layer["output_shape"]
     out = dict(
         layer,
         format=packed.format,
-        filterlet_sparsity=round(stats.filterlet_sparsity, 6),
-        filter_sparsity=round(stats.filter_sparsity, 6),
-        kept_filterlets=stats.kept_filterlets,
-        total_filterlets=stats.total_filterlets,
+        **_stats_fields(stats),
         kept_macs=int(n * oh * ow * stats.kept_filterlets * cin),
         stored_weight_bytes=int(packed.values.size * packed.values.itemsize + packed.index_bytes),
         index_bytes=packed.index_bytes,

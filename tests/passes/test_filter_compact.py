@@ -19,6 +19,8 @@ from dtmm_tvm.sparsity.compact import COMPACT, pack_compact
 from dtmm_tvm.target import resolve_target
 from relay_passes import DropZeroFilters, FilterletSparseConv, LowerQDQToInteger
 
+from .structural import strip_layer_attrs
+
 RNG = np.random.default_rng(11)
 KEEP = [2, 9, 13]
 W = np.zeros((1, 1, 8, 16), np.int8)  # HWIO: 1x1, 8 -> 16, filters 2, 9, 13 kept
@@ -43,13 +45,6 @@ class Before:
         return q
 
 
-def _strip(mod):
-    for gv, f in list(mod.functions_items()):
-        if isinstance(f, tvm.tirx.PrimFunc):
-            mod[gv] = f.without_attr("dtmm.layer").without_attr("dtmm.params")
-    return mod
-
-
 def test_a_filter_pruned_conv_read_by_the_output_becomes_the_compact_conv():
     with resolve_target("dtmm/cortex-m4"):
         lowered = DropZeroFilters()(LowerQDQToInteger()(Before))   # the output reads it: nothing dropped
@@ -71,7 +66,7 @@ def test_a_filter_pruned_conv_read_by_the_output_becomes_the_compact_conv():
     assert layer["format"] == COMPACT and layer["kept_filters"] == 3
     assert layer["stored_weight_bytes"] == 3 * 8 + 3 * 2 + 16 and layer["kept_macs"] == 25 * 3 * 8
     assert packed.channels.tolist() == KEEP
-    tvm.ir.assert_structural_equal(_strip(after), _strip(expected), map_free_vars=True)
+    tvm.ir.assert_structural_equal(strip_layer_attrs(after), strip_layer_attrs(expected), map_free_vars=True)
 
 
 def test_not_offered_without_a_c_target():

@@ -14,6 +14,8 @@ from dtmm_tvm.quant.conv import Conv2DParams
 from dtmm_tvm.sparsity import pack_filterlets
 from relay_passes import FilterletSparseConv, LowerQDQToInteger
 
+from .structural import strip_layer_attrs
+
 
 def _weights(sparsity, seed=0, shape=(3, 3, 8, 6)):
     rng = np.random.default_rng(seed)
@@ -42,13 +44,6 @@ def _float_module(w):
     return Module
 
 
-def _strip(mod):
-    for gv, f in list(mod.functions_items()):
-        if isinstance(f, tvm.tirx.PrimFunc):
-            mod[gv] = f.without_attr("dtmm.layer").without_attr("dtmm.params")
-    return mod
-
-
 def test_float_conv_becomes_filterlet_operator():
     after = FilterletSparseConv()(_float_module(W_HALF))
     w_ohwi = np.ascontiguousarray(W_HALF.astype("float32").transpose(3, 0, 1, 2))
@@ -69,7 +64,7 @@ def test_float_conv_becomes_filterlet_operator():
     assert layer["format"] == "filterlet_csr"
     assert layer["kept_filterlets"] == packed.kept_filterlets
     assert layer["stored_weight_bytes"] == packed.values.size * 4 + packed.index_bytes
-    tvm.ir.assert_structural_equal(_strip(after), bb.get(), map_free_vars=True)
+    tvm.ir.assert_structural_equal(strip_layer_attrs(after), bb.get(), map_free_vars=True)
 
 
 def test_dense_conv_below_threshold_is_untouched():
