@@ -46,7 +46,8 @@ def conv2d_compact_int8(params: Conv2DParams, kept_filters: int, *, target=None,
         ``K``, the filters that are not all zero: ``0 < K < Cout``.
     target, schedule
         A C target (default ``Target.current()``); the schedule of the dense conv of ``K``
-        filters (default: tuning records, then the target's default for that conv).
+        filters (default: tuning records of this layer, op ``"conv2d_compact"``, then the
+        target's default for that conv).
     """
     from .conv2d_micro import build_conv_micro
 
@@ -56,12 +57,12 @@ def conv2d_compact_int8(params: Conv2DParams, kept_filters: int, *, target=None,
         raise ValueError(f"filter_compact needs 0 < kept filters < {params.weight_shape[0]}, got {kept_filters}")
     inner = compact_params(params, kept_filters)
     if schedule is None:
-        schedule = lookup_schedule("conv2d", inner, target)
+        schedule = lookup_schedule("conv2d_compact", params, target, kept_filters=kept_filters)
     target, schedule = resolve(inner, target, schedule)
     if not schedule.micro_kernel:
         raise ValueError("filter_compact runs on the conv micro-kernels: it needs a C target and a micro-kernel "
                          "schedule")
-    return build_conv_micro(params, kept_filters, target, schedule, "conv2d", fmt=COMPACT)
+    return build_conv_micro(params, kept_filters, target, schedule, "conv2d_compact", fmt=COMPACT)
 
 
 def expand_channels_int8(pixels: int, kept: int, cout: int, pixels_per_block: int) -> tirx.PrimFunc:

@@ -25,7 +25,7 @@ class TunableLayer:
     op: str
     names: list            # PrimFunc names sharing this key (identical layers are tuned once)
     params: object         # Conv2DParams / FullyConnectedParams
-    extra: dict            # extra key fields (kept_filterlets for the filterlet conv)
+    extra: dict            # extra key fields (kept_filterlets / kept_filters of the sparse convs)
     func: object           # the lowered PrimFunc (attributes to carry over)
     input_ty: object       # relax TensorType of the layer's input
     constants: list        # the call's constant arguments, in order
@@ -77,6 +77,9 @@ def tunable_layers(mod) -> list[TunableLayer]:
                 if kept is None:
                     kept = int(args[1].ty.shape[0]) // params.weight_shape[3]  # values: [kept * Cin]
                 extra["kept_filterlets"] = int(kept)
+            if op == "conv2d_compact":
+                kept = layer.get("kept_filters")
+                extra["kept_filters"] = int(kept if kept is not None else args[1].ty.shape[0])  # w: [K, KH, KW, Cin]
             key = layer_key(op, params, **extra)
             if key in found:
                 found[key].names.append(gvar.name_hint)

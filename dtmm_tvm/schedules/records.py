@@ -31,6 +31,7 @@ SCHEMA = "dtmm-tuning/1"
 TUNABLE_OPS = {
     "conv2d": "ConvSchedule",
     "conv2d_filterlet": "ConvSchedule",
+    "conv2d_compact": "ConvSchedule",
     "depthwise_conv2d": "DepthwiseSchedule",
     "fully_connected": "FullyConnectedSchedule",
 }

@@ -67,6 +67,10 @@ def _builder(op: str):
 
         return lambda layer, **kw: conv2d_filterlet_int8(layer.params, layer.extra["kept_filterlets"],
                                                          **layer.build_kwargs, **kw)
+    if op == "conv2d_compact":
+        from ..ops.conv2d_compact import conv2d_compact_int8
+
+        return lambda layer, **kw: conv2d_compact_int8(layer.params, layer.extra["kept_filters"], **kw)
     if op == "depthwise_conv2d":
         from ..ops.depthwise_conv2d import depthwise_conv2d_int8
 
@@ -79,13 +83,22 @@ def _builder(op: str):
 
 
 def _space(op: str):
-    if op in ("conv2d", "conv2d_filterlet"):
+    if op in ("conv2d", "conv2d_filterlet", "conv2d_compact"):
         from ..schedules.conv import schedule_space
     elif op == "depthwise_conv2d":
         from ..schedules.depthwise import schedule_space
     else:
         from ..schedules.fully_connected import schedule_space
     return schedule_space
+
+
+def _scheduled_params(layer: TunableLayer):
+    """The layer the schedules apply to: the compact conv schedules the dense conv of its kept filters."""
+    if layer.op == "conv2d_compact":
+        from ..ops.conv2d_compact import compact_params
+
+        return compact_params(layer.params, layer.extra["kept_filters"])
+    return layer.params
 
 
 def select_candidates(space: list, trials: int, seed: int, key: str) -> list:
@@ -235,7 +248,7 @@ def tune_model(
         _name_model_layers(model, layers)
         plans = []
         for layer in layers:
-            space = _space(layer.op)(layer.params, tvm_target)
+            space = _space(layer.op)(_scheduled_params(layer), tvm_target)
             plans.append((layer, space, select_candidates(space, trials, seed, layer.key)))
 
     total = sum(len(c) for _, _, c in plans)

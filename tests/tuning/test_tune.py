@@ -89,3 +89,28 @@ def test_a_candidate_with_different_outputs_is_rejected(monkeypatch, needs_toolc
         assert default["error"] is None
         assert others and all("outputs differ" in c["error"] for c in others), others
         assert entry["best"]["schedule"] == entry["default"]["schedule"]
+
+
+def test_tune_a_filter_compacted_conv(tmp_path, capsys, needs_toolchain):
+    """DS-CNN at 90% filterlet sparsity: its 1x1 convs keep 6 of 64 filters and compile to the
+    filter-compacted conv, which is tuned like the others (the schedules of the dense conv of its
+    kept filters), and the tuned build stays bit-exact."""
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[2] / "bench" / "models" / "ds_cnn_s90.tflite"
+    records_path = tmp_path / "records.json"
+    assert main(["tune", str(model), "--target", "dtmm/cortex-m4", "--board", BOARD, "--trials", "2",
+                 "-o", str(records_path)]) == 0
+    records = TuningRecords.load(records_path)
+    compact = [e for e in records.layers.values() if e["op"] == "conv2d_compact"]
+    assert compact and all(len(e["layers"]) == 4 for e in compact)
+    assert all(c["error"] is None for e in compact for c in e["candidates"])
+    tuned = tmp_path / "tuned.tar"
+    assert main(["compile", str(model), "-o", str(tuned), "--tuning-records", str(records_path)]) == 0
+    meta = read_metadata(tuned)
+    assert {l["format"] for l in meta["layers"] if l["name"] in meta["tuning"]["tuned_layers"]} >= {"filter_compact"}
+    x = np.random.default_rng(3).integers(-128, 128, (2, *meta["inputs"][0]["shape"]), dtype=np.int8)
+    expected = np.asarray(run_tflm(model.read_bytes(), x))
+    got = run_artifact(tuned, BOARD, x)
+    assert np.array_equal(np.asarray(got.outputs).reshape(expected.shape), expected)
+    capsys.readouterr()
