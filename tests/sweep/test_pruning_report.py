@@ -1,0 +1,35 @@
+"""bench/pruning's issue-9 target arithmetic on hand-made rows: the equal-accuracy comparison
+takes each method's smallest model within 0.5 pt of dense, and says when that model sits at the
+tightest budget run (the grid, not the method, bounds it)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.pruning.report import targets  # noqa: E402
+
+
+def _row(method, fraction, accuracy, flash, instr):
+    return {"model": "m", "method": method, "fraction": fraction, "accuracy": accuracy, "m4_constants_bytes": flash,
+            "m4_instructions": instr, "m4_layers": []}
+
+
+def test_equal_accuracy_saving_and_the_grid_bound():
+    rows = [_row("dense", None, 0.900, 1000, 100),
+            _row("dtmm", 0.6, 0.902, 600, 70), _row("dtmm", 0.4, 0.897, 400, 60),
+            _row("filter", 0.6, 0.899, 700, 50), _row("filter", 0.4, 0.890, 410, 40),
+            _row("pattern", 0.6, 0.896, 620, 90)]
+    (t,) = targets(rows)
+    eq = t["equal_accuracy"]
+    # dtmm's 0.4 model is within 0.5 pt (0.897 >= 0.895); filter's is not, so its 0.6 model counts
+    assert eq["dtmm"]["flash"] == 400 and eq["dtmm"]["at_tightest_budget_run"]
+    assert eq["filter"]["flash"] == 700 and not eq["filter"]["at_tightest_budget_run"]
+    assert eq["unstructured"] is None
+    checks = {c["target"]: c for c in t["checks"]}
+    filt = checks["DTMM >= 35% smaller than filter"]
+    assert filt["met"] and filt["measured"] == round(1 - 400 / 700, 4) and filt["grid_limited"] == ["dtmm"]
+    pat = checks["DTMM >= 50% fewer M4 instructions than pattern"]
+    assert not pat["met"] and pat["measured"] == round(1 - 60 / 90, 4) and pat["grid_limited"] == ["dtmm", "pattern"]
+    flash = {e["fraction"]: e for e in t["equal_flash"]}
+    assert flash[0.4]["dtmm_ge_filter"] and flash[0.6]["dtmm_ge_filter"]
