@@ -10,7 +10,7 @@ rewrites the report from the JSON lines.
 
 Protocol (defaults): base models trained ``models.BASE_EPOCHS`` epochs on the first
 ``models.BASE_IMAGES`` training images (cached in ``--cache``; their dense int8 accuracy is the
-``dense`` row); every method prunes under a flash budget of 80 / 60 / 40 / 25 %
+``dense`` row); every method prunes under a flash budget of 80 / 60 / 40 / 33 / 25 / 15 %
 of the dense int8 model's predicted flash, importance on 2,000 validation images, then the same
 fine-tuning for every method: ``--epochs`` epochs on the first ``--train-images`` training
 images, masks raised along ``--schedule`` and enforced after every step, Adam at ``--lr`` with
@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 METHODS = ("dtmm", "filter", "unstructured", "pattern")
-FRACTIONS = (0.8, 0.6, 0.4, 0.25)
+FRACTIONS = (0.8, 0.6, 0.4, 0.33, 0.25, 0.15)
 TARGETS = ("dtmm/cortex-m4", "dtmm/cortex-m55")
 OUT = ROOT / "bench" / "results" / "pruning"
 
