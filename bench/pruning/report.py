@@ -190,7 +190,8 @@ def protocol_of(records: list) -> str:
             f"decay, batch 64, masks {vals('schedule', pruned, 'oneshot')} (one-shot: final masks from the start; "
             f"gradual: raised over the first two thirds of the epochs) and enforced after every step, distillation "
             f"weight {vals('distill', pruned, 0.0)} (the unpruned model as teacher, temperature 4)); full-int8 "
-            f"export (200 calibration images); seed {vals('seed')}. "
+            f"export (200 calibration images); seed {vals('seed')}; DTMM's search removes at most "
+            f"{vals('max_filter_ratio', pruned, 0.9)} of a layer's filters. "
             "Filter pruning: CHIP criterion; pattern pruning: 8 patterns.")
 
 
