@@ -30,12 +30,12 @@ def rows_of(records: list) -> list:
         if r.get("status") == "ok" and r["fn"].endswith("prune_job") and "not_achievable" in r["result"]:
             res = r["result"]
             na = res["not_achievable"]
-            rows.append({"model": res["model"], "method": res["method"], "fraction": res["fraction"],
+            rows.append({"model": res["model"], "method": method_label(r), "fraction": res["fraction"],
                          "accuracy": None, "not_achievable": na, "budget_flash_bytes": na.get("budget_flash_bytes"),
                          "budget_met_on_artifact": False, "prune_seconds": res["seconds"]})
     for sha, r in prune.items():
         res = r["result"]
-        row = {"model": res["model"], "method": res["method"], "fraction": res["fraction"],
+        row = {"model": res["model"], "method": method_label(r), "fraction": res["fraction"],
                "accuracy": res["accuracy"]["int8_accuracy"], "float_accuracy": res["accuracy"].get("float"),
                "tflm_bit_exact": res["accuracy"]["tflm_bit_exact"],
                "budget_flash_bytes": (res.get("budget") or {}).get("flash_bytes"), "plan": res.get("plan"),
@@ -54,8 +54,22 @@ def rows_of(records: list) -> list:
             row["budget_met_on_artifact"] = row["m4_constants_bytes"] <= row["budget_flash_bytes"]
         rows.append(row)
     order = {"dense": 0, "dtmm": 1, "filter": 2, "unstructured": 3, "pattern": 4}
-    rows.sort(key=lambda r: (r["model"], order.get(r["method"], 9), -(r["fraction"] or 1.0)))
+    rows.sort(key=lambda r: (r["model"], order.get(r["method"].split("-")[0], 9), r["method"], -(r["fraction"] or 1.0)))
     return rows
+
+
+def method_label(record: dict) -> str:
+    """The method of a prune job; a DTMM run with a bound on its filter cuts is its own variant
+    (``dtmm-f50``: at most 50% of a layer's filters removed)."""
+    method = record["result"]["method"]
+    bound = record["inputs"].get("max_filter_ratio")
+    return f"{method}-f{round(100 * bound)}" if method == "dtmm" and bound is not None else method
+
+
+def _view(rows: list, variant: str) -> list:
+    """``rows`` with DTMM variant ``variant`` as "dtmm" and the other DTMM variants left out."""
+    return [dict(r, method="dtmm") if r["method"] == variant else r for r in rows
+            if not (r["method"].startswith("dtmm") and r["method"] != variant)]
 
 
 def _fmt(v, spec=""):
@@ -78,7 +92,15 @@ def _measured(rows, model):
 
 
 def targets(rows: list) -> list:
-    """The issue-9 targets per model, measured (met or not, by how much)."""
+    """The issue-9 targets per model and DTMM variant (``dtmm_variant``), measured (met or not, by how much)."""
+    out = []
+    for variant in sorted({r["method"] for r in rows if r["method"].startswith("dtmm")}) or ["dtmm"]:
+        for t in _targets(_view(rows, variant)):
+            out.append(dict(t, dtmm_variant=variant))
+    return out
+
+
+def _targets(rows: list) -> list:
     out = []
     for model in sorted({r["model"] for r in rows}):
         mr = _measured(rows, model)
@@ -252,8 +274,11 @@ def write_report(records: list, out: Path, code_version: str | None = None) -> N
            "model's accuracy (the comparison is between those two models, whatever their budgets). "
            "*Equal flash*: the same flash budget. Where a target is missed, the per-layer table below it "
            "compares the two models it was measured on (M4 artifact: format, stored weight bytes, kept MACs).", ""]
+    all_rows = rows
     for t in tg:
-        md.append(f"### {t['model']} (dense int8 accuracy {t['dense_accuracy']:.4f}, {t['dense_flash']} B, "
+        rows = _view(all_rows, t["dtmm_variant"])   # this variant is "dtmm" below
+        variant = "" if t["dtmm_variant"] == "dtmm" else f", DTMM = {t['dtmm_variant']}"
+        md.append(f"### {t['model']}{variant} (dense int8 accuracy {t['dense_accuracy']:.4f}, {t['dense_flash']} B, "
                   f"M4 {t['dense_m4_instructions']:,} instructions)")
         md.append("")
         for name, b in t["equal_accuracy"].items():
@@ -305,6 +330,7 @@ def write_report(records: list, out: Path, code_version: str | None = None) -> N
             if lines:
                 md += ["", f"Per layer, {what} (MISSED):", ""] + lines
         md.append("")
+    rows = all_rows
     if failed:
         md += ["## Failed jobs", ""] + [f"- `{json.dumps(f['inputs'], default=str)[:160]}`: {f['error']}"
                                        for f in failed]
@@ -329,7 +355,10 @@ def _plots(rows, out):
                                  "accuracy_vs_m55_instructions.png")):
         fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
         for ax, model in zip(axes[0], models):
-            for meth, marker in MARKERS.items():
+            methods = sorted({r["method"] for r in rows}, key=lambda m: (list(MARKERS).index(m.split("-")[0])
+                                                                           if m.split("-")[0] in MARKERS else 9, m))
+            for meth in methods:
+                marker = MARKERS.get(meth, "v")
                 pts = [(r[xkey], r["accuracy"]) for r in rows if r["model"] == model and r["method"] == meth
                        and r.get(xkey)]
                 if not pts:
