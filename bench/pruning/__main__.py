@@ -68,6 +68,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-filter-ratio", type=float, default=None,
                     help="DTMM: the largest share of a layer's filters its search may remove (default: the "
                          "pruner's, 0.9)")
+    ap.add_argument("--instructions-fraction", type=float, default=None,
+                    help="an M4 instructions budget as well, as a fraction of the dense model's predicted "
+                         "instructions (default: flash budget only)")
     ap.add_argument("--base-epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=None,
@@ -143,8 +146,10 @@ def main(argv=None) -> int:
         for b in base_jobs:
             summaries.append(run_jobs("bench.pruning.jobs:prune_job", [b], results, executor_=ex, progress=show))
             tuning = {"epochs": args.epochs, "lr": args.lr, "distill": args.distill, "schedule": args.schedule}
-            if args.max_filter_ratio is not None:  # (in the job's inputs only when set: earlier jobs keep their keys)
+            if args.max_filter_ratio is not None:  # (these two in the job's inputs only when set: earlier jobs keep their keys)
                 tuning["max_filter_ratio"] = args.max_filter_ratio
+            if args.instructions_fraction is not None:
+                tuning["instructions_fraction"] = args.instructions_fraction
             for batch in [[b]] + [[dict(b, method=meth, fraction=f, **tuning) for meth in methods]
                                   for f in fractions]:
                 if batch != [b]:

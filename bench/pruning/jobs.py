@@ -83,7 +83,8 @@ def _one_thread_per_job() -> None:
 def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs: int, train_images: int,
               cache: str, base_epochs: int, cost_formats: list, out_dir: str, target: str = "dtmm/cortex-m4",
               base_images: int | None = None, base_recipe: str | None = None, lr: float = 1e-3,
-              distill: float = 0.0, schedule: str = "oneshot", max_filter_ratio: float = 0.9) -> dict:
+              distill: float = 0.0, schedule: str = "oneshot", max_filter_ratio: float = 0.9,
+              instructions_fraction: float | None = None) -> dict:
     _one_thread_per_job()
     import keras
 
@@ -111,7 +112,7 @@ def prune_job(model: str, method: str, fraction: float | None, seed: int, epochs
             stages.setdefault(event, round(time.time() - started, 1))
 
         try:
-            res = prune(base, data, Budget(flash_fraction=fraction), target, method=method, epochs=epochs,
+            res = prune(base, data, Budget(flash_fraction=fraction, instructions_fraction=instructions_fraction), target, method=method, epochs=epochs,
                         lr=lr, distill=distill, schedule=schedule, max_filter_ratio=max_filter_ratio, seed=seed, check_compiled=False, eval_dense_int8=False, int8_accuracy_images=50,
                         # the default energy weights of dtmm prune; the baselines search one ratio
                         objective_weight=0.1, progress=stage)

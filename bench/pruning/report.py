@@ -59,11 +59,15 @@ def rows_of(records: list) -> list:
 
 
 def method_label(record: dict) -> str:
-    """The method of a prune job; a DTMM run with a bound on its filter cuts is its own variant
-    (``dtmm-f50``: at most 50% of a layer's filters removed)."""
+    """The method of a prune job; a run with a bound on DTMM's filter cuts or with an instructions
+    budget is its own variant (``dtmm-f50``: at most 50% of a layer's filters removed; ``dtmm-i45``:
+    at most 45% of the dense model's predicted M4 instructions as well)."""
     method = record["result"]["method"]
     bound = record["inputs"].get("max_filter_ratio")
-    return f"{method}-f{round(100 * bound)}" if method == "dtmm" and bound is not None else method
+    if method == "dtmm" and bound is not None:
+        method += f"-f{round(100 * bound)}"
+    instructions = record["inputs"].get("instructions_fraction")
+    return method if instructions is None else f"{method}-i{round(100 * instructions)}"
 
 
 def _view(rows: list, variant: str) -> list:
@@ -213,8 +217,11 @@ def protocol_of(records: list) -> str:
             f"gradual: raised over the first two thirds of the epochs) and enforced after every step, distillation "
             f"weight {vals('distill', pruned, 0.0)} (the unpruned model as teacher, temperature 4)); full-int8 "
             f"export (200 calibration images); seed {vals('seed')}; DTMM's search removes at most "
-            f"{vals('max_filter_ratio', pruned, 0.9)} of a layer's filters. "
-            "Filter pruning: CHIP criterion; pattern pruning: 8 patterns.")
+            f"{vals('max_filter_ratio', pruned, 0.9)} of a layer's filters"
+            + ("" if not any(i.get("instructions_fraction") for i in jobs) else
+               f"; variants *-iNN* have an M4 instructions budget as well (NN% of the dense model's predicted "
+               f"instructions: {vals('instructions_fraction', lambda i: i.get('instructions_fraction'))})")
+            + ". Filter pruning: CHIP criterion; pattern pruning: 8 patterns.")
 
 
 def write_report(records: list, out: Path, code_version: str | None = None) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.pruning.report import targets  # noqa: E402
+from bench.pruning.report import method_label, targets  # noqa: E402
 
 
 def _row(method, fraction, accuracy, flash, instr):
@@ -33,3 +33,23 @@ def test_equal_accuracy_saving_and_the_grid_bound():
     assert not pat["met"] and pat["measured"] == round(1 - 60 / 90, 4) and pat["grid_limited"] == ["dtmm", "pattern"]
     flash = {e["fraction"]: e for e in t["equal_flash"]}
     assert flash[0.4]["dtmm_ge_filter"] and flash[0.6]["dtmm_ge_filter"]
+
+
+def test_dtmm_runs_with_a_filter_bound_or_an_instructions_budget_are_variants_of_their_own():
+    def rec(method, **inputs):
+        return {"inputs": {"method": method, **inputs}, "result": {"method": method}}
+
+    assert method_label(rec("dtmm")) == "dtmm"
+    assert method_label(rec("dtmm", max_filter_ratio=0.5)) == "dtmm-f50"
+    assert method_label(rec("dtmm", instructions_fraction=0.45)) == "dtmm-i45"
+    assert method_label(rec("dtmm", max_filter_ratio=0.5, instructions_fraction=0.45)) == "dtmm-f50-i45"
+    assert method_label(rec("filter", max_filter_ratio=0.5)) == "filter"   # DTMM's search bound only
+    assert method_label(rec("filter", instructions_fraction=0.45)) == "filter-i45"
+    # each DTMM variant gets its own target comparisons; another method's variant is never "filter"
+    rows = [_row("dense", None, 0.900, 1000, 100), _row("dtmm", 0.4, 0.897, 400, 60),
+            _row("dtmm-i45", 0.4, 0.896, 420, 40), _row("filter", 0.6, 0.899, 700, 50),
+            _row("filter-i45", 0.4, 0.899, 300, 30)]
+    by_variant = {t["dtmm_variant"]: t for t in targets(rows)}
+    assert set(by_variant) == {"dtmm", "dtmm-i45"}
+    assert by_variant["dtmm-i45"]["equal_accuracy"]["dtmm"]["flash"] == 420
+    assert by_variant["dtmm"]["equal_accuracy"]["filter"]["flash"] == 700
