@@ -72,6 +72,8 @@ def main(argv=None) -> int:
                     help="an M4 instructions budget as well, as a fraction of the dense model's predicted "
                          "instructions (default: flash budget only)")
     ap.add_argument("--base-epochs", type=int, default=None)
+    ap.add_argument("--base-images", type=int, default=None,
+                    help="training images of the base models (default: the first 30,000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=None,
                     help="concurrent jobs of the local Ray (default: this machine's cores)")
@@ -113,6 +115,7 @@ def main(argv=None) -> int:
         return 2
     cache = args.cache or (out / ".cache")
     base_epochs = args.base_epochs or M.BASE_EPOCHS
+    base_images = args.base_images or M.BASE_IMAGES
     started = time.time()
     try:
         if args.ray is None:
@@ -136,7 +139,7 @@ def main(argv=None) -> int:
         # Base models first (one job per model: trained once, cached for the prune jobs).
         base_jobs = [{"model": m, "method": "dense", "fraction": None, "seed": args.seed, "epochs": 0,
                       "train_images": args.train_images, "cache": str(cache.resolve()), "base_epochs": base_epochs,
-                      "base_images": M.BASE_IMAGES, "base_recipe": M.RECIPE,
+                      "base_images": base_images, "base_recipe": M.RECIPE,
                       "cost_formats": list(CONV_FORMATS), "out_dir": str((out / "tflite").resolve())}
                      for m in models]
         version = code_version()

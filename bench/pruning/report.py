@@ -21,7 +21,8 @@ def rows_of(records: list) -> list:
         if r.get("status") != "ok":
             continue
         if r["fn"].endswith("prune_job") and "tflite_sha256" in r["result"]:
-            prune[r["result"]["tflite_sha256"]] = r
+            # by job: two budgets whose searches chose the same plan give the same .tflite, two rows
+            prune[r["key"]] = r
         elif r["fn"].endswith("measure_job"):
             key = (r["inputs"]["tflite_sha256"], r["result"]["target"])
             measure[key] = r   # the last measurement of a model on a board wins (newest code)
@@ -33,8 +34,9 @@ def rows_of(records: list) -> list:
             rows.append({"model": res["model"], "method": method_label(r), "fraction": res["fraction"],
                          "accuracy": None, "not_achievable": na, "budget_flash_bytes": na.get("budget_flash_bytes"),
                          "budget_met_on_artifact": False, "prune_seconds": res["seconds"]})
-    for sha, r in prune.items():
+    for r in prune.values():
         res = r["result"]
+        sha = res["tflite_sha256"]
         row = {"model": res["model"], "method": method_label(r), "fraction": res["fraction"],
                "accuracy": res["accuracy"]["int8_accuracy"], "float_accuracy": res["accuracy"].get("float"),
                "tflm_bit_exact": res["accuracy"]["tflm_bit_exact"],
@@ -360,6 +362,8 @@ def _plots(rows, out):
                                 ("m4_instructions", "Cortex-M4 instructions per inference", "accuracy_vs_m4_instructions.png"),
                                 ("m55_instructions", "Cortex-M55 instructions per inference",
                                  "accuracy_vs_m55_instructions.png")):
+        if not any(r.get(xkey) for r in rows):   # that board was not run
+            continue
         fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
         for ax, model in zip(axes[0], models):
             methods = sorted({r["method"] for r in rows}, key=lambda m: (list(MARKERS).index(m.split("-")[0])
@@ -381,7 +385,8 @@ def _plots(rows, out):
             ax.set_xlabel(xlabel)
             ax.set_ylabel("int8 test accuracy")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
         fig.suptitle("Pareto fronts per method (lines); markers: every budget")
         fig.tight_layout()
         fig.savefig(out / fname, dpi=90)

@@ -53,3 +53,23 @@ def test_dtmm_runs_with_a_filter_bound_or_an_instructions_budget_are_variants_of
     assert set(by_variant) == {"dtmm", "dtmm-i45"}
     assert by_variant["dtmm-i45"]["equal_accuracy"]["dtmm"]["flash"] == 420
     assert by_variant["dtmm"]["equal_accuracy"]["filter"]["flash"] == 700
+
+
+def test_two_budgets_that_gave_the_same_model_are_two_rows_sharing_its_measurement():
+    # (ResNet's DTMM search at 40% and 33% chose the same plan: one .tflite, measured once)
+    from bench.pruning.report import rows_of
+
+    def prune(key, fraction):
+        return {"key": key, "fn": "bench.pruning.jobs:prune_job", "status": "ok",
+                "inputs": {"method": "dtmm", "fraction": fraction},
+                "result": {"model": "m", "method": "dtmm", "fraction": fraction, "tflite_sha256": "s", "seconds": 1,
+                           "accuracy": {"int8_accuracy": 0.8, "tflm_bit_exact": True},
+                           "budget": {"flash_bytes": int(1000 * fraction)}}}
+
+    measure = {"key": "k3", "fn": "bench.pruning.jobs:measure_job", "status": "ok",
+               "inputs": {"tflite_sha256": "s", "target": "dtmm/cortex-m4"},
+               "result": {"target": "dtmm/cortex-m4", "instructions": 50, "constants_bytes": 330,
+                          "elf_flash_bytes": 900, "arena_bytes": 64, "bit_exact_vs_tflm": True, "layers": []}}
+    rows = rows_of([prune("k1", 0.4), prune("k2", 0.33), measure])
+    assert sorted(r["fraction"] for r in rows) == [0.33, 0.4]
+    assert all(r["m4_instructions"] == 50 and r["budget_met_on_artifact"] for r in rows)

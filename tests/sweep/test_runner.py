@@ -165,3 +165,41 @@ def test_pruning_measure_job_without_its_pruned_file_is_a_one_line_failure(tmp_p
     assert s["ok"] == 0 and len(s["failed"]) == 1
     rec = json.loads(out.read_text().splitlines()[0])
     assert rec["status"] == "failed" and "gone.tflite" in rec["error"] and "new --out" in rec["error"]
+
+
+def test_the_pruning_experiment_runs_on_a_ray_cluster_address(ray_head, tmp_path, capsys):
+    """A bounded slice of the issue-9 experiment, ``python -m bench.pruning --ray ADDRESS`` (the
+    full grid and its results: bench/results/pruning/): DS-CNN on Fashion-MNIST, base model
+    trained briefly, DTMM and filter pruning at 60% of its flash, fine-tuned, exported int8,
+    compiled for the M4 and run on QEMU, all as tasks on the cluster; the report is written from
+    the JSON lines and a re-run skips every finished job."""
+    pytest.importorskip("tensorflow", reason="tensorflow not installed (pip install 'dtmm-tvm[train]')")
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing tools: {', '.join(missing)}")
+    from bench.pruning.__main__ import main
+
+    out = tmp_path / "out"
+    args = ["--ray", ray_head, "--models", "dscnn", "--methods", "dtmm,filter", "--fractions", "0.6",
+            "--targets", "dtmm/cortex-m4", "--base-epochs", "1", "--base-images", "2000", "--epochs", "1",
+            "--train-images", "1000", "--out", str(out)]
+    assert main(args) == 0
+    recs = read_results(out / "results.jsonl")
+    prunes = {r["inputs"]["method"]: r for r in recs if r["fn"].endswith("prune_job")}
+    measures = [r for r in recs if r["fn"].endswith("measure_job")]
+    assert sorted(prunes) == ["dense", "dtmm", "filter"] and all(r["status"] == "ok" for r in recs)
+    assert len(measures) == 3 and all(m["result"]["bit_exact_vs_tflm"] for m in measures)
+    rows = {r["method"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
+    for method in ("dtmm", "filter"):
+        row = rows[method]
+        assert row["fraction"] == 0.6 and 0.0 < row["accuracy"] <= 1.0
+        # the flash budget holds on the compiled artifact, not only in the cost model
+        assert row["budget_met_on_artifact"] and row["m4_constants_bytes"] < rows["dense"]["m4_constants_bytes"]
+        assert row["m4_instructions"] > 0
+    md = (out / "results.md").read_text()
+    assert "| dscnn | dtmm | 0.6 |" in md and "| dscnn | filter | 0.6 |" in md
+    assert all((out / f"accuracy_vs_{x}.png").stat().st_size > 0 for x in ("flash", "m4_instructions"))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "jobs: 0 ran (0 failed), 6 already done" in capsys.readouterr().out
+    assert len(read_results(out / "results.jsonl")) == len(recs)
