@@ -180,8 +180,24 @@ def test_search_accuracy_term_sums_the_interpolated_sensitivities(trained, data)
     sens = {("f", gid): ((0.0, 0.5, 1.0), (0.0, 1.0, 3.0)), ("l", "c2"): ((0.0, 0.25, 0.5), (0.0, 0.5, 0.6))}
     ev = CostEvaluator(g, "dtmm/cortex-m4", fl, f, sensitivity=sens)
     assert ev.evaluate(Plan()).accuracy_term == 0.0
-    plan = Plan({gid: 0.75}, {"c2": 0.75})  # 2.0 interpolated + 0.6 + 0.4 * 0.25 on the last slope
-    assert ev.evaluate(plan).accuracy_term == pytest.approx(2.0 + 0.7)
+    # c4's group: 2.0 interpolated; c2: its measured 0.6 at 0.5 is raised to 1.0 (the line through
+    # 0.5 at 0.25, its steepest point), then 0.25 on the last slope (2.0)
+    plan = Plan({gid: 0.75}, {"c2": 0.75})
+    assert ev.evaluate(plan).accuracy_term == pytest.approx(2.0 + 1.5)
+
+
+def test_a_saturated_sensitivity_curve_never_makes_a_deeper_cut_look_as_cheap():
+    """Measured before fine-tuning, the loss of a deeply cut layer saturates (ResNet's trunk: 50%
+    and 90% of its channels cost about the same): the curve keeps growing at least in proportion
+    to the ratio, so the search does not take the deepest cut for free."""
+    from dtmm_tvm.pruning.search import _interpolated
+
+    lost = _interpolated((0.0, 0.25, 0.5, 0.75, 0.9), (0.0, 0.4, 1.9, 1.95, 1.97))
+    assert lost(0.25) == pytest.approx(0.4) and lost(0.5) == pytest.approx(1.9)   # measured, kept
+    assert lost(0.75) == pytest.approx(1.9 * 1.5) and lost(0.9) == pytest.approx(1.9 * 1.8)
+    assert lost(0.9) / 0.9 >= lost(0.5) / 0.5
+    convex = _interpolated((0.0, 0.5, 0.9), (0.0, 0.1, 1.0))   # already star-shaped: unchanged
+    assert convex(0.5) == pytest.approx(0.1) and convex(0.9) == pytest.approx(1.0)
 
 
 def test_dense_after_flatten_and_dropout_loses_the_removed_filters_features():
