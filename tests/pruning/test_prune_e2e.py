@@ -310,10 +310,14 @@ def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained_
     assert rep["accuracy"]["int8_pruned_tflm"] > 0.6           # one epoch of fine-tuning: far above chance
     assert rep["distill"] == {"weight": 0.5, "temperature": 4.0}
     assert rep["compiled"]["bit_exact_vs_tflm"] and rep["compiled"]["board_images"] == 4
-    # The plan was compiled before fine-tuning; its figures are the final artifact's (same masks).
+    # The plan was compiled before fine-tuning; the final artifact has the same masks, so it is
+    # never larger (int8 rounding after fine-tuning may zero a kept filterlet - c1's are one weight
+    # each - which the compiler then drops: 3 bytes fewer).
     calibration = rep["search"]["calibration"]
     assert calibration and not calibration[-1]["missed"]
-    assert calibration[-1]["measured"] == {k: rep["compiled"][k] for k in ("constants_bytes", "arena_bytes")}
+    measured = calibration[-1]["measured"]
+    assert rep["compiled"]["arena_bytes"] == measured["arena_bytes"]
+    assert measured["constants_bytes"] - 16 <= rep["compiled"]["constants_bytes"] <= measured["constants_bytes"]
     # Every priced layer has its measured instructions from the profiled run next to the prediction.
     rows = {r["layer"]: r for r in rep["layers"]}
     assert {"c1", "c2", "c3", "c4", "add", "fc", "fc/softmax"} <= set(rows)
