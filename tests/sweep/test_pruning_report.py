@@ -49,8 +49,10 @@ def test_dtmm_runs_with_a_filter_bound_or_an_instructions_budget_are_variants_of
     rows = [_row("dense", None, 0.900, 1000, 100), _row("dtmm", 0.4, 0.897, 400, 60),
             _row("dtmm-i45", 0.4, 0.896, 420, 40), _row("filter", 0.6, 0.899, 700, 50),
             _row("filter-i45", 0.4, 0.899, 300, 30)]
-    by_variant = {t["dtmm_variant"]: t for t in targets(rows)}
+    other = [dict(r, model="n") for r in rows if r["method"] != "dtmm-i45"]   # a model without that variant
+    by_variant = {t["dtmm_variant"]: t for t in targets(rows + other) if t["model"] == "m"}
     assert set(by_variant) == {"dtmm", "dtmm-i45"}
+    assert [t["dtmm_variant"] for t in targets(rows + other) if t["model"] == "n"] == ["dtmm"]
     assert by_variant["dtmm-i45"]["equal_accuracy"]["dtmm"]["flash"] == 420
     assert by_variant["dtmm"]["equal_accuracy"]["filter"]["flash"] == 700
 
