@@ -359,9 +359,11 @@ def padding_of(in_hw, kernel_hw, strides, same: bool) -> tuple:
     return same_padding(in_hw, kernel_hw, strides, mode="SAME" if same else "VALID")
 
 
-def scratch_bytes(shape: ConvShape, fmt: str = "dense", target="dtmm/cortex-m4") -> int:
+def scratch_bytes(shape: ConvShape, fmt: str = "dense", target="dtmm/cortex-m4",
+                  kept_filters: int | None = None) -> int:
     """Arena scratch of the kernel the compiler calls for this conv (or depthwise conv) in
-    ``fmt`` on ``target``: the planner's request that :func:`peak_sram` lays out."""
+    ``fmt`` on ``target``: the planner's request that :func:`peak_sram` lays out
+    (``"filter_compact"`` needs ``kept_filters``)."""
     from ..schedules.conv import default_schedule, scratch_bytes as conv_scratch, target_isa
     from ..target import resolve_target
 
@@ -371,6 +373,13 @@ def scratch_bytes(shape: ConvShape, fmt: str = "dense", target="dtmm/cortex-m4")
         from ..ops.depthwise_conv2d import scratch_bytes as depthwise_scratch
 
         return int(depthwise_scratch(params, target_isa(t)))
+    if fmt == COMPACT:   # scheduled as the dense conv of its kept filters
+        from ..ops.conv2d_compact import compact_params
+
+        if kept_filters is None:
+            raise ValueError("the scratch of a filter_compact conv depends on its kept filters: pass kept_filters")
+        schedule = default_schedule(compact_params(params, kept_filters), t)
+        return int(conv_scratch(params, target_isa(t), schedule, fmt, kept_filters))
     return int(conv_scratch(params, target_isa(t), default_schedule(params, t), fmt))
 
 

@@ -120,16 +120,24 @@ def block_tile_bytes(isa: str) -> int:
     return 4 * 8 * 32 if isa == "mve" else 0
 
 
-def scratch_bytes(params: Conv2DParams, isa: str, schedule: ConvSchedule, fmt: str = "dense") -> int:
+def scratch_bytes(params: Conv2DParams, isa: str, schedule: ConvSchedule, fmt: str = "dense",
+                  kept_filters: int | None = None) -> int:
     """Arena scratch of one kernel: the im2col block plus the per-channel bias (int32) plus the
     block kernel's accumulator tile (:func:`block_tile_bytes`)
-    (``"unstructured_csr"``: :func:`unstructured_scratch_bytes`)."""
+    (``"unstructured_csr"``: :func:`unstructured_scratch_bytes`; ``"filter_compact"``: the dense
+    conv of its ``kept_filters`` filters, whose schedule ``schedule`` is, plus the block of kept
+    output rows the expansion reads)."""
     if not schedule.micro_kernel:
         return 0
     if fmt == "unstructured_csr":
         return unstructured_scratch_bytes(params, isa)
     pixels = params.output_shape[1] * params.output_shape[2]
     p = min(schedule.pixels_per_block, pixels)
+    if fmt == "filter_compact":
+        if kept_filters is None:
+            raise ValueError("the scratch of a filter_compact conv depends on its kept filters: pass kept_filters")
+        inner = replace(params, weight_shape=(int(kept_filters), *params.weight_shape[1:]))
+        return scratch_bytes(inner, isa, schedule, "dense") + p * int(kept_filters)
     return (p * row_bytes(params, isa, packed_patch(params, isa, fmt)) + 4 * params.output_shape[3]
             + block_tile_bytes(isa))
 

@@ -85,3 +85,24 @@ def test_compact_conv_bit_exact_on_every_isa(tmp_path, case, target):
     got = run_artifact(path, DEFAULT_BOARD[target], x).outputs.reshape(2, *params.output_shape)
     for i in range(2):
         np.testing.assert_array_equal(got[i], qc.conv2d(x[i], w, bias, mult, shift, params), err_msg=f"{name} {target}")
+
+
+@pytest.mark.parametrize("target", ["dtmm/portable", "dtmm/cortex-m4", "dtmm/cortex-m55"])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_predicted_scratch_is_the_compiled_kernels(case, target):
+    """The cost model's arena request for a compact conv equals the scratch the codegen gives the
+    compiled kernel (the dense conv's of the kept filters plus the block of kept output rows)."""
+    from dtmm_tvm.codegen.c_source import build_c_kernels
+    from dtmm_tvm.costmodel import ConvShape, scratch_bytes
+
+    name, in_shape, cout, kernel, strides, padding, keep = case
+    params, *_ = _layer(np.random.default_rng(0), in_shape, cout, kernel, strides, padding, keep)
+    with resolve_target(target) as t:
+        func = conv2d_compact_int8(params, len(keep))
+        compiled = build_c_kernels({"conv": func}, stack_threshold=0, target=t).kernels["conv"].scratch_bytes
+    n, h, w, cin = in_shape
+    shape = ConvShape(height=h, width=w, cin=cin, cout=cout, kh=kernel[0], kw=kernel[1], strides=strides,
+                      padding=padding)
+    assert scratch_bytes(shape, "filter_compact", target, kept_filters=len(keep)) == compiled
+    with pytest.raises(ValueError, match="pass kept_filters"):
+        scratch_bytes(shape, "filter_compact", target)
