@@ -107,6 +107,14 @@ def main(argv=None) -> int:
         fractions = [float(f) for f in args.fractions.split(",") if f]
         if any(not 0 < f < 1 for f in fractions):
             raise SweepError("--fractions must lie in (0, 1)")
+        if args.instructions_fraction is not None and not 0 < args.instructions_fraction < 1:
+            raise SweepError(f"--instructions-fraction {args.instructions_fraction}: must lie in (0, 1)")
+        if args.max_filter_ratio is not None and not 0 <= args.max_filter_ratio < 1:
+            raise SweepError(f"--max-filter-ratio {args.max_filter_ratio}: must be at least 0 and below 1")
+        if not 0 < args.train_images <= M.TRAIN_IMAGES:
+            raise SweepError(f"--train-images {args.train_images}: must lie in 1..{M.TRAIN_IMAGES:,} (the training split)")
+        if args.base_images is not None and not 0 < args.base_images <= M.TRAIN_IMAGES:
+            raise SweepError(f"--base-images {args.base_images}: must lie in 1..{M.TRAIN_IMAGES:,} (the training split)")
     except ValueError:
         print("python -m bench.pruning: error: --fractions: comma-separated numbers", file=sys.stderr)
         return 2

@@ -24,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = ("vgg", "resnet", "dscnn")
 BASE_EPOCHS = 3
+#: Fashion-MNIST's training split after the pruner's data module holds out 5,000 for validation.
+TRAIN_IMAGES = 55000
 #: Training images of the base models (the first of the 55,000-image training split).
 BASE_IMAGES = 30000
 #: Changes whenever the architecture or the training recipe does (part of the cache key).

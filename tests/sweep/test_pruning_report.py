@@ -75,3 +75,19 @@ def test_two_budgets_that_gave_the_same_model_are_two_rows_sharing_its_measureme
     rows = rows_of([prune("k1", 0.4), prune("k2", 0.33), measure])
     assert sorted(r["fraction"] for r in rows) == [0.33, 0.4]
     assert all(r["m4_instructions"] == 50 and r["budget_met_on_artifact"] for r in rows)
+
+
+def test_bad_flags_are_one_line_exit_2_before_anything_runs(tmp_path, capsys):
+    from bench.pruning.__main__ import main
+
+    out = tmp_path / "out"
+    for flags, message in ((["--instructions-fraction", "1.5"], "--instructions-fraction 1.5: must lie in (0, 1)"),
+                           (["--max-filter-ratio", "1"], "--max-filter-ratio 1.0: must be at least 0 and below 1"),
+                           (["--base-images", "60000"], "--base-images 60000: must lie in 1..55,000"),
+                           (["--train-images", "0"], "--train-images 0: must lie in 1..55,000"),
+                           (["--fractions", "0.4,1.2"], "--fractions must lie in (0, 1)"),
+                           (["--models", "lenet"], "unknown model 'lenet'")):
+        assert main(flags + ["--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not out.exists()   # nothing started, nothing written
