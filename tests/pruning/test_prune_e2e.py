@@ -14,6 +14,7 @@ try:
 except ImportError:  # under CI (DTMM_REQUIRE_TOOLS=1) this skip is a failure
     pytest.skip("tensorflow not installed (pip install 'dtmm-tvm[train]')", allow_module_level=True)
 
+from dtmm_tvm.frontend.tflite_reader import read_tflite
 from dtmm_tvm.pruning import Budget, prune
 from dtmm_tvm.pruning.api import PruneError, write_outputs
 from dtmm_tvm.pruning.data import DataError, digits
@@ -286,8 +287,19 @@ def test_export_check_catches_a_nonzero_pruned_filterlet(trained, data):
     assert len(check_export(tfl, [("c1", 8, 8, None), ("c2", 8, 8, None)] + convs[2:])) == 4
 
 
-def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained_no_dw, data, tmp_path):
+def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained_no_dw, data, tmp_path, monkeypatch):
+    from dtmm_tvm.pruning.artifact import ArtifactMeasurer
+
     trained = trained_no_dw
+    planned = []   # the int8 models the search's calibration compiled (the plan before fine-tuning)
+    figures = ArtifactMeasurer.figures
+
+    def spy(self, tflite, instructions, mode="dtmm"):
+        if mode == "dtmm":
+            planned.append(tflite)
+        return figures(self, tflite, instructions, mode)
+
+    monkeypatch.setattr(ArtifactMeasurer, "figures", spy)
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         pytest.skip(f"missing tools: {', '.join(missing)}")
@@ -310,14 +322,27 @@ def test_prune_digits_end_to_end_meets_budgets_on_the_compiled_artifact(trained_
     assert rep["accuracy"]["int8_pruned_tflm"] > 0.6           # one epoch of fine-tuning: far above chance
     assert rep["distill"] == {"weight": 0.5, "temperature": 4.0}
     assert rep["compiled"]["bit_exact_vs_tflm"] and rep["compiled"]["board_images"] == 4
-    # The plan was compiled before fine-tuning; the final artifact has the same masks, so it is
-    # never larger (int8 rounding after fine-tuning may zero a kept filterlet - c1's are one weight
-    # each - which the compiler then drops: 3 bytes fewer).
+    # The plan was compiled before fine-tuning: the final model has the same masks (the same kept
+    # filterlets in every conv), the same arena and the same constants but for the weights that
+    # fine-tuning moved across int8 zero inside a kept filterlet.
     calibration = rep["search"]["calibration"]
-    assert calibration and not calibration[-1]["missed"]
+    assert calibration and not calibration[-1]["missed"] and len(planned) == len(calibration)
     measured = calibration[-1]["measured"]
     assert rep["compiled"]["arena_bytes"] == measured["arena_bytes"]
-    assert measured["constants_bytes"] - 16 <= rep["compiled"]["constants_bytes"] <= measured["constants_bytes"]
+
+    def conv_weights(tflite):
+        g = read_tflite(tflite, name="t")
+        return [g.tensor(op.inputs[1]).data for op in g.operators if op.opcode == "CONV_2D"]
+
+    before_ft, after_ft = conv_weights(planned[-1]), conv_weights(result.tflite)
+    for a, b in zip(before_ft, after_ft, strict=True):
+        np.testing.assert_array_equal(np.any(a != 0, axis=3), np.any(b != 0, axis=3))   # same masks
+    # the bytes differ by 3 per weight that rounds to zero on one side only, in the layers stored
+    # per weight (unstructured CSR: int8 value + int16 column)
+    formats = [l["format"] for l in result.artifact_metadata["layers"] if l["name"].startswith("conv2d")]
+    per_weight = sum(int(np.count_nonzero(a)) - int(np.count_nonzero(b))
+                     for a, b, fmt in zip(before_ft, after_ft, formats, strict=True) if fmt == "unstructured_csr")
+    assert measured["constants_bytes"] - rep["compiled"]["constants_bytes"] == 3 * per_weight
     # Every priced layer has its measured instructions from the profiled run next to the prediction.
     rows = {r["layer"]: r for r in rep["layers"]}
     assert {"c1", "c2", "c3", "c4", "add", "fc", "fc/softmax"} <= set(rows)
