@@ -14,27 +14,29 @@ MARKERS = {"dense": "k*", "dtmm": "o", "filter": "s", "unstructured": "^", "patt
 
 
 def rows_of(records: list) -> list:
-    """One row per pruned model: prune figures joined with each board's measurement."""
+    """One row per (model, method, budget): prune figures joined with each board's measurement.
+    A budget run again (another machine's paths, another protocol) counts by its newest job."""
     prune = {}
     measure = {}
     for r in records:
         if r.get("status") != "ok":
             continue
-        if r["fn"].endswith("prune_job") and "tflite_sha256" in r["result"]:
-            # by job: two budgets whose searches chose the same plan give the same .tflite, two rows
-            prune[r["key"]] = r
+        if r["fn"].endswith("prune_job"):
+            # by budget, not by .tflite: two budgets whose searches chose the same plan give the
+            # same model, and are two rows sharing its measurement
+            prune[(r["result"]["model"], method_label(r), r["result"]["fraction"])] = r
         elif r["fn"].endswith("measure_job"):
             key = (r["inputs"]["tflite_sha256"], r["result"]["target"])
             measure[key] = r   # the last measurement of a model on a board wins (newest code)
     rows = []
-    for r in records:
-        if r.get("status") == "ok" and r["fn"].endswith("prune_job") and "not_achievable" in r["result"]:
+    for r in prune.values():
+        if "not_achievable" in r["result"]:
             res = r["result"]
             na = res["not_achievable"]
             rows.append({"model": res["model"], "method": method_label(r), "fraction": res["fraction"],
                          "accuracy": None, "not_achievable": na, "budget_flash_bytes": na.get("budget_flash_bytes"),
                          "budget_met_on_artifact": False, "prune_seconds": res["seconds"]})
-    for r in prune.values():
+    for r in [r for r in prune.values() if "tflite_sha256" in r["result"]]:
         res = r["result"]
         sha = res["tflite_sha256"]
         row = {"model": res["model"], "method": method_label(r), "fraction": res["fraction"],

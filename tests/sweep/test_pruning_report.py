@@ -75,6 +75,11 @@ def test_two_budgets_that_gave_the_same_model_are_two_rows_sharing_its_measureme
     rows = rows_of([prune("k1", 0.4), prune("k2", 0.33), measure])
     assert sorted(r["fraction"] for r in rows) == [0.33, 0.4]
     assert all(r["m4_instructions"] == 50 and r["budget_met_on_artifact"] for r in rows)
+    # the same budget run again (another machine's cache path: another job key): its newest job
+    again = prune("k4", 0.4)
+    again["result"]["accuracy"] = {"int8_accuracy": 0.7, "tflm_bit_exact": True}
+    rows = rows_of([prune("k1", 0.4), prune("k2", 0.33), measure, again])
+    assert sorted((r["fraction"], r["accuracy"]) for r in rows) == [(0.33, 0.8), (0.4, 0.7)]
 
 
 def test_bad_flags_are_one_line_exit_2_before_anything_runs(tmp_path, capsys):
